@@ -1,0 +1,113 @@
+"""The estimator base class: estimators are configuration, ``fit`` returns a new result.
+
+Concrete estimators are frozen, keyword-only dataclasses whose fields are the roles and
+options; they hold no data and no fitted state. ``fit`` validates the data into a
+:class:`~evalkit.data.Panel`, estimates, and returns a new immutable
+:class:`~evalkit.core.result.Result`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from evalkit.core.random import SeedLike, make_rng
+from evalkit.core.result import Result, check_level
+from evalkit.data.panel import Panel
+from evalkit.errors import DataError, DesignError
+from evalkit.inference.spec import Inference, parse_inference
+
+__all__ = ["Estimator", "FitContext"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FitContext:
+    """What ``fit`` hands to an estimator's ``_fit``: the resolved run settings."""
+
+    inference: Inference | None
+    seed: int
+    rng: Any
+    reps: int | None
+    level: float
+
+
+class Estimator:
+    """Base class of every estimator.
+
+    Subclasses are declared as ``@dataclasses.dataclass(frozen=True, kw_only=True)``
+    with their roles and options as fields, list the inference methods they support in
+    ``supported_inference``, and implement ``_fit(data, ctx) -> Result``.
+    """
+
+    registry_name: ClassVar[str] = ""
+    supported_inference: ClassVar[tuple[str, ...]] = ()
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the estimator's configuration as a dictionary."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def set_params(self, **changes: Any) -> Estimator:
+        """Return a new estimator with some options changed (the original is unchanged)."""
+        names = {f.name for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise DesignError(
+                f"{type(self).__name__} has no option(s) {', '.join(unknown)}",
+                hint=f"options are: {', '.join(sorted(names))}",
+                column=unknown[0],
+            )
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def fit(
+        self,
+        data: pd.DataFrame | Panel,
+        *,
+        inference: str | Inference | None = None,
+        seed: SeedLike = None,
+        reps: int | None = None,
+        level: float = 0.95,
+    ) -> Result:
+        """Estimate on ``data`` and return a new result.
+
+        Parameters
+        ----------
+        data
+            A pandas DataFrame (or a :class:`~evalkit.data.Panel`); never modified.
+        inference
+            A method name or :class:`~evalkit.inference.Inference`; None chooses the
+            estimator's default for this design and records why.
+        seed
+            Seed for every random draw (resampling, cross-fitting); recorded in the result.
+        reps
+            Replications for resampling inference.
+        level
+            Confidence level of the intervals.
+
+        Returns
+        -------
+        Result
+        """
+        level = check_level(level)
+        spec = parse_inference(inference, self.supported_inference, self.registry_name)
+        if reps is not None:
+            if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+                raise DesignError(
+                    f"reps must be a positive whole number, got {reps!r}", column="reps"
+                )
+            if spec is not None and spec.reps is None:
+                spec = dataclasses.replace(spec, reps=reps)
+        if isinstance(data, Panel):
+            data = data.to_frame()
+        if not isinstance(data, pd.DataFrame):
+            raise DataError(
+                f"data must be a pandas DataFrame, got {type(data).__name__}",
+                hint="read files with evalkit.data.read_csv, read_parquet or read_sql",
+            )
+        rng, used = make_rng(seed)
+        ctx = FitContext(inference=spec, seed=used, rng=rng, reps=reps, level=level)
+        return self._fit(data, ctx)
+
+    def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:  # pragma: no cover
+        raise NotImplementedError

@@ -1,0 +1,201 @@
+"""The catalogue of data checks run when a :class:`~evalkit.data.Panel` is built.
+
+Each check has a stable code (used in error messages, documentation and by programs
+that want to react to one problem), a title, and a hint on how to fix it. The checks
+raise :class:`~evalkit.errors.DataError` or, for conventions where rows are dropped,
+return the rows to drop so that the caller can count them in a warning.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from evalkit.errors import DataError, DesignError
+
+__all__ = ["CATALOGUE", "Check", "fail"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One entry of the check catalogue."""
+
+    code: str
+    title: str
+    hint: str
+
+
+CATALOGUE: dict[str, Check] = {
+    c.code: c
+    for c in [
+        Check("P001", "empty data", "pass a data frame with at least one row"),
+        Check(
+            "P002",
+            "missing column",
+            "check the spelling of the role, or rename the column in your data",
+        ),
+        Check(
+            "P003",
+            "duplicate unit x time rows",
+            "aggregate to one row per unit and period, or, for repeated cross-sections, "
+            "set panel=False so that `unit` names the group",
+        ),
+        Check(
+            "P004",
+            "non-numeric values",
+            "convert the column to numbers, e.g. df[col] = pd.to_numeric(df[col])",
+        ),
+        Check("P005", "infinite values", "replace +/-inf, e.g. df[col].replace([np.inf, -np.inf], np.nan)"),
+        Check(
+            "P006",
+            "missing values",
+            "rows with missing values in analysis columns are dropped (and counted); "
+            "identifier columns (unit, time, cluster) must be complete",
+        ),
+        Check("P007", "treatment not 0/1", "code treatment as 1 for treated unit-periods and 0 otherwise"),
+        Check(
+            "P008",
+            "treatment switches off",
+            "this estimator needs absorbing treatment (once treated, always treated); "
+            "recode treatment or use an estimator that allows switching",
+        ),
+        Check(
+            "P009",
+            "cluster varies within unit",
+            "clusters must nest units: use a grouping constant within each unit (e.g. its city)",
+        ),
+        Check("P010", "single period", "difference-in-differences needs at least two periods"),
+        Check(
+            "P011",
+            "all or no units treated",
+            "a comparison needs both treated and untreated observations",
+        ),
+        Check("P012", "invalid weights", "weights must be finite and non-negative with a positive sum"),
+        Check(
+            "P013",
+            "role given twice",
+            "each column can play one role; pass distinct columns for outcome, unit, time, ...",
+        ),
+        Check("P014", "cohort inconsistent", "cohort must be the first treated period, constant within unit"),
+        Check(
+            "P015",
+            "unbalanced panel",
+            "this estimator needs every unit observed in every period; balance the panel "
+            "or pass allow_unbalanced=True where the estimator offers it",
+        ),
+    ]
+}
+
+
+def fail(code: str, message: str, *, column: str | None = None, hint: str | None = None) -> None:
+    """Raise the :class:`DataError` of catalogue entry ``code``."""
+    raise DataError(message, code=code, column=column, hint=hint or CATALOGUE[code].hint)
+
+
+def check_not_empty(frame: pd.DataFrame) -> None:
+    """P001: the frame has rows."""
+    if len(frame) == 0:
+        fail("P001", "the data have no rows")
+
+
+def check_columns(frame: pd.DataFrame, roles: dict[str, str | Sequence[str] | None]) -> None:
+    """P002/P013: every named column exists, and no column plays two roles."""
+    seen: dict[str, str] = {}
+    for role, cols in roles.items():
+        for col in _as_list(cols):
+            if not isinstance(col, str):
+                raise DesignError(
+                    f"role {role!r} must name a column by its string name, got {col!r}",
+                    column=role,
+                )
+            if col not in frame.columns:
+                close = difflib.get_close_matches(col, [str(c) for c in frame.columns], n=3)
+                hint = (
+                    f"did you mean {' or '.join(map(repr, close))}?"
+                    if close
+                    else f"available columns: {', '.join(map(str, list(frame.columns)[:20]))}"
+                )
+                fail("P002", f"column {col!r} (role {role}) is not in the data", column=col, hint=hint)
+            if col in seen and not (role == "cluster" and seen[col] == "unit"):
+                fail(
+                    "P013",
+                    f"column {col!r} is given as both {seen[col]} and {role}",
+                    column=col,
+                )
+            seen.setdefault(col, role)
+
+
+def _as_list(cols: str | Sequence[str] | None) -> list[str]:
+    if cols is None:
+        return []
+    if isinstance(cols, str):
+        return [cols]
+    return list(cols)
+
+
+def numeric_column(frame: pd.DataFrame, col: str, role: str) -> np.ndarray:
+    """P004/P005: return column ``col`` as float, rejecting text and infinities.
+
+    Missing values are returned as NaN for the caller to drop.
+    """
+    series = frame[col]
+    if isinstance(series.dtype, pd.CategoricalDtype) or not (
+        pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+    ):
+        converted = pd.to_numeric(series, errors="coerce")
+        bad = converted.isna() & series.notna()
+        if bad.any():
+            example = series[bad].iloc[0]
+            fail(
+                "P004",
+                f"column {col!r} (role {role}) has {int(bad.sum())} non-numeric value(s), "
+                f"e.g. {example!r}",
+                column=col,
+            )
+        series = converted
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    inf = np.isinf(values)
+    if inf.any():
+        fail("P005", f"column {col!r} (role {role}) has {int(inf.sum())} infinite value(s)", column=col)
+    return values
+
+
+def check_identifier(frame: pd.DataFrame, col: str, role: str) -> None:
+    """P006: identifier columns must have no missing values."""
+    n_missing = int(frame[col].isna().sum())
+    if n_missing:
+        fail(
+            "P006",
+            f"identifier column {col!r} (role {role}) has {n_missing} missing value(s)",
+            column=col,
+            hint=f"drop or fill those rows before estimation: df.dropna(subset=[{col!r}])",
+        )
+
+
+def check_binary(values: np.ndarray, col: str, role: str = "treatment") -> None:
+    """P007: a 0/1 column."""
+    finite = values[~np.isnan(values)]
+    bad = ~np.isin(finite, (0.0, 1.0))
+    if bad.any():
+        examples = ", ".join(map(str, np.unique(finite[bad])[:3]))
+        fail(
+            "P007",
+            f"column {col!r} (role {role}) must be 0/1 but has value(s) {examples}",
+            column=col,
+        )
+
+
+def check_time_values(values: Iterable[object], col: str) -> None:
+    """P004: time must be numeric (periods) or datetime-like."""
+    series = pd.Series(values)
+    if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_datetime64_any_dtype(series)):
+        fail(
+            "P004",
+            f"time column {col!r} must be numeric (e.g. year, month index) or datetime",
+            column=col,
+            hint="convert it, e.g. pd.to_datetime(df[col]) or a running period index",
+        )

@@ -1,0 +1,1 @@
+"""Estimators of the synth family (later issues)."""
