@@ -5,4 +5,13 @@ from evalkit.core.random import make_rng
 from evalkit.core.registry import get, names, register
 from evalkit.core.result import InferenceInfo, Result
 
-__all__ = ["Estimator", "FitContext", "InferenceInfo", "Result", "get", "make_rng", "names", "register"]
+__all__ = [
+    "Estimator",
+    "FitContext",
+    "InferenceInfo",
+    "Result",
+    "get",
+    "make_rng",
+    "names",
+    "register",
+]

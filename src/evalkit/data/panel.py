@@ -19,7 +19,7 @@ import pandas as pd
 from evalkit.data import checks
 from evalkit.errors import DataError, RowsDroppedWarning
 
-__all__ = ["ROLES", "Panel"]
+__all__ = ["ROLES", "Panel", "nested_within"]
 
 ROLES: tuple[str, ...] = (
     "outcome",
@@ -36,6 +36,28 @@ ROLES: tuple[str, ...] = (
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
+
+
+def _has_duplicates(key: np.ndarray, n_cells: int) -> bool:
+    """Return True when a non-negative integer key repeats (one counting pass if it fits)."""
+    if n_cells <= 200_000_000:
+        return bool(np.bincount(key, minlength=n_cells).max(initial=0) > 1)
+    ordered = np.sort(key)
+    return bool((ordered[1:] == ordered[:-1]).any())
+
+
+def nested_within(inner: np.ndarray, outer: np.ndarray, n_inner: int) -> np.ndarray:
+    """Boolean per ``inner`` code: True when all its rows share one ``outer`` code.
+
+    Examples
+    --------
+    >>> nested_within(np.array([0, 0, 1, 1]), np.array([5, 5, 6, 7]), 2)
+    array([ True, False])
+    """
+    first = np.full(n_inner, -1, dtype=np.int64)
+    first[inner[::-1]] = outer[::-1]  # the first outer code seen for each inner code
+    differs = np.bincount(inner, weights=(first[inner] != outer), minlength=n_inner)
+    return differs == 0
 
 
 class Panel:
@@ -225,7 +247,7 @@ class Panel:
         unit, time = self.roles.get("unit"), self.roles.get("time")
         if self.panel and unit is not None and time is not None:
             key = self.unit_codes * np.int64(self.n_periods) + self.time_codes
-            if len(np.unique(key)) != self.n_obs:
+            if _has_duplicates(key, self.n_units * self.n_periods):
                 dup = pd.Series(key).duplicated(keep=False).to_numpy()
                 first = self._frame.loc[dup, [unit, time]].iloc[0]
                 checks.fail(
@@ -241,7 +263,9 @@ class Panel:
             d = self._values[treat]
             if d.min() == d.max():
                 which = "all" if d.max() == 1 else "no"
-                checks.fail("P011", f"{which} observations are treated in column {treat!r}", column=treat)
+                checks.fail(
+                    "P011", f"{which} observations are treated in column {treat!r}", column=treat
+                )
         if balanced and self.panel and unit is not None and time is not None:
             if self.n_obs != self.n_units * self.n_periods:
                 checks.fail(
@@ -266,12 +290,12 @@ class Panel:
                 )
         cluster = self.roles.get("cluster")
         if cluster_nests_unit and cluster is not None and unit is not None and cluster != unit:
-            per_unit = pd.Series(self.cluster_codes).groupby(self.unit_codes).nunique()
-            if (per_unit > 1).any():
-                bad = self.units[int(per_unit.index[per_unit.to_numpy() > 1][0])]
+            ok = nested_within(self.unit_codes, self.cluster_codes, self.n_units)
+            if not ok.all():
+                bad = self.units[int(np.flatnonzero(~ok)[0])]
                 checks.fail(
                     "P009",
-                    f"cluster {cluster!r} takes more than one value within {int((per_unit > 1).sum())} "
+                    f"cluster {cluster!r} takes more than one value within {int((~ok).sum())} "
                     f"unit(s), e.g. {unit}={bad!r}",
                     column=cluster,
                 )

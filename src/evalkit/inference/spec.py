@@ -22,7 +22,9 @@ METHODS: dict[str, str] = {
     "iid": "classical (homoskedastic) standard errors",
     "hetero": "heteroskedasticity-robust (HC1) standard errors",
     "cluster": "cluster-robust CR1 standard errors (Stata/fixest small-sample convention)",
-    "cr2": "Bell-McCaffrey CR2 cluster-robust standard errors with Satterthwaite degrees of freedom",
+    "cr2": (
+        "Bell-McCaffrey CR2 cluster-robust standard errors with Satterthwaite degrees of freedom"
+    ),
     "wild": "wild cluster bootstrap",
     "bootstrap": "multiplier bootstrap",
     "permutation": "randomization inference over units",

@@ -70,12 +70,10 @@ def coefficient_plot(
             if key in tidy:
                 labels = [f"{a} [{key}={b}]" for a, b in zip(labels, tidy[key], strict=True)]
         y = np.arange(len(tidy))[::-1]
-        ax.errorbar(
-            tidy["estimate"], y, xerr=[lo, hi], fmt="o", color=color, capsize=3, **kwargs
-        )
+        ax.errorbar(tidy["estimate"], y, xerr=[lo, hi], fmt="o", color=color, capsize=3, **kwargs)
         ax.set_yticks(y, labels)
         ax.axvline(0.0, color="0.4", lw=0.8)
         ax.set_xlabel("Estimate")
-    level_pct = int(round((level or result.level) * 100))
+    level_pct = round((level or result.level) * 100)
     ax.set_title(f"{result.estimator} ({level_pct}% CI; {result.inference.method})")
     return ax

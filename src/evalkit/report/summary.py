@@ -65,9 +65,13 @@ class Summary:
         for key, label in names.items():
             if key in info and info[key] is not None:
                 value = info[key]
-                text = f"{value:.4f}" if isinstance(value, float) else f"{value:,}" if isinstance(
-                    value, int
-                ) else str(value)
+                text = (
+                    f"{value:.4f}"
+                    if isinstance(value, float)
+                    else f"{value:,}"
+                    if isinstance(value, int)
+                    else str(value)
+                )
                 facts.append((label, text))
         if "fixed_effects" in info:
             facts.append(("Fixed effects", ", ".join(info["fixed_effects"]) or "none"))
@@ -76,7 +80,7 @@ class Summary:
     def __str__(self) -> str:
         d = self.digits
         rows = self._rows()
-        level = int(round(self.result.level * 100))
+        level = round(self.result.level * 100)
         header = f"{'':<28}{'Estimate':>14}{'CI ' + str(level) + '%':>26}{'p':>9}"
         lines = [f"{self.result.estimator}", "=" * len(header), header, "-" * len(header)]
         for r in rows.itertuples(index=False):
@@ -103,23 +107,17 @@ class Summary:
         body = []
         for r in rows.itertuples(index=False):
             body.append(
-                "<tr><td style='text-align:left'>{}</td><td>{}{}<br>({})</td><td>[{}, {}]</td>"
-                "<td>{}</td></tr>".format(
-                    html.escape(r.label),
-                    _fmt(r.estimate, d),
-                    stars(r.p_value),
-                    _fmt(r.std_error, d),
-                    _fmt(r.conf_low, d),
-                    _fmt(r.conf_high, d),
-                    _fmt(r.p_value, 3),
-                )
+                f"<tr><td style='text-align:left'>{html.escape(r.label)}</td>"
+                f"<td>{_fmt(r.estimate, d)}{stars(r.p_value)}<br>({_fmt(r.std_error, d)})</td>"
+                f"<td>[{_fmt(r.conf_low, d)}, {_fmt(r.conf_high, d)}]</td>"
+                f"<td>{_fmt(r.p_value, 3)}</td></tr>"
             )
         facts = "".join(
             f"<tr><td style='text-align:left'>{html.escape(a)}</td><td colspan=3>{html.escape(b)}"
             "</td></tr>"
             for a, b in self._facts()
         )
-        level = int(round(self.result.level * 100))
+        level = round(self.result.level * 100)
         return (
             f"<table><caption>{html.escape(self.result.estimator)}</caption>"
             f"<thead><tr><th></th><th>Estimate (SE)</th><th>CI {level}%</th><th>p</th></tr>"

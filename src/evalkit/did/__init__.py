@@ -1,0 +1,8 @@
+"""Difference-in-differences estimators.
+
+Importing this module registers the estimators under ``"did.<Class>"`` names.
+"""
+
+from evalkit.did.twfe import TWFE
+
+__all__ = ["TWFE"]
