@@ -1,0 +1,65 @@
+"""One small, valid example per registered estimator, for the contract tests.
+
+Every estimator in the registry must have an entry here; the contract test fails for a
+registered estimator without one, so new estimators cannot skip the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def staggered_panel(seed: int = 0, n_units: int = 60, n_periods: int = 8) -> pd.DataFrame:
+    """A balanced staggered-adoption panel with two groups per unit-period cell."""
+    rng = np.random.default_rng(seed)
+    unit = np.repeat(np.arange(n_units), n_periods)
+    time = np.tile(np.arange(2001, 2001 + n_periods), n_units)
+    cohorts = np.array([0, 2004, 2006])
+    cohort = cohorts[np.arange(n_units) % 3][unit]
+    d = ((cohort > 0) & (time >= cohort)).astype(int)
+    x = rng.normal(size=len(unit)) + 0.1 * (time - 2001)
+    y = (
+        rng.normal(size=n_units)[unit]
+        + 0.2 * (time - 2001)
+        + 0.5 * d
+        + 0.3 * x
+        + rng.normal(scale=0.5, size=len(unit))
+    )
+    return pd.DataFrame(
+        {
+            "unit": unit,
+            "time": time,
+            "city": unit // 4,
+            "cohort": cohort,
+            "treat": d,
+            "x": x,
+            "y": y,
+            "w": rng.uniform(1, 3, size=len(unit)),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    """Constructor options, data, and the column whose removal must be reported."""
+
+    options: dict[str, Any]
+    data: Callable[[], pd.DataFrame] = staggered_panel
+    fit: dict[str, Any] = field(default_factory=dict)
+    outcome: str = "y"
+
+
+CASES: dict[str, Case] = {
+    "did.TWFE": Case(
+        dict(outcome="y", treatment="treat", unit="unit", time="time", covariates=["x"])
+    ),
+    "did.CallawaySantAnna": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
+    "did.EventStudy": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
+    "did.SunAbraham": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
+    "did.ImputationDiD": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
+}
