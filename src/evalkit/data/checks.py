@@ -49,14 +49,22 @@ CATALOGUE: dict[str, Check] = {
             "non-numeric values",
             "convert the column to numbers, e.g. df[col] = pd.to_numeric(df[col])",
         ),
-        Check("P005", "infinite values", "replace +/-inf, e.g. df[col].replace([np.inf, -np.inf], np.nan)"),
+        Check(
+            "P005",
+            "infinite values",
+            "replace +/-inf, e.g. df[col].replace([np.inf, -np.inf], np.nan)",
+        ),
         Check(
             "P006",
             "missing values",
             "rows with missing values in analysis columns are dropped (and counted); "
             "identifier columns (unit, time, cluster) must be complete",
         ),
-        Check("P007", "treatment not 0/1", "code treatment as 1 for treated unit-periods and 0 otherwise"),
+        Check(
+            "P007",
+            "treatment not 0/1",
+            "code treatment as 1 for treated unit-periods and 0 otherwise",
+        ),
         Check(
             "P008",
             "treatment switches off",
@@ -74,13 +82,19 @@ CATALOGUE: dict[str, Check] = {
             "all or no units treated",
             "a comparison needs both treated and untreated observations",
         ),
-        Check("P012", "invalid weights", "weights must be finite and non-negative with a positive sum"),
+        Check(
+            "P012", "invalid weights", "weights must be finite and non-negative with a positive sum"
+        ),
         Check(
             "P013",
             "role given twice",
             "each column can play one role; pass distinct columns for outcome, unit, time, ...",
         ),
-        Check("P014", "cohort inconsistent", "cohort must be the first treated period, constant within unit"),
+        Check(
+            "P014",
+            "cohort inconsistent",
+            "cohort must be the first treated period, constant within unit",
+        ),
         Check(
             "P015",
             "unbalanced panel",
@@ -119,7 +133,12 @@ def check_columns(frame: pd.DataFrame, roles: dict[str, str | Sequence[str] | No
                     if close
                     else f"available columns: {', '.join(map(str, list(frame.columns)[:20]))}"
                 )
-                fail("P002", f"column {col!r} (role {role}) is not in the data", column=col, hint=hint)
+                fail(
+                    "P002",
+                    f"column {col!r} (role {role}) is not in the data",
+                    column=col,
+                    hint=hint,
+                )
             if col in seen and not (role == "cluster" and seen[col] == "unit"):
                 fail(
                     "P013",
@@ -160,7 +179,11 @@ def numeric_column(frame: pd.DataFrame, col: str, role: str) -> np.ndarray:
     values = series.to_numpy(dtype=float, na_value=np.nan)
     inf = np.isinf(values)
     if inf.any():
-        fail("P005", f"column {col!r} (role {role}) has {int(inf.sum())} infinite value(s)", column=col)
+        fail(
+            "P005",
+            f"column {col!r} (role {role}) has {int(inf.sum())} infinite value(s)",
+            column=col,
+        )
     return values
 
 

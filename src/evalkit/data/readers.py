@@ -30,7 +30,9 @@ def _existing(path: str | Path) -> Path:
     return p
 
 
-def read_csv(path: str | Path, *, columns: Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
+def read_csv(
+    path: str | Path, *, columns: Sequence[str] | None = None, **kwargs: Any
+) -> pd.DataFrame:
     """Read a CSV file (separator sniffed when not given).
 
     Parameters
