@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from evalkit import EvalkitError
+from evalkit.cli import main
+from evalkit.core import registry
+
+
+def test_registry_lookup_and_suggestion():
+    assert registry.get("did.TWFE").__name__ == "TWFE"
+    with pytest.raises(EvalkitError, match=r"did\.TWFE"):
+        registry.get("did.TWEF")
+
+
+def test_cli_help_and_estimators():
+    runner = CliRunner()
+    out = runner.invoke(main, ["--help"])
+    assert out.exit_code == 0 and "verify" in out.output
+    out = runner.invoke(main, ["estimators"])
+    assert out.exit_code == 0 and "did.TWFE" in out.output
+
+
+def test_cli_describe_reports_evalkit_errors_with_status_2(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("id,t,y\n1,1,0.5\n1,1,0.7\n", encoding="utf-8")
+    out = CliRunner().invoke(main, ["describe", str(path), "--unit", "id", "--time", "t"])
+    assert out.exit_code == 2
+    assert "P003" in out.output
+    out = CliRunner().invoke(main, ["describe", str(path), "--unit", "idd", "--time", "t"])
+    assert out.exit_code == 2 and "idd" in out.output
