@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from evalkit.errors import DesignError, InferenceUnavailableWarning
 
@@ -309,6 +308,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def _critical(level: float, df: np.ndarray) -> np.ndarray:
+    from scipy import stats  # imported on first use: it is slow to import
+
     q = 0.5 + level / 2.0
     crit = np.full(df.shape, stats.norm.ppf(q))
     finite = np.isfinite(df)
@@ -323,6 +324,8 @@ def _fill_inference(table: pd.DataFrame, level: float, intervals_only: bool = Fa
     Columns already present and non-missing (e.g. bootstrap intervals) are kept unless
     ``intervals_only`` asks for the intervals to be recomputed at a new level.
     """
+    from scipy import stats
+
     est = table["estimate"].to_numpy(dtype=float)
     se = table["std_error"].to_numpy(dtype=float)
     df = table["df"].to_numpy(dtype=float)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
@@ -67,6 +68,7 @@ class WithinTransform:
     max_iter: int = 10_000
     n_levels: tuple[int, ...] = field(init=False)
     closed_form: bool = field(init=False)
+    grid_order: bool = field(init=False)
 
     def __post_init__(self) -> None:
         factors = tuple(np.asarray(f, dtype=np.int64) for f in self.factors)
@@ -74,19 +76,26 @@ class WithinTransform:
         levels = tuple(int(f.max()) + 1 if len(f) else 0 for f in factors)
         object.__setattr__(self, "n_levels", levels)
         closed = len(factors) == 1
+        grid = False
         if len(factors) == 2 and self.weights is None:
             n = len(factors[0])
             if n == levels[0] * levels[1]:
-                cells = np.bincount(factors[0] * levels[1] + factors[1], minlength=n)
-                closed = bool(cells.max() == 1)
+                cell = factors[0] * levels[1] + factors[1]
+                # rows in unit-major order on the full grid: reshape instead of gathering
+                grid = bool(np.array_equal(cell, np.arange(n)))
+                closed = grid or bool(np.bincount(cell, minlength=n).max() == 1)
         object.__setattr__(self, "closed_form", closed)
-        counts = [
+        object.__setattr__(self, "grid_order", grid)
+
+    @cached_property
+    def _counts(self) -> list[np.ndarray]:
+        """(Weighted) number of observations per level of each factor."""
+        return [
             group_sums(f, self.weights, k)
             if self.weights is not None
             else np.bincount(f, minlength=k).astype(float)
-            for f, k in zip(factors, levels, strict=True)
+            for f, k in zip(self.factors, self.n_levels, strict=True)
         ]
-        object.__setattr__(self, "_counts", counts)
 
     @property
     def n_obs(self) -> int:
@@ -101,6 +110,8 @@ class WithinTransform:
         """
         if len(self.factors) == 1:
             return 0
+        if self.closed_form:
+            return 1  # a complete grid is one connected component
         a, b = self.factors[0], self.factors[1]
         na, nb = self.n_levels[0], self.n_levels[1]
         graph = sparse.coo_matrix((np.ones(len(a)), (a, b + na)), shape=(na + nb, na + nb)).tocsr()
@@ -135,6 +146,11 @@ class WithinTransform:
     def _demean_column(self, x: np.ndarray) -> np.ndarray:
         if len(self.factors) == 1:
             return x - self._means(0, x)
+        if self.grid_order:
+            table = x.reshape(self.n_levels)
+            rows = table.mean(axis=1, keepdims=True)
+            cols = table.mean(axis=0, keepdims=True)
+            return (table - rows - cols + table.mean()).ravel()
         if self.closed_form:
             grand = x.mean()
             return x - self._means(0, x) - self._means(1, x) + grand

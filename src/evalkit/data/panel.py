@@ -19,7 +19,7 @@ import pandas as pd
 from evalkit.data import checks
 from evalkit.errors import DataError, RowsDroppedWarning
 
-__all__ = ["ROLES", "Panel", "nested_within"]
+__all__ = ["ROLES", "Panel", "nested_within", "sorted_codes"]
 
 ROLES: tuple[str, ...] = (
     "outcome",
@@ -46,6 +46,31 @@ def _has_duplicates(key: np.ndarray, n_cells: int) -> bool:
     return bool((ordered[1:] == ordered[:-1]).any())
 
 
+def sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Return integer codes ``0..k-1`` in sorted order of the values, and the values.
+
+    Small-range integer columns (the usual ids and periods) are coded with one lookup
+    table instead of a hash table or a sort.
+
+    Examples
+    --------
+    >>> sorted_codes(pd.Series([2005, 2003, 2005]))
+    (array([1, 0, 1]), array([2003, 2005]))
+    """
+    if pd.api.types.is_integer_dtype(values.dtype) and len(values):
+        arr = values.to_numpy()
+        low, high = int(arr.min()), int(arr.max())
+        span = high - low + 1
+        if span <= 4 * len(arr) + 1024:
+            shifted = arr - low
+            present = np.zeros(span, dtype=bool)
+            present[shifted] = True
+            lookup = np.cumsum(present) - 1
+            return lookup[shifted].astype(np.int64), np.flatnonzero(present) + low
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), np.asarray(uniques)
+
+
 def nested_within(inner: np.ndarray, outer: np.ndarray, n_inner: int) -> np.ndarray:
     """Boolean per ``inner`` code: True when all its rows share one ``outer`` code.
 
@@ -56,8 +81,10 @@ def nested_within(inner: np.ndarray, outer: np.ndarray, n_inner: int) -> np.ndar
     """
     first = np.full(n_inner, -1, dtype=np.int64)
     first[inner[::-1]] = outer[::-1]  # the first outer code seen for each inner code
-    differs = np.bincount(inner, weights=(first[inner] != outer), minlength=n_inner)
-    return differs == 0
+    differs = first[inner] != outer
+    if not differs.any():
+        return np.ones(n_inner, dtype=bool)
+    return np.bincount(inner, weights=differs, minlength=n_inner) == 0
 
 
 class Panel:
@@ -215,20 +242,20 @@ class Panel:
         self.time_codes: np.ndarray | None = None
         self.times: np.ndarray | None = None
         if unit is not None:
-            codes, uniques = pd.factorize(frame[unit], sort=True)
-            self.unit_codes = _readonly(codes.astype(np.int64))
+            codes, uniques = sorted_codes(frame[unit])
+            self.unit_codes = _readonly(codes.astype(np.int64, copy=False))
             self.units = _readonly(np.asarray(uniques))
         if time is not None:
-            codes, uniques = pd.factorize(frame[time], sort=True)
-            self.time_codes = _readonly(codes.astype(np.int64))
+            codes, uniques = sorted_codes(frame[time])
+            self.time_codes = _readonly(codes.astype(np.int64, copy=False))
             self.times = _readonly(np.asarray(uniques))
         self.n_units = 0 if self.units is None else len(self.units)
         self.n_periods = 0 if self.times is None else len(self.times)
 
         self.cluster_codes: np.ndarray | None = None
         if cluster is not None:
-            codes, uniques = pd.factorize(frame[cluster], sort=True)
-            self.cluster_codes = _readonly(codes.astype(np.int64))
+            codes, uniques = sorted_codes(frame[cluster])
+            self.cluster_codes = _readonly(codes.astype(np.int64, copy=False))
             self.n_clusters = len(uniques)
         else:
             self.n_clusters = 0

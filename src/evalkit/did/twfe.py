@@ -269,6 +269,8 @@ def _prune(
     """Rows to keep: positive weight and (optionally) no singleton unit or period."""
     keep = np.ones(panel.n_obs, dtype=bool) if w is None else w > 0
     reasons: dict[str, int] = {}
+    if w is None and panel.is_balanced and min(panel.n_units, panel.n_periods) >= 2:
+        return keep, reasons  # a complete grid has no singletons
     if w is not None and not keep.all():
         reasons["with zero weight"] = int((~keep).sum())
     if singletons:
@@ -339,9 +341,13 @@ def _check_rank(
     if w is not None:
         raw = raw * np.sqrt(w)[:, None]
     raw_norm = np.sqrt((raw**2).sum(axis=0))
-    r = np.linalg.qr(xt, mode="r")
+    try:
+        # the diagonal of the Cholesky factor of X'X is that of R in X = QR
+        diag = np.abs(np.diag(np.linalg.cholesky(xt.T @ xt)))
+    except np.linalg.LinAlgError:
+        diag = np.abs(np.diag(np.linalg.qr(xt, mode="r")))
     for j, name in enumerate(names):
-        if raw_norm[j] == 0 or abs(r[j, j]) <= 1e-9 * raw_norm[j]:
+        if raw_norm[j] == 0 or not diag[j] > 1e-9 * raw_norm[j]:
             raise NotEstimableError(
                 f"{name!r} cannot be estimated: it is collinear with the {unit} and {time} "
                 "fixed effects or with the other regressors",
