@@ -1,25 +1,17 @@
-"""Shared test fixtures and settings."""
+"""Fixtures shared by the tests."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import matplotlib
 import pytest
-
-matplotlib.use("Agg")
-
-REFERENCE_DIR = Path(
-    os.environ.get(
-        "EVALKIT_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data/reference"
-    )
-)
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """Folder of the public reference datasets (EVALKIT_DATA_DIR in CI)."""
-    if not REFERENCE_DIR.is_dir():
-        pytest.skip(f"reference data folder {REFERENCE_DIR} not found; set EVALKIT_DATA_DIR")
-    return REFERENCE_DIR
+    """Folder of the public reference datasets (EVALKIT_DATA_DIR, resolved in conftest.py)."""
+    folder = os.environ.get("EVALKIT_DATA_DIR")
+    if not folder or not Path(folder).is_dir():
+        pytest.fail("reference datasets not found; set EVALKIT_DATA_DIR to their folder")
+    return Path(folder)

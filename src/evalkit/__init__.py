@@ -11,7 +11,7 @@ Examples
 >>> df["post"] = ((df["first.treat"] > 0) & (df["year"] >= df["first.treat"])).astype(int)
 >>> res = TWFE(outcome="lemp", treatment="post", unit="countyreal", time="year").fit(df)
 >>> round(float(res.estimate("post")), 4)
--0.0366
+-0.0365
 """
 
 from __future__ import annotations

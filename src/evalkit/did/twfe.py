@@ -91,7 +91,7 @@ class TWFE(Estimator):
     >>> df["post"] = ((df["first.treat"] > 0) & (df["year"] >= df["first.treat"])).astype(int)
     >>> res = TWFE(outcome="lemp", treatment="post", unit="countyreal", time="year").fit(df)
     >>> round(res.estimate("post"), 4)
-    -0.0366
+    -0.0365
     """
 
     outcome: str
