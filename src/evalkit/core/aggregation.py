@@ -38,10 +38,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit.core.result import InferenceInfo, Result, check_level, make_table
+from evalkit.core.result import InferenceInfo, Result, Scores, check_level, make_table
 from evalkit.errors import DesignError, InferenceUnavailableWarning, NotEstimableError
 from evalkit.inference.multiplier import (
     analytic_vcov,
+    cluster_sums,
     multiplier_bootstrap,
     sup_t_critical_value,
 )
@@ -83,6 +84,9 @@ class GroupTimeData:
         ``(n,)`` sampling weights of the units, rescaled to mean one.
     cluster
         ``(n,)`` integer cluster codes, or None when each sampling unit is a cluster.
+    cluster_labels
+        The label of each cluster code (or of each sampling unit when ``cluster`` is None),
+        for lining up subgroup fits; None when sampling units have no labels.
     reference
         ``(K,)`` True for cells fixed at zero by construction (the base period of a
         universal base period), which have no sampling variation.
@@ -102,6 +106,7 @@ class GroupTimeData:
     unit_weights: np.ndarray
     cluster: np.ndarray | None
     reference: np.ndarray
+    cluster_labels: np.ndarray | None = None
     anticipation: int = 0
     t_first: float = 0.0
     t_last: float = 0.0
@@ -459,9 +464,14 @@ class GroupTimeResult(BandResult):
             info=info,
             level=level,
             _vcov=inf.vcov,
+            _scores=Scores(gt.cluster_labels, cluster_sums(psi, gt.cluster) / gt.n),
             _sup_t=inf.sup_t,
             _band=main if inf.sup_t is not None else None,
         )
+
+    def headline(self) -> Result:
+        """Return the overall ATT: what subgroup comparisons (``by=``) compare."""
+        return self.aggregate("overall")
 
     def pretest(self) -> WaldTest:
         """Wald test that all pre-treatment ``ATT(g,t)`` are zero (parallel pre-trends).

@@ -68,6 +68,7 @@ class Estimator:
         seed: SeedLike = None,
         reps: int | None = None,
         level: float = 0.95,
+        by: str | None = None,
     ) -> Result:
         """Estimate on ``data`` and return a new result.
 
@@ -84,6 +85,12 @@ class Estimator:
             Replications for resampling inference.
         level
             Confidence level of the intervals.
+        by
+            A column of subgroups: fit each subgroup on its own rows and return the
+            subgroup estimates (key ``group``), their pairwise differences, and Wald tests
+            that they are equal (``info["equality_tests"]``), with a joint covariance from
+            the fits' per-cluster influence contributions, which stays right when the
+            subgroups share clusters, units or controls (:mod:`evalkit.core.heterogeneity`).
 
         Returns
         -------
@@ -107,7 +114,17 @@ class Estimator:
             )
         rng, used = make_rng(seed)
         ctx = FitContext(inference=spec, seed=used, rng=rng, reps=reps, level=level)
-        return self._fit(data, ctx)
+        if by is None:
+            return self._fit(data, ctx)
+        from evalkit.core.heterogeneity import combine_groups, split_by
+
+        fits = []
+        for group, rows in split_by(data, by):
+            # every subgroup draws from the same seed, so results do not depend on order
+            sub_rng, _ = make_rng(used)
+            sub_ctx = dataclasses.replace(ctx, rng=sub_rng)
+            fits.append((group, self._fit(rows, sub_ctx)))
+        return combine_groups(by, fits, level)
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:  # pragma: no cover
         raise NotImplementedError

@@ -23,7 +23,15 @@ from evalkit.errors import DesignError, InferenceUnavailableWarning
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-__all__ = ["KEY_COLUMNS", "TIDY_COLUMNS", "InferenceInfo", "Result", "check_level", "jsonable"]
+__all__ = [
+    "KEY_COLUMNS",
+    "TIDY_COLUMNS",
+    "InferenceInfo",
+    "Result",
+    "Scores",
+    "check_level",
+    "jsonable",
+]
 
 TIDY_COLUMNS: tuple[str, ...] = (
     "term",
@@ -128,6 +136,22 @@ def _freeze(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True, eq=False)
+class Scores:
+    """Per-cluster influence contributions of a result's estimates.
+
+    ``values[c, j]`` is cluster ``labels[c]``'s contribution to estimate ``j`` (in table
+    order), scaled so that ``values.T @ values`` is the covariance of the estimates up to
+    the small-sample factor of the inference used. Subgroup comparisons (``by=``) line up
+    the clusters of several fits by label, which makes their covariance right when the
+    subgroups share clusters, units or controls. No microdata: one row per cluster of
+    sums, kept in memory and never written out.
+    """
+
+    labels: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class Result:
     """Estimates from one fit, with their inference.
 
@@ -156,6 +180,7 @@ class Result:
     info: Mapping[str, Any] = field(default_factory=dict)
     level: float = 0.95
     _vcov: np.ndarray | None = None
+    _scores: Scores | None = None
 
     def __post_init__(self) -> None:
         table = self._table.reset_index(drop=True).copy()
@@ -283,6 +308,13 @@ class Result:
         from evalkit.report.summary import Summary
 
         return Summary(self, digits=digits)
+
+    def headline(self) -> Result:
+        """Return the estimates that subgroup comparisons (``by=``) compare: all of them.
+
+        Results of many cells (group-time effects) return their overall summary instead.
+        """
+        return self
 
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
         """Plot the estimates with confidence intervals and return the matplotlib Axes."""

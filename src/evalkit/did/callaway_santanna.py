@@ -334,6 +334,7 @@ class CallawaySantAnna(Estimator):
             unit_cohort=sample.unit_cohort,
             unit_weights=sample.unit_weights,
             cluster=sample.cluster,
+            cluster_labels=sample.cluster_labels,
             reference=cells.reference,
             anticipation=int(self.anticipation),
             t_first=float(sample.times[0]),
@@ -436,6 +437,7 @@ class _Sample:
     n_clusters: int
     cluster_name: str | None
     explicit_cluster: bool
+    cluster_labels: np.ndarray | None  # label of each cluster (or sampling unit) code
     # wide arrays (balanced panel only)
     y_wide: np.ndarray | None = None
     x_wide: np.ndarray | None = None  # (T, n, k) or (n, k) when time-invariant
@@ -614,8 +616,12 @@ class _Sample:
                 assert clus is not None
                 cl, cl_uniq = pd.factorize(clus[first], sort=True)
                 cluster, n_clusters = cl.astype(np.int64), len(cl_uniq)
+                cluster_labels = np.asarray(cl_uniq, dtype=object)
             else:
                 cluster, n_clusters = None, n_units
+                cluster_labels = (
+                    np.asarray(unit_ids[first], dtype=object) if unit_ids is not None else None
+                )
             cluster_name = cluster_col if explicit else est.unit
         else:
             unit_cohort = g
@@ -625,8 +631,10 @@ class _Sample:
                 cl, cl_uniq = pd.factorize(group_ids, sort=True)
                 cluster, n_clusters = cl.astype(np.int64), len(cl_uniq)
                 cluster_name = cluster_col or est.unit
+                cluster_labels = np.asarray(cl_uniq, dtype=object)
             else:
                 cluster, n_clusters, cluster_name = None, len(y), None
+                cluster_labels = None
             explicit = cluster is not None
         unit_weights = unit_weights / unit_weights.mean()
 
@@ -651,6 +659,7 @@ class _Sample:
             n_clusters=n_clusters,
             cluster_name=cluster_name,
             explicit_cluster=explicit,
+            cluster_labels=cluster_labels,
         )
         if structure == "panel":
             sample._make_wide(len(times), n_units)
