@@ -1,0 +1,365 @@
+"""Event study: dynamic two-way fixed effects with leads and lags of treatment."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from evalkit.core.estimator import Estimator, FitContext
+from evalkit.core.registry import register
+from evalkit.core.result import make_table
+from evalkit.did._regression import (
+    EventTimeResult,
+    check_name,
+    check_names,
+    event_term,
+    inference_info,
+    panel_regression,
+    prune_sample,
+    reference_periods,
+    staggered_sample,
+    standard_errors,
+    wald_test,
+)
+from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning
+
+__all__ = ["EventStudy"]
+
+CONTROL_GROUPS = ("never_treated", "not_yet_treated")
+
+
+def check_roles(est: Any) -> None:
+    """Validate the roles shared by the staggered-adoption estimators (in place)."""
+    for option in ("outcome", "unit", "time"):
+        check_name(getattr(est, option), option)
+    check_name(est.cohort, "cohort", required=False)
+    check_name(est.treatment, "treatment", required=False)
+    check_name(est.weights, "weights", required=False)
+    check_name(est.cluster, "cluster", required=False)
+    if (est.cohort is None) == (est.treatment is None):
+        raise DesignError(
+            f"{type(est).__name__} needs exactly one of cohort= (first treated period) or "
+            "treatment= (an absorbing 0/1 column)",
+            hint="e.g. cohort='first.treat' with never-treated units coded 0",
+            column="cohort",
+        )
+    object.__setattr__(est, "covariates", check_names(est.covariates, "covariates"))
+    if not isinstance(est.drop_singletons, bool):
+        raise DesignError(
+            f"drop_singletons must be True or False, got {est.drop_singletons!r}",
+            column="drop_singletons",
+        )
+
+
+@register("did.EventStudy")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EventStudy(Estimator):
+    """Event study: two-way fixed effects with leads and lags of treatment.
+
+    Regresses the outcome on indicators of event time ``e = t - g`` (periods since the
+    unit's cohort ``g``, its first treated period), leaving out the reference period(s),
+    with unit and period effects absorbed and optional time-varying covariates. Each
+    coefficient compares treated units ``e`` periods from treatment with their reference
+    period, relative to the same change among comparison observations: never-treated
+    units and (with ``control_group="not_yet_treated"``) treated units' observations
+    more than the window's lead periods before treatment. Leads (``e < 0``) are
+    pre-trend checks; their joint Wald test is in ``info["pretrend_test"]``.
+
+    With staggered adoption and effects that vary across cohorts, the coefficients mix
+    cohorts with weights that can be negative and leads can pick up post-treatment
+    effects (Sun & Abraham 2021); use :class:`~evalkit.did.SunAbraham`,
+    :class:`~evalkit.did.ImputationDiD` or :class:`~evalkit.did.CallawaySantAnna` there.
+
+    Parameters
+    ----------
+    outcome, unit, time
+        Column names. ``time`` must be numeric (e.g. year or a running month number).
+    cohort
+        First treated period of each unit, on the scale of ``time``; never-treated units
+        coded 0 or missing. Give this or ``treatment``.
+    treatment
+        An absorbing 0/1 treatment column, from which the cohort is derived.
+    covariates
+        Time-varying covariates (shown in ``info["covariates"]``, not in the table).
+    weights
+        Observation weights.
+    cluster
+        Column to cluster standard errors by; defaults to ``unit``.
+    reference
+        Event time(s) left out as the reference, ``-1`` by default. Without never-treated
+        units a fully dynamic specification is not identified (the event-time dummies
+        span a linear trend together with the unit and period effects): give two, e.g.
+        ``reference=(-1, -5)``, or bin the end points.
+    window
+        ``(first, last)`` event times to estimate, e.g. ``(-4, 5)``; None estimates every
+        event time observed.
+    bin_endpoints
+        With a window: pool the event times beyond it into the end points (the first
+        and last coefficients then average over "that far or farther"). Without
+        binning, treated observations beyond the window are dropped (counted in a
+        warning), except leads with ``control_group="not_yet_treated"``.
+    control_group
+        ``"never_treated"`` (default): every observation of an eventually-treated unit
+        in the window has its event-time indicator, so the comparison comes from
+        never-treated units (and the reference periods). ``"not_yet_treated"`` (needs a
+        window): treated units' observations before the window have no indicator and
+        serve as comparisons too.
+    drop_singletons
+        Drop units and periods observed once (repeatedly), as :class:`~evalkit.did.TWFE`.
+
+    Notes
+    -----
+    Inference as :class:`~evalkit.did.TWFE`: ``"iid"``, ``"hetero"``, ``"cluster"``
+    (CR1), ``"cr2"`` and ``"none"``; automatic choice of CR1, or CR2 with few (treated)
+    clusters. The pre-trend test uses the covariance of the fit: ``F = b'V^{-1}b / q``
+    for the ``q`` leads against ``F(q, G - 1)`` when clustered (as Stata's ``test`` and
+    pyfixest's ``wald_test``), ``F(q, N - K)`` otherwise. Units treated from the first
+    period on have no untreated period and are dropped; cohorts after the last period
+    count as never treated.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from evalkit.did.event_study import EventStudy
+    >>> rng = np.random.default_rng(0)
+    >>> unit = np.repeat(np.arange(40), 6); year = np.tile(np.arange(2001, 2007), 40)
+    >>> cohort = np.where(unit < 20, 2004, 0)
+    >>> effect = np.where((cohort > 0) & (year >= cohort), 1.0, 0.0)
+    >>> df = pd.DataFrame({"id": unit, "year": year, "g": cohort,
+    ...                    "y": 0.1 * unit + 0.2 * year + effect + rng.normal(0, 0.02, 240)})
+    >>> res = EventStudy(outcome="y", unit="id", time="year", cohort="g").fit(df)
+    >>> res.tidy()["event_time"].tolist()
+    [-3, -2, 0, 1, 2]
+    >>> round(res.estimate(event_time=0), 1)
+    1.0
+    >>> res.info["pretrend_test"]["p_value"] > 0.05
+    True
+    """
+
+    outcome: str
+    unit: str
+    time: str
+    cohort: str | None = None
+    treatment: str | None = None
+    covariates: tuple[str, ...] = ()
+    weights: str | None = None
+    cluster: str | None = None
+    reference: Any = -1
+    window: tuple[int, int] | None = None
+    bin_endpoints: bool = False
+    control_group: str = "never_treated"
+    drop_singletons: bool = True
+
+    supported_inference: ClassVar[tuple[str, ...]] = ("iid", "hetero", "cluster", "cr2", "none")
+
+    def __post_init__(self) -> None:
+        check_roles(self)
+        refs = reference_periods(self.reference)
+        object.__setattr__(self, "reference", refs[0] if len(refs) == 1 else refs)
+        if self.control_group not in CONTROL_GROUPS:
+            raise DesignError(
+                f"control_group must be one of {CONTROL_GROUPS}, got {self.control_group!r}",
+                column="control_group",
+            )
+        if not isinstance(self.bin_endpoints, bool):
+            raise DesignError(
+                f"bin_endpoints must be True or False, got {self.bin_endpoints!r}",
+                column="bin_endpoints",
+            )
+        if self.window is not None:
+            try:
+                lo, hi = (float(v) for v in self.window)
+            except (TypeError, ValueError):
+                lo, hi = math.nan, math.nan
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise DesignError(
+                    f"window must be (first, last) event times with first < last, got "
+                    f"{self.window!r}",
+                    hint="e.g. window=(-4, 5)",
+                    column="window",
+                )
+            if any(r < lo or r > hi for r in refs):
+                raise DesignError(
+                    f"the reference event time(s) {refs} must lie in the window {self.window}",
+                    column="reference",
+                )
+            object.__setattr__(self, "window", (lo, hi))
+        elif self.bin_endpoints or self.control_group == "not_yet_treated":
+            option = "bin_endpoints" if self.bin_endpoints else "control_group"
+            raise DesignError(
+                f"{option}={getattr(self, option)!r} needs an event window",
+                hint="give window=(first, last), e.g. window=(-4, 5)",
+                column=option,
+            )
+
+    @property
+    def references(self) -> tuple[float, ...]:
+        """The reference event times as a tuple."""
+        return reference_periods(self.reference)
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, data: pd.DataFrame, ctx: FitContext) -> EventTimeResult:
+        sample = staggered_sample(self, data, ctx)
+        if self.window is not None:
+            lo, hi = self.window
+            ev = sample.event
+            treated = sample.cohort > 0
+            outside = treated & (ev > hi)
+            if self.control_group == "never_treated":
+                outside |= treated & (ev < lo)
+            if not self.bin_endpoints and outside.any():
+                n_units = sample.units_in(outside)
+                warnings.warn(
+                    f"dropped {int(outside.sum())} rows of {n_units} treated unit(s) outside "
+                    f"the event window {self.window} (bin_endpoints=True pools them instead)",
+                    RowsDroppedWarning,
+                    stacklevel=3,
+                )
+                sample = sample.subset(
+                    ~outside, {"rows of treated units outside the event window": int(outside.sum())}
+                )
+        sample = prune_sample(sample, self.drop_singletons)
+        ev = self._binned(sample.event)
+        refs = self.references
+        observed = np.unique(ev[np.isfinite(ev)])
+        missing = [r for r in refs if r not in observed]
+        if missing:
+            raise DesignError(
+                f"reference event time(s) {[sample.key(r) for r in missing]} not observed",
+                hint=f"observed event times: {[sample.key(e) for e in observed]}",
+                column="reference",
+            )
+        events = [e for e in observed if e not in refs]
+        if not events:
+            raise NotEstimableError(
+                "no event time left to estimate besides the reference period(s)",
+                column="reference",
+            )
+        dummies = np.column_stack([(ev == e).astype(float) for e in events])
+        names = [f"event_time={sample.key(e)}" for e in events]
+        x = np.column_stack([dummies, sample.x])
+        hint = (
+            "the event-time indicators are collinear with the unit and period effects; "
+            "without never-treated units give two reference periods, e.g. "
+            f"reference=(-1, {sample.key(events[0])}), or a window with bin_endpoints=True"
+        )
+        if not (sample.cohort == 0).any():
+            gap = float(np.ptp(np.unique(sample.cohort)))
+            hint += (
+                f", and keep event times below {sample.key(gap)} (the last minus the first "
+                "cohort): later ones have no untreated comparison, e.g. window=(-4, "
+                f"{sample.key(gap - 1)})"
+            )
+        reg = panel_regression(
+            sample,
+            x,
+            [*names, *self.covariates],
+            treated=(sample.cohort > 0) & (sample.t >= sample.cohort),
+            spec=ctx.inference,
+            hint=hint,
+        )
+        m = len(events)
+        beta, vcov = reg.fit.beta, reg.cov.vcov
+        se = standard_errors(vcov, reg.method)
+        table = make_table(
+            [event_term()] * m,
+            beta[:m],
+            se[:m],
+            df=reg.cov.df[:m],
+            event_time=[sample.key(e) for e in events],
+        )
+        leads = [j for j, e in enumerate(events) if e < 0]
+        if not leads:
+            pretrend: dict[str, Any] | None = None
+        elif reg.method == "none":
+            pretrend = {"skipped": "inference='none'"}
+        else:
+            idx = np.array(leads)
+            pretrend = wald_test(
+                beta[idx], vcov[np.ix_(idx, idx)], reg.wald_df(), "leads", reg.method
+            )
+            pretrend["event_times"] = [sample.key(events[j]) for j in leads]
+        info = {
+            "n_obs": sample.n_obs,
+            "n_units": sample.n_units,
+            "n_periods": sample.n_periods,
+            "n_clusters": sample.n_clusters,
+            "n_treated_clusters": reg.n_treated_clusters,
+            "cohorts": _cohort_sizes(sample),
+            "event_times": [sample.key(e) for e in events],
+            "reference": [sample.key(r) for r in refs],
+            "window": None if self.window is None else [sample.key(v) for v in self.window],
+            "bin_endpoints": self.bin_endpoints,
+            "control_group": self.control_group,
+            "covariates": {
+                name: {"estimate": float(beta[m + j]), "std_error": float(se[m + j])}
+                for j, name in enumerate(self.covariates)
+            },
+            "pretrend_test": pretrend,
+            "fixed_effects": [self.unit, self.time],
+            "n_fixed_effect_parameters": reg.k_total - reg.fit.k,
+            "df_resid": reg.df_resid,
+            "r2_within": reg.fit.r2_within(),
+            "solver": "closed form (balanced)"
+            if reg.within.closed_form
+            else "alternating projections",
+            "roles": _roles(self),
+            "dropped": dict(sample.dropped),
+            "seed": ctx.seed,
+        }
+        return EventTimeResult(
+            estimator=self.registry_name,
+            _table=table,
+            inference=inference_info(
+                reg.method, sample.cluster_name, sample.n_clusters, reg.reason, reg.cov.df
+            ),
+            info=info,
+            level=ctx.level,
+            _vcov=None if reg.method == "none" else vcov[:m, :m],
+            reference=tuple(sample.key(r) for r in refs),
+        )
+
+    def _binned(self, ev: np.ndarray) -> np.ndarray:
+        """Event times used for the indicators: binned, or NaN for comparison rows."""
+        if self.window is None:
+            return ev
+        lo, hi = self.window
+        out = ev.copy()
+        below = np.isfinite(ev) & (ev < lo)
+        above = np.isfinite(ev) & (ev > hi)
+        if self.bin_endpoints:
+            out[above] = hi
+            out[below] = lo
+        if self.control_group == "not_yet_treated":
+            out[below] = np.nan  # before the window: a comparison observation
+        return out
+
+
+def _cohort_sizes(sample: Any) -> dict[str, int]:
+    """Count the units per cohort (``"never"`` for never-treated), with JSON-safe keys."""
+    first = np.zeros(sample.n_units, dtype=float)
+    first[sample.unit] = sample.cohort
+    values, counts = np.unique(first, return_counts=True)
+    return {
+        ("never" if v == 0 else str(sample.key(v))): int(c)
+        for v, c in zip(values, counts, strict=True)
+    }
+
+
+def _roles(est: Any) -> dict[str, Any]:
+    roles = {
+        "outcome": est.outcome,
+        "unit": est.unit,
+        "time": est.time,
+        "cohort": est.cohort,
+        "treatment": est.treatment,
+        "covariates": list(est.covariates),
+        "cluster": est.cluster,
+        "weights": est.weights,
+    }
+    return {k: v for k, v in roles.items() if v not in (None, [])}
