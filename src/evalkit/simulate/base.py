@@ -1,0 +1,220 @@
+"""What every simulator returns, and the registry that study files name simulators by."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pandas as pd
+
+from evalkit.errors import DesignError
+
+__all__ = ["SimulatedData", "get", "names", "options", "register", "schema"]
+
+_SIMULATORS: dict[str, Callable[..., SimulatedData]] = {}
+_SCHEMAS: dict[str, Mapping[str, str]] = {}
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(
+        {k: _frozen(v) if isinstance(v, Mapping) else v for k, v in (mapping or {}).items()}
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class SimulatedData:
+    """Simulated register-like microdata together with the effects planted in them.
+
+    Attributes
+    ----------
+    data
+        The microdata, one row per person and period, with the same column names a
+        real register extract would have.
+    truth
+        The planted effects: ``truth[outcome][group]`` is the average effect on the
+        treated of the indicator named by :attr:`term` (for example ``"treated"``),
+        for each outcome and each subgroup in :attr:`groups`.
+    description
+        A paragraph describing the design and the planted effects, for reports.
+    name
+        The simulator's registry name (e.g. ``"bergen_rates"``).
+    term
+        The treatment indicator whose effect :attr:`truth` gives.
+    groups
+        Subgroup name to a DuckDB SQL predicate over :attr:`data` (None: everyone).
+        Truth applies to a study's subgroup only when its predicate is the same.
+    measures
+        Outcome name to the cell measure the truth refers to when the microdata are
+        collapsed to cells (``{"column", "stat", "where"}``, see
+        :func:`evalkit.data.collapse.collapse`).
+    truth_by_period
+        The planted effect by outcome, group and treated period (a long DataFrame).
+    parameters
+        Every setting used, including the seed, so the data can be regenerated.
+    """
+
+    data: pd.DataFrame
+    truth: Mapping[str, Mapping[str, float]]
+    description: str
+    name: str = ""
+    term: str = "treated"
+    groups: Mapping[str, str | None] = field(default_factory=dict)
+    measures: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    truth_by_period: pd.DataFrame | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("truth", "groups", "measures", "parameters"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    @property
+    def seed(self) -> int | None:
+        """The seed the data were drawn with."""
+        return self.parameters.get("seed")
+
+    def truth_for(self, term: str, outcome: str, group: str = "all") -> float | None:
+        """Return the planted effect of ``term`` on ``outcome`` in ``group``, or None.
+
+        Examples
+        --------
+        >>> from evalkit.simulate import bergen_rates
+        >>> sim = bergen_rates(seed=1, n_persons=400)
+        >>> sim.truth_for("treated", "recipient") == sim.truth["recipient"]["all"]
+        True
+        >>> sim.truth_for("treated_2021", "recipient") is None
+        True
+        """
+        if term != self.term:
+            return None
+        value = self.truth.get(outcome, {}).get(group)
+        return None if value is None else float(value)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the microdata to a Parquet file and the truth beside it as JSON.
+
+        Returns the path of the Parquet file. The JSON file has the same name with
+        ``.truth.json`` in place of ``.parquet``.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from evalkit.simulate import bergen_rates
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> bergen_rates(seed=1, n_persons=300).save(folder / "sim.parquet").name
+        'sim.parquet'
+        >>> (folder / "sim.truth.json").exists()
+        True
+        """
+        import json
+
+        from evalkit.core.result import jsonable
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.data.to_parquet(target, index=False)
+        meta = {
+            "name": self.name,
+            "term": self.term,
+            "truth": jsonable(_thaw(self.truth)),
+            "groups": dict(self.groups),
+            "measures": jsonable(_thaw(self.measures)),
+            "parameters": jsonable(_thaw(self.parameters)),
+            "description": self.description,
+        }
+        sidecar = target.with_name(target.name.removesuffix(".parquet") + ".truth.json")
+        sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return target
+
+    def __repr__(self) -> str:
+        return (
+            f"<SimulatedData {self.name or 'simulation'}: {len(self.data)} rows, "
+            f"{len(self.data.columns)} columns, truth for {sorted(self.truth)}>"
+        )
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    return value
+
+
+def register(
+    name: str, schema: Mapping[str, str]
+) -> Callable[[Callable[..., SimulatedData]], Callable[..., SimulatedData]]:
+    """Register a simulator function under ``name`` with the columns it produces."""
+
+    def decorate(func: Callable[..., SimulatedData]) -> Callable[..., SimulatedData]:
+        _SIMULATORS[name] = func
+        _SCHEMAS[name] = MappingProxyType(dict(schema))
+        return func
+
+    return decorate
+
+
+def names() -> list[str]:
+    """Return the names of the built-in simulators.
+
+    Examples
+    --------
+    >>> "bergen_rates" in names()
+    True
+    """
+    return sorted(_SIMULATORS)
+
+
+def get(name: str) -> Callable[..., SimulatedData]:
+    """Return the simulator registered as ``name``.
+
+    Raises
+    ------
+    DesignError
+        For an unknown name, suggesting the closest.
+
+    Examples
+    --------
+    >>> get("bergen_rates").__name__
+    'bergen_rates'
+    """
+    try:
+        return _SIMULATORS[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(_SIMULATORS), n=2)
+        raise DesignError(
+            f"unknown simulator {name!r}",
+            hint=(f"did you mean {' or '.join(map(repr, close))}? " if close else "")
+            + f"available: {', '.join(names())}",
+            column="simulator",
+        ) from None
+
+
+def schema(name: str) -> Mapping[str, str]:
+    """Return the columns (name to pandas dtype) that simulator ``name`` produces.
+
+    Examples
+    --------
+    >>> schema("bergen_rates")["recipient"]
+    'int8'
+    """
+    get(name)
+    return _SCHEMAS[name]
+
+
+def options(name: str) -> dict[str, Any]:
+    """Return the keyword options of simulator ``name`` with their defaults.
+
+    Examples
+    --------
+    >>> options("bergen_rates")["n_persons"]
+    20000
+    """
+    params = inspect.signature(get(name)).parameters
+    return {
+        k: (None if p.default is inspect.Parameter.empty else p.default)
+        for k, p in params.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }

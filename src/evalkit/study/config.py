@@ -1,0 +1,865 @@
+"""Parse and validate a study folder's ``study.toml`` into a :class:`Study`.
+
+Every mistake is reported before anything runs, as a :class:`~evalkit.errors.DesignError`
+(or :class:`~evalkit.errors.DataError` for a missing data file) that names the file, the
+line where it could be found, the table and the key, and suggests the closest valid key.
+
+The file
+--------
+``[study]``
+    ``name``, ``title``, ``description``, ``seed`` (default 0), ``min_cell_size``
+    (default 5), ``level`` (default 0.95).
+``[data]``
+    Exactly one of ``file`` (CSV or Parquet, relative to the study folder), ``query``
+    (DuckDB SQL; file paths in it are relative to the study folder) or ``simulator``
+    (a name from :func:`evalkit.simulate.names`) with its ``[data.options]``.
+``[roles]``
+    ``outcome, unit, time, treatment, cohort, covariates, cluster, weights``: the study's
+    default columns for each role.
+``[groups]``
+    Subgroup name to a DuckDB SQL condition over the rows of the data, e.g.
+    ``families_with_children = "family_with_children = 1"``. The group ``all`` (no
+    condition) always exists.
+``[collapse]``
+    ``by`` (cell keys), ``measures`` (see :func:`evalkit.data.collapse.collapse`) and
+    ``count`` (default ``"n"``): the data are collapsed to cells, per subgroup, before
+    estimation, and estimators are weighted by the count behind each cell value unless
+    a ``weights`` role is given.
+``[[analysis]]``
+    ``id``, ``estimator`` (registry name), ``title``, ``options`` (constructor options;
+    role names here override ``[roles]``), ``inference`` (a method name or a table
+    ``{method, cluster, reps, ...}``), ``level``, ``seed``, ``group`` (a name from
+    ``[groups]``), ``where`` (an extra SQL condition), and ``expand``: a table of lists,
+    e.g. ``{outcome = [...], group = [...]}``, that turns the analysis into one per
+    combination, with ids ``<id>.<value>.<value>``.
+``[verify]``
+    Tolerances by tidy column, e.g. ``estimate = {rtol = 1e-6, atol = 1e-8}``;
+    ``estimate`` and ``std_error`` are always compared.
+``[report]``
+    ``notes`` (Markdown shown in the report) and ``figures`` (default true).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import re
+import tomllib
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from evalkit.core import registry
+from evalkit.core.result import TIDY_COLUMNS, check_level
+from evalkit.data.collapse import Measure, flags, parse_measures
+from evalkit.data.disclosure import DEFAULT_MIN_CELL_SIZE, check_min_cell_size
+from evalkit.data.panel import ROLES
+from evalkit.errors import DataError, DesignError, EvalkitError, InferenceNotSupportedError
+from evalkit.inference.spec import Inference
+
+__all__ = [
+    "AnalysisSpec",
+    "CollapseSpec",
+    "DataSpec",
+    "Study",
+    "Tolerance",
+    "load_study",
+]
+
+STUDY_FILE = "study.toml"
+TOP_KEYS = ("study", "data", "roles", "groups", "collapse", "analysis", "verify", "report")
+STUDY_KEYS = ("name", "title", "description", "seed", "min_cell_size", "level")
+DATA_KEYS = ("file", "query", "simulator", "options")
+COLLAPSE_KEYS = ("by", "measures", "count")
+ANALYSIS_KEYS = (
+    "id",
+    "title",
+    "estimator",
+    "options",
+    "inference",
+    "level",
+    "seed",
+    "group",
+    "where",
+    "expand",
+)
+REPORT_KEYS = ("notes", "figures")
+TOLERANCE_KEYS = ("rtol", "atol")
+VERIFY_COLUMNS = (*TIDY_COLUMNS[1:], "truth")
+#: Columns compared by ``evalkit verify`` unless [verify] says otherwise.
+DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
+    "estimate": (1e-6, 1e-8),
+    "std_error": (1e-6, 1e-8),
+}
+_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_GROUP = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Relative and absolute tolerance for comparing one tidy column in verify."""
+
+    rtol: float = 1e-6
+    atol: float = 1e-8
+
+    def close(self, expected: float, actual: float) -> bool:
+        """Return True when ``|actual - expected| <= atol + rtol * |expected|``.
+
+        Examples
+        --------
+        >>> Tolerance(1e-6, 0.0).close(1.0, 1.0000001)
+        True
+        """
+        return abs(actual - expected) <= self.atol + self.rtol * abs(expected)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a study's data come from: a file, a DuckDB query, or a simulator."""
+
+    kind: str
+    file: Path | None = None
+    query: str | None = None
+    simulator: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self, root: Path | None = None) -> str:
+        """One line naming the source."""
+        if self.kind == "file":
+            shown = self.file.relative_to(root) if root and self.file else self.file
+            return f"file {shown}"
+        if self.kind == "query":
+            return "DuckDB query"
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"simulator {self.simulator}({opts})"
+
+
+@dataclass(frozen=True)
+class CollapseSpec:
+    """How microdata are collapsed to cells before estimation."""
+
+    by: tuple[str, ...]
+    measures: tuple[Measure, ...]
+    count: str = "n"
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column of the collapsed cells."""
+        return [*self.by, *flags(self.measures, self.count)]
+
+    def measure(self, name: str) -> Measure | None:
+        """Return the measure named ``name``, or None."""
+        return next((m for m in self.measures if m.name == name), None)
+
+    def weight_for(self, outcome: str | None) -> str:
+        """Return the count column behind the cell values of ``outcome``."""
+        m = self.measure(outcome) if outcome else None
+        return (m.count_column if m is not None else None) or self.count
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """One analysis after expansion: the estimator, its full configuration, and the rows.
+
+    Attributes
+    ----------
+    id
+        Unique id (``<id>.<value>...`` for expanded analyses).
+    family
+        The id in study.toml (analyses expanded from one table share it).
+    estimator
+        Registry name.
+    kwargs
+        Everything passed to the estimator's constructor (roles and options).
+    inference
+        The inference spec passed to ``fit`` (None: the estimator chooses).
+    group
+        Subgroup name (``"all"`` when there is no subgroup condition).
+    where
+        The SQL condition selecting the analysis' rows (group and ``where`` combined).
+    labels
+        The expanded values, e.g. ``{"outcome": "work", "group": "all"}``.
+    """
+
+    id: str
+    family: str
+    estimator: str
+    title: str
+    kwargs: Mapping[str, Any]
+    inference: Inference | None
+    level: float
+    seed: int
+    group: str
+    where: str | None
+    custom_where: bool
+    labels: Mapping[str, Any]
+    table_index: int = 0
+
+    @property
+    def outcome(self) -> str | None:
+        """The outcome column, when the estimator has one."""
+        value = self.kwargs.get("outcome")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, eq=False)
+class Study:
+    """A parsed and validated study.
+
+    Attributes
+    ----------
+    root
+        The study folder.
+    file
+        Its study.toml.
+    analyses
+        The analyses in order, after expansion.
+    design_sha256
+        SHA-256 of the normalised design (the parsed TOML as canonical JSON): comments
+        and layout do not change it.
+    """
+
+    root: Path
+    file: Path
+    name: str
+    title: str
+    description: str
+    seed: int
+    min_cell_size: int
+    level: float
+    data: DataSpec
+    roles: Mapping[str, Any]
+    groups: Mapping[str, str | None]
+    collapse: CollapseSpec | None
+    analyses: tuple[AnalysisSpec, ...]
+    tolerances: Mapping[str, Tolerance]
+    notes: str
+    figures: bool
+    design_sha256: str
+    raw: Mapping[str, Any]
+
+    def analysis(self, analysis_id: str) -> AnalysisSpec:
+        """Return the analysis with this id."""
+        for a in self.analyses:
+            if a.id == analysis_id:
+                return a
+        raise DesignError(f"no analysis {analysis_id!r} in {self.file}", column="id")
+
+
+# --------------------------------------------------------------------------- locating
+class _Source:
+    """The text of study.toml, to point errors at lines."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
+
+    def __init__(self, file: Path, text: str) -> None:
+        self.file = file
+        self.lines = text.splitlines()
+        self.sections: list[tuple[str, int, int]] = []  # (header, array index, line no.)
+        counts: dict[str, int] = {}
+        for no, line in enumerate(self.lines, start=1):
+            m = self._HEADER.match(line)
+            if m:
+                name = m.group(2).replace(" ", "")
+                top = name.split(".")[0]
+                if m.group(1) == "[[" and name == top:
+                    counts[top] = counts.get(top, 0) + 1
+                self.sections.append((name, counts.get(top, 0) - 1, no))
+
+    def line(self, table: str, key: str | None = None, index: int | None = None) -> int | None:
+        """Best guess of the line defining ``key`` in ``table`` (array element ``index``)."""
+        if not table and key is not None:  # a top-level table: find its header
+            for name, _, no in self.sections:
+                if name.split(".")[0] == key:
+                    return no
+            return None
+        top = table.split(".")[0]
+        spans: list[tuple[int, int, bool]] = []
+        bounds = [*(s[2] for s in self.sections), len(self.lines) + 1]
+        for i, (name, idx, no) in enumerate(self.sections):
+            if name.split(".")[0] != top or (index is not None and idx != index):
+                continue
+            spans.append((no, bounds[i + 1], name == table))
+        if not spans:
+            return None
+        if key is None:
+            exact = [s for s in spans if s[2]] or spans
+            return exact[0][0]
+        pattern = re.compile(r"(^|[{,\s])[\"']?" + re.escape(key) + r"[\"']?\s*=")
+        for exact_first in (True, False):
+            for start, stop, exact in spans:
+                if exact != exact_first:
+                    continue
+                for no in range(start, stop):
+                    text = self.lines[no - 1].split("#")[0]
+                    if pattern.search(text):
+                        return no
+        return spans[0][0]
+
+    def where(self, table: str, key: str | None = None, index: int | None = None) -> str:
+        """``file:line`` (or just the file) for messages."""
+        no = self.line(table, key, index)
+        return f"{self.file}:{no}" if no else str(self.file)
+
+
+def _table_name(table: str, index: int | None) -> str:
+    if not table:
+        return "the file"
+    if index is None:
+        return f"[{table}]"
+    return f"[[{table}]] #{index + 1}" if "." not in table else f"[{table}] (analysis #{index + 1})"
+
+
+def _unknown_keys(
+    src: _Source,
+    given: Mapping[str, Any],
+    allowed: Sequence[str],
+    table: str,
+    index: int | None = None,
+    what: str = "key",
+) -> None:
+    for key in given:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise DesignError(
+            f"{src.where(table, key, index)}: unknown {what} {key!r} in "
+            f"{_table_name(table, index)}",
+            hint=hint + f"allowed: {', '.join(allowed)}",
+            column=str(key),
+        )
+
+
+def _expect(
+    src: _Source,
+    value: Any,
+    kinds: type | tuple[type, ...],
+    table: str,
+    key: str,
+    index: int | None = None,
+    example: str = "",
+) -> Any:
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in _tuple(kinds))
+    if not ok:
+        names = " or ".join(k.__name__ for k in _tuple(kinds))
+        raise DesignError(
+            f"{src.where(table, key, index)}: {key} in {_table_name(table, index)} must be "
+            f"{names}, got {value!r}",
+            hint=f"e.g. {example}" if example else None,
+            column=key,
+        )
+    return value
+
+
+def _tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+# --------------------------------------------------------------------------- parsing
+def find_study_file(path: str | Path) -> Path:
+    """Return the study.toml of a study folder (or the file itself when given)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / STUDY_FILE
+    if not p.is_file():
+        raise DesignError(
+            f"no study file at {str(p)!r}",
+            hint="a study is a folder with a study.toml; pass the folder or the file",
+            column="study",
+        )
+    return p.resolve()
+
+
+def design_hash(raw: Mapping[str, Any]) -> str:
+    """SHA-256 of a parsed study.toml as canonical JSON (comments and layout ignored).
+
+    Examples
+    --------
+    >>> design_hash({"b": 1, "a": [1, 2]}) == design_hash({"a": [1, 2], "b": 1})
+    True
+    """
+    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def derive_seed(study_seed: int, analysis_id: str) -> int:
+    """Return the seed of one analysis, fixed by the study seed and the analysis id.
+
+    It does not depend on the order of the analyses, so adding one leaves the others'
+    results unchanged.
+
+    Examples
+    --------
+    >>> derive_seed(1, "a") == derive_seed(1, "a") != derive_seed(1, "b")
+    True
+    """
+    ss = np.random.SeedSequence([int(study_seed), zlib.crc32(analysis_id.encode("utf-8"))])
+    return int(ss.generate_state(1, dtype=np.uint32)[0])
+
+
+def load_study(path: str | Path, *, check_data: bool = True) -> Study:
+    """Parse and validate a study; see :func:`evalkit.study.check_study`."""
+    file = find_study_file(path)
+    root = file.parent
+    text = file.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DesignError(
+            f"{file}: not valid TOML: {exc}",
+            hint="check quotes, brackets and commas on the line named",
+            column="study.toml",
+        ) from None
+    src = _Source(file, text)
+    _unknown_keys(src, raw, TOP_KEYS, "", what="table")
+
+    st = raw.get("study", {})
+    _expect(src, st, dict, "study", "study")
+    _unknown_keys(src, st, STUDY_KEYS, "study")
+    name = _expect(src, st.get("name", root.name), str, "study", "name", example='name = "x"')
+    title = _expect(src, st.get("title", name), str, "study", "title")
+    description = _expect(src, st.get("description", ""), str, "study", "description")
+    seed = _expect(src, st.get("seed", 0), int, "study", "seed", example="seed = 12345")
+    if seed < 0:
+        raise DesignError(f"{src.where('study', 'seed')}: seed must be >= 0", column="seed")
+    try:
+        min_cell = check_min_cell_size(st.get("min_cell_size", DEFAULT_MIN_CELL_SIZE))
+        level = check_level(st.get("level", 0.95))
+    except DesignError as err:
+        raise _located(err, src, "study") from None
+
+    roles = _roles(src, raw.get("roles", {}))
+    groups = _groups(src, raw.get("groups", {}))
+    collapse = _collapse(src, raw["collapse"]) if "collapse" in raw else None
+    data = _data(src, raw.get("data"), root, check_files=check_data)
+    tolerances = _verify(src, raw.get("verify", {}))
+    rep = _expect(src, raw.get("report", {}), dict, "report", "report")
+    _unknown_keys(src, rep, REPORT_KEYS, "report")
+    notes = _expect(src, rep.get("notes", ""), str, "report", "notes")
+    figures = _expect(src, rep.get("figures", True), bool, "report", "figures")
+
+    tables = raw.get("analysis", [])
+    if isinstance(tables, dict):
+        tables = [tables]
+    if not isinstance(tables, list) or not tables:
+        raise DesignError(
+            f"{file}: the study has no [[analysis]] tables",
+            hint='add e.g.\n[[analysis]]\nid = "twfe"\nestimator = "did.TWFE"',
+            column="analysis",
+        )
+    analyses: list[AnalysisSpec] = []
+    for i, table in enumerate(tables):
+        analyses.extend(
+            _analyses(
+                src, table, i, roles=roles, groups=groups, collapse=collapse, seed=seed, level=level
+            )
+        )
+    seen: dict[str, int] = {}
+    for a in analyses:
+        if a.id in seen:
+            raise DesignError(
+                f"{src.where('analysis', 'id', a.table_index)}: analysis id {a.id!r} is used twice",
+                hint="give every [[analysis]] its own id",
+                column="id",
+            )
+        seen[a.id] = 1
+
+    study = Study(
+        root=root,
+        file=file,
+        name=name,
+        title=title,
+        description=description,
+        seed=seed,
+        min_cell_size=min_cell,
+        level=level,
+        data=data,
+        roles=MappingProxyType(roles),
+        groups=MappingProxyType(groups),
+        collapse=collapse,
+        analyses=tuple(analyses),
+        tolerances=MappingProxyType(tolerances),
+        notes=notes,
+        figures=figures,
+        design_sha256=design_hash(raw),
+        raw=MappingProxyType(raw),
+    )
+    if check_data:
+        from evalkit.study.source import check_columns
+
+        check_columns(study, src)
+    return study
+
+
+def _located(err: EvalkitError, src: _Source, table: str, index: int | None = None) -> Exception:
+    where = src.where(table, err.column, index)
+    return type(err)(f"{where}: {err.message}", hint=err.hint, code=err.code, column=err.column)
+
+
+def _roles(src: _Source, roles: Any) -> dict[str, Any]:
+    _expect(src, roles, dict, "roles", "roles")
+    _unknown_keys(src, roles, ROLES, "roles", what="role")
+    out: dict[str, Any] = {}
+    for role, value in roles.items():
+        if role == "covariates":
+            value = [value] if isinstance(value, str) else value
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            if not ok:
+                raise DesignError(
+                    f"{src.where('roles', role)}: covariates must be a list of column names",
+                    hint='e.g. covariates = ["age", "female"]',
+                    column=role,
+                )
+            out[role] = tuple(value)
+        else:
+            out[role] = _expect(src, value, str, "roles", role, example=f'{role} = "column"')
+    return out
+
+
+def _groups(src: _Source, groups: Any) -> dict[str, str | None]:
+    _expect(src, groups, dict, "groups", "groups")
+    out: dict[str, str | None] = {"all": None}
+    for name, predicate in groups.items():
+        if not _GROUP.match(name):
+            raise DesignError(
+                f"{src.where('groups', name)}: group name {name!r} must be a plain identifier",
+                hint="use letters, digits and underscores",
+                column=name,
+            )
+        _expect(src, predicate, str, "groups", name, example=f'{name} = "column = 1"')
+        text = " ".join(predicate.split())
+        if name == "all" and text.lower() not in ("", "true"):
+            raise DesignError(
+                f"{src.where('groups', name)}: the group 'all' means every row",
+                hint="give a subgroup another name",
+                column=name,
+            )
+        out[name] = None if text.lower() in ("", "true") else text
+    return out
+
+
+def _collapse(src: _Source, table: Any) -> CollapseSpec:
+    _expect(src, table, dict, "collapse", "collapse")
+    _unknown_keys(src, table, COLLAPSE_KEYS, "collapse")
+    by = table.get("by")
+    if isinstance(by, str):
+        by = [by]
+    if not isinstance(by, list) or not by or not all(isinstance(b, str) for b in by):
+        raise DesignError(
+            f"{src.where('collapse', 'by')}: [collapse] needs by = a list of cell keys",
+            hint='e.g. by = ["city", "month", "treated"]',
+            column="by",
+        )
+    count = _expect(src, table.get("count", "n"), str, "collapse", "count")
+    if "measures" not in table:
+        raise DesignError(
+            f"{src.where('collapse')}: [collapse] needs measures",
+            hint='e.g. [collapse.measures]\nwork = "mean"',
+            column="measures",
+        )
+    try:
+        measures = parse_measures(table["measures"])
+    except DesignError as err:
+        raise _located(err, src, "collapse.measures") from None
+    names = [*by, *flags(measures, count)]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DesignError(
+            f"{src.where('collapse')}: cell column {dup[0]!r} would appear twice",
+            hint="rename the measure or the count column",
+            column=dup[0],
+        )
+    return CollapseSpec(tuple(by), measures, count)
+
+
+def _data(src: _Source, table: Any, root: Path, check_files: bool) -> DataSpec:
+    if table is None:
+        raise DesignError(
+            f"{src.file}: the study names no data ([data] is missing)",
+            hint='add [data] with file = "extract.parquet", query = "SELECT ...", or '
+            'simulator = "bergen_rates"',
+            column="data",
+        )
+    _expect(src, table, dict, "data", "data")
+    _unknown_keys(src, table, DATA_KEYS, "data")
+    kinds = [k for k in ("file", "query", "simulator") if k in table]
+    if len(kinds) != 1:
+        raise DesignError(
+            f"{src.where('data')}: [data] needs exactly one of file, query or simulator"
+            + (f" (found {', '.join(kinds)})" if kinds else ""),
+            hint='e.g. simulator = "bergen_rates" for simulated data',
+            column="data",
+        )
+    kind = kinds[0]
+    options = _expect(src, table.get("options", {}), dict, "data", "options")
+    if options and kind != "simulator":
+        raise DesignError(
+            f"{src.where('data', 'options')}: [data.options] applies to simulators only",
+            hint="filter or transform files with a DuckDB query instead",
+            column="options",
+        )
+    value = _expect(src, table[kind], str, "data", kind, example=f'{kind} = "..."')
+    if kind == "file":
+        path = (root / value).resolve()
+        if check_files and not path.exists():
+            raise DataError(
+                f"{src.where('data', 'file')}: data file {value!r} not found in {root}",
+                hint="paths are relative to the study folder; or use simulator = ... to run "
+                "on simulated data",
+                column="file",
+            )
+        if path.suffix.lower() not in (".csv", ".parquet", ".pq", ".gz", ".txt") and not (
+            path.is_dir()
+        ):
+            raise DesignError(
+                f"{src.where('data', 'file')}: cannot tell the format of {value!r}",
+                hint="use a .csv or .parquet file, or a DuckDB query",
+                column="file",
+            )
+        return DataSpec("file", file=path)
+    if kind == "query":
+        if not value.strip():
+            raise DesignError(f"{src.where('data', 'query')}: the query is empty", column="query")
+        return DataSpec("query", query=value)
+    from evalkit import simulate
+
+    try:
+        known = simulate.options(value)
+    except DesignError as err:
+        raise _located(err, src, "data") from None
+    _unknown_keys(src, options, list(known), "data.options", what="simulator option")
+    return DataSpec("simulator", simulator=value, options=MappingProxyType(dict(options)))
+
+
+def _verify(src: _Source, table: Any) -> dict[str, Tolerance]:
+    _expect(src, table, dict, "verify", "verify")
+    _unknown_keys(src, table, VERIFY_COLUMNS, "verify", what="column")
+    out = {k: Tolerance(*v) for k, v in DEFAULT_TOLERANCES.items()}
+    for column, spec in table.items():
+        _expect(src, spec, dict, "verify", column, example=f"{column} = {{rtol = 1e-6}}")
+        _unknown_keys(src, spec, TOLERANCE_KEYS, "verify", what=f"tolerance of {column}")
+        base = out.get(column, Tolerance())
+        values = {}
+        for k in TOLERANCE_KEYS:
+            v = spec.get(k, getattr(base, k))
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                raise DesignError(
+                    f"{src.where('verify', column)}: {column}.{k} must be a number >= 0",
+                    column=column,
+                )
+            values[k] = float(v)
+        out[column] = Tolerance(**values)
+    return out
+
+
+def _inference(
+    src: _Source, value: Any, index: int, cls: type, name: str, analysis_id: str
+) -> Inference | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            spec = Inference(value)
+        elif isinstance(value, dict):
+            if "method" not in value:
+                raise DesignError(
+                    "an inference table needs a method",
+                    hint='e.g. inference = {method = "wild", reps = 999}',
+                    column="inference",
+                )
+            rest = {k: v for k, v in value.items() if k not in ("method", "cluster", "reps")}
+            spec = Inference(
+                value["method"],
+                cluster=value.get("cluster"),
+                reps=value.get("reps"),
+                options=rest,
+            )
+        else:
+            raise DesignError(
+                f"inference must be a method name or a table, got {value!r}",
+                hint='e.g. inference = "cr2"',
+                column="inference",
+            )
+    except DesignError as err:
+        raise _located(err, src, "analysis", index) from None
+    supported = tuple(getattr(cls, "supported_inference", ()))
+    if supported and spec.method not in supported:
+        raise InferenceNotSupportedError(
+            f"{src.where('analysis', 'inference', index)}: analysis {analysis_id!r}: {name} "
+            f"does not support inference={spec.method!r}",
+            hint=f"supported: {', '.join(supported)}",
+            column="inference",
+        )
+    return spec
+
+
+def _fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    if dataclasses.is_dataclass(cls):
+        return {f.name: f for f in dataclasses.fields(cls) if f.init}
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    return {k: None for k in params if k != "self"}  # type: ignore[misc]
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _analyses(
+    src: _Source,
+    table: Any,
+    index: int,
+    *,
+    roles: Mapping[str, Any],
+    groups: Mapping[str, str | None],
+    collapse: CollapseSpec | None,
+    seed: int,
+    level: float,
+) -> list[AnalysisSpec]:
+    _expect(src, table, dict, "analysis", "analysis", index)
+    _unknown_keys(src, table, ANALYSIS_KEYS, "analysis", index)
+    if "id" not in table:
+        raise DesignError(
+            f"{src.where('analysis', None, index)}: [[analysis]] #{index + 1} has no id",
+            hint='add id = "a_short_name"',
+            column="id",
+        )
+    base = _expect(src, table["id"], str, "analysis", "id", index)
+    if not _ID.match(base):
+        raise DesignError(
+            f"{src.where('analysis', 'id', index)}: analysis id {base!r} may only contain "
+            "letters, digits, '_', '-' and '.'",
+            column="id",
+        )
+    if "estimator" not in table:
+        raise DesignError(
+            f"{src.where('analysis', None, index)}: analysis {base!r} names no estimator",
+            hint=f'e.g. estimator = "did.TWFE"; available: {", ".join(registry.names())}',
+            column="estimator",
+        )
+    name = _expect(src, table["estimator"], str, "analysis", "estimator", index)
+    try:
+        cls = registry.get(name)
+    except DesignError as err:
+        raise DesignError(
+            f"{src.where('analysis', 'estimator', index)}: analysis {base!r}: {err.message}",
+            hint=err.hint,
+            column="estimator",
+        ) from None
+    fields = _fields(cls)
+    options = dict(_expect(src, table.get("options", {}), dict, "analysis", "options", index))
+    _unknown_keys(src, options, sorted(fields), "analysis.options", index, what=f"{name} option")
+    expand = _expect(src, table.get("expand", {}), dict, "analysis", "expand", index)
+    allowed_expand = sorted({*fields, "group", "where"})
+    _unknown_keys(src, expand, allowed_expand, "analysis.expand", index, what="expand key")
+    for key, values in expand.items():
+        if not isinstance(values, list) or not values or not all(map(_scalar, values)):
+            raise DesignError(
+                f"{src.where('analysis.expand', key, index)}: expand.{key} must be a "
+                "non-empty list of values",
+                hint=f'e.g. {key} = ["a", "b"]',
+                column=key,
+            )
+        clash = key in options or (key in ("group", "where") and key in table)
+        if clash:
+            raise DesignError(
+                f"{src.where('analysis.expand', key, index)}: {key!r} is given both in "
+                "expand and directly",
+                hint="keep one",
+                column=key,
+            )
+    title = _expect(src, table.get("title", base), str, "analysis", "title", index)
+    a_level = table.get("level", level)
+    try:
+        a_level = check_level(a_level)
+    except DesignError as err:
+        raise _located(err, src, "analysis", index) from None
+    explicit_seed = table.get("seed")
+    if explicit_seed is not None:
+        _expect(src, explicit_seed, int, "analysis", "seed", index)
+    inference = _inference(src, table.get("inference"), index, cls, name, base)
+
+    keys = list(expand)
+    combos = list(itertools.product(*(expand[k] for k in keys))) if keys else [()]
+    out = []
+    for combo in combos:
+        labels = dict(zip(keys, combo, strict=True))
+        aid = ".".join([base, *(str(v) for v in combo)])
+        group = labels.get("group", table.get("group", "all"))
+        _expect(src, group, str, "analysis", "group", index)
+        if group not in groups:
+            close = difflib.get_close_matches(group, list(groups), n=1)
+            raise DesignError(
+                f"{src.where('analysis', 'group', index)}: analysis {aid!r} uses group "
+                f"{group!r}, which [groups] does not define",
+                hint=(f"did you mean {close[0]!r}? " if close else "")
+                + f"groups: {', '.join(groups)}",
+                column="group",
+            )
+        extra = labels.get("where", table.get("where"))
+        if extra is not None:
+            _expect(src, extra, str, "analysis", "where", index)
+        conditions = [c for c in (groups[group], extra) if c]
+        where = " AND ".join(f"({c})" for c in conditions) if len(conditions) > 1 else None
+        if len(conditions) == 1:
+            where = " ".join(conditions[0].split())
+        kwargs: dict[str, Any] = {r: v for r, v in roles.items() if r in fields}
+        kwargs.update(options)
+        kwargs.update({k: v for k, v in labels.items() if k in fields})
+        if collapse is not None and "weights" in fields and kwargs.get("weights") is None:
+            kwargs["weights"] = collapse.weight_for(kwargs.get("outcome"))
+        if isinstance(kwargs.get("covariates"), list):
+            kwargs["covariates"] = tuple(kwargs["covariates"])
+        missing = [
+            k
+            for k, f in fields.items()
+            if f is not None
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and k not in kwargs
+        ]
+        if missing:
+            raise DesignError(
+                f"{src.where('analysis', None, index)}: analysis {aid!r}: {name} needs "
+                f"{', '.join(missing)}",
+                hint="set it in [roles], in the analysis options, or in expand",
+                column=missing[0],
+            )
+        try:
+            cls(**kwargs)
+        except EvalkitError as err:
+            raise _located(err, src, "analysis", index) from None
+        except TypeError as exc:
+            raise DesignError(
+                f"{src.where('analysis', None, index)}: analysis {aid!r}: {name} rejects its "
+                f"options: {exc}",
+                column="options",
+            ) from None
+        out.append(
+            AnalysisSpec(
+                id=aid,
+                family=base,
+                estimator=name,
+                title=title,
+                kwargs=MappingProxyType(kwargs),
+                inference=inference,
+                level=a_level,
+                seed=explicit_seed if explicit_seed is not None else derive_seed(seed, aid),
+                group=group,
+                where=where,
+                custom_where=extra is not None,
+                labels=MappingProxyType(labels),
+                table_index=index,
+            )
+        )
+    return out

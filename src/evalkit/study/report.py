@@ -1,0 +1,582 @@
+"""The study report: Markdown and HTML rendered from the protected results, with figures.
+
+The text and tables come only from the results payload that passed the disclosure gate.
+Figures show estimates with their intervals (and true values for simulated data) and,
+when the study collapses to cells, the means of unsuppressed cells over time.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from evalkit.study.config import Study
+    from evalkit.study.runner import Fitted
+
+__all__ = ["FEW_TREATED_CLUSTERS", "write_report"]
+
+#: Below this many treated clusters, cluster-robust intervals get a caution.
+FEW_TREATED_CLUSTERS = 5
+_ROBUST = ("iid", "hetero", "cluster", "cr2")
+
+Block = tuple[Any, ...]
+
+
+# --------------------------------------------------------------------------- numbers
+def fmt(x: Any, digits: int = 4) -> str:
+    """Format a number for tables: 4 significant digits, thousands separated when large.
+
+    Examples
+    --------
+    >>> fmt(0.022332), fmt(331.532), fmt(None), fmt(123456.7)
+    ('0.02233', '331.5', '', '123,457')
+    """
+    if x is None or isinstance(x, bool):
+        return "" if x is None else str(x)
+    if not isinstance(x, int | float) or not math.isfinite(x):
+        return str(x) if not isinstance(x, float) else ""
+    if abs(x) >= 1e4:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def _p(p: Any) -> str:
+    if p is None:
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# --------------------------------------------------------------------------- blocks
+def _family_rows(entries: Sequence[Mapping[str, Any]], simulated: bool) -> tuple[list, list]:
+    label_keys = list(dict.fromkeys(k for e in entries for k in e.get("labels", {})))
+    if not label_keys:
+        label_keys = ["outcome", "group"]
+    level = entries[0].get("level", 0.95) if entries else 0.95
+    head = [k.capitalize() for k in label_keys]
+    head += ["Term", "Estimate", "Std. error", f"{round(level * 100)}% CI", "p-value"]
+    if simulated:
+        head.append("Truth")
+    rows = []
+    for e in entries:
+        labels = [str(e.get("labels", {}).get(k, e.get(k, ""))) for k in label_keys]
+        if e.get("error"):
+            rows.append(
+                [*labels, "error", e["error"].splitlines()[0], "", "", ""] + [""] * simulated
+            )
+            continue
+        for r in e["tidy"]:
+            term = str(r["term"])
+            for key in ("group", "cohort", "time", "event_time"):
+                if r.get(key) is not None:
+                    term += f" [{key}={r[key]}]"
+            ci = ""
+            if r.get("conf_low") is not None and r.get("conf_high") is not None:
+                ci = f"[{fmt(r['conf_low'])}, {fmt(r['conf_high'])}]"
+            row = [
+                *labels,
+                term,
+                fmt(r.get("estimate")),
+                fmt(r.get("std_error")),
+                ci,
+                _p(r.get("p_value")),
+            ]
+            if simulated:
+                row.append(fmt(r.get("truth")))
+            rows.append(row)
+    return head, rows
+
+
+def _caution(entries: Sequence[Mapping[str, Any]]) -> str | None:
+    few = []
+    for e in entries:
+        info, inf = e.get("info") or {}, e.get("inference") or {}
+        k = info.get("n_treated_clusters")
+        if isinstance(k, int) and k < FEW_TREATED_CLUSTERS and inf.get("method") in _ROBUST:
+            few.append((k, info.get("n_clusters"), inf.get("method"), inf.get("cluster")))
+    if not few:
+        return None
+    k, g, _, cluster = few[0]
+    methods = sorted({f[2] for f in few})
+    return (
+        f"**Caution on inference.** {len(few)} analyses have only {k} treated cluster(s) of "
+        f"{g} ({cluster}). Their standard errors ({', '.join(methods)}) are cluster-robust "
+        "or model-based; with so few treated clusters such intervals are unreliable and "
+        "usually too narrow (on a null simulation of a one-treated-city design, CR1 "
+        "rejects a true null about half the time at the 5% level, and CR2 does not fix "
+        "this). Methods built for few treated clusters (wild cluster bootstrap, "
+        "randomization inference over units, Conley-Taber, Ferman-Pinto, conformal "
+        "inference) were not used in this run; read the intervals and p-values as "
+        "descriptive, not as tests."
+    )
+
+
+def _blocks(
+    study: Study, results: Mapping[str, Any], figures: Mapping[str, list[tuple[str, str]]]
+) -> list[Block]:
+    data = results["data"]
+    simulated = bool(data.get("simulated"))
+    blocks: list[Block] = [("h1", study.title)]
+    if study.description:
+        blocks.append(("p", study.description))
+    blocks.append(
+        (
+            "p",
+            f"Study `{study.name}`, evalkit {results.get('evalkit_version')}. Design "
+            f"sha256 `{results['design_sha256'][:16]}…`, data sha256 "
+            f"`{data['sha256'][:16]}…`, seed {results['seed']}. Every count below "
+            f"{results['min_cell_size']} is suppressed.",
+        )
+    )
+    # ---- data
+    blocks.append(("h2", "Data"))
+    if data["kind"] == "simulator":
+        blocks.append(
+            (
+                "p",
+                f"**Simulated data** (simulator `{data.get('simulator')}`). {data['description']}",
+            )
+        )
+        blocks.append(
+            (
+                "p",
+                "The *Truth* column gives the effect planted in these simulated data; on a "
+                "real extract it is absent.",
+            )
+        )
+    elif data["kind"] == "file":
+        blocks.append(("p", f"Data file `{data.get('file')}`."))
+    elif data["kind"] == "query":
+        blocks.append(("p", "Data from a DuckDB query:"))
+        blocks.append(("pre", data.get("query", "")))
+    else:
+        blocks.append(("p", "Data passed in by the caller (a data frame)."))
+    if study.collapse is not None:
+        c = study.collapse
+        blocks.append(
+            (
+                "p",
+                f"The rows are collapsed to cells by {', '.join(f'`{b}`' for b in c.by)} in "
+                f"DuckDB, separately for each subgroup; estimators are weighted by the "
+                f"count behind each cell value (`{c.count}`, or `n_<measure>` for measures "
+                "with their own condition). Cell values resting on fewer than "
+                f"{study.min_cell_size} rows are suppressed and left out.",
+            )
+        )
+        rows = [
+            [m.name, f"`{m.column}`" if m.column else "", m.stat, f"`{m.where}`" if m.where else ""]
+            for m in c.measures
+        ]
+        blocks.append(("table", ["Measure", "Column", "Statistic", "Among rows with"], rows))
+    if results.get("cells"):
+        rows = [
+            [
+                s["group"],
+                f"`{s['where']}`" if s.get("where") else "everyone",
+                fmt(s.get("n_cells")),
+                fmt(s.get("n_suppressed_cells")),
+                fmt(s.get("n_microdata_rows"))
+                if s.get("n_microdata_rows") is not None
+                else "suppressed",
+            ]
+            for s in results["cells"]
+        ]
+        blocks.append(
+            ("table", ["Group", "Rows", "Cells", "Suppressed cells", "Rows behind the cells"], rows)
+        )
+    # ---- inference
+    entries = results["analyses"]
+    blocks.append(("h2", "Inference"))
+    described = list(
+        dict.fromkeys(
+            (e.get("inference") or {}).get("description") for e in entries if e.get("inference")
+        )
+    )
+    for d in described:
+        blocks.append(("p", f"Inference: {d}."))
+    caution = _caution(entries)
+    if caution:
+        blocks.append(("p", caution))
+    if study.notes:
+        blocks.extend(_markdown(study.notes))
+    # ---- results
+    blocks.append(("h2", "Results"))
+    families = list(dict.fromkeys(e["family"] for e in entries))
+    for fam in families:
+        members = [e for e in entries if e["family"] == fam]
+        blocks.append(("h3", f"{members[0]['title']} ({members[0]['estimator']})"))
+        head, rows = _family_rows(members, simulated)
+        blocks.append(("table", head, rows))
+        for path, alt in figures.get(fam, []):
+            blocks.append(("img", path, alt))
+    if figures.get("__trends__"):
+        blocks.append(("h2", "Cell means over time"))
+        blocks.append(
+            (
+                "p",
+                "Means of the unsuppressed cells, weighted by their counts, for the treated "
+                "unit(s) and the comparison units; the dashed line marks the first treated "
+                "period.",
+            )
+        )
+        for path, alt in figures["__trends__"]:
+            blocks.append(("img", path, alt))
+    # ---- details
+    blocks.append(("h2", "Analyses"))
+    rows = []
+    for e in entries:
+        info, d = e.get("info") or {}, e.get("data") or {}
+        obs = d.get("n_cells", d.get("n_rows", info.get("n_obs")))
+        rows.append(
+            [
+                e["id"],
+                f"`{e['where']}`" if e.get("where") else "everyone",
+                fmt(obs) if obs is not None else "suppressed",
+                fmt(d.get("n_suppressed_cells")),
+                (e.get("inference") or {}).get("method", ""),
+                str(e.get("seed")),
+                "; ".join(e.get("warnings") or []) + (e.get("error") or ""),
+            ]
+        )
+    blocks.append(
+        (
+            "table",
+            [
+                "Analysis",
+                "Rows",
+                "Observations",
+                "Suppressed cells",
+                "Inference",
+                "Seed",
+                "Warnings / errors",
+            ],
+            rows,
+        )
+    )
+    blocks.append(("h2", "Reproduce"))
+    where = os.path.relpath(study.root)
+    where = str(study.root) if where.startswith("..") else where
+    blocks.append(
+        (
+            "pre",
+            f"evalkit run {where}      # writes results.json, this report, manifest.json\n"
+            f"evalkit verify {where}   # re-runs and compares with expected.json",
+        )
+    )
+    return blocks
+
+
+def _markdown(text: str) -> list[Block]:
+    """Paragraphs and bullet lists of a small Markdown text."""
+    out: list[Block] = []
+    for para in re.split(r"\n\s*\n", text.strip()):
+        lines = [ln.strip() for ln in para.splitlines() if ln.strip()]
+        if lines and all(ln.startswith(("- ", "* ")) for ln in lines):
+            out.append(("ul", [ln[2:] for ln in lines]))
+        elif lines:
+            out.append(("p", " ".join(lines)))
+    return out
+
+
+# --------------------------------------------------------------------------- render
+def _md_cell(x: Any) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    """Render blocks as Markdown."""
+    parts = []
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            parts.append("#" * int(kind[1]) + " " + b[1])
+        elif kind == "p":
+            parts.append(b[1])
+        elif kind == "pre":
+            parts.append("```\n" + b[1] + "\n```")
+        elif kind == "ul":
+            parts.append("\n".join(f"- {item}" for item in b[1]))
+        elif kind == "table":
+            head, rows = b[1], b[2]
+            lines = ["| " + " | ".join(map(_md_cell, head)) + " |"]
+            lines.append("|" + "|".join("---" for _ in head) + "|")
+            lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
+            parts.append("\n".join(lines))
+        elif kind == "img":
+            parts.append(f"![{b[2]}]({b[1]})")
+    return "\n\n".join(parts) + "\n"
+
+
+def _inline(text: str) -> str:
+    out = html.escape(str(text))
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<em>\1</em>", out)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:72rem;margin:2rem auto;
+padding:0 1rem;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
+th,td{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left}
+th{border-bottom:2px solid #888}
+td{font-variant-numeric:tabular-nums}
+code,pre{background:#f5f5f5;border-radius:3px}
+pre{padding:.6rem;overflow-x:auto}
+img{max-width:100%;height:auto;margin:.5rem 0}
+"""
+
+
+def to_html(blocks: Sequence[Block], title: str, root: Path) -> str:
+    """Render blocks as a self-contained HTML page (figures embedded)."""
+    body = []
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            body.append(f"<{kind}>{_inline(b[1])}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline(b[1])}</p>")
+        elif kind == "pre":
+            body.append(f"<pre>{html.escape(b[1])}</pre>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{_inline(h)}</th>" for h in b[1])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in b[2]
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode((root / b[1]).read_bytes()).decode("ascii")
+            body.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(b[2])}">'
+                f"<figcaption>{html.escape(b[2])}</figcaption></figure>"
+            )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+# --------------------------------------------------------------------------- figures
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    # No layout engine: constrained/tight layout redraws the figure and doubles the cost.
+    return Figure(figsize=(width, height))
+
+
+def _margins(
+    fig: Figure,
+    *,
+    left: float,
+    top: float = 0.45,
+    bottom: float = 0.5,
+    wspace: float = 0.25,
+    hspace: float = 0.55,
+) -> None:
+    """Set margins given in inches (left, top, bottom) for a grid of axes."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=min(left / w, 0.6),
+        right=0.98,
+        top=1 - top / h,
+        bottom=bottom / h,
+        wspace=wspace,
+        hspace=hspace,
+    )
+
+
+def _forest(members: Sequence[Mapping[str, Any]], simulated: bool) -> Figure | None:
+    """Estimates with intervals (and truth), one panel per value of the first label."""
+    rows = []
+    for e in members:
+        labels = e.get("labels") or {}
+        keys = list(labels)
+        panel = str(labels[keys[0]]) if len(keys) > 1 else ""
+        rest = " · ".join(str(labels[k]) for k in keys[1:]) if len(keys) > 1 else e["id"]
+        for r in e["tidy"]:
+            if r.get("estimate") is None:
+                continue
+            name = rest if len(e["tidy"]) == 1 else f"{rest} · {r['term']}"
+            rows.append(
+                (panel, name, r["estimate"], r.get("conf_low"), r.get("conf_high"), r.get("truth"))
+            )
+    if not rows:
+        return None
+    panels = list(dict.fromkeys(r[0] for r in rows))
+    names = {p: [r[1] for r in rows if r[0] == p] for p in panels}
+    shared = all(v == names[panels[0]] for v in names.values())
+    n_rows = max(len(v) for v in names.values())
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    label_in = 0.3 + 0.075 * max(len(r[1]) for r in rows)
+    width = 3.2 * ncols + label_in * (1 if shared else ncols)
+    fig = _figure(width, nrows * (0.3 * n_rows + 0.9) + 0.5)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    _margins(fig, left=label_in, wspace=0.12 if shared else 0.9 * label_in / 3.2)
+    for i, (ax, panel) in enumerate(zip(axes, panels, strict=False)):
+        sub = [r for r in rows if r[0] == panel]
+        y = np.arange(len(sub))[::-1]
+        est = np.array([r[2] for r in sub], dtype=float)
+        lo = np.array([r[3] if r[3] is not None else r[2] for r in sub], dtype=float)
+        hi = np.array([r[4] if r[4] is not None else r[2] for r in sub], dtype=float)
+        ax.errorbar(
+            est, y, xerr=[est - lo, hi - est], fmt="o", color="C0", capsize=3, label="estimate"
+        )
+        truth = [(r[5], yy) for r, yy in zip(sub, y, strict=True) if r[5] is not None]
+        if simulated and truth:
+            ax.scatter(
+                [t[0] for t in truth],
+                [t[1] for t in truth],
+                marker="x",
+                color="C3",
+                zorder=3,
+                label="truth",
+            )
+        if i == 0:
+            ax.legend(loc="best", fontsize=7, frameon=False)
+        ax.axvline(0.0, color="0.5", lw=0.8)
+        ax.set_ylim(-0.6, len(sub) - 0.4)
+        show = not shared or i % ncols == 0
+        ax.set_yticks(y, [r[1] for r in sub] if show else [], fontsize=8)
+        ax.set_title(panel, fontsize=10)
+        ax.tick_params(axis="x", labelsize=8)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    return fig
+
+
+def _result_grid(fitted: Sequence[Fitted]) -> Figure | None:
+    """Each member's own plot (``Result.plot``): for results with several estimates."""
+    members = [f for f in fitted if f.result is not None and len(f.result.terms) > 1]
+    if not members:
+        return None
+    ncols = min(len(members), 2)
+    nrows = math.ceil(len(members) / ncols)
+    fig = _figure(6.0 * ncols, 3.6 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    _margins(fig, left=1.2, wspace=0.35)
+    for ax, f in zip(axes, members, strict=False):
+        f.result.plot(ax=ax)
+        ax.set_title(f.spec.id, fontsize=9)
+    for ax in axes[len(members) :]:
+        ax.set_visible(False)
+    return fig
+
+
+def _trends(
+    study: Study, table: pd.DataFrame, fitted: Sequence[Fitted], group: str
+) -> Figure | None:
+    """Weighted means of unsuppressed cells over time, treated vs comparison units."""
+    specs = [f.spec for f in fitted if f.spec.group == group and not f.spec.custom_where]
+    if not specs or study.collapse is None:
+        return None
+    kw = specs[0].kwargs
+    unit, time_col, treat = kw.get("unit"), kw.get("time"), kw.get("treatment")
+    if not all(isinstance(c, str) and c in table for c in (unit, time_col, treat)):
+        return None
+    outcomes = list(dict.fromkeys(s.outcome for s in specs if s.outcome in table))
+    if not outcomes or table.empty:
+        return None
+    ever = table.groupby(unit, observed=True)[treat].transform("max").to_numpy() > 0
+    first = table.loc[table[treat] > 0, time_col].min() if (table[treat] > 0).any() else None
+    ncols = min(len(outcomes), 3)
+    nrows = math.ceil(len(outcomes) / ncols)
+    fig = _figure(4.0 * ncols, 2.6 * nrows + 0.4)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    _margins(fig, left=0.7, top=0.6, wspace=0.3, hspace=0.45)
+    for ax, outcome in zip(axes, outcomes, strict=False):
+        weight = study.collapse.weight_for(outcome)
+        ok = table[outcome].notna().to_numpy() & table[weight].notna().to_numpy()
+        for mask, label, color in ((ever, "treated", "C3"), (~ever, "comparison", "C0")):
+            sub = table.loc[ok & mask, [time_col, outcome, weight]]
+            if sub.empty:
+                continue
+            w = sub[weight].astype(float)
+            means = (sub[outcome] * w).groupby(sub[time_col]).sum() / w.groupby(sub[time_col]).sum()
+            ax.plot(_numeric_time(means.index), means.to_numpy(), color=color, lw=1.2, label=label)
+        if first is not None:
+            ax.axvline(_numeric_time(pd.Index([first]))[0], color="0.4", ls="--", lw=0.8)
+        ax.set_title(outcome, fontsize=10)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=7, frameon=False)
+    for ax in axes[len(outcomes) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"group: {group}", fontsize=10)
+    return fig
+
+
+def _numeric_time(index: pd.Index) -> np.ndarray:
+    """Dates as decimal years (date axes are slow to lay out), other times as numbers."""
+    if pd.api.types.is_datetime64_any_dtype(index):
+        stamps = pd.DatetimeIndex(index)
+        return (stamps.year + (stamps.day_of_year - 1) / 365.25).to_numpy(dtype=float)
+    return np.asarray(index, dtype=float)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "figure"
+
+
+def write_report(
+    study: Study,
+    results: Mapping[str, Any],
+    fitted: Sequence[Fitted],
+    cells: Mapping[str, pd.DataFrame],
+    out_dir: Path,
+) -> list[Path]:
+    """Write report.md, report.html and figures/*.png; return the paths written."""
+    written: list[Path] = []
+    figures: dict[str, list[tuple[str, str]]] = {}
+    simulated = bool(results["data"].get("simulated"))
+    fig_dir = out_dir / "figures"
+    if study.figures:
+        entries = results["analyses"]
+        for fam in dict.fromkeys(e["family"] for e in entries):
+            members = [e for e in entries if e["family"] == fam]
+            fig = _forest(members, simulated)
+            if fig is not None:
+                p = _save(fig, fig_dir / f"{_slug(fam)}.png")
+                written.append(p)
+                figures.setdefault(fam, []).append(
+                    (f"figures/{p.name}", f"{fam}: estimates with confidence intervals")
+                )
+            grid = _result_grid([f for f in fitted if f.spec.family == fam])
+            if grid is not None:
+                p = _save(grid, fig_dir / f"{_slug(fam)}_plots.png")
+                written.append(p)
+                figures.setdefault(fam, []).append((f"figures/{p.name}", f"{fam}: each analysis"))
+        for group, table in cells.items():
+            fig = _trends(study, table, fitted, group)
+            if fig is not None:
+                p = _save(fig, fig_dir / f"trends_{_slug(group)}.png")
+                written.append(p)
+                figures.setdefault("__trends__", []).append(
+                    (f"figures/{p.name}", f"cell means over time, group {group}")
+                )
+    blocks = _blocks(study, results, figures)
+    md = out_dir / "report.md"
+    md.write_text(to_markdown(blocks), encoding="utf-8")
+    page = out_dir / "report.html"
+    page.write_text(to_html(blocks, study.title, out_dir), encoding="utf-8")
+    return [*written, md, page]

@@ -1,0 +1,500 @@
+"""Run a study: data, cells, every analysis, then results, report and manifest.
+
+Everything the runner writes is built from one payload that has passed the disclosure
+gate (:func:`_gate`, which applies :func:`evalkit.data.disclosure.protect` and refuses
+output that fails :func:`evalkit.data.disclosure.audit`); the report is rendered from
+that payload, and its figures show only estimates and cell means of unsuppressed cells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalkit.core import registry
+from evalkit.core.result import Result, jsonable
+from evalkit.data.collapse import Measure, collapse
+from evalkit.data.disclosure import DisclosurePolicy, audit, protect
+from evalkit.errors import EvalkitError
+from evalkit.study.config import AnalysisSpec, Study, load_study
+from evalkit.study.source import DataSource, open_source
+
+__all__ = ["RESULTS_FORMAT", "Fitted", "RunOutcome", "run_study"]
+
+RESULTS_FORMAT = 1
+PACKAGES = (
+    "evalkit",
+    "numpy",
+    "pandas",
+    "scipy",
+    "statsmodels",
+    "duckdb",
+    "pyarrow",
+    "matplotlib",
+    "linearmodels",
+    "scikit-learn",
+    "doubleml",
+    "rich",
+)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run produced.
+
+    Attributes
+    ----------
+    out_dir
+        The output folder.
+    results
+        The content of results.json (after disclosure control).
+    files
+        Every file written.
+    manifest
+        The content of manifest.json.
+    errors
+        ``"<analysis id>: <message>"`` for each analysis that failed (its ``tidy`` is
+        empty and its ``error`` set in results.json).
+    seconds
+        Wall-clock time of the run.
+    """
+
+    out_dir: Path
+    results: dict[str, Any]
+    files: tuple[Path, ...]
+    manifest: dict[str, Any] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every analysis ran."""
+        return not self.errors
+
+
+@dataclass
+class Fitted:
+    """One analysis after fitting (internal to the runner and the report)."""
+
+    spec: AnalysisSpec
+    result: Result | None
+    data: dict[str, Any]
+    warnings: list[str]
+    error: str | None = None
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _norm(text: str | None) -> str | None:
+    return None if text is None else " ".join(text.lower().split())
+
+
+# --------------------------------------------------------------------------- data
+class _Cells:
+    """Collapsed cells per row condition, computed once each."""
+
+    def __init__(self, study: Study, source: DataSource) -> None:
+        self.study = study
+        self.source = source
+        self.tables: dict[str | None, pd.DataFrame] = {}
+        self.groups: dict[str | None, str] = {}
+        self.custom: dict[str | None, bool] = {}
+
+    def by_group(self) -> dict[str, pd.DataFrame]:
+        """Cells of each subgroup (conditions from [groups] only), by group name."""
+        return {self.groups[w]: t for w, t in self.tables.items() if not self.custom[w]}
+
+    def get(self, where: str | None, group: str, custom: bool = False) -> pd.DataFrame:
+        if where not in self.tables:
+            spec = self.study.collapse
+            assert spec is not None
+            self.tables[where] = collapse(
+                self.source.relation,
+                by=list(spec.by),
+                measures={m.name: m for m in spec.measures},
+                min_cell_size=self.study.min_cell_size,
+                count=spec.count,
+                where=where,
+            )
+            self.groups[where] = f"{group} (own condition)" if custom else group
+            self.custom[where] = custom
+        return self.tables[where]
+
+
+def _analysis_frame(
+    study: Study, source: DataSource, spec: AnalysisSpec, cells: _Cells
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Return the rows an analysis is fitted on, and aggregate facts about them."""
+    if study.collapse is None:
+        wanted = _columns_used(spec, source.columns)
+        frame = source.rows(spec.where, wanted)
+        return frame, {"mode": "rows", "n_rows": len(frame)}
+    table = cells.get(spec.where, spec.group, spec.custom_where)
+    outcome = spec.outcome
+    hidden = table["suppressed"].to_numpy(dtype=bool).copy()
+    flag = f"suppressed_{outcome}"
+    if outcome and flag in table:
+        hidden |= table[flag].to_numpy(dtype=bool)
+    usable = ~hidden
+    if outcome and outcome in table:
+        usable &= table[outcome].notna().to_numpy()
+    frame = table.loc[usable].reset_index(drop=True)
+    count = study.collapse.count
+    info = {
+        "mode": "cells",
+        "n_cells": int(usable.sum()),
+        "n_suppressed_cells": int(hidden.sum()),
+        "n_microdata_rows": int(frame[count].sum()) if len(frame) else 0,
+    }
+    return frame, info
+
+
+def _columns_used(spec: AnalysisSpec, available: list[str]) -> list[str]:
+    cols: list[str] = []
+    for value in spec.kwargs.values():
+        for v in (
+            [value] if isinstance(value, str) else value if isinstance(value, tuple | list) else []
+        ):
+            if isinstance(v, str) and v in available and v not in cols:
+                cols.append(v)
+    if spec.inference is not None and spec.inference.cluster in available:
+        cols.append(spec.inference.cluster)
+    return cols or list(available)
+
+
+# --------------------------------------------------------------------------- truth
+def _truth_lookup(study: Study, source: DataSource, spec: AnalysisSpec) -> Any:
+    """Return a function term -> true value (or None) for simulated data; else None."""
+    sim = source.simulated
+    if sim is None:
+        return None
+
+    def unknown(term: str) -> None:
+        return None
+
+    outcome = spec.outcome
+    if spec.custom_where or outcome is None or outcome not in sim.truth:
+        return unknown
+    if spec.group not in sim.groups or _norm(sim.groups[spec.group]) != _norm(
+        study.groups.get(spec.group)
+    ):
+        return unknown
+    sim_measure = sim.measures.get(outcome)
+    if study.collapse is not None:
+        mine = study.collapse.measure(outcome)
+        theirs = Measure(outcome, **dict(sim_measure)) if sim_measure else None
+        if mine is None or theirs is None or mine.to_dict() != theirs.to_dict():
+            return unknown
+        if spec.kwargs.get("treatment") not in study.collapse.by:
+            return unknown
+    elif dict(sim_measure or {}) != {"column": outcome, "stat": "mean"}:
+        return unknown
+    treatment = spec.kwargs.get("treatment")
+
+    def lookup(term: str) -> float | None:
+        if term != treatment:
+            return None
+        return sim.truth_for(term, outcome, spec.group)
+
+    return lookup
+
+
+# --------------------------------------------------------------------------- fitting
+def _fit_one(study: Study, source: DataSource, spec: AnalysisSpec, cells: _Cells) -> Fitted:
+    caught: list[warnings.WarningMessage] = []
+    data: dict[str, Any] = {}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            frame, data = _analysis_frame(study, source, spec, cells)
+            estimator = registry.get(spec.estimator)(**spec.kwargs)
+            result = estimator.fit(
+                frame, inference=spec.inference, seed=spec.seed, level=spec.level
+            )
+        error = None
+    except EvalkitError as err:
+        result, error = None, str(err)
+    messages = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    return Fitted(spec, result, data, messages, error)
+
+
+def _entry(study: Study, source: DataSource, f: Fitted) -> dict[str, Any]:
+    spec = f.spec
+    rows: list[dict[str, Any]] = []
+    if f.result is not None:
+        rows = [jsonable(r) for r in f.result.tidy().to_dict(orient="records")]
+        lookup = _truth_lookup(study, source, spec)
+        if lookup is not None:
+            for r in rows:
+                r["truth"] = jsonable(lookup(str(r["term"])))
+    return {
+        "id": spec.id,
+        "family": spec.family,
+        "title": spec.title,
+        "estimator": spec.estimator,
+        "labels": jsonable(dict(spec.labels)),
+        "outcome": spec.outcome,
+        "group": spec.group,
+        "where": spec.where,
+        "options": jsonable(dict(spec.kwargs)),
+        "inference": f.result.inference.to_dict() if f.result is not None else None,
+        "level": spec.level,
+        "seed": spec.seed,
+        "tidy": rows,
+        "info": jsonable(dict(f.result.info)) if f.result is not None else {},
+        "data": f.data,
+        "warnings": f.warnings,
+        "error": f.error,
+    }
+
+
+# --------------------------------------------------------------------------- the gate
+def _gate(
+    envelope: Mapping[str, Any],
+    sections: Iterable[tuple[str, Any, DisclosurePolicy]],
+    policy: DisclosurePolicy,
+) -> dict[str, Any]:
+    """Make outputs safe in one place: protect, audit, and assemble.
+
+    ``sections`` are ``(key, value, policy)``: parts of the payload with their own policy
+    (an analysis on cells exempts counts of cells and units). A list value is protected
+    element by element with that policy.
+    """
+    safe, _ = protect(dict(envelope), policy)
+    if audit(safe, policy):  # pragma: no cover - protect guarantees this
+        raise RuntimeError("disclosure audit failed on the results envelope")
+    for key, value, pol in sections:
+        items = value if isinstance(value, list) else [value]
+        done = []
+        for item in items:
+            item_safe, _ = protect(item, pol)
+            problems = audit(item_safe, pol)
+            if problems:  # pragma: no cover - protect guarantees this
+                raise RuntimeError(f"disclosure audit failed: {problems}")
+            done.append(item_safe)
+        safe[key] = done if isinstance(value, list) else done[0]
+    return safe
+
+
+def _cells_summary(study: Study, cells: _Cells) -> list[dict[str, Any]]:
+    if study.collapse is None:
+        return []
+    out = []
+    count = study.collapse.count
+    for where, table in cells.tables.items():
+        if table.empty:
+            continue
+        kept = ~table["suppressed"].to_numpy(dtype=bool)
+        out.append(
+            {
+                "group": cells.groups[where],
+                "where": where,
+                "n_cells": int(kept.sum()),
+                "n_suppressed_cells": int((~kept).sum()),
+                "n_microdata_rows": int(table.loc[kept, count].sum()),
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- run
+def run_study(
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    progress: bool = True,
+    data_override: Any = None,
+) -> RunOutcome:
+    """Run every analysis of a study and write results, report and manifest.
+
+    Parameters
+    ----------
+    path
+        The study folder (or its study.toml).
+    out
+        Output folder; ``<study>/out`` when None. Created if needed.
+    progress
+        Show a progress bar (on standard error) over the analyses.
+    data_override
+        Run on these data instead of the study's [data]: a DataFrame, a
+        :class:`~evalkit.simulate.SimulatedData` or the path of a CSV/Parquet file
+        with the same columns.
+
+    Returns
+    -------
+    RunOutcome
+        The output folder, the results (as written to results.json), the files
+        written, the manifest and any analysis errors.
+
+    Notes
+    -----
+    Files written: ``results.json`` (``{"analyses": [{"id", "estimator", "tidy", ...}],
+    ...}``), ``report.md`` and ``report.html`` (with ``figures/*.png``; the HTML embeds
+    them), and ``manifest.json`` (package versions, data and design SHA-256, seeds, and
+    the SHA-256 of every output). No count below the study's ``min_cell_size`` is
+    written anywhere.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, textwrap
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "study.toml").write_text(textwrap.dedent('''
+    ...     [study]
+    ...     name = "tiny"
+    ...     seed = 7
+    ...     [data]
+    ...     simulator = "bergen_rates"
+    ...     options = {n_persons = 3000, start = "2019-01", end = "2020-12"}
+    ...     [roles]
+    ...     unit = "city"
+    ...     time = "month"
+    ...     treatment = "treated"
+    ...     cluster = "city"
+    ...     [collapse]
+    ...     by = ["city", "month", "treated"]
+    ...     measures = {recipient = "mean"}
+    ...     [[analysis]]
+    ...     id = "twfe"
+    ...     estimator = "did.TWFE"
+    ...     options = {outcome = "recipient"}
+    ...     inference = "cr2"
+    ...     '''))
+    >>> run = run_study(folder, progress=False)
+    >>> run.results["analyses"][0]["tidy"][0]["term"]
+    'treated'
+    >>> sorted(p.name for p in run.files if p.suffix != ".png")
+    ['manifest.json', 'report.html', 'report.md', 'results.json']
+    """
+    start = time.perf_counter()
+    study = load_study(path, check_data=data_override is None)
+    out_dir = Path(out).expanduser() if out is not None else study.root / "out"
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    policy = DisclosurePolicy(study.min_cell_size)
+    cell_policy = policy.for_cells()
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    source = open_source(study, data_override)
+    fitted: list[Fitted] = []
+    try:
+        cells = _Cells(study, source)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            disable=not progress,
+            transient=False,
+        ) as bar:
+            task = bar.add_task(study.name, total=len(study.analyses))
+            for spec in study.analyses:
+                bar.update(task, description=f"{study.name}: {spec.id}")
+                fitted.append(_fit_one(study, source, spec, cells))
+                bar.advance(task)
+            bar.update(task, description=study.name)
+        entries = [_entry(study, source, f) for f in fitted]
+        summary = _cells_summary(study, cells)
+        by_group = cells.by_group()
+    finally:
+        source.close()
+
+    sim = source.simulated
+    envelope = {
+        "evalkit_results": RESULTS_FORMAT,
+        "evalkit_version": _versions()["evalkit"],
+        "study": {"name": study.name, "title": study.title, "description": study.description},
+        "design_sha256": study.design_sha256,
+        "data": {
+            "kind": source.kind,
+            "simulated": sim is not None,
+            "description": sim.description if sim is not None else None,
+            "sha256": source.sha256,
+            **jsonable(source.details),
+        },
+        "seed": study.seed,
+        "min_cell_size": study.min_cell_size,
+    }
+    analysis_policy = cell_policy if study.collapse is not None else policy
+    results = _gate(
+        envelope, [("cells", summary, cell_policy), ("analyses", entries, analysis_policy)], policy
+    )
+
+    files: list[Path] = []
+    results_path = out_dir / "results.json"
+    _write_json(results_path, results)
+    files.append(results_path)
+
+    from evalkit.study.report import write_report
+
+    files.extend(write_report(study, results, fitted, by_group, out_dir))
+
+    manifest = {
+        "evalkit_manifest": 1,
+        "study": study.name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "executable": Path(sys.executable).name,
+        "packages": _versions(),
+        "design": {"file": study.file.name, "sha256": study.design_sha256},
+        "data": {
+            "kind": source.kind,
+            "sha256": source.sha256,
+            "hash_method": source.hash_method,
+            **jsonable(source.details),
+        },
+        "seeds": {
+            "study": study.seed,
+            "data": sim.seed if sim is not None else None,
+            "analyses": {s.id: s.seed for s in study.analyses},
+        },
+        "outputs": {_rel(p, out_dir): _sha256(p) for p in files},
+        "elapsed_seconds": round(time.perf_counter() - start, 3),
+    }
+    manifest = _gate(manifest, [], policy)
+    manifest_path = out_dir / "manifest.json"
+    _write_json(manifest_path, manifest)
+    files.append(manifest_path)
+    errors = tuple(f"{f.spec.id}: {f.error}" for f in fitted if f.error)
+    return RunOutcome(
+        out_dir=out_dir,
+        results=results,
+        files=tuple(files),
+        manifest=manifest,
+        errors=errors,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _rel(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,0 +1,329 @@
+"""A study's data source as a DuckDB relation, its fingerprint, and cheap schema checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from evalkit.data.collapse import quote
+from evalkit.errors import DataError, DesignError
+from evalkit.simulate import SimulatedData
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
+
+    from evalkit.study.config import Study, _Source
+
+__all__ = ["DataSource", "check_columns", "frame_sha256", "open_source"]
+
+_VIEW = "study_data"
+_ROLE_COLUMNS = ("outcome", "unit", "time", "treatment", "cohort", "cluster", "weights")
+
+
+@dataclass
+class DataSource:
+    """The opened data of one run.
+
+    Attributes
+    ----------
+    relation
+        The rows as a DuckDB relation (nothing is loaded into pandas until needed).
+    simulated
+        The :class:`~evalkit.simulate.SimulatedData` when the data are simulated.
+    kind
+        ``"simulator"``, ``"file"``, ``"query"`` or ``"frame"`` (a DataFrame override).
+    sha256, hash_method
+        The data fingerprint and how it was computed.
+    details
+        What to record about the source (file name, simulator and options, query).
+    """
+
+    connection: duckdb.DuckDBPyConnection
+    relation: duckdb.DuckDBPyRelation
+    kind: str
+    sha256: str
+    hash_method: str
+    simulated: SimulatedData | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names of the data."""
+        return list(self.relation.columns)
+
+    def rows(self, where: str | None, columns: list[str] | None = None) -> pd.DataFrame:
+        """Return the rows satisfying ``where`` (all when None) as a DataFrame."""
+        import duckdb
+
+        cols = ", ".join(quote(c) for c in columns) if columns else "*"
+        sql = f"SELECT {cols} FROM {_VIEW}" + (f" WHERE {where}" if where else "")
+        try:
+            return self.relation.query(_VIEW, sql).df()
+        except duckdb.Error as exc:
+            raise DataError(
+                f"selecting the rows failed: {str(exc).splitlines()[0]}",
+                hint="check the group and where conditions of the analysis",
+                column="where",
+            ) from exc
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        self.connection.close()
+
+
+def frame_sha256(frame: pd.DataFrame) -> str:
+    """SHA-256 of a DataFrame's column names, dtypes and values (row order matters).
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"x": [1, 2]})
+    >>> frame_sha256(a) == frame_sha256(a.copy()) != frame_sha256(a.iloc[::-1])
+    True
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        if path.is_dir():
+            h.update(str(p.relative_to(path)).encode())
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _connect(root: Path) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET file_search_path = '{str(root).replace(chr(39), chr(39) * 2)}'")
+    return con
+
+
+def _file_relation(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyRelation:
+    import duckdb
+
+    try:
+        if path.suffix.lower() in (".parquet", ".pq") or path.is_dir():
+            target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+            return con.read_parquet(target)
+        return con.read_csv(str(path))
+    except duckdb.Error as exc:
+        raise DataError(
+            f"could not read {str(path)!r}: {str(exc).splitlines()[0]}", column="file"
+        ) from exc
+
+
+def _query_relation(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyRelation:
+    import duckdb
+
+    try:
+        return con.sql(query)
+    except duckdb.Error as exc:
+        raise DataError(
+            f"the study's query failed: {str(exc).splitlines()[0]}",
+            hint="file paths in the query are relative to the study folder",
+            column="query",
+        ) from exc
+
+
+def open_source(study: Study, data_override: Any = None) -> DataSource:
+    """Open a study's data (or ``data_override``) as a DuckDB relation and fingerprint it.
+
+    Parameters
+    ----------
+    study
+        The parsed study.
+    data_override
+        Run on these data instead of the study's [data]: a DataFrame, a
+        :class:`~evalkit.simulate.SimulatedData`, or the path of a CSV/Parquet file.
+    """
+    con = _connect(study.root)
+    try:
+        return _open(study, con, data_override)
+    except BaseException:
+        con.close()
+        raise
+
+
+def _open(study: Study, con: duckdb.DuckDBPyConnection, override: Any) -> DataSource:
+    spec = study.data
+    if override is not None:
+        if isinstance(override, SimulatedData | pd.DataFrame):
+            frame = override.data if isinstance(override, SimulatedData) else override
+            sim = override if isinstance(override, SimulatedData) else None
+            con.register(_VIEW, frame)
+            details: dict[str, Any] = {"override": "data frame"}
+            if sim is not None:
+                details.update(simulator=sim.name, options=dict(sim.parameters))
+            return DataSource(
+                con,
+                con.table(_VIEW),
+                "simulator" if sim else "frame",
+                frame_sha256(frame),
+                "sha256 of the data frame (pandas row hashes)",
+                sim,
+                details,
+            )
+        path = Path(override).expanduser().resolve()
+        if not path.exists():
+            raise DataError(f"data file {str(path)!r} does not exist", column="data")
+        rel = _file_relation(con, path)
+        return DataSource(
+            con,
+            rel,
+            "file",
+            _file_sha256(path),
+            "sha256 of the file bytes",
+            None,
+            {"file": str(path)},
+        )
+    if spec.kind == "simulator":
+        from evalkit import simulate
+
+        options = dict(spec.options)
+        options.setdefault("seed", study.seed)
+        sim = simulate.get(spec.simulator)(**options)
+        con.register(_VIEW, sim.data)
+        return DataSource(
+            con,
+            con.table(_VIEW),
+            "simulator",
+            frame_sha256(sim.data),
+            "sha256 of the data frame (pandas row hashes)",
+            sim,
+            {"simulator": spec.simulator, "options": dict(sim.parameters)},
+        )
+    if spec.kind == "file":
+        rel = _file_relation(con, spec.file)
+        return DataSource(
+            con,
+            rel,
+            "file",
+            _file_sha256(spec.file),
+            "sha256 of the file bytes",
+            None,
+            {"file": _relative(spec.file, study.root)},
+        )
+    rel = _query_relation(con, spec.query)
+    digest = _relation_fingerprint(con, rel)
+    return DataSource(
+        con,
+        rel,
+        "query",
+        digest,
+        "sha256 of the row count and the sum of DuckDB row hashes (order-independent)",
+        None,
+        {"query": spec.query},
+    )
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _relation_fingerprint(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation) -> str:
+    sql = "SELECT count(*), sum(hash(fp))::VARCHAR FROM fp fp"
+    n, total = rel.query("fp", sql).fetchall()[0]
+    types = [[c, str(t)] for c, t in zip(rel.columns, rel.types, strict=True)]
+    text = json.dumps({"rows": n, "hash_sum": total, "columns": types})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- checks
+def _schema_relation(study: Study, con: duckdb.DuckDBPyConnection) -> Any:
+    """Return a relation with the source's columns, read cheaply (no rows are scanned)."""
+    spec = study.data
+    if spec.kind == "simulator":
+        from evalkit import simulate
+
+        schema = simulate.schema(spec.simulator)
+        empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema.items()})
+        con.register(_VIEW, empty)
+        return con.table(_VIEW)
+    if spec.kind == "file":
+        return _file_relation(con, spec.file)
+    return _query_relation(con, spec.query)
+
+
+def check_columns(study: Study, src: _Source) -> None:
+    """Check names against the data's columns, where they can be read cheaply.
+
+    Checks the collapse keys and measures, the group and where conditions (bound by
+    DuckDB against the columns, so a misspelt column is caught), and every role of every
+    analysis against the columns the estimator will see (the cells when the study
+    collapses, else the data).
+    """
+    import duckdb
+
+    con = _connect(study.root)
+    try:
+        rel = _schema_relation(study, con)
+        columns = list(rel.columns)
+
+        def bind(condition: str, table: str, key: str, index: int | None = None) -> None:
+            try:
+                rel.query(_VIEW, f"SELECT * FROM {_VIEW} WHERE {condition} LIMIT 0")
+            except duckdb.Error as exc:
+                raise DesignError(
+                    f"{src.where(table, key, index)}: condition {condition!r} does not work "
+                    f"on the data: {str(exc).splitlines()[0]}",
+                    hint=f"columns: {', '.join(columns)}",
+                    column=key,
+                ) from None
+
+        def need(column: str, table: str, key: str, index: int | None, among: list[str]) -> None:
+            if column not in among:
+                import difflib
+
+                close = difflib.get_close_matches(column, among, n=1)
+                raise DesignError(
+                    f"{src.where(table, key, index)}: column {column!r} ({key}) is not in "
+                    f"the {'cells' if among is not columns else 'data'}",
+                    hint=(f"did you mean {close[0]!r}? " if close else "")
+                    + f"available: {', '.join(among)}",
+                    column=column,
+                )
+
+        for name, condition in study.groups.items():
+            if condition:
+                bind(condition, "groups", name)
+        target = columns
+        if study.collapse is not None:
+            for b in study.collapse.by:
+                need(b, "collapse", "by", None, columns)
+            for m in study.collapse.measures:
+                if m.column is not None:
+                    need(m.column, "collapse.measures", m.name, None, columns)
+                if m.where:
+                    bind(m.where, "collapse.measures", m.name)
+            target = study.collapse.columns
+        for role, value in study.roles.items():
+            for col in [value] if isinstance(value, str) else list(value or []):
+                need(col, "roles", role, None, target)
+        for a in study.analyses:
+            if a.custom_where and a.where:
+                bind(a.where, "analysis", "where", a.table_index)
+            for role in (*_ROLE_COLUMNS, "covariates"):
+                value = a.kwargs.get(role)
+                for col in [value] if isinstance(value, str) else list(value or []):
+                    need(col, "analysis", role, a.table_index, target)
+            cluster = a.inference.cluster if a.inference is not None else None
+            if cluster:
+                need(cluster, "analysis", "inference", a.table_index, target)
+    finally:
+        con.close()
