@@ -37,7 +37,9 @@ def _friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EvalkitError as err:
-            _console(stderr=True).print(f"[bold red]error:[/] {err}", markup=True)
+            from rich.markup import escape
+
+            _console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", markup=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
@@ -58,16 +60,31 @@ def main() -> None:
 @click.argument("study", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Run on this data file (CSV or Parquet) instead of the study's own data.",
+)
 @_friendly
-def run(study: Path, out: Path | None, progress: bool) -> None:
-    """Run every analysis of STUDY and write results.json, the report and a manifest."""
+def run(study: Path, out: Path | None, progress: bool, data: Path | None) -> None:
+    """Run every analysis of STUDY and write results.json, the report and a manifest.
+
+    Exits with status 1 when an analysis failed (the others are still written).
+    """
     from evalkit.study import run_study
 
-    outcome = run_study(study, out=out, progress=progress)
+    outcome = run_study(study, out=out, progress=progress, data_override=data)
     console = _console()
     console.print(f"[green]wrote[/] {outcome.out_dir}")
     for path in outcome.files:
         console.print(f"  {path}")
+    if outcome.errors:
+        from rich.markup import escape
+
+        for error in outcome.errors:
+            console.print(f"[red]failed:[/] {escape(str(error))}")
+        sys.exit(1)
 
 
 @main.command()
@@ -153,6 +170,41 @@ def describe(
         require_variation=False,
     )
     click.echo(json.dumps(panel.describe(), indent=2, default=str))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="File to write.")
+@click.option("--seed", type=int, default=None, help="Seed of the simulation.")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A simulator option, e.g. --option n_persons=20000 (repeatable).",
+)
+@_friendly
+def simulate(name: str, out: Path, seed: int | None, options: tuple[str, ...]) -> None:
+    """Write register-like simulated data with planted effects (simulator NAME) to OUT."""
+    import json
+
+    from evalkit import simulate as sim
+    from evalkit.errors import DesignError
+
+    kwargs: dict[str, object] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DesignError(f"option {item!r} is not KEY=VALUE", column="option")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    if seed is not None:
+        kwargs["seed"] = seed
+    data = sim.get(name)(**kwargs)
+    data.save(out)
+    click.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,3 +30,35 @@ def test_cli_describe_reports_evalkit_errors_with_status_2(tmp_path):
     assert "P003" in out.output
     out = CliRunner().invoke(main, ["describe", str(path), "--unit", "idd", "--time", "t"])
     assert out.exit_code == 2 and "idd" in out.output
+
+
+def test_cli_error_messages_keep_brackets(tmp_path):
+    study = tmp_path / "s"
+    study.mkdir()
+    (study / "study.toml").write_text("[study]\nname = 's'\ntitel = 'x'\n", encoding="utf-8")
+    out = CliRunner().invoke(main, ["check", str(study)])
+    assert out.exit_code == 2
+    assert "[study]" in out.output or "titel" in out.output
+
+
+def test_cli_simulate_writes_a_file(tmp_path):
+    target = tmp_path / "sim.parquet"
+    out = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "bergen_rates",
+            "--out",
+            str(target),
+            "--seed",
+            "1",
+            "--option",
+            "n_persons=2000",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert target.is_file()
+    bad = CliRunner().invoke(
+        main, ["simulate", "bergen_rates", "--out", str(target), "--option", "x"]
+    )
+    assert bad.exit_code == 2 and "KEY=VALUE" in bad.output
