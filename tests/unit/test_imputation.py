@@ -239,3 +239,25 @@ def test_warnings_point_at_the_callers_line():
     assert all(w.filename == __file__ for w in caught), [
         (w.filename, str(w.message)) for w in caught
     ]
+
+
+def test_subgroups_share_clusters_through_labelled_scores():
+    df = panel(9, n_units=60)
+    df["half"] = np.where(df["id"] % 2 == 0, "a", "b")  # both halves in every region
+    est = ImputationDiD(outcome="y", unit="id", time="year", cohort="g", cluster="region")
+    both = fit(est, df, by="half")
+    parts = {h: fit(est, df[df["half"] == h]).headline() for h in ("a", "b")}
+    psi = {h: pd.Series(r._scores.values[:, 0], index=r._scores.labels) for h, r in parts.items()}
+    diff = psi["a"].sub(psi["b"], fill_value=0.0)
+    want = np.sqrt((diff**2).sum())
+    assert both.std_error("ATT", group="a - b") == pytest.approx(want, rel=1e-10)
+    assert both.std_error("ATT", group="a") == pytest.approx(parts["a"].std_error(), rel=1e-12)
+    assert want != pytest.approx(np.hypot(parts["a"].std_error(), parts["b"].std_error()))
+
+
+def test_treatment_column_gives_the_same_fit_as_cohort():
+    df = panel(10)
+    df["d"] = ((df["g"] > 0) & (df["year"] >= df["g"])).astype(int)
+    a = fit(ImputationDiD(outcome="y", unit="id", time="year", cohort="g"), df)
+    b = fit(ImputationDiD(outcome="y", unit="id", time="year", treatment="d"), df)
+    pd.testing.assert_frame_equal(a.tidy(), b.tidy())

@@ -234,3 +234,15 @@ def test_warnings_point_at_the_callers_line():
         est.fit(df, inference="cluster")
     assert len(caught) == 2
     assert all(w.filename == __file__ for w in caught), [w.filename for w in caught]
+
+
+def test_by_compares_overall_atts_of_disjoint_subgroups():
+    df = panel(10, n_units=60)
+    df["half"] = np.where(df["id"] % 2 == 0, "a", "b")  # no shared unit or cluster
+    est = SunAbraham(outcome="y", unit="id", time="year", cohort="g")
+    both = fit(est, df, by="half", inference="cluster")
+    se = [fit(est, df[df["half"] == h], inference="cluster").headline().std_error() for h in "ab"]
+    assert both.std_error("ATT", group="a") == pytest.approx(se[0], rel=1e-12)
+    assert both.std_error("ATT", group="a - b") == pytest.approx(np.hypot(*se), rel=1e-10)
+    es = fit(EventStudy(outcome="y", unit="id", time="year", cohort="g"), df, by="half")
+    assert set(es.tidy()["group"]) >= {"a", "b", "a - b"}

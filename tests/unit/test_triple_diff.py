@@ -11,7 +11,7 @@ import pytest
 from evalkit.did._regression import absorbed_rank
 from evalkit.did.triple_diff import TripleDiff
 from evalkit.did.twfe import TWFE
-from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning
+from evalkit.errors import DesignError, FewClustersWarning, NotEstimableError, RowsDroppedWarning
 
 GROUPS = np.array(["couple", "kids", "migrant", "single"])
 
@@ -214,15 +214,18 @@ def test_separate_targets_give_one_row_per_group():
     assert pooled.tidy()["group"].tolist() == ["kids, migrant"]
 
 
-def test_one_treated_city_uses_cr2_automatically():
-    res = fit(
-        TripleDiff(
-            outcome="y", unit="city", time="month", group="hh", target="kids", treatment="post"
-        ),
-        cells(6),
+def test_one_treated_city_uses_hc1_automatically_and_warns_for_cluster_methods():
+    est = TripleDiff(
+        outcome="y", unit="city", time="month", group="hh", target="kids", treatment="post"
     )
-    assert res.inference.method == "cr2"
-    assert "1 treated" in res.inference.reason
+    res = est.fit(cells(6))
+    assert res.inference.method == "hetero"
+    assert "1 treated cluster" in res.inference.reason
+    for method in ("cr2", "cluster"):
+        with pytest.warns(FewClustersWarning, match="1 treated"):
+            est.fit(cells(6), inference=method)
+    many = fit(est, cells(6, n_city=12, treated=(0, 1, 2, 3, 4)))
+    assert many.inference.method == "cr2"
 
 
 # ---------------------------------------------------------------------------- errors
@@ -249,7 +252,7 @@ def test_rows_with_missing_group_are_dropped_and_counted():
         outcome="y", unit="city", time="month", group="hh", target="kids", treatment="post"
     )
     with pytest.warns(RowsDroppedWarning, match="missing group"):
-        res = est.fit(df, inference="cr2")
+        res = est.fit(df)
     assert res.info["dropped"]["missing group (hh)"] == 4
 
 
@@ -294,3 +297,16 @@ def test_warnings_point_at_the_callers_line():
         est.fit(df, inference="cluster")
     assert len(caught) == 3
     assert all(w.filename == __file__ for w in caught), [w.filename for w in caught]
+
+
+def test_subgroup_comparison_with_by():
+    df = cells(12, n_group=3)
+    df["half"] = np.where(df["month"] % 2 == 0, "even", "odd")  # both halves share cities
+    est = TripleDiff(
+        outcome="y", unit="city", time="month", group="hh", target="kids", treatment="post"
+    )
+    both = fit(est, df, by="half", inference="cluster")
+    one = fit(est, df[df["half"] == "even"], inference="cluster")
+    assert both.std_error("DDD", group="even") == pytest.approx(one.std_error("DDD"), rel=1e-12)
+    assert [t["term"] for t in both.info["equality_tests"]] == ["DDD"]
+    assert np.isfinite(both.std_error("DDD", group="even - odd"))

@@ -32,7 +32,7 @@ import pandas as pd
 import scipy.linalg
 from scipy import sparse, stats
 
-from evalkit.core.result import InferenceInfo, Result
+from evalkit.core.result import InferenceInfo, Result, Scores
 from evalkit.core.within import WithinTransform
 from evalkit.data.panel import Panel, nested_within
 from evalkit.errors import (
@@ -71,6 +71,7 @@ __all__ = [
     "prune",
     "prune_sample",
     "reference_periods",
+    "regression_scores",
     "staggered_sample",
     "wald_test",
 ]
@@ -347,8 +348,8 @@ def absorbed_rank(
     m = onehot(cells[:, base], levels[base])
     r = sparse.hstack([onehot(cells[:, i], levels[i]) for i in others], format="csr")
     counts = np.asarray(m.sum(axis=0)).ravel()
-    mr = (m.T @ r).toarray()
-    gram = (r.T @ r).toarray() - mr.T @ (mr / counts[:, None])
+    mr = (m.T @ r).tocsr()  # sparse: each level of the base factor meets few others
+    gram = (r.T @ r).toarray() - (mr.T @ sparse.diags(1.0 / counts) @ mr).toarray()
     vals = np.linalg.eigvalsh((gram + gram.T) / 2.0)
     tol = max(vals.max(initial=0.0), 1.0) * 1e-9
     return levels[base] + int((vals > tol).sum()), True
@@ -648,6 +649,7 @@ class StaggeredSample:
     nested: bool
     integer_times: bool
     dropped: dict[str, int]
+    cluster_labels: np.ndarray
 
     @property
     def n_obs(self) -> int:
@@ -670,6 +672,7 @@ class StaggeredSample:
         """Return the rows in ``mask`` with codes recomputed (and reasons recorded)."""
         unit, n_units = _codes(self.unit[mask])
         time, n_periods = _codes(self.time[mask])
+        kept_clusters = np.unique(self.cluster[mask])
         cluster, n_clusters = _codes(self.cluster[mask])
         t = self.t[mask]
         return dataclasses.replace(
@@ -687,6 +690,7 @@ class StaggeredSample:
             n_clusters=n_clusters,
             times=np.unique(t),
             dropped={**self.dropped, **(reasons or {})},
+            cluster_labels=self.cluster_labels[kept_clusters],
         )
 
     def units_in(self, mask: np.ndarray) -> int:
@@ -753,10 +757,12 @@ def staggered_sample(
     if cluster_col == est.unit:
         cluster = unit
         nested = True
+        labels = np.asarray(panel.units)
     else:
         cluster = panel.cluster_codes
         nested = bool(nested_within(unit, cluster, panel.n_units).all())
-    integer_times = bool(np.all(times == np.round(times)))
+        labels = np.asarray(pd.factorize(panel.column(cluster_col), sort=True)[1])
+    integer_times = bool(np.all(times == np.round(times)) and np.all(cohort == np.round(cohort)))
     sample = StaggeredSample(
         y=panel.values(est.outcome).astype(float),
         x=panel.matrix(list(est.covariates)),
@@ -774,6 +780,7 @@ def staggered_sample(
         nested=nested,
         integer_times=integer_times,
         dropped=dropped,
+        cluster_labels=labels,
     )
     early = (cohort > 0) & (cohort <= times[0])
     if early.any():
@@ -887,6 +894,34 @@ def panel_regression(
     )
 
 
+def regression_scores(
+    fit: AbsorbedFit,
+    method: str,
+    clusters: np.ndarray,
+    n_clusters: int,
+    labels: np.ndarray,
+    transform: np.ndarray | None = None,
+) -> Scores | None:
+    """Per-cluster influence contributions of the coefficients, for ``fit(..., by=)``.
+
+    Cluster ``c`` contributes ``(X~'X~)^{-1} X~_c' e_c`` (times ``transform``, a matrix
+    of linear combinations, when given); with ``"iid"``/``"hetero"`` every row is its
+    own cluster (``labels`` None). Subgroup comparisons rescale these to the reported
+    standard errors.
+    """
+    if method == "none":
+        return None
+    if method in ("iid", "hetero"):
+        values = (fit.xt * fit.resid[:, None]) @ fit.bread
+        out_labels = None
+    else:
+        values = sandwich.cluster_scores(fit.xt, fit.resid, clusters, n_clusters) @ fit.bread
+        out_labels = np.asarray(labels, dtype=object)
+    if transform is not None:
+        values = values[:, : transform.shape[1]] @ transform.T
+    return Scores(out_labels, values)
+
+
 def standard_errors(vcov: np.ndarray, method: str) -> np.ndarray:
     """Return the square roots of the diagonal (NaN everywhere for ``"none"``)."""
     if method == "none":
@@ -941,6 +976,13 @@ class EventTimeResult(Result):
     def aggregations(self) -> list[str]:
         """The kinds :meth:`aggregate` accepts."""
         return ["event_time", *self.views]
+
+    def headline(self) -> Result:
+        """Return what subgroup comparisons (``by=``) compare.
+
+        That is the overall ATT when the estimator has one, else the event-time estimates.
+        """
+        return self.views.get("overall", self)
 
     def aggregate(self, kind: str = "event_time") -> Result:
         """Return the estimates aggregated as ``kind`` (see :attr:`aggregations`).

@@ -22,6 +22,7 @@ from evalkit.did._regression import (
     panel_regression,
     prune_sample,
     reference_periods,
+    regression_scores,
     staggered_sample,
     standard_errors,
     wald_test,
@@ -124,21 +125,17 @@ class EventStudy(Estimator):
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
+    >>> import evalkit
     >>> from evalkit.did.event_study import EventStudy
-    >>> rng = np.random.default_rng(0)
-    >>> unit = np.repeat(np.arange(40), 6); year = np.tile(np.arange(2001, 2007), 40)
-    >>> cohort = np.where(unit < 20, 2004, 0)
-    >>> effect = np.where((cohort > 0) & (year >= cohort), 1.0, 0.0)
-    >>> df = pd.DataFrame({"id": unit, "year": year, "g": cohort,
-    ...                    "y": 0.1 * unit + 0.2 * year + effect + rng.normal(0, 0.02, 240)})
-    >>> res = EventStudy(outcome="y", unit="id", time="year", cohort="g").fit(df)
+    >>> df = evalkit.datasets.load("mpdta")
+    >>> res = EventStudy(outcome="lemp", unit="countyreal", time="year",
+    ...                  cohort="first.treat").fit(df)
     >>> res.tidy()["event_time"].tolist()
-    [-3, -2, 0, 1, 2]
-    >>> round(res.estimate(event_time=0), 1)
-    1.0
-    >>> res.info["pretrend_test"]["p_value"] > 0.05
-    True
+    [-4, -3, -2, 0, 1, 2, 3]
+    >>> round(res.estimate(event_time=0), 4)
+    -0.0181
+    >>> round(res.info["pretrend_test"]["p_value"], 3)
+    0.181
     """
 
     outcome: str
@@ -321,6 +318,14 @@ class EventStudy(Estimator):
             info=info,
             level=ctx.level,
             _vcov=None if reg.method == "none" else vcov[:m, :m],
+            _scores=regression_scores(
+                reg.fit,
+                reg.method,
+                sample.cluster,
+                sample.n_clusters,
+                sample.cluster_labels,
+                transform=np.eye(m),
+            ),
             reference=tuple(sample.key(r) for r in refs),
         )
 

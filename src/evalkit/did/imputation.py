@@ -14,7 +14,7 @@ from scipy.sparse import csgraph
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, Result, make_table
+from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.core.within import WithinTransform, group_sums
 from evalkit.did._regression import (
     FEW_CLUSTERS,
@@ -110,20 +110,16 @@ class ImputationDiD(Estimator):
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
+    >>> import evalkit
     >>> from evalkit.did.imputation import ImputationDiD
-    >>> rng = np.random.default_rng(2)
-    >>> unit = np.repeat(np.arange(60), 6); year = np.tile(np.arange(2001, 2007), 60)
-    >>> cohort = np.array([0, 2003, 2005])[unit % 3]
-    >>> e = year - cohort
-    >>> effect = np.where((cohort > 0) & (e >= 0), 1.0 + 0.5 * e, 0.0)
-    >>> df = pd.DataFrame({"id": unit, "year": year, "g": cohort,
-    ...                    "y": 0.1 * unit + 0.2 * year + effect + rng.normal(0, 0.01, 360)})
-    >>> res = ImputationDiD(outcome="y", unit="id", time="year", cohort="g").fit(df)
-    >>> [round(v, 1) for v in res.tidy()["estimate"]]
-    [1.0, 1.5, 2.0, 2.5]
-    >>> res.tidy()["event_time"].tolist()
-    [0, 1, 2, 3]
+    >>> df = evalkit.datasets.load("mpdta")
+    >>> res = ImputationDiD(outcome="lemp", unit="countyreal", time="year",
+    ...                     cohort="first.treat").fit(df)
+    >>> [round(v, 4) for v in res.tidy()["estimate"]]
+    [-0.0311, -0.0522, -0.1361, -0.1047]
+    >>> overall = res.aggregate("overall")
+    >>> round(overall.estimate(), 4), round(overall.std_error(), 4)
+    (-0.0477, 0.0132)
     """
 
     outcome: str
@@ -234,6 +230,11 @@ class ImputationDiD(Estimator):
             table = make_table([term] * len(estimates[rows]), estimates[rows], se[rows], **keys)
             return table, vcov[rows, rows]
 
+        def scores(rows: slice) -> Scores | None:
+            if method == "none":
+                return None
+            return Scores(np.asarray(sample.cluster_labels, dtype=object), psi[:, rows])
+
         table, event_vcov = view(
             slice(0, n_e), event_term(), event_time=[sample.key(e) for e in events]
         )
@@ -250,6 +251,7 @@ class ImputationDiD(Estimator):
                 info={"aggregation": kind, "seed": ctx.seed},
                 level=ctx.level,
                 _vcov=None if method == "none" else v,
+                _scores=scores(rows),
             )
         pretrend = None
         if self.pretrend_leads is not None:
@@ -288,6 +290,7 @@ class ImputationDiD(Estimator):
             info=info,
             level=ctx.level,
             _vcov=None if method == "none" else event_vcov,
+            _scores=scores(slice(0, n_e)),
             views=views,
         )
 

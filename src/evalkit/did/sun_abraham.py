@@ -11,7 +11,7 @@ import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, Result, make_table
+from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.did._regression import (
     EventTimeResult,
     PanelRegression,
@@ -22,6 +22,7 @@ from evalkit.did._regression import (
     panel_regression,
     prune_sample,
     reference_periods,
+    regression_scores,
     staggered_sample,
     standard_errors,
     wald_test,
@@ -93,20 +94,17 @@ class SunAbraham(Estimator):
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
+    >>> import evalkit
     >>> from evalkit.did.sun_abraham import SunAbraham
-    >>> rng = np.random.default_rng(1)
-    >>> unit = np.repeat(np.arange(60), 6); year = np.tile(np.arange(2001, 2007), 60)
-    >>> cohort = np.array([0, 2003, 2005])[unit % 3]
-    >>> post = (cohort > 0) & (year >= cohort)
-    >>> effect = np.where(post, np.where(cohort == 2003, 2.0, 1.0), 0.0)
-    >>> df = pd.DataFrame({"id": unit, "year": year, "g": cohort,
-    ...                    "y": 0.1 * unit + 0.2 * year + effect + rng.normal(0, 0.01, 360)})
-    >>> res = SunAbraham(outcome="y", unit="id", time="year", cohort="g").fit(df)
-    >>> round(res.estimate(event_time=0), 1)  # cohorts 2003 and 2005 have equal shares
-    1.5
-    >>> round(res.aggregate("cohort").estimate(cohort=2003), 1)
-    2.0
+    >>> df = evalkit.datasets.load("mpdta")
+    >>> res = SunAbraham(outcome="lemp", unit="countyreal", time="year",
+    ...                  cohort="first.treat").fit(df)
+    >>> round(res.estimate(event_time=0), 4)
+    -0.0199
+    >>> round(res.aggregate("overall").estimate(), 4)
+    -0.04
+    >>> res.aggregate("cohort").tidy()["cohort"].tolist()
+    [2004, 2006, 2007]
     """
 
     outcome: str
@@ -274,6 +272,7 @@ class SunAbraham(Estimator):
             info=info,
             level=ctx.level,
             _vcov=None if reg.method == "none" else event_res.vcov,
+            _scores=event_res.scores,
             reference=tuple(sample.key(r) for r in refs),
             views=views,
         )
@@ -314,6 +313,7 @@ class _Contrast:
     vcov: np.ndarray
     se: np.ndarray
     df: np.ndarray
+    scores: Scores | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,7 +355,11 @@ class _Aggregates:
         else:
             df = np.full(len(beta), reg.cov.df[0])
         se = standard_errors(vcov, reg.method)
-        return _Contrast(beta=beta, vcov=vcov, se=se, df=df)
+        s = self.sample
+        scores = regression_scores(
+            reg.fit, reg.method, s.cluster, s.n_clusters, s.cluster_labels, transform=w
+        )
+        return _Contrast(beta=beta, vcov=vcov, se=se, df=df, scores=scores)
 
     def result(
         self,
@@ -375,4 +379,5 @@ class _Aggregates:
             info={"aggregation": terms[0], "seed": ctx.seed},
             level=ctx.level,
             _vcov=None if self.reg.method == "none" else c.vcov,
+            _scores=c.scores,
         )
