@@ -44,6 +44,23 @@ def staggered_panel(seed: int = 0, n_units: int = 60, n_periods: int = 8) -> pd.
     )
 
 
+def triple_cells(seed: int = 0) -> pd.DataFrame:
+    """City x month x group cells; the targeted group in treated cities gains from month 4."""
+    rng = np.random.default_rng(seed)
+    grid = np.meshgrid(np.arange(12), np.arange(8), np.arange(3), indexing="ij")
+    c, m, g = (a.ravel() for a in grid)
+    post = ((c < 5) & (m >= 4)).astype(int)
+    y = (
+        rng.normal(size=(12, 3))[c, g]
+        + rng.normal(size=(8, 3))[m, g]
+        + rng.normal(size=(12, 8))[c, m]
+        + 0.5 * post * (g == 2)
+        + rng.normal(scale=0.5, size=c.size)
+    )
+    n = rng.integers(5, 50, size=c.size)
+    return pd.DataFrame({"city": c, "month": m, "group": g, "post": post, "n": n, "y": y})
+
+
 @dataclass(frozen=True)
 class Case:
     """Constructor options, data, and the column whose removal must be reported."""
@@ -62,4 +79,16 @@ CASES: dict[str, Case] = {
     "did.EventStudy": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "did.SunAbraham": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "did.ImputationDiD": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
+    "did.TripleDiff": Case(
+        dict(
+            outcome="y",
+            unit="city",
+            time="month",
+            group="group",
+            target=2,
+            treatment="post",
+            weights="n",
+        ),
+        data=triple_cells,
+    ),
 }

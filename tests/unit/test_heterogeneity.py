@@ -90,3 +90,19 @@ def test_by_is_reproducible_and_json_safe(mpdta):
     import json
 
     assert json.loads(json.dumps(a.to_dict(), allow_nan=False)) == a.to_dict()
+
+
+def test_twfe_copies_sharing_clusters_have_zero_difference_se(mpdta):
+    from evalkit.did import TWFE
+
+    df = mpdta.assign(post=((mpdta["first.treat"] > 0) & (mpdta["year"] >= mpdta["first.treat"])))
+    df["post"] = df["post"].astype(int)
+    twice = pd.concat([df.assign(copy="a"), df.assign(copy="b")], ignore_index=True)
+    est = TWFE(outcome="lemp", treatment="post", unit="countyreal", time="year")
+    for method in ("cluster", "cr2"):
+        res = _fit(est, twice, by="copy", inference=method)
+        tidy = res.tidy().set_index("group")
+        assert tidy.loc["a", "std_error"] == pytest.approx(
+            _fit(est, df, inference=method).std_error("post"), rel=1e-12
+        )
+        assert tidy.loc["a - b", "std_error"] == pytest.approx(0.0, abs=1e-12)

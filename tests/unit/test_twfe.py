@@ -35,10 +35,22 @@ EST = TWFE(outcome="y", treatment="d", unit="person", time="month", cluster="cit
 
 
 def test_automatic_inference_uses_cr2_with_one_treated_cluster_and_says_why():
-    res = EST.fit(_bergen_like())
+    with pytest.warns(FewClustersWarning, match="over-reject"):
+        res = EST.fit(_bergen_like())
     assert res.inference.method == "cr2"
     assert "1 treated" in res.inference.reason
+    assert "descriptive" in res.inference.reason
     assert res.info["n_treated_clusters"] == 1
+
+
+def test_cr2_with_enough_treated_clusters_does_not_warn():
+    df = _bergen_like(n_cities=12)
+    df["d"] = ((df["city"] < 6) & (df["month"] >= 6)).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewClustersWarning)
+        res = EST.fit(df)
+    assert res.inference.method == "cr2"
+    assert "descriptive" not in res.inference.reason
 
 
 def test_requesting_cr1_with_one_treated_cluster_warns():

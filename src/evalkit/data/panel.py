@@ -253,9 +253,11 @@ class Panel:
         self.n_periods = 0 if self.times is None else len(self.times)
 
         self.cluster_codes: np.ndarray | None = None
+        self.clusters: np.ndarray | None = None
         if cluster is not None:
             codes, uniques = sorted_codes(frame[cluster])
             self.cluster_codes = _readonly(codes.astype(np.int64, copy=False))
+            self.clusters = _readonly(np.asarray(uniques))
             self.n_clusters = len(uniques)
         else:
             self.n_clusters = 0

@@ -4,6 +4,10 @@ Importing this module registers the estimators under ``"did.<Class>"`` names.
 """
 
 from evalkit.did.callaway_santanna import CallawaySantAnna
+from evalkit.did.event_study import EventStudy
+from evalkit.did.imputation import ImputationDiD
+from evalkit.did.sun_abraham import SunAbraham
+from evalkit.did.triple_diff import TripleDiff
 from evalkit.did.twfe import TWFE
 
-__all__ = ["TWFE", "CallawaySantAnna"]
+__all__ = ["TWFE", "CallawaySantAnna", "EventStudy", "ImputationDiD", "SunAbraham", "TripleDiff"]

@@ -28,7 +28,7 @@ from evalkit.did._regression import (
     regression_scores,
     standard_errors,
     warn_dropped,
-    warn_few_cr1,
+    warn_few_clusters,
 )
 from evalkit.errors import DataError, DesignError, FewClustersWarning, RowsDroppedWarning
 
@@ -317,7 +317,6 @@ class TripleDiff(Estimator):
         treated = np.any(np.column_stack(regs) > 0, axis=1)
         n_treated = int(np.unique(clusters[treated]).size)
         method, reason = _choose(ctx.inference, n_clusters, n_treated, cluster_col)
-        warn_few_cr1(method, ctx.inference, n_clusters, n_treated, cluster_col, stacklevel=5)
         if method == "cr2" and ctx.inference is not None and n_treated < FEW_TREATED_CLUSTERS:
             warnings.warn(
                 f"CR2 standard errors with {n_treated} treated cluster(s) of {cluster_col!r} "
@@ -326,6 +325,10 @@ class TripleDiff(Estimator):
                 "the errors are independent across cells after the fixed effects",
                 FewClustersWarning,
                 stacklevel=4,
+            )
+        else:
+            warn_few_clusters(
+                method, ctx.inference, n_clusters, n_treated, cluster_col, stacklevel=5
             )
         nested = cluster_col == self.unit or bool(
             nested_within(units_codes, clusters, n_units).all()

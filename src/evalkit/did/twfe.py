@@ -22,8 +22,9 @@ from evalkit.did._regression import (
     covariance,
     inference_info,
     prune,
+    regression_scores,
     warn_dropped,
-    warn_few_cr1,
+    warn_few_clusters,
 )
 from evalkit.did._regression import check_name as _check_name
 from evalkit.errors import DesignError
@@ -161,7 +162,7 @@ class TWFE(Estimator):
             nested_within(units, clusters, panel.n_units).all()
         )
         method, reason = choose_method(spec, n_clusters, treated_clusters)
-        warn_few_cr1(method, spec, n_clusters, treated_clusters, cluster_col, stacklevel=4)
+        warn_few_clusters(method, spec, n_clusters, treated_clusters, cluster_col, stacklevel=4)
         # Parameters in (N-1)/(N-K): unit effects nested in the clusters are not
         # counted; the period effects then carry the constant, so all of their
         # levels count (pyfixest 0.60, ssc defaults).
@@ -204,4 +205,11 @@ class TWFE(Estimator):
             info=info,
             level=ctx.level,
             _vcov=None if method == "none" else cov.vcov,
+            _scores=regression_scores(
+                fit,
+                method,
+                clusters,
+                n_clusters,
+                panel.units if cluster_col == self.unit else panel.clusters,
+            ),
         )
