@@ -116,15 +116,23 @@ def check(study: Path) -> None:
 @main.command()
 @_friendly
 def datasets() -> None:
-    """List the built-in public datasets and where each would be read from."""
+    """List the built-in public datasets and where each is read from.
+
+    A dataset not found locally is downloaded (and its SHA-256 checked) on first use.
+    """
     from rich.table import Table
 
     from evalkit import datasets as ds
+    from evalkit.errors import DataError
 
-    table = Table("name", "description", "source")
+    table = Table("name", "title", "local file", "public source")
     for name in ds.names():
-        info = ds.info(name)
-        table.add_row(name, str(info.get("title", "")), str(info.get("url", "")))
+        entry = ds.info(name)
+        try:
+            where = str(ds.path(name, download=False))
+        except DataError:
+            where = "not found locally (downloaded on first use)"
+        table.add_row(name, str(entry.get("title", "")), where, str(entry.get("url", "")))
     _console().print(table)
 
 

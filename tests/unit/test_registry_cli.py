@@ -62,3 +62,10 @@ def test_cli_simulate_writes_a_file(tmp_path):
         main, ["simulate", "bergen_rates", "--out", str(target), "--option", "x"]
     )
     assert bad.exit_code == 2 and "KEY=VALUE" in bad.output
+
+
+def test_cli_datasets_lists_local_files(reference_dir):
+    out = CliRunner().invoke(main, ["datasets"])
+    assert out.exit_code == 0, out.output
+    for name in ("mpdta", "prop99", "basque", "sipp1991"):
+        assert name in out.output
