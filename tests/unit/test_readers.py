@@ -46,7 +46,7 @@ def test_sql_over_files_collapses_out_of_core(tmp_path, frame):
 
 
 def test_reader_errors_are_evalkit_errors(tmp_path):
-    with pytest.raises(DataError, match="missing.csv"):
+    with pytest.raises(DataError, match=r"missing\.csv"):
         read_csv(tmp_path / "missing.csv")
     with pytest.raises(DataError, match="SQL"):
         read_sql("SELEC 1")
