@@ -106,3 +106,9 @@ def test_twfe_copies_sharing_clusters_have_zero_difference_se(mpdta):
             _fit(est, df, inference=method).std_error("post"), rel=1e-12
         )
         assert tidy.loc["a - b", "std_error"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_summary_shows_subgroup_counts_and_equality_test(mpdta):
+    text = str(_fit(CS, mpdta, by="size").summary())
+    assert "Equal across size" in text
+    assert "(large)" in text and "chi2(1)" in text

@@ -229,8 +229,9 @@ def combine_groups(by: str, fits: list[tuple[Any, Result]], level: float) -> Res
     }
     inference = InferenceInfo(
         method=first.inference.method,
-        description=f"{first.inference.description}; subgroups by {by} compared with their "
-        "joint influence-function covariance",
+        description=f"per subgroup of {by} (for {groups[0]}: {first.inference.description}); "
+        f"subgroups compared with their joint influence-function covariance over "
+        f"{len(union)} clusters",
         distribution=first.inference.distribution,
         cluster=first.inference.cluster,
         n_clusters=len(union),

@@ -65,6 +65,8 @@ class Summary:
         for key, label in names.items():
             if key in info and info[key] is not None:
                 value = info[key]
+                if isinstance(value, dict):  # per subgroup (fit with by=)
+                    value = ", ".join(f"{v:,} ({k})" for k, v in value.items() if v is not None)
                 text = (
                     f"{value:.4f}"
                     if isinstance(value, float)
@@ -75,6 +77,22 @@ class Summary:
                 facts.append((label, text))
         if "fixed_effects" in info:
             facts.append(("Fixed effects", ", ".join(info["fixed_effects"]) or "none"))
+        for test in info.get("equality_tests", ()):
+            keys = ", ".join(
+                f"{k}={v}"
+                for k, v in test.items()
+                if k not in ("term", "statistic", "df", "p_value")
+            )
+            label = f"Equal across {info.get('by')}: {test['term']}" + (
+                f" [{keys}]" if keys else ""
+            )
+            stat = test["statistic"]
+            text = (
+                f"chi2({test['df']}) = {stat:.3f}, p = {test['p_value']:.3f}"
+                if stat is not None and np.isfinite(stat)
+                else "not testable"
+            )
+            facts.append((label, text))
         return facts
 
     def __str__(self) -> str:
