@@ -21,12 +21,19 @@ reset (other systems) the fit peak falls back to the process maximum and is mark
 as an upper bound.
 
 A benchmark script defines its contenders as module-level functions
-``fit_<name>(df) -> {"coef": float, "se": float}`` and calls :func:`main_for`.
+``fit_<name>(df) -> {"coef": float, "se": float}`` and calls :func:`run`.
 The child process imports the script by file path, so the script must guard its own
 command line with ``if __name__ == "__main__":``.
 
-Exit codes of :func:`run`: 0 when every contender ran and every coefficient agrees
-with the reference contender's to the relative tolerance; 1 when a coefficient
+A fit function may also return ``"vector": {label: float, ...}``, a set of estimates
+(e.g. every ATT(g,t)) that is compared label by label with the reference contender's
+(:func:`vector_diff`); a contender's ``vector_atol`` makes that comparison part of the
+check. A contender's ``rtol`` overrides the run's relative tolerance for its headline
+coefficient (for a peer known to differ in the last digits, with the reason in the
+benchmark's notes).
+
+Exit codes of :func:`run`: 0 when every contender ran and every coefficient (and
+checked vector) agrees with the reference contender's to its tolerance; 1 when one
 disagrees; 2 when a contender failed (import error, exception, killed).
 """
 
@@ -57,6 +64,7 @@ __all__ = [
     "machine_info",
     "package_version",
     "run",
+    "vector_diff",
 ]
 
 _MARKER = "@@HARNESS-RESULT@@ "
@@ -82,12 +90,19 @@ class Contender:
         Distribution whose version is reported (``importlib.metadata``).
     label
         What exactly is run, for the table's footnotes.
+    rtol
+        Relative tolerance for this contender's headline coefficient against the
+        reference's; None uses the run's ``rtol``.
+    vector_atol
+        Largest allowed absolute difference between this contender's ``"vector"``
+        and the reference's (same labels required); None shows the difference
+        without checking it.
 
     Examples
     --------
     >>> c = Contender("numpy", "fit_numpy", imports=("numpy",), package="numpy")
-    >>> c.name, c.package
-    ('numpy', 'numpy')
+    >>> c.name, c.package, c.rtol
+    ('numpy', 'numpy', None)
     """
 
     name: str
@@ -95,6 +110,8 @@ class Contender:
     imports: tuple[str, ...] = ()
     package: str | None = None
     label: str = ""
+    rtol: float | None = None
+    vector_atol: float | None = None
 
 
 @dataclasses.dataclass
@@ -125,6 +142,9 @@ class ContenderResult:
     coef: float | None = None
     se: float | None = None
     coefs: list[float] = dataclasses.field(default_factory=list)
+    vector: dict[str, float] | None = None
+    rtol: float | None = None
+    vector_atol: float | None = None
 
     @property
     def best_fit_s(self) -> float | None:
@@ -282,6 +302,8 @@ def _child(script: str, function: str, imports: Sequence[str], data: str, repeat
         fit_peak.append(peak - baseline)
         coefs.append(float(got["coef"]))
         ses.append(float(got["se"]))
+        if "vector" in got and "vector" not in out:
+            out["vector"] = {str(k): float(v) for k, v in got["vector"].items()}
         del got
     out.update(
         fit_s=fit_s,
@@ -331,7 +353,14 @@ def _run_one(
             tail = f"killed by signal {-proc.returncode} ({tail})"
         return ContenderResult(contender.name, ok=False, version=version, error=tail)
     got = json.loads(line[len(_MARKER) :])
-    return ContenderResult(contender.name, ok=True, version=version, **got)
+    return ContenderResult(
+        contender.name,
+        ok=True,
+        version=version,
+        rtol=contender.rtol,
+        vector_atol=contender.vector_atol,
+        **got,
+    )
 
 
 def run(
@@ -403,7 +432,7 @@ def run(
     code = 0
     if any(not r.ok for r in results):
         code = 2
-    if ref is not None and any(r.ok and not _coef_agrees(r.coef, ref.coef, rtol) for r in results):
+    if ref is not None and any(r.ok and not _agrees(r, ref, rtol) for r in results):
         code = 1
     return results, code
 
@@ -417,6 +446,40 @@ def _coef_agrees(a: float | None, b: float | None, rtol: float) -> bool:
     if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
         return False
     return abs(a - b) <= rtol * max(abs(b), sys.float_info.min)
+
+
+def vector_diff(a: dict[str, float] | None, b: dict[str, float] | None) -> float | None:
+    """Largest absolute difference of two labelled estimate vectors.
+
+    Returns None when either is missing and ``inf`` when their labels differ or a
+    value is not finite.
+
+    Examples
+    --------
+    >>> vector_diff({"a": 1.0, "b": 2.0}, {"a": 1.5, "b": 2.0})
+    0.5
+    >>> vector_diff({"a": 1.0}, {"b": 1.0})
+    inf
+    >>> vector_diff({"a": 1.0}, None) is None
+    True
+    """
+    if a is None or b is None:
+        return None
+    if set(a) != set(b) or not a:
+        return math.inf
+    diffs = [abs(a[k] - b[k]) for k in a]
+    return max(diffs) if all(math.isfinite(d) for d in diffs) else math.inf
+
+
+def _agrees(r: ContenderResult, ref: ContenderResult, rtol: float) -> bool:
+    tol = rtol if r.rtol is None else r.rtol
+    if not all(_coef_agrees(c, ref.coef, tol) for c in (r.coefs or [r.coef])):
+        return False
+    if r.vector_atol is not None and r is not ref:
+        diff = vector_diff(r.vector, ref.vector)
+        if diff is None or not diff <= r.vector_atol:
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------- output
@@ -438,6 +501,8 @@ def format_table(
     Ratios are ``contender / reference``: a time ratio of 2.5 means the reference is
     2.5 times faster. Memory is in MiB; "fit peak" is the peak RSS during a fit minus
     the RSS right after reading the data (the baseline), the largest over the repeats.
+    When any contender returned a ``"vector"``, a column "max abs diff vector" shows
+    its largest difference from the reference's (:func:`vector_diff`).
 
     Examples
     --------
@@ -450,21 +515,24 @@ def format_table(
     (['0.10', '0.50', '1.00'], ['12', '1.00'], 'ok |')
     """
     ref = _reference(results, reference)
+    vectors = any(r.ok and r.vector is not None for r in results)
     head = (
         "| contender | version | read s | fit s (best) | fit s (first) | fit CPU s "
         "| time ÷ ref | RSS after read MiB | fit peak MiB | fit peak ÷ ref "
         "| total peak MiB | total peak ÷ ref | coef | SE | SE ÷ ref | max abs diff coef "
-        "| check |"
+        + ("| max abs diff vector " if vectors else "")
+        + "| check |"
     )
     lines = [head, _rule(head)]
     for r in results:
         if not r.ok:
-            lines.append(f"| {r.name} | {r.version} | failed: {r.error} |" + " |" * 14)
+            lines.append(f"| {r.name} | {r.version} | failed: {r.error} |" + " |" * (14 + vectors))
             continue
         diff = None
         if ref is not None and r.coefs and ref.coef is not None:
             diff = max(abs(c - ref.coef) for c in r.coefs)
-        agrees = ref is None or all(_coef_agrees(c, ref.coef, rtol) for c in r.coefs)
+        agrees = ref is None or _agrees(r, ref, rtol)
+        vdiff = [f"{_fmt(vector_diff(r.vector, ref.vector if ref else None), '.3g')} |"]
         peak_note = "" if r.peak_exact else " (upper bound)"
         lines.append(
             " ".join(
@@ -484,6 +552,7 @@ def format_table(
                     f"{_fmt(r.se, '.8f')} |",
                     f"{_ratio5(r.se, ref.se if ref else None)} |",
                     f"{_fmt(diff, '.3g')} |",
+                    *(vdiff if vectors else []),
                     f"{'ok' if agrees else 'DISAGREES'} |",
                 ]
             )
