@@ -46,6 +46,8 @@ __all__ = [
 BOOTSTRAP_WEIGHTS: tuple[str, ...] = ("rademacher", "mammen")
 _IQR_NORMAL = float(stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
 _BLOCK_ELEMENTS = 1 << 22  # multiplier weights generated per block (32 MB of float64)
+# row b: the 8 Rademacher weights 1 - 2 * bit of byte b, most significant bit first
+_RADEMACHER_TABLE = 1.0 - 2.0 * np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
 
 
 def _as_matrix(influence: np.ndarray) -> np.ndarray:
@@ -113,12 +115,11 @@ def analytic_vcov(influence: np.ndarray, cluster: np.ndarray | None = None) -> n
 def _draw(rng: np.random.Generator, shape: tuple[int, int], kind: str) -> np.ndarray:
     rows, cols = shape
     if kind == "rademacher":
-        # one random bit per weight: +1 or -1 with probability 1/2 each
+        # one random bit per weight: +1 or -1 with probability 1/2 each; each random byte
+        # becomes its 8 weights (most significant bit first) in one table lookup
         packed = rng.integers(0, 256, size=(rows, (cols + 7) // 8), dtype=np.uint8)
-        v = np.unpackbits(packed, axis=1, count=cols).astype(np.float64)
-        v *= -2.0
-        v += 1.0
-        return v
+        v = _RADEMACHER_TABLE[packed].reshape(rows, -1)
+        return v[:, :cols] if v.shape[1] != cols else v
     # Mammen's two-point distribution: mean 0, variance 1, third moment 1
     root5 = math.sqrt(5.0)
     p = (root5 + 1.0) / (2.0 * root5)
