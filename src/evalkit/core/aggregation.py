@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,8 +43,10 @@ from evalkit.core.result import InferenceInfo, Result, Scores, check_level, make
 from evalkit.errors import DesignError, InferenceUnavailableWarning, NotEstimableError
 from evalkit.inference.multiplier import (
     analytic_vcov,
+    bootstrap_draws,
     cluster_sums,
     multiplier_bootstrap,
+    summarise_draws,
     sup_t_critical_value,
 )
 
@@ -122,6 +125,64 @@ class GroupTimeData:
         if self.integer_times and math.isfinite(value):
             return round(value)
         return float(value)
+
+    @cached_property
+    def cohort_levels(self) -> np.ndarray:
+        """The cohorts of the cells, sorted (one unit column per cohort in the base)."""
+        return np.unique(self.cohort)
+
+    @cached_property
+    def forms(self) -> np.ndarray:
+        """``(p, K)``: each cell's influence function as a form over the base columns.
+
+        The base columns are the K cells' influence functions followed by one column per
+        cohort, ``w_i 1{G_i = g}``; every aggregate's influence function (including the
+        estimation of the cohort shares) is a linear form over them.
+        """
+        k = len(self.att)
+        return np.eye(k + len(self.cohort_levels))[:, :k]
+
+    @cached_property
+    def _base(self) -> tuple[np.ndarray, dict[tuple[int, str, int], np.ndarray]]:
+        units = self.unit_weights[:, None] * (
+            self.unit_cohort[:, None] == self.cohort_levels[None, :]
+        )
+        sums = np.hstack(
+            [cluster_sums(self.influence, self.cluster), cluster_sums(units, self.cluster)]
+        )
+        return sums, {}
+
+    def linear(self, forms: np.ndarray) -> LinearInfluence:
+        """Influence functions given as forms ``(p, m)`` over the base columns."""
+        sums, cache = self._base
+        return LinearInfluence(sums, self.n, np.asarray(forms, dtype=float), cache)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearInfluence:
+    """Influence functions as linear forms over base columns whose cluster sums are kept.
+
+    Multiplier-bootstrap draws of the base columns are computed once per (reps, weights,
+    seed) and shared: the draws of any linear form are the same form of them.
+    """
+
+    base_sums: np.ndarray
+    n: int
+    forms: np.ndarray
+    cache: dict[tuple[int, str, int], np.ndarray]
+
+    def sums(self) -> np.ndarray:
+        """``(G, m)`` cluster sums of the influence functions."""
+        return self.base_sums @ self.forms
+
+    def draws(self, reps: int, weights: str, seed: int) -> np.ndarray:
+        """``(reps, m)`` multiplier-bootstrap draws."""
+        key = (int(reps), str(weights), int(seed))
+        if key not in self.cache:
+            self.cache[key] = bootstrap_draws(
+                self.base_sums, self.n, reps=int(reps), weights=weights, seed=int(seed)
+            )
+        return self.cache[key] @ self.forms
 
 
 @dataclass(frozen=True)
@@ -203,7 +264,7 @@ class _Inferred:
 
 def infer(
     estimates: np.ndarray,
-    influence: np.ndarray,
+    influence: np.ndarray | LinearInfluence,
     cluster: np.ndarray | None,
     settings: GroupTimeInference,
     level: float,
@@ -217,22 +278,34 @@ def infer(
     simultaneous sup-t band; the others get pointwise intervals.
     """
     est = np.asarray(estimates, dtype=float)
-    psi = np.asarray(influence, dtype=float)
     k = est.shape[0]
     if settings.method == "none":
         return _Inferred(np.full(k, np.nan), None, None, None, None)
     in_band = np.ones(k, dtype=bool) if band is None else np.asarray(band, dtype=bool)
     boot = None
-    if settings.method == "bootstrap" or (settings.uniform and in_band.any()):
-        boot = multiplier_bootstrap(
-            psi, cluster=cluster, reps=settings.reps, weights=settings.weights, seed=settings.seed
-        )
+    need_boot = settings.method == "bootstrap" or (settings.uniform and in_band.any())
+    if isinstance(influence, LinearInfluence):
+        sums = influence.sums()
+        if need_boot:
+            draws = influence.draws(settings.reps, settings.weights, settings.seed)
+            boot = summarise_draws(draws, sums, weights=settings.weights, seed=settings.seed)
+        vcov = (sums.T @ sums) / influence.n**2
+    else:
+        psi = np.asarray(influence, dtype=float)
+        if need_boot:
+            boot = multiplier_bootstrap(
+                psi,
+                cluster=cluster,
+                reps=settings.reps,
+                weights=settings.weights,
+                seed=settings.seed,
+            )
+        vcov = analytic_vcov(psi, cluster)
     if settings.method == "bootstrap":
         assert boot is not None
         se = boot.std_error
         vcov = boot.vcov
     else:
-        vcov = analytic_vcov(psi, cluster)
         se = np.sqrt(np.clip(np.diag(vcov), 0.0, None))
     if boot is None:
         return _Inferred(se, None, None, vcov, None)
@@ -433,10 +506,10 @@ class GroupTimeResult(BandResult):
             rows = _agg_event(gt, min_e=min_e, max_e=max_e, balance_e=balance_e)
         keys = [r[0] for r in rows]
         est = np.array([r[1] for r in rows])
-        psi = np.column_stack([r[2] for r in rows])
+        linear = gt.linear(np.column_stack([r[2] for r in rows]))
         main = np.array([k is not None for k in keys])
         # bands cover the keyed rows jointly; the summary row gets a pointwise interval
-        inf = infer(est, psi, gt.cluster, settings, level, band=main)
+        inf = infer(est, linear, gt.cluster, settings, level, band=main)
         se, lo, hi = inf.std_error, inf.conf_low, inf.conf_high
         term = _TERMS[kind]
         summary = "ATT" if kind == "overall" else "average"
@@ -464,7 +537,7 @@ class GroupTimeResult(BandResult):
             info=info,
             level=level,
             _vcov=inf.vcov,
-            _scores=Scores(gt.cluster_labels, cluster_sums(psi, gt.cluster) / gt.n),
+            _scores=Scores(gt.cluster_labels, linear.sums() / gt.n),
             _sup_t=inf.sup_t,
             _band=main if inf.sup_t is not None else None,
         )
@@ -572,28 +645,27 @@ def _cohort_shares(gt: GroupTimeData, cohorts: np.ndarray) -> np.ndarray:
 def _weighted(
     gt: GroupTimeData,
     att: np.ndarray,
-    influence: np.ndarray,
+    forms: np.ndarray,
     cohorts: np.ndarray,
     shares: np.ndarray,
 ) -> tuple[float, np.ndarray]:
-    """Share-weighted average of estimates and its influence function.
+    """Share-weighted average of estimates and its influence function (as a form).
 
     The influence function includes the estimation of the shares: with
     ``S = sum_j p_j`` and the average ``A``, unit ``i`` contributes
-    ``w_i (sum_{j: g_j = G_i} att_j - A * #{j: g_j = G_i}) / S``.
+    ``w_i (sum_{j: g_j = G_i} att_j - A * #{j: g_j = G_i}) / S``, which is the cohort
+    column ``w_i 1{G_i = g}`` of the base times ``(sum_{j: g_j = g} att_j - A n_g) / S``.
     """
     total = float(shares.sum())
     wts = shares / total
     est = float(wts @ att)
-    psi = influence @ wts
+    form = forms @ wts
     uniq, inv = np.unique(cohorts, return_inverse=True)
     a_sum = np.bincount(inv, weights=att, minlength=len(uniq))
     count = np.bincount(inv, minlength=len(uniq)).astype(float)
-    pos = np.clip(np.searchsorted(uniq, gt.unit_cohort), 0, len(uniq) - 1)
-    match = uniq[pos] == gt.unit_cohort
-    contrib = np.where(match, a_sum[pos] - est * count[pos], 0.0)
-    psi = psi + gt.unit_weights * contrib / total
-    return est, psi
+    columns = len(gt.att) + np.searchsorted(gt.cohort_levels, uniq)
+    form[columns] += (a_sum - est * count) / total
+    return est, form
 
 
 Row = tuple[Any, float, np.ndarray]
@@ -613,7 +685,7 @@ def _agg_overall(gt: GroupTimeData) -> list[Row]:
     est, psi = _weighted(
         gt,
         gt.att[keep],
-        gt.influence[:, keep],
+        gt.forms[:, keep],
         gt.cohort[keep],
         _cohort_shares(gt, gt.cohort[keep]),
     )
@@ -633,7 +705,7 @@ def _agg_cohort(gt: GroupTimeData) -> list[Row]:
     for g in cohorts:
         sel = post & (gt.cohort == g)
         est = float(gt.att[sel].mean())
-        psi = gt.influence[:, sel].mean(axis=1)
+        psi = gt.forms[:, sel].mean(axis=1)
         rows.append((gt.key(g), est, psi))
         atts.append(est)
         psis.append(psi)
@@ -651,7 +723,7 @@ def _agg_calendar(gt: GroupTimeData) -> list[Row]:
         est, psi = _weighted(
             gt,
             gt.att[sel],
-            gt.influence[:, sel],
+            gt.forms[:, sel],
             gt.cohort[sel],
             _cohort_shares(gt, gt.cohort[sel]),
         )
@@ -719,7 +791,7 @@ def _agg_event(
         est, psi = _weighted(
             gt,
             gt.att[sel],
-            gt.influence[:, sel],
+            gt.forms[:, sel],
             gt.cohort[sel],
             _cohort_shares(gt, gt.cohort[sel]),
         )

@@ -314,18 +314,6 @@ class CallawaySantAnna(Estimator):
                 FewClustersWarning,
                 stacklevel=4,
             )
-        inf = infer(cells.att, cells.influence, sample.cluster, settings, ctx.level)
-        key = sample.key
-        table = make_table(
-            ["ATT(g,t)"] * len(cells.att),
-            cells.att,
-            inf.std_error,
-            cohort=[key(g) for g in cells.cohort],
-            time=[key(t) for t in cells.time],
-        )
-        if inf.conf_low is not None:
-            table["conf_low"] = inf.conf_low
-            table["conf_high"] = inf.conf_high
         gt = GroupTimeData(
             cohort=cells.cohort,
             time=cells.time,
@@ -341,6 +329,19 @@ class CallawaySantAnna(Estimator):
             t_last=float(sample.times[-1]),
             integer_times=sample.integer_times,
         )
+        # one set of bootstrap draws of the base columns serves the fit and every aggregate
+        inf = infer(cells.att, gt.linear(gt.forms), sample.cluster, settings, ctx.level)
+        key = sample.key
+        table = make_table(
+            ["ATT(g,t)"] * len(cells.att),
+            cells.att,
+            inf.std_error,
+            cohort=[key(g) for g in cells.cohort],
+            time=[key(t) for t in cells.time],
+        )
+        if inf.conf_low is not None:
+            table["conf_low"] = inf.conf_low
+            table["conf_high"] = inf.conf_high
         info: dict[str, Any] = {
             "outcome": self.outcome,
             "unit": self.unit,

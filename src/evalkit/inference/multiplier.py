@@ -38,8 +38,10 @@ __all__ = [
     "BOOTSTRAP_WEIGHTS",
     "MultiplierBootstrap",
     "analytic_vcov",
+    "bootstrap_draws",
     "cluster_sums",
     "multiplier_bootstrap",
+    "summarise_draws",
     "sup_t_critical_value",
 ]
 
@@ -232,29 +234,70 @@ def multiplier_bootstrap(
     if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 2:
         raise DesignError(f"reps must be a whole number >= 2, got {reps!r}", column="reps")
     psi = _as_matrix(influence)
-    n = psi.shape[0]
-    s = cluster_sums(psi, cluster)
-    n_clusters = s.shape[0]
+    sums = cluster_sums(psi, cluster)
+    draws = bootstrap_draws(sums, psi.shape[0], reps=int(reps), weights=weights, seed=seed)
+    return summarise_draws(draws, sums, weights=weights, seed=seed)
+
+
+def bootstrap_draws(sums: np.ndarray, n: int, *, reps: int, weights: str, seed: int) -> np.ndarray:
+    """Return ``(reps, k)`` multiplier draws ``V @ sums / n`` of cluster sums ``sums``.
+
+    One multiplier per cluster (row of ``sums``), drawn in blocks from a Generator seeded
+    with ``seed``: the same seed gives the same multipliers whatever the columns, so draws
+    of linear combinations of the columns are the same combinations of these draws.
+    """
+    n_clusters = sums.shape[0]
     rng = np.random.default_rng(seed)
     block = max(1, min(int(reps), _BLOCK_ELEMENTS // max(n_clusters, 1)))
-    draws = np.empty((int(reps), psi.shape[1]))
+    draws = np.empty((int(reps), sums.shape[1]))
     for start in range(0, int(reps), block):
         stop = min(start + block, int(reps))
-        v = _draw(rng, (stop - start, n_clusters), weights)
-        draws[start:stop] = (v @ s) / n
-    se = _iqr_se(draws, zero=~np.any(s != 0.0, axis=0))
+        if weights == "rademacher":
+            draws[start:stop] = _rademacher_product(rng, stop - start, sums) / n
+        else:
+            v = _draw(rng, (stop - start, n_clusters), weights)
+            draws[start:stop] = (v @ sums) / n
+    return draws
+
+
+_CHUNK_BYTES = 2048  # random bytes (8 clusters each) expanded to weights at a time
+
+
+def _rademacher_product(rng: np.random.Generator, rows: int, sums: np.ndarray) -> np.ndarray:
+    """Return ``V @ sums`` for Rademacher weights ``V`` (rows x clusters), chunk by chunk.
+
+    The random bytes are drawn exactly as :func:`_draw` draws them; they are expanded to
+    weights a cache-sized chunk of clusters at a time instead of all at once.
+    """
+    n_clusters = sums.shape[0]
+    packed = rng.integers(0, 256, size=(rows, (n_clusters + 7) // 8), dtype=np.uint8)
+    out = np.zeros((rows, sums.shape[1]))
+    for first in range(0, packed.shape[1], _CHUNK_BYTES):
+        part = packed[:, first : first + _CHUNK_BYTES]
+        lo = 8 * first
+        hi = min(n_clusters, lo + 8 * part.shape[1])
+        v = _RADEMACHER_TABLE[part].reshape(rows, -1)[:, : hi - lo]
+        out += v @ sums[lo:hi]
+    return out
+
+
+def summarise_draws(
+    draws: np.ndarray, sums: np.ndarray, *, weights: str, seed: int
+) -> MultiplierBootstrap:
+    """Summarise multiplier draws: standard errors and sup-t statistics (cluster sums ``sums``)."""
+    se = _iqr_se(draws, zero=~np.any(sums != 0.0, axis=0))
     positive = se > 0
     if positive.any():
         sup_t = np.max(np.abs(draws[:, positive]) / se[positive], axis=1)
     else:
-        sup_t = np.full(int(reps), np.nan)
+        sup_t = np.full(draws.shape[0], np.nan)
     return MultiplierBootstrap(
         draws=draws,
         std_error=se,
         sup_t=sup_t,
-        reps=int(reps),
+        reps=int(draws.shape[0]),
         weights=weights,
-        n_clusters=n_clusters,
+        n_clusters=int(sums.shape[0]),
         seed=int(seed),
     )
 
