@@ -18,6 +18,7 @@ from evalkit.did._regression import (
     FEW_TREATED_CLUSTERS,
     UnitDemeanedDesign,
     absorbed_ols,
+    check_names,
     choose_method,
     covariance,
     inference_info,
@@ -101,15 +102,7 @@ class TWFE(Estimator):
             _check_name(getattr(self, option), option)
         _check_name(self.weights, "weights", required=False)
         _check_name(self.cluster, "cluster", required=False)
-        covs = self.covariates
-        if isinstance(covs, str):
-            covs = (covs,)
-        if covs is None:
-            covs = ()
-        covs = tuple(covs)
-        for c in covs:
-            _check_name(c, "covariates")
-        object.__setattr__(self, "covariates", covs)
+        object.__setattr__(self, "covariates", check_names(self.covariates, "covariates"))
         if not isinstance(self.panel, bool):
             raise DesignError(f"panel must be True or False, got {self.panel!r}", column="panel")
 
