@@ -14,16 +14,31 @@ OUTCOMES = ["work", "recipient", "duration", "activity", "income"]
 GROUPS = ["all", "families_with_children", "non_western", "non_western_families_with_children"]
 
 
-def test_study_parses_into_twenty_analyses():
+SPLITS = ["families_with_children", "non_western", "non_western_families_with_children"]
+
+
+def test_study_parses_into_twenty_twfe_and_fifteen_triple_difference_analyses():
     study = check_study(STUDY)
-    assert [a.id for a in study.analyses] == [f"twfe.{o}.{g}" for o in OUTCOMES for g in GROUPS]
+    twfe = [f"twfe.{o}.{g}" for o in OUTCOMES for g in GROUPS]
+    ddd = [f"ddd.{o}.{s}" for o in OUTCOMES for s in SPLITS]
+    assert [a.id for a in study.analyses] == twfe + ddd
     assert study.data.kind == "simulator" and study.data.simulator == "bergen_rates"
     assert study.min_cell_size == 5
     for a in study.analyses:
-        assert a.estimator == "did.TWFE"
-        assert a.inference.method == "cr2"
         assert a.kwargs["cluster"] == "city"
         assert a.kwargs["weights"] == ("n_duration" if a.outcome == "duration" else "n")
+        if a.family == "twfe":
+            assert a.estimator == "did.TWFE"
+            assert a.inference.method == "cr2"
+            assert a.split is None and study.cell_keys(a) == ("city", "month", "treated")
+        else:
+            assert a.estimator == "did.TripleDiff"
+            assert a.inference.method == "iid"
+            assert a.group == "all" and a.split.by in SPLITS
+            assert a.kwargs["group"] == f"in_{a.split.by}" and a.kwargs["target"] == 1
+            assert a.kwargs["time"] == "after_reform"
+            assert study.cell_keys(a) == ("city", "after_reform", "treated", f"in_{a.split.by}")
+    assert study.columns["after_reform"] == "CAST(month >= DATE '2020-03-01' AS INTEGER)"
 
 
 def test_groups_match_the_simulators_so_truth_is_reported():
@@ -44,7 +59,7 @@ def test_expected_json_matches_the_study():
     assert doc["design_sha256"] == study.design_sha256, "regenerate expected.json"
     for a in doc["analyses"]:
         (row,) = a["tidy"]
-        assert row["term"] == "treated"
+        assert row["term"] == ("DDD" if a["id"].startswith("ddd.") else "treated")
         assert row["truth"] is not None
 
 

@@ -252,3 +252,155 @@ def test_where_and_group_combine(tmp_path):
     study = check_study(write(tmp_path, text))
     assert study.analyses[0].where == "(family_with_children = 1) AND (city <> 'Oslo')"
     assert study.analyses[0].custom_where
+
+
+# --------------------------------------------------------------------------- triple differences
+DDD = (
+    BASE
+    + """
+[columns]
+after = "CAST(month >= DATE '2020-03-01' AS INTEGER)"
+
+[[analysis]]
+id = "ddd"
+estimator = "did.TripleDiff"
+collapse_by = ["city", "after", "treated"]
+options = {time = "after"}
+inference = "iid"
+expand = {outcome = ["work", "duration"], split_by = ["families", "nw"]}
+"""
+).replace(
+    'families = "family_with_children = 1"',
+    'families = "family_with_children = 1"\nnw = "non_western = 1"',
+)
+
+
+def test_split_by_a_group_sets_the_group_column_and_target(tmp_path):
+    study = check_study(write(tmp_path, DDD))
+    ddd = [a for a in study.analyses if a.family == "ddd"]
+    assert [a.id for a in ddd] == [
+        "ddd.work.families",
+        "ddd.work.nw",
+        "ddd.duration.families",
+        "ddd.duration.nw",
+    ]
+    first = ddd[0]
+    assert first.split.by == "families" and first.split.column == "in_families"
+    assert first.split.condition == "family_with_children = 1"
+    assert first.kwargs["group"] == "in_families" and first.kwargs["target"] == 1
+    assert first.kwargs["time"] == "after" and first.kwargs["weights"] == "n"
+    assert ddd[2].kwargs["weights"] == "n_duration"
+    assert first.group == "all" and first.where is None  # the split selects no rows
+    assert first.collapse_by == ("city", "after", "treated")
+    assert study.cell_keys(first) == ("city", "after", "treated", "in_families")
+    assert study.columns == {"after": "CAST(month >= DATE '2020-03-01' AS INTEGER)"}
+    # the other analyses keep the study's cells
+    assert study.cell_keys(study.analyses[0]) == ("city", "month", "treated")
+    assert study.analyses[0].split is None
+
+
+def test_split_by_combines_with_a_row_group(tmp_path):
+    text = DDD.replace(
+        'split_by = ["families", "nw"]', 'group = ["all", "nw"], split_by = ["families"]'
+    )
+    ddd = [a for a in check_study(write(tmp_path, text)).analyses if a.family == "ddd"]
+    assert [a.id for a in ddd][:2] == ["ddd.work.all.families", "ddd.work.nw.families"]
+    assert ddd[1].where == "non_western = 1" and ddd[1].group == "nw"
+    # the row group is the study's; the estimator's group column comes from split_by
+    assert {a.kwargs["group"] for a in ddd} == {"in_families"}
+
+
+def test_split_by_a_column_needs_a_target(tmp_path):
+    text = DDD.replace('split_by = ["families", "nw"]', 'split_by = ["non_western"]')
+    with pytest.raises(DesignError, match=r"neither a \[groups\] name nor a column with options"):
+        check_study(write(tmp_path, text))
+    text = text.replace('options = {time = "after"}', 'options = {time = "after", target = 1}')
+    a = next(a for a in check_study(write(tmp_path, text)).analyses if a.family == "ddd")
+    assert a.split.column == "non_western" and a.split.condition is None
+    assert a.kwargs["group"] == "non_western" and a.kwargs["target"] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ('"families", "nw"', '"familes"'),
+            r"(?s)split_by 'familes' is neither.*did you mean 'families'",
+        ),
+        (('"families", "nw"', '"all"'), "puts every row in one group"),
+        (
+            ('inference = "iid"\nexpand', 'inference = "iid"\ngroup = "families"\nexpand'),
+            "splits them by the same group",
+        ),
+        (('{time = "after"}', '{time = "after", target = 0}'), "options.target is not needed"),
+        (('{time = "after"}', '{time = "after", group = "x"}'), "split_by and options.group"),
+        (('"did.TripleDiff"', '"did.TWFE"'), "did.TWFE does not compare groups"),
+        (
+            ('split_by = ["families", "nw"]', "split_by = [1]"),
+            r"split_by in \[\[analysis\]\] #2 must be str",
+        ),
+        (
+            (
+                'collapse_by = ["city", "after", "treated"]',
+                'collapse_by = ["city", "aftr", "treated"]',
+            ),
+            r"(?s)column 'aftr' \(collapse_by\).*did you mean 'after'",
+        ),
+        (
+            ('collapse_by = ["city", "after", "treated"]', 'collapse_by = ["city", "after"]'),
+            r"column 'treated' \(treatment\) is not in the cells",
+        ),
+        (
+            ('collapse_by = ["city", "after", "treated"]', 'collapse_by = ["city", "city"]'),
+            "names 'city' twice",
+        ),
+        (
+            ('collapse_by = ["city", "after", "treated"]', 'collapse_by = ["city", "n"]'),
+            "also a measure or count column",
+        ),
+        (
+            ('collapse_by = ["city", "after", "treated"]', "collapse_by = 3"),
+            "must be a list of cell keys",
+        ),
+        (('"CAST(month', '"CAST(mnth'), r"derived column 'after'.*does not work on the data"),
+        (('after = "CAST', 'non_western = "CAST'), "already a column of the data"),
+    ],
+)
+def test_bad_triple_difference_designs_are_rejected(tmp_path, change, message):
+    text = DDD.replace(*change)
+    assert text != DDD
+    with pytest.raises(DesignError, match=message):
+        check_study(write(tmp_path, text))
+
+
+def test_split_by_key_typo_suggests_it(tmp_path):
+    text = DDD.replace("expand = {outcome", 'split_bi = "families"\nexpand = {outcome')
+    with pytest.raises(DesignError, match="unknown key 'split_bi'") as err:
+        check_study(write(tmp_path, text))
+    assert "did you mean 'split_by'" in str(err.value)
+    text = DDD.replace("[columns]", "[column]")
+    with pytest.raises(DesignError, match="unknown table 'column'") as err:
+        check_study(write(tmp_path, text))
+    assert "did you mean 'columns'" in str(err.value)
+
+
+def test_collapse_by_needs_collapse_and_cannot_be_expanded(tmp_path):
+    text = DDD.replace(
+        'expand = {outcome = ["work", "duration"], split_by',
+        'expand = {collapse_by = ["city"], outcome = ["work"], split_by',
+    )
+    with pytest.raises(DesignError, match="collapse_by cannot be expanded"):
+        check_study(write(tmp_path, text))
+    start = DDD.index("[collapse]")
+    stop = DDD.index("[[analysis]]")
+    text = DDD[:start] + DDD[stop:]
+    with pytest.raises(DesignError, match=r"collapse_by needs \[collapse\]"):
+        check_study(write(tmp_path, text))
+
+
+def test_split_column_must_not_exist_in_the_data(tmp_path):
+    text = DDD.replace('nw = "non_western = 1"', 'nw = "non_western = 1"\nx = "work = 1"')
+    text = text.replace('after = "CAST', 'in_x = "1"\nafter = "CAST')
+    text = text.replace('split_by = ["families", "nw"]', 'split_by = ["x"]')
+    with pytest.raises(DesignError, match="would add column 'in_x', which the data already have"):
+        check_study(write(tmp_path, text))

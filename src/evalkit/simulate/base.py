@@ -17,6 +17,8 @@ from evalkit.errors import DesignError
 __all__ = ["SimulatedData", "get", "names", "options", "register", "schema"]
 
 _SIMULATORS: dict[str, Callable[..., SimulatedData]] = {}
+# Columns of SimulatedData.truth_strata that are not stratum columns.
+_STRATA_FIXED = ("outcome", "period", "n1", "sum1", "n0", "sum0")
 _SCHEMAS: dict[str, Mapping[str, str]] = {}
 
 
@@ -56,6 +58,14 @@ class SimulatedData:
         The planted effect by outcome, group and treated period (a long DataFrame).
     parameters
         Every setting used, including the seed, so the data can be regenerated.
+    truth_strata
+        Sufficient statistics of the planted effect by stratum, from which the effect on
+        any union of strata follows exactly (see :meth:`truth_where`): one row per
+        outcome, treated period and stratum, with the stratum's columns (e.g.
+        ``family_with_children`` and ``non_western``), ``period``, and ``n1``, ``sum1``
+        (the number of rows the outcome's cell measure counts, and the sum of its
+        column over them, with the treatment) and ``n0``, ``sum0`` (the same in the
+        world without it). None when the simulator does not provide them.
     """
 
     data: pd.DataFrame
@@ -67,6 +77,7 @@ class SimulatedData:
     measures: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     truth_by_period: pd.DataFrame | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    truth_strata: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         for name in ("truth", "groups", "measures", "parameters"):
@@ -93,6 +104,69 @@ class SimulatedData:
             return None
         value = self.truth.get(outcome, {}).get(group)
         return None if value is None else float(value)
+
+    @property
+    def strata_columns(self) -> tuple[str, ...]:
+        """The columns of the data that define the strata of :attr:`truth_strata`."""
+        if self.truth_strata is None:
+            return ()
+        return tuple(c for c in self.truth_strata.columns if c not in _STRATA_FIXED)
+
+    def truth_where(self, term: str, outcome: str, condition: str | None) -> float | None:
+        """Return the planted effect of ``term`` on ``outcome`` among rows meeting ``condition``.
+
+        The effect is the same average effect on the treated as :attr:`truth` (for the
+        outcome's cell measure: the count-weighted mean over treated periods of the
+        measure with the treatment minus the measure without it), for the union of the
+        strata that satisfy ``condition``, a DuckDB SQL condition over the stratum
+        columns (None: every stratum). Rows for which the condition is NULL are left
+        out, as a ``WHERE`` clause would.
+
+        Returns None when the simulator has no :attr:`truth_strata`, when ``term`` is
+        not the treatment it planted effects of, when the outcome is unknown, when the
+        condition refers to other columns than the strata's (the effect is then not
+        determined by them), or when no treated row satisfies it.
+
+        Examples
+        --------
+        >>> from evalkit.simulate import bergen_rates
+        >>> sim = bergen_rates(seed=1, n_persons=400)
+        >>> a = sim.truth_where("treated", "recipient", "family_with_children = 1")
+        >>> abs(a - sim.truth["recipient"]["families_with_children"]) < 1e-12
+        True
+        >>> sim.truth_where("treated", "recipient", "city = 'Bergen'") is None
+        True
+        """
+        strata = self.truth_strata
+        if strata is None or term != self.term:
+            return None
+        rows = strata[strata["outcome"] == outcome]
+        if rows.empty:
+            return None
+        keys = list(self.strata_columns)
+        if condition is not None:
+            import duckdb
+
+            distinct = rows[keys].drop_duplicates().reset_index(drop=True)
+            con = duckdb.connect()
+            try:
+                con.register("strata", distinct)
+                chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()
+            except duckdb.Error:
+                return None
+            finally:
+                con.close()
+            if chosen.empty:
+                return None
+            chosen = chosen.astype(distinct.dtypes.to_dict())
+            rows = rows.merge(chosen, on=keys, how="inner")
+        by = rows.groupby("period", sort=True)[["n1", "sum1", "n0", "sum0"]].sum()
+        by = by[(by["n1"] > 0) & (by["n0"] > 0)]
+        if by.empty:
+            return None
+        effect = by["sum1"] / by["n1"] - by["sum0"] / by["n0"]
+        weight = by["n1"].astype(float)
+        return float((effect * weight).sum() / weight.sum())
 
     def save(self, path: str | Path) -> Path:
         """Write the microdata to a Parquet file and the truth beside it as JSON.

@@ -268,6 +268,10 @@ def bergen_rates(
         :data:`OUTCOMES` and the groups of :data:`GROUPS`: for the cell measure of
         :data:`MEASURES`, the cell-size weighted mean over treated city-month cells of
         the cell value with the reform minus the cell value without it.
+        ``truth_strata`` gives the same by household type x background (and treated
+        month), so the effect on any group defined by ``family_with_children`` and
+        ``non_western`` follows exactly (:meth:`SimulatedData.truth_where`), e.g. the
+        effect on other households that a triple difference compares with.
 
     Examples
     --------
@@ -459,6 +463,7 @@ def bergen_rates(
         frame[k] = out[k].T.reshape(-1)
 
     truth, by_period = _truth(out, cf, bergen, family, non_western, obs_months, reform_m, second_m)
+    strata = _strata(out, cf, bergen, family, non_western, obs_months, reform_m)
     parameters = {
         "seed": used_seed,
         "n_persons": n_persons,
@@ -483,6 +488,7 @@ def bergen_rates(
         measures=MEASURES,
         truth_by_period=by_period,
         parameters=parameters,
+        truth_strata=strata,
     )
 
 
@@ -542,6 +548,70 @@ def _truth(
         rows, columns=["outcome", "group", "month", "phase", "effect", "weight"]
     )
     return truth, by_period
+
+
+def _strata(
+    out: dict[str, np.ndarray],
+    cf: dict[str, np.ndarray],
+    bergen: np.ndarray,
+    family: np.ndarray,
+    non_western: np.ndarray,
+    months: pd.PeriodIndex,
+    reform: pd.Period,
+) -> pd.DataFrame:
+    """Return the counts and sums behind each outcome's cell measure, by stratum.
+
+    One row per outcome, treated month and stratum (household type x background) of
+    Bergen's persons: ``n1``/``sum1`` with the reform, ``n0``/``sum0`` without it. For
+    duration the rows counted are the month's recipients (in each world), as in the
+    cell measure; for the other outcomes every person. The effect on any union of
+    strata, e.g. "other households" for a triple difference, follows exactly
+    (:meth:`SimulatedData.truth_where`).
+    """
+    post = np.flatnonzero(months >= reform)
+    fam, nw = family[bergen], non_western[bergen]
+    rows = []
+    for f in (0, 1):
+        for w in (0, 1):
+            mask = (fam == bool(f)) & (nw == bool(w))
+            for outcome in OUTCOMES:
+                for t in post:
+                    if outcome == "duration":
+                        on1 = mask & (out["recipient"][t, bergen] == 1)
+                        on0 = mask & (cf["recipient"][t] == 1)
+                        y1 = out["months_on_assistance"][t, bergen][on1]
+                        y0 = cf["months_on_assistance"][t][on0]
+                    else:
+                        y1 = out[outcome][t, bergen][mask]
+                        y0 = cf[outcome][t][mask]
+                    rows.append(
+                        (
+                            outcome,
+                            months[t].to_timestamp(),
+                            f,
+                            w,
+                            y1.size,
+                            float(y1.sum(dtype=np.int64)),
+                            y0.size,
+                            float(y0.sum(dtype=np.int64)),
+                        )
+                    )
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "outcome",
+            "period",
+            "family_with_children",
+            "non_western",
+            "n1",
+            "sum1",
+            "n0",
+            "sum0",
+        ],
+    )
+    return frame.astype(
+        {"family_with_children": "int8", "non_western": "int8", "n1": "int64", "n0": "int64"}
+    )
 
 
 def _describe(p: dict[str, Any], n: int, n_bergen: int) -> str:

@@ -16,6 +16,11 @@ The file
 ``[roles]``
     ``outcome, unit, time, treatment, cohort, covariates, cluster, weights``: the study's
     default columns for each role.
+``[columns]``
+    Derived columns: name to a DuckDB SQL expression over the data's columns, e.g.
+    ``after_reform = "CAST(month >= DATE '2020-03-01' AS INTEGER)"``. They are added to
+    the rows before anything else and can be used wherever a column can (roles, cell
+    keys, measures, conditions, ``split_by``).
 ``[groups]``
     Subgroup name to a DuckDB SQL condition over the rows of the data, e.g.
     ``families_with_children = "family_with_children = 1"``. The group ``all`` (no
@@ -29,9 +34,20 @@ The file
     ``id``, ``estimator`` (registry name), ``title``, ``options`` (constructor options;
     role names here override ``[roles]``), ``inference`` (a method name or a table
     ``{method, cluster, reps, ...}``), ``level``, ``seed``, ``group`` (a name from
-    ``[groups]``), ``where`` (an extra SQL condition), and ``expand``: a table of lists,
-    e.g. ``{outcome = [...], group = [...]}``, that turns the analysis into one per
-    combination, with ids ``<id>.<value>.<value>``.
+    ``[groups]``), ``where`` (an extra SQL condition), ``collapse_by`` (the analysis'
+    own cell keys in place of ``[collapse] by``, e.g. coarser periods), ``split_by``
+    (see below), and ``expand``: a table of lists, e.g. ``{outcome = [...], group =
+    [...]}``, that turns the analysis into one per combination, with ids
+    ``<id>.<value>.<value>``.
+
+    ``split_by`` adds a group dimension to the analysis' cells (or rows), for
+    estimators that compare groups within units (``did.TripleDiff``): a name from
+    ``[groups]`` splits every cell into the rows in that group and the rest, as a 0/1
+    cell key ``in_<name>``, and sets the estimator's ``group = "in_<name>"`` and
+    ``target = 1``; a column of the data is added as a cell key as it is (give
+    ``target`` in ``options``). ``group`` still selects the rows, so
+    ``group = "non_western"`` with ``split_by = "families_with_children"`` compares
+    families with children with other non-Western immigrants.
 ``[verify]``
     Tolerances by tidy column, e.g. ``estimate = {rtol = 1e-6, atol = 1e-8}``;
     ``estimate`` and ``std_error`` are always compared.
@@ -69,13 +85,24 @@ __all__ = [
     "AnalysisSpec",
     "CollapseSpec",
     "DataSpec",
+    "SplitSpec",
     "Study",
     "Tolerance",
     "load_study",
 ]
 
 STUDY_FILE = "study.toml"
-TOP_KEYS = ("study", "data", "roles", "groups", "collapse", "analysis", "verify", "report")
+TOP_KEYS = (
+    "study",
+    "data",
+    "columns",
+    "roles",
+    "groups",
+    "collapse",
+    "analysis",
+    "verify",
+    "report",
+)
 STUDY_KEYS = ("name", "title", "description", "seed", "min_cell_size", "level")
 DATA_KEYS = ("file", "query", "simulator", "options")
 COLLAPSE_KEYS = ("by", "measures", "count")
@@ -89,8 +116,15 @@ ANALYSIS_KEYS = (
     "seed",
     "group",
     "where",
+    "collapse_by",
+    "split_by",
     "expand",
 )
+#: Analysis keys that describe the study's rows, never estimator options.
+STUDY_LEVEL_KEYS = ("group", "where", "split_by")
+#: The cell key of ``split_by = "<group>"`` is this prefix plus the group's name.
+SPLIT_PREFIX = "in_"
+
 REPORT_KEYS = ("notes", "figures")
 TOLERANCE_KEYS = ("rtol", "atol")
 VERIFY_COLUMNS = (*TIDY_COLUMNS[1:], "truth")
@@ -166,6 +200,45 @@ class CollapseSpec:
 
 
 @dataclass(frozen=True)
+class SplitSpec:
+    """A group dimension added to an analysis' cells or rows (``split_by``).
+
+    Attributes
+    ----------
+    by
+        The value of ``split_by``: a name from ``[groups]`` or a column of the data.
+    column
+        The column the estimator sees: ``in_<group>`` (1 for rows in the group, 0 for
+        the others, missing where the condition is) or the data column itself.
+    condition
+        The group's SQL condition; None when ``by`` is a column.
+    """
+
+    by: str
+    column: str
+    condition: str | None = None
+
+    @property
+    def is_group(self) -> bool:
+        """True when the split is by membership of a ``[groups]`` group."""
+        return self.condition is not None
+
+    def select(self) -> str:
+        """Return the SQL select-list item that adds the split column to the rows.
+
+        Examples
+        --------
+        >>> SplitSpec("kids", "in_kids", "children > 0").select()
+        'CAST((children > 0) AS INTEGER) AS "in_kids"'
+        """
+        from evalkit.data.collapse import quote
+
+        if self.condition is None:
+            return quote(self.column)
+        return f"CAST(({self.condition}) AS INTEGER) AS {quote(self.column)}"
+
+
+@dataclass(frozen=True)
 class AnalysisSpec:
     """One analysis after expansion: the estimator, its full configuration, and the rows.
 
@@ -187,6 +260,10 @@ class AnalysisSpec:
         The SQL condition selecting the analysis' rows (group and ``where`` combined).
     labels
         The expanded values, e.g. ``{"outcome": "work", "group": "all"}``.
+    split
+        The group dimension added by ``split_by``, or None.
+    collapse_by
+        The analysis' own cell keys (``collapse_by``), or None for ``[collapse] by``.
     """
 
     id: str
@@ -202,6 +279,8 @@ class AnalysisSpec:
     custom_where: bool
     labels: Mapping[str, Any]
     table_index: int = 0
+    split: SplitSpec | None = None
+    collapse_by: tuple[str, ...] | None = None
 
     @property
     def outcome(self) -> str | None:
@@ -222,6 +301,8 @@ class Study:
         Its study.toml.
     analyses
         The analyses in order, after expansion.
+    columns
+        Derived columns (``[columns]``): name to SQL expression.
     design_sha256
         SHA-256 of the normalised design (the parsed TOML as canonical JSON): comments
         and layout do not change it.
@@ -245,6 +326,20 @@ class Study:
     figures: bool
     design_sha256: str
     raw: Mapping[str, Any]
+    columns: Mapping[str, str] = field(default_factory=dict)
+
+    def cell_keys(self, spec: AnalysisSpec) -> tuple[str, ...]:
+        """Return the keys of the cells an analysis is fitted on (none without [collapse])."""
+        if self.collapse is None:
+            return ()
+        keys = spec.collapse_by if spec.collapse_by is not None else self.collapse.by
+        return (*keys, spec.split.column) if spec.split is not None else tuple(keys)
+
+    def cell_columns(self, spec: AnalysisSpec) -> list[str]:
+        """Return every column of the cells an analysis is fitted on."""
+        if self.collapse is None:
+            return []
+        return [*self.cell_keys(spec), *flags(self.collapse.measures, self.collapse.count)]
 
     def analysis(self, analysis_id: str) -> AnalysisSpec:
         """Return the analysis with this id."""
@@ -438,6 +533,7 @@ def load_study(path: str | Path, *, check_data: bool = True) -> Study:
         raise _located(err, src, "study") from None
 
     roles = _roles(src, raw.get("roles", {}))
+    columns = _derived(src, raw.get("columns", {}))
     groups = _groups(src, raw.get("groups", {}))
     collapse = _collapse(src, raw["collapse"]) if "collapse" in raw else None
     data = _data(src, raw.get("data"), root, check_files=check_data)
@@ -492,6 +588,7 @@ def load_study(path: str | Path, *, check_data: bool = True) -> Study:
         figures=figures,
         design_sha256=design_hash(raw),
         raw=MappingProxyType(raw),
+        columns=MappingProxyType(columns),
     )
     if check_data:
         from evalkit.study.source import check_columns
@@ -522,6 +619,29 @@ def _roles(src: _Source, roles: Any) -> dict[str, Any]:
             out[role] = tuple(value)
         else:
             out[role] = _expect(src, value, str, "roles", role, example=f'{role} = "column"')
+    return out
+
+
+def _derived(src: _Source, table: Any) -> dict[str, str]:
+    _expect(src, table, dict, "columns", "columns")
+    out: dict[str, str] = {}
+    for name, expression in table.items():
+        if not _GROUP.match(name):
+            raise DesignError(
+                f"{src.where('columns', name)}: column name {name!r} must be a plain identifier",
+                hint="use letters, digits and underscores",
+                column=name,
+            )
+        example = f"{name} = \"CAST(month >= DATE '2020-03-01' AS INTEGER)\""
+        _expect(src, expression, str, "columns", name, example=example)
+        text = " ".join(expression.split())
+        if not text:
+            raise DesignError(
+                f"{src.where('columns', name)}: column {name!r} has an empty expression",
+                hint=f"e.g. {example}",
+                column=name,
+            )
+        out[name] = text
     return out
 
 
@@ -760,7 +880,13 @@ def _analyses(
     options = dict(_expect(src, table.get("options", {}), dict, "analysis", "options", index))
     _unknown_keys(src, options, sorted(fields), "analysis.options", index, what=f"{name} option")
     expand = _expect(src, table.get("expand", {}), dict, "analysis", "expand", index)
-    allowed_expand = sorted({*fields, "group", "where"})
+    allowed_expand = sorted({*fields, *STUDY_LEVEL_KEYS})
+    if "collapse_by" in expand:
+        raise DesignError(
+            f"{src.where('analysis.expand', 'collapse_by', index)}: collapse_by cannot be expanded",
+            hint="write one [[analysis]] per set of cell keys",
+            column="collapse_by",
+        )
     _unknown_keys(src, expand, allowed_expand, "analysis.expand", index, what="expand key")
     for key, values in expand.items():
         if not isinstance(values, list) or not values or not all(map(_scalar, values)):
@@ -770,7 +896,7 @@ def _analyses(
                 hint=f'e.g. {key} = ["a", "b"]',
                 column=key,
             )
-        clash = key in options or (key in ("group", "where") and key in table)
+        clash = key in options or (key in STUDY_LEVEL_KEYS and key in table)
         if clash:
             raise DesignError(
                 f"{src.where('analysis.expand', key, index)}: {key!r} is given both in "
@@ -778,6 +904,7 @@ def _analyses(
                 hint="keep one",
                 column=key,
             )
+    collapse_by = _collapse_by(src, table.get("collapse_by"), index, collapse)
     title = _expect(src, table.get("title", base), str, "analysis", "title", index)
     a_level = table.get("level", level)
     try:
@@ -815,7 +942,26 @@ def _analyses(
             where = " ".join(conditions[0].split())
         kwargs: dict[str, Any] = {r: v for r, v in roles.items() if r in fields}
         kwargs.update(options)
-        kwargs.update({k: v for k, v in labels.items() if k in fields})
+        kwargs.update(
+            {k: v for k, v in labels.items() if k in fields and k not in STUDY_LEVEL_KEYS}
+        )
+        split = _split(
+            src,
+            labels.get("split_by", table.get("split_by")),
+            index,
+            aid=aid,
+            name=name,
+            fields=fields,
+            options=options,
+            groups=groups,
+            group=group,
+            collapse=collapse,
+            keys=collapse_by,
+        )
+        if split is not None:
+            kwargs["group"] = split.column
+            if split.is_group:
+                kwargs["target"] = 1
         if collapse is not None and "weights" in fields and kwargs.get("weights") is None:
             kwargs["weights"] = collapse.weight_for(kwargs.get("outcome"))
         if isinstance(kwargs.get("covariates"), list):
@@ -829,10 +975,16 @@ def _analyses(
             and k not in kwargs
         ]
         if missing:
+            hint = "set it in [roles], in the analysis options, or in expand"
+            if "group" in missing:
+                hint = (
+                    'compare groups within units with split_by = "<a [groups] name>" (or '
+                    "a column, with options.target), or set options.group and options.target"
+                )
             raise DesignError(
                 f"{src.where('analysis', None, index)}: analysis {aid!r}: {name} needs "
                 f"{', '.join(missing)}",
-                hint="set it in [roles], in the analysis options, or in expand",
+                hint=hint,
                 column=missing[0],
             )
         try:
@@ -860,6 +1012,125 @@ def _analyses(
                 custom_where=extra is not None,
                 labels=MappingProxyType(labels),
                 table_index=index,
+                split=split,
+                collapse_by=collapse_by,
             )
         )
     return out
+
+
+def _collapse_by(
+    src: _Source, value: Any, index: int, collapse: CollapseSpec | None
+) -> tuple[str, ...] | None:
+    """Validate an analysis' own cell keys."""
+    if value is None:
+        return None
+    where = src.where("analysis", "collapse_by", index)
+    if collapse is None:
+        raise DesignError(
+            f"{where}: collapse_by needs [collapse] (its measures and count)",
+            hint="add [collapse] with by and measures, or drop collapse_by",
+            column="collapse_by",
+        )
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise DesignError(
+            f"{where}: collapse_by must be a list of cell keys",
+            hint='e.g. collapse_by = ["city", "after_reform", "treated"]',
+            column="collapse_by",
+        )
+    dup = sorted({v for v in value if value.count(v) > 1})
+    if dup:
+        raise DesignError(
+            f"{where}: collapse_by names {dup[0]!r} twice",
+            hint="name each key once",
+            column="collapse_by",
+        )
+    clash = [v for v in value if v in flags(collapse.measures, collapse.count)]
+    if clash:
+        raise DesignError(
+            f"{where}: cell key {clash[0]!r} is also a measure or count column of [collapse]",
+            hint="rename the measure or the count column",
+            column="collapse_by",
+        )
+    return tuple(value)
+
+
+def _split(
+    src: _Source,
+    value: Any,
+    index: int,
+    *,
+    aid: str,
+    name: str,
+    fields: Mapping[str, Any],
+    options: Mapping[str, Any],
+    groups: Mapping[str, str | None],
+    group: str,
+    collapse: CollapseSpec | None,
+    keys: tuple[str, ...] | None = None,
+) -> SplitSpec | None:
+    """Validate ``split_by`` of one analysis and return its :class:`SplitSpec`."""
+    if value is None:
+        return None
+    key = "split_by"
+    _expect(src, value, str, "analysis", key, index, example='split_by = "families_with_children"')
+    where = src.where("analysis", key, index)
+    if "group" not in fields or "target" not in fields:
+        raise DesignError(
+            f"{where}: analysis {aid!r}: split_by adds a group dimension to the cells, "
+            f"but {name} does not compare groups (it has no group and target options)",
+            hint='use estimator = "did.TripleDiff", or select rows with group = "..."',
+            column=key,
+        )
+    if "group" in options:
+        raise DesignError(
+            f"{where}: analysis {aid!r}: split_by and options.group both name the group column",
+            hint="keep split_by (it sets group) or drop it and give options.group",
+            column=key,
+        )
+    if value not in groups:
+        # a column of the data (checked against the columns when they can be read)
+        names = [g for g in groups if g != "all"]
+        if not _GROUP.match(value) or "target" not in options:
+            close = difflib.get_close_matches(value, names, n=1)
+            raise DesignError(
+                f"{where}: split_by {value!r} is neither a [groups] name nor a column with "
+                "options.target",
+                hint=(f"did you mean {close[0]!r}? " if close else "")
+                + f"groups: {', '.join(names) or '(none)'}; to split by a column of the "
+                "data, give the targeted value(s) in options.target",
+                column=key,
+            )
+        return SplitSpec(value, value)
+    if groups[value] is None:
+        raise DesignError(
+            f"{where}: analysis {aid!r}: split_by {value!r} puts every row in one group, "
+            "leaving none to compare with",
+            hint=f"split by a subgroup: {', '.join(g for g in groups if g != 'all')}",
+            column=key,
+        )
+    if value == group:
+        raise DesignError(
+            f"{where}: analysis {aid!r} selects the rows of group {value!r} and splits them "
+            f"by the same group, leaving none to compare with",
+            hint='use group = "all" (or another group) to choose the rows',
+            column=key,
+        )
+    if "target" in options:
+        raise DesignError(
+            f"{where}: analysis {aid!r}: split_by = {value!r} compares the rows in that "
+            "group (target 1) with the rest; options.target is not needed",
+            hint="remove options.target",
+            column="target",
+        )
+    column = SPLIT_PREFIX + value
+    cell_columns = [] if collapse is None else [*(keys or collapse.by), *collapse.columns]
+    if column in cell_columns:
+        raise DesignError(
+            f"{where}: split_by {value!r} would add cell column {column!r}, which [collapse] "
+            "already makes",
+            hint="rename the measure, the count or the cell key",
+            column=key,
+        )
+    return SplitSpec(value, column, groups[value])

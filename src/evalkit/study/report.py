@@ -30,6 +30,11 @@ __all__ = ["FEW_TREATED_CLUSTERS", "write_report"]
 #: Below this many treated clusters, cluster-robust intervals get a caution.
 FEW_TREATED_CLUSTERS = 5
 _ROBUST = ("iid", "hetero", "cluster", "cr2")
+#: Estimators that compare groups within units (and so difference out unit x time shocks).
+WITHIN_ESTIMATORS = frozenset({"did.TripleDiff"})
+# Inference a within-unit comparison can rest on with few treated clusters: the errors of
+# the cells (not of the treated clusters) carry the information.
+_CELL_LEVEL = ("iid", "hetero")
 
 Block = tuple[Any, ...]
 
@@ -59,18 +64,32 @@ def _p(p: Any) -> str:
 
 
 # --------------------------------------------------------------------------- blocks
+def _is_within(entry: Mapping[str, Any]) -> bool:
+    """Say whether an analysis compares groups within units (a triple difference)."""
+    return entry.get("estimator") in WITHIN_ESTIMATORS or bool(entry.get("split"))
+
+
+def _label(entry: Mapping[str, Any], key: str) -> str:
+    value = entry.get("labels", {}).get(key, entry.get(key, ""))
+    if key == "split_by" and entry.get("split"):
+        value = f"{entry['split']['by']} vs the rest"
+    return str(value)
+
+
 def _family_rows(entries: Sequence[Mapping[str, Any]], simulated: bool) -> tuple[list, list]:
     label_keys = list(dict.fromkeys(k for e in entries for k in e.get("labels", {})))
     if not label_keys:
         label_keys = ["outcome", "group"]
     level = entries[0].get("level", 0.95) if entries else 0.95
-    head = [k.capitalize() for k in label_keys]
+    head = ["Comparison" if k == "split_by" else k.capitalize() for k in label_keys]
     head += ["Term", "Estimate", "Std. error", f"{round(level * 100)}% CI", "p-value"]
     if simulated:
         head.append("Truth")
     rows = []
     for e in entries:
-        labels = [str(e.get("labels", {}).get(k, e.get(k, ""))) for k in label_keys]
+        labels = [_label(e, k) for k in label_keys]
+        # a split by a [groups] group compares target 1 with 0: the key says nothing new
+        group_split = bool((e.get("split") or {}).get("condition"))
         if e.get("error"):
             rows.append(
                 [*labels, "error", e["error"].splitlines()[0], "", "", ""] + [""] * simulated
@@ -79,7 +98,7 @@ def _family_rows(entries: Sequence[Mapping[str, Any]], simulated: bool) -> tuple
         for r in e["tidy"]:
             term = str(r["term"])
             for key in ("group", "cohort", "time", "event_time"):
-                if r.get(key) is not None:
+                if r.get(key) is not None and not (key == "group" and group_split):
                     term += f" [{key}={r[key]}]"
             ci = ""
             if r.get("conf_low") is not None and r.get("conf_high") is not None:
@@ -98,11 +117,23 @@ def _family_rows(entries: Sequence[Mapping[str, Any]], simulated: bool) -> tuple
     return head, rows
 
 
+def _few_treated(entry: Mapping[str, Any]) -> bool:
+    k = (entry.get("info") or {}).get("n_treated_clusters")
+    return isinstance(k, int) and k < FEW_TREATED_CLUSTERS
+
+
+def _cell_level(entry: Mapping[str, Any]) -> bool:
+    """Say whether a within-unit comparison takes its standard errors from the cells."""
+    return _is_within(entry) and (entry.get("inference") or {}).get("method") in _CELL_LEVEL
+
+
 def _caution(entries: Sequence[Mapping[str, Any]]) -> str | None:
     few = []
     for e in entries:
         info, inf = e.get("info") or {}, e.get("inference") or {}
         k = info.get("n_treated_clusters")
+        if _cell_level(e):
+            continue  # explained by _within_note
         if isinstance(k, int) and k < FEW_TREATED_CLUSTERS and inf.get("method") in _ROBUST:
             few.append((k, info.get("n_clusters"), inf.get("method"), inf.get("cluster")))
     if not few:
@@ -120,6 +151,72 @@ def _caution(entries: Sequence[Mapping[str, Any]]) -> str | None:
         "inference) were not used in this run; read the intervals and p-values as "
         "descriptive, not as tests."
     )
+
+
+def _within_note(entries: Sequence[Mapping[str, Any]]) -> str | None:
+    """Explain why within-unit comparisons can be trusted where unit-level ones cannot."""
+    mine = [e for e in entries if _cell_level(e) and _few_treated(e) and e.get("tidy")]
+    if not mine:
+        return None
+    info = mine[0].get("info") or {}
+    unit = (info.get("roles") or {}).get("unit", "unit")
+    times = list(
+        dict.fromkeys(str(((e.get("info") or {}).get("roles") or {}).get("time")) for e in mine)
+    )
+    k, g = info.get("n_treated_clusters"), info.get("n_clusters")
+    by_method: dict[str, int] = {}
+    for e in mine:
+        method = (e.get("inference") or {}).get("method")
+        by_method[method] = by_method.get(method, 0) + 1
+    text = (
+        f"**Why triple differences can be trusted where the {unit}-level analyses "
+        f"cannot.** With {k} treated {unit} of {g}, a {unit}-level comparison cannot tell "
+        f"the treatment from anything else that hit the treated {unit} and not the others "
+        "in the same periods, and no standard error can learn how large such shocks are "
+        "from a single treated cluster. The triple differences compare a group with the "
+        f"rest of the same {unit} in the same period "
+        f"({', '.join(f'`{t}`' for t in times)}): the {unit} x period fixed effects absorb "
+        f"every shock the two share, so {unit}-level shocks neither bias these estimates "
+        "nor enter their noise. What is left is the noise of the within-unit contrast, "
+        "which the comparison units show as well as the treated one, so it can be "
+        "estimated from the cells rather than from the number of treated clusters."
+    )
+    if by_method.get("iid"):
+        text += (
+            f" The {by_method['iid']} with classical standard errors (weighted by the "
+            "cell counts) assume that this contrast is equally noisy per person in every "
+            "unit and learn its size from the comparison units."
+        )
+        periods = [
+            (e.get("info") or {}).get("n_periods")
+            for e in mine
+            if (e.get("inference") or {}).get("method") == "iid"
+        ]
+        if all(isinstance(n, int) and n <= 2 for n in periods):
+            text += (
+                " Their cells cover the whole period before and after the treatment, so "
+                "following the same persons over time does not make the cells' errors "
+                "dependent."
+            )
+        else:
+            text += (
+                " Where cells of consecutive periods follow the same persons their errors "
+                "are dependent and these standard errors too small: collapse to the periods "
+                "before and after the treatment (`collapse_by`)."
+            )
+    if by_method.get("hetero"):
+        text += (
+            f" The {by_method['hetero']} with heteroskedasticity-robust (HC1) standard "
+            "errors assume that the cells' errors are independent; cells of consecutive "
+            "periods that follow the same persons are not, and then HC1 is too small: "
+            "collapse to longer periods (e.g. before and after, with `collapse_by`) and "
+            'use inference = "iid".'
+        )
+    text += (
+        " All rest on the within-unit contrast evolving in parallel across units (a "
+        "shock that hits one group of the treated unit and not the rest is not absorbed)."
+    )
+    return text
 
 
 def _blocks(
@@ -162,15 +259,38 @@ def _blocks(
         blocks.append(("pre", data.get("query", "")))
     else:
         blocks.append(("p", "Data passed in by the caller (a data frame)."))
+    if study.columns:
+        blocks.append(
+            (
+                "p",
+                "Derived columns, computed on the rows: "
+                + "; ".join(f"`{k}` = `{v}`" for k, v in study.columns.items())
+                + ".",
+            )
+        )
     if study.collapse is not None:
         c = study.collapse
+        own = list(
+            dict.fromkeys(
+                (a.family, tuple(a.collapse_by or ()), a.split is not None)
+                for a in study.analyses
+                if a.collapse_by is not None or a.split is not None
+            )
+        )
+        other = "".join(
+            f" Analyses `{fam}` use cells by "
+            + ", ".join(f"`{b}`" for b in (keys or c.by))
+            + (", split into each group's rows and the rest (`in_<group>`)" if split else "")
+            + "."
+            for fam, keys, split in own
+        )
         blocks.append(
             (
                 "p",
                 f"The rows are collapsed to cells by {', '.join(f'`{b}`' for b in c.by)} in "
                 f"DuckDB, separately for each subgroup; estimators are weighted by the "
                 f"count behind each cell value (`{c.count}`, or `n_<measure>` for measures "
-                "with their own condition). Cell values resting on fewer than "
+                f"with their own condition).{other} Cell values resting on fewer than "
                 f"{study.min_cell_size} rows are suppressed and left out.",
             )
         )
@@ -184,6 +304,7 @@ def _blocks(
             [
                 s["group"],
                 f"`{s['where']}`" if s.get("where") else "everyone",
+                ", ".join(s.get("cell_keys") or []),
                 fmt(s.get("n_cells")),
                 fmt(s.get("n_suppressed_cells")),
                 fmt(s.get("n_microdata_rows"))
@@ -193,33 +314,74 @@ def _blocks(
             for s in results["cells"]
         ]
         blocks.append(
-            ("table", ["Group", "Rows", "Cells", "Suppressed cells", "Rows behind the cells"], rows)
+            (
+                "table",
+                [
+                    "Group",
+                    "Rows",
+                    "Cell keys",
+                    "Cells",
+                    "Suppressed cells",
+                    "Rows behind the cells",
+                ],
+                rows,
+            )
         )
     # ---- inference
     entries = results["analyses"]
     blocks.append(("h2", "Inference"))
-    described = list(
-        dict.fromkeys(
-            (e.get("inference") or {}).get("description") for e in entries if e.get("inference")
-        )
-    )
-    for d in described:
-        blocks.append(("p", f"Inference: {d}."))
+    described: dict[str, list[str]] = {}
+    for e in entries:
+        d = (e.get("inference") or {}).get("description")
+        if d and e["family"] not in described.setdefault(d, []):
+            described[d].append(e["family"])
+    for d, fams in described.items():
+        blocks.append(("p", f"Inference ({', '.join(f'`{f}`' for f in fams)}): {d}."))
     caution = _caution(entries)
     if caution:
         blocks.append(("p", caution))
+    within_note = _within_note(entries)
+    if within_note:
+        blocks.append(("p", within_note))
     if study.notes:
         blocks.extend(_markdown(study.notes))
     # ---- results
-    blocks.append(("h2", "Results"))
     families = list(dict.fromkeys(e["family"] for e in entries))
-    for fam in families:
-        members = [e for e in entries if e["family"] == fam]
-        blocks.append(("h3", f"{members[0]['title']} ({members[0]['estimator']})"))
-        head, rows = _family_rows(members, simulated)
-        blocks.append(("table", head, rows))
-        for path, alt in figures.get(fam, []):
-            blocks.append(("img", path, alt))
+    within = [f for f in families if all(_is_within(e) for e in entries if e["family"] == f)]
+    sections = [("Results", [f for f in families if f not in within], None)]
+    if within:
+        sections.append(
+            (
+                "Heterogeneity within the treated units: triple differences",
+                within,
+                "Each row compares a group with the rest of the rows in the same unit and "
+                "period, after against before the treatment, and that contrast in the "
+                "treated unit(s) with the same contrast in the comparison units: the "
+                "estimate is how much more the treatment changed the group's outcome than "
+                "the rest's. Shocks that hit a unit in a period whatever the group (a "
+                "local labour market, an epidemic wave that hits one city differently) "
+                "cancel."
+                + (
+                    " *Truth* is the difference between the two planted effects among "
+                    "the treated rows."
+                    if simulated
+                    else ""
+                ),
+            )
+        )
+    for heading, fams, intro in sections:
+        if not fams:
+            continue
+        blocks.append(("h2", heading))
+        if intro:
+            blocks.append(("p", intro))
+        for fam in fams:
+            members = [e for e in entries if e["family"] == fam]
+            blocks.append(("h3", f"{members[0]['title']} ({members[0]['estimator']})"))
+            head, rows = _family_rows(members, simulated)
+            blocks.append(("table", head, rows))
+            for path, alt in figures.get(fam, []):
+                blocks.append(("img", path, alt))
     if figures.get("__trends__"):
         blocks.append(("h2", "Cell means over time"))
         blocks.append(
@@ -238,10 +400,12 @@ def _blocks(
     for e in entries:
         info, d = e.get("info") or {}, e.get("data") or {}
         obs = d.get("n_cells", d.get("n_rows", info.get("n_obs")))
+        split = e.get("split") or {}
         rows.append(
             [
                 e["id"],
-                f"`{e['where']}`" if e.get("where") else "everyone",
+                (f"`{e['where']}`" if e.get("where") else "everyone")
+                + (f"; split by {split['by']}" if split.get("by") else ""),
                 fmt(obs) if obs is not None else "suppressed",
                 fmt(d.get("n_suppressed_cells")),
                 (e.get("inference") or {}).get("method", ""),
@@ -400,7 +564,9 @@ def _margins(
     )
 
 
-def _forest(members: Sequence[Mapping[str, Any]], simulated: bool) -> Figure | None:
+def _forest(
+    members: Sequence[Mapping[str, Any]], simulated: bool, title: str | None = None
+) -> Figure | None:
     """Estimates with intervals (and truth), one panel per value of the first label."""
     rows = []
     for e in members:
@@ -425,9 +591,12 @@ def _forest(members: Sequence[Mapping[str, Any]], simulated: bool) -> Figure | N
     nrows = math.ceil(len(panels) / ncols)
     label_in = 0.3 + 0.075 * max(len(r[1]) for r in rows)
     width = 3.2 * ncols + label_in * (1 if shared else ncols)
-    fig = _figure(width, nrows * (0.3 * n_rows + 0.9) + 0.5)
+    top = 0.8 if title else 0.45
+    fig = _figure(width, nrows * (0.3 * n_rows + 0.9) + 0.5 + top - 0.45)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    _margins(fig, left=label_in, wspace=0.12 if shared else 0.9 * label_in / 3.2)
+    _margins(fig, left=label_in, top=top, wspace=0.12 if shared else 0.9 * label_in / 3.2)
+    if title:
+        fig.suptitle(title, fontsize=10)
     for i, (ax, panel) in enumerate(zip(axes, panels, strict=False)):
         sub = [r for r in rows if r[0] == panel]
         y = np.arange(len(sub))[::-1]
@@ -482,7 +651,14 @@ def _trends(
     study: Study, table: pd.DataFrame, fitted: Sequence[Fitted], group: str
 ) -> Figure | None:
     """Weighted means of unsuppressed cells over time, treated vs comparison units."""
-    specs = [f.spec for f in fitted if f.spec.group == group and not f.spec.custom_where]
+    specs = [
+        f.spec
+        for f in fitted
+        if f.spec.group == group
+        and not f.spec.custom_where
+        and f.spec.split is None
+        and f.spec.collapse_by is None
+    ]
     if not specs or study.collapse is None:
         return None
     kw = specs[0].kwargs
@@ -554,7 +730,14 @@ def write_report(
         entries = results["analyses"]
         for fam in dict.fromkeys(e["family"] for e in entries):
             members = [e for e in entries if e["family"] == fam]
-            fig = _forest(members, simulated)
+            within = all(_is_within(e) for e in members)
+            title = (
+                "How much more the treatment changed each group's outcome than the rest's "
+                "(same unit and period)"
+                if within
+                else None
+            )
+            fig = _forest(members, simulated, title)
             if fig is not None:
                 p = _save(fig, fig_dir / f"{_slug(fam)}.png")
                 written.append(p)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import sys
 import time
@@ -25,15 +26,16 @@ import pandas as pd
 
 from evalkit.core import registry
 from evalkit.core.result import Result, jsonable
-from evalkit.data.collapse import Measure, collapse
+from evalkit.data.collapse import Measure, collapse, quote
 from evalkit.data.disclosure import DisclosurePolicy, audit, protect
 from evalkit.errors import EvalkitError
-from evalkit.study.config import AnalysisSpec, Study, load_study
+from evalkit.study.config import AnalysisSpec, SplitSpec, Study, load_study
 from evalkit.study.source import DataSource, open_source
 
 __all__ = ["RESULTS_FORMAT", "Fitted", "RunOutcome", "run_study"]
 
 RESULTS_FORMAT = 1
+_DDD_TERM = "DDD"  # the term of a triple difference's effect (did.TripleDiff)
 PACKAGES = (
     "evalkit",
     "numpy",
@@ -110,35 +112,54 @@ def _norm(text: str | None) -> str | None:
 
 
 # --------------------------------------------------------------------------- data
+_Key = tuple[str | None, tuple[str, ...]]
+
+
 class _Cells:
-    """Collapsed cells per row condition, computed once each."""
+    """Collapsed cells per row condition (and split), computed once each."""
 
     def __init__(self, study: Study, source: DataSource) -> None:
         self.study = study
         self.source = source
-        self.tables: dict[str | None, pd.DataFrame] = {}
-        self.groups: dict[str | None, str] = {}
-        self.custom: dict[str | None, bool] = {}
+        self.tables: dict[_Key, pd.DataFrame] = {}
+        self.groups: dict[_Key, str] = {}
+        self.custom: dict[_Key, bool] = {}
+        self.splits: dict[_Key, SplitSpec | None] = {}
 
     def by_group(self) -> dict[str, pd.DataFrame]:
-        """Cells of each subgroup (conditions from [groups] only), by group name."""
-        return {self.groups[w]: t for w, t in self.tables.items() if not self.custom[w]}
+        """Cells of each subgroup by group name ([groups] conditions and cell keys only)."""
+        default = self.study.collapse.by if self.study.collapse is not None else ()
+        return {
+            self.groups[k]: t
+            for k, t in self.tables.items()
+            if not self.custom[k] and self.splits[k] is None and k[1] == tuple(default)
+        }
 
-    def get(self, where: str | None, group: str, custom: bool = False) -> pd.DataFrame:
-        if where not in self.tables:
+    def get(
+        self,
+        where: str | None,
+        group: str,
+        custom: bool = False,
+        split: SplitSpec | None = None,
+        keys: tuple[str, ...] = (),
+    ) -> pd.DataFrame:
+        key = (where, keys)
+        if key not in self.tables:
             spec = self.study.collapse
             assert spec is not None
-            self.tables[where] = collapse(
-                self.source.relation,
-                by=list(spec.by),
+            by = list(keys)
+            self.tables[key] = collapse(
+                self.source.split(split),
+                by=by,
                 measures={m.name: m for m in spec.measures},
                 min_cell_size=self.study.min_cell_size,
                 count=spec.count,
                 where=where,
             )
-            self.groups[where] = f"{group} (own condition)" if custom else group
-            self.custom[where] = custom
-        return self.tables[where]
+            self.groups[key] = f"{group} (own condition)" if custom else group
+            self.custom[key] = custom
+            self.splits[key] = split
+        return self.tables[key]
 
 
 def _analysis_frame(
@@ -146,10 +167,13 @@ def _analysis_frame(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Return the rows an analysis is fitted on, and aggregate facts about them."""
     if study.collapse is None:
-        wanted = _columns_used(spec, source.columns)
-        frame = source.rows(spec.where, wanted)
+        available = source.columns
+        if spec.split is not None and spec.split.column not in available:
+            available = [*available, spec.split.column]
+        wanted = _columns_used(spec, available)
+        frame = source.rows(spec.where, wanted, spec.split)
         return frame, {"mode": "rows", "n_rows": len(frame)}
-    table = cells.get(spec.where, spec.group, spec.custom_where)
+    table = cells.get(spec.where, spec.group, spec.custom_where, spec.split, study.cell_keys(spec))
     outcome = spec.outcome
     hidden = table["suppressed"].to_numpy(dtype=bool).copy()
     flag = f"suppressed_{outcome}"
@@ -184,37 +208,104 @@ def _columns_used(spec: AnalysisSpec, available: list[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- truth
 def _truth_lookup(study: Study, source: DataSource, spec: AnalysisSpec) -> Any:
-    """Return a function term -> true value (or None) for simulated data; else None."""
+    """Return a function tidy row -> true value (or None) for simulated data; else None."""
     sim = source.simulated
     if sim is None:
         return None
 
-    def unknown(term: str) -> None:
+    def unknown(row: Mapping[str, Any]) -> None:
         return None
 
     outcome = spec.outcome
     if spec.custom_where or outcome is None or outcome not in sim.truth:
         return unknown
+    if not _same_measure(study, sim, spec):
+        return unknown
+    if spec.split is not None:
+        return _contrast_lookup(study, sim, spec)
     if spec.group not in sim.groups or _norm(sim.groups[spec.group]) != _norm(
         study.groups.get(spec.group)
     ):
         return unknown
+    treatment = spec.kwargs.get("treatment")
+
+    def lookup(row: Mapping[str, Any]) -> float | None:
+        term = str(row.get("term"))
+        if term != treatment:
+            return None
+        return sim.truth_for(term, outcome, spec.group)
+
+    return lookup
+
+
+def _same_measure(study: Study, sim: Any, spec: AnalysisSpec) -> bool:
+    """Say whether the analysis' outcome is the cell measure the simulator's truth is for."""
+    outcome = spec.outcome
     sim_measure = sim.measures.get(outcome)
     if study.collapse is not None:
         mine = study.collapse.measure(outcome)
         theirs = Measure(outcome, **dict(sim_measure)) if sim_measure else None
         if mine is None or theirs is None or mine.to_dict() != theirs.to_dict():
-            return unknown
-        if spec.kwargs.get("treatment") not in study.collapse.by:
-            return unknown
+            return False
+        if spec.kwargs.get("treatment") not in study.cell_keys(spec):
+            return False
     elif dict(sim_measure or {}) != {"column": outcome, "stat": "mean"}:
-        return unknown
-    treatment = spec.kwargs.get("treatment")
+        return False
+    return True
 
-    def lookup(term: str) -> float | None:
-        if term != treatment:
+
+def _sql_literal(value: Any) -> str | None:
+    """Return a scalar as a DuckDB literal, or None for other values."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float) and math.isfinite(value):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
+def _contrast_lookup(study: Study, sim: Any, spec: AnalysisSpec) -> Any:
+    """Truth of a triple difference: the target rows' effect minus the other rows' effect.
+
+    Both are the simulator's average effect on the treated (:meth:`truth_where`) among
+    the analysis' rows (its group) that are in, and not in, the targeted split group.
+    The truth is known when the conditions involve only the simulator's stratum columns.
+    """
+    split = spec.split
+    assert split is not None
+    treatment = spec.kwargs.get("treatment")
+    outcome = spec.outcome
+    rows = study.groups.get(spec.group)
+    if split.is_group:
+        targets: dict[str, str] = {"1": f"({split.condition})"}
+        others = f"NOT ({split.condition})"
+    else:
+        raw = spec.kwargs.get("target")
+        values = list(raw) if isinstance(raw, list | tuple) else [raw]
+        literals = [_sql_literal(v) for v in values]
+        if any(v is None for v in literals):
+            return lambda row: None
+        col = quote(split.column)
+        others = f"{col} NOT IN ({', '.join(literals)})"  # type: ignore[arg-type]
+        if spec.kwargs.get("separate") and len(values) > 1:
+            targets = {str(v): f"{col} = {lit}" for v, lit in zip(values, literals, strict=True)}
+        else:
+            label = ", ".join(map(str, values))
+            targets = {label: f"{col} IN ({', '.join(literals)})"}  # type: ignore[arg-type]
+
+    def within(condition: str) -> str:
+        return f"({rows}) AND ({condition})" if rows else condition
+
+    def lookup(row: Mapping[str, Any]) -> float | None:
+        if str(row.get("term")) != _DDD_TERM or sim.term != treatment:
             return None
-        return sim.truth_for(term, outcome, spec.group)
+        condition = targets.get(str(row.get("group")))
+        if condition is None:
+            return None
+        mine = sim.truth_where(treatment, outcome, within(condition))
+        theirs = sim.truth_where(treatment, outcome, within(others))
+        return None if mine is None or theirs is None else mine - theirs
 
     return lookup
 
@@ -246,7 +337,7 @@ def _entry(study: Study, source: DataSource, f: Fitted) -> dict[str, Any]:
         lookup = _truth_lookup(study, source, spec)
         if lookup is not None:
             for r in rows:
-                r["truth"] = jsonable(lookup(str(r["term"])))
+                r["truth"] = jsonable(lookup(r))
     return {
         "id": spec.id,
         "family": spec.family,
@@ -256,6 +347,7 @@ def _entry(study: Study, source: DataSource, f: Fitted) -> dict[str, Any]:
         "outcome": spec.outcome,
         "group": spec.group,
         "where": spec.where,
+        "split": _split_entry(spec.split),
         "options": jsonable(dict(spec.kwargs)),
         "inference": f.result.inference.to_dict() if f.result is not None else None,
         "level": spec.level,
@@ -266,6 +358,12 @@ def _entry(study: Study, source: DataSource, f: Fitted) -> dict[str, Any]:
         "warnings": f.warnings,
         "error": f.error,
     }
+
+
+def _split_entry(split: SplitSpec | None) -> dict[str, Any] | None:
+    if split is None:
+        return None
+    return {"by": split.by, "column": split.column, "condition": split.condition}
 
 
 # --------------------------------------------------------------------------- the gate
@@ -301,14 +399,17 @@ def _cells_summary(study: Study, cells: _Cells) -> list[dict[str, Any]]:
         return []
     out = []
     count = study.collapse.count
-    for where, table in cells.tables.items():
+    for key, table in cells.tables.items():
         if table.empty:
             continue
         kept = ~table["suppressed"].to_numpy(dtype=bool)
+        split = cells.splits[key]
         out.append(
             {
-                "group": cells.groups[where],
-                "where": where,
+                "group": cells.groups[key],
+                "where": key[0],
+                "split_by": split.by if split is not None else None,
+                "cell_keys": list(key[1]),
                 "n_cells": int(kept.sum()),
                 "n_suppressed_cells": int((~kept).sum()),
                 "n_microdata_rows": int(table.loc[kept, count].sum()),

@@ -17,7 +17,7 @@ from evalkit.simulate import SimulatedData
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
-    from evalkit.study.config import Study, _Source
+    from evalkit.study.config import SplitSpec, Study, _Source
 
 __all__ = ["DataSource", "check_columns", "frame_sha256", "open_source"]
 
@@ -56,11 +56,38 @@ class DataSource:
         """Column names of the data."""
         return list(self.relation.columns)
 
-    def rows(self, where: str | None, columns: list[str] | None = None) -> pd.DataFrame:
-        """Return the rows satisfying ``where`` (all when None) as a DataFrame."""
+    def split(self, split: SplitSpec | None) -> duckdb.DuckDBPyRelation:
+        """Return the rows with the column of ``split`` added (the rows when None).
+
+        A split by a ``[groups]`` group adds ``in_<group>``: 1 for rows meeting its
+        condition, 0 for the others, missing where the condition is.
+        """
+        if split is None or not split.is_group:
+            return self.relation
+        return self.relation.query(_VIEW, f"SELECT *, {split.select()} FROM {_VIEW}")
+
+    def rows(
+        self,
+        where: str | None,
+        columns: list[str] | None = None,
+        split: SplitSpec | None = None,
+    ) -> pd.DataFrame:
+        """Return the rows satisfying ``where`` (all when None) as a DataFrame.
+
+        ``columns`` may name the column a ``split`` adds.
+        """
         import duckdb
 
-        cols = ", ".join(quote(c) for c in columns) if columns else "*"
+        if columns:
+            picked = [c for c in columns if split is None or c != split.column]
+            if split is not None:
+                picked.append(split.column)
+            cols = ", ".join(
+                split.select() if split is not None and c == split.column else quote(c)
+                for c in picked
+            )
+        else:
+            cols = "*" + (f", {split.select()}" if split is not None and split.is_group else "")
         sql = f"SELECT {cols} FROM {_VIEW}" + (f" WHERE {where}" if where else "")
         try:
             return self.relation.query(_VIEW, sql).df()
@@ -151,10 +178,38 @@ def open_source(study: Study, data_override: Any = None) -> DataSource:
     """
     con = _connect(study.root)
     try:
-        return _open(study, con, data_override)
+        source = _open(study, con, data_override)
+        source.relation = derive(source.relation, study.columns)
+        return source
     except BaseException:
         con.close()
         raise
+
+
+def derive(relation: duckdb.DuckDBPyRelation, columns: Any) -> duckdb.DuckDBPyRelation:
+    """Return ``relation`` with the derived columns ``{name: SQL expression}`` added.
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> rel = derive(con.sql("SELECT 3 AS x"), {"double_x": "2 * x"})
+    >>> rel.fetchall()
+    [(3, 6)]
+    """
+    import duckdb
+
+    if not columns:
+        return relation
+    items = ", ".join(f"{expr} AS {quote(name)}" for name, expr in columns.items())
+    try:
+        return relation.query(_VIEW, f"SELECT *, {items} FROM {_VIEW}")
+    except duckdb.Error as exc:
+        raise DataError(
+            f"the derived [columns] do not work on the data: {str(exc).splitlines()[0]}",
+            hint=f"columns of the data: {', '.join(relation.columns)}",
+            column="columns",
+        ) from exc
 
 
 def _open(study: Study, con: duckdb.DuckDBPyConnection, override: Any) -> DataSource:
@@ -273,6 +328,23 @@ def check_columns(study: Study, src: _Source) -> None:
     con = _connect(study.root)
     try:
         rel = _schema_relation(study, con)
+        for name, expression in study.columns.items():
+            if name in rel.columns:
+                raise DesignError(
+                    f"{src.where('columns', name)}: derived column {name!r} is already a "
+                    "column of the data",
+                    hint="give the derived column another name",
+                    column=name,
+                )
+            try:
+                rel = derive(rel, {name: expression})
+            except DataError as err:
+                raise DesignError(
+                    f"{src.where('columns', name)}: derived column {name!r} = "
+                    f"{expression!r} does not work on the data: {err.message.split(': ', 1)[1]}",
+                    hint=err.hint,
+                    column=name,
+                ) from None
         columns = list(rel.columns)
 
         def bind(condition: str, table: str, key: str, index: int | None = None) -> None:
@@ -302,7 +374,6 @@ def check_columns(study: Study, src: _Source) -> None:
         for name, condition in study.groups.items():
             if condition:
                 bind(condition, "groups", name)
-        target = columns
         if study.collapse is not None:
             for b in study.collapse.by:
                 need(b, "collapse", "by", None, columns)
@@ -311,19 +382,53 @@ def check_columns(study: Study, src: _Source) -> None:
                     need(m.column, "collapse.measures", m.name, None, columns)
                 if m.where:
                     bind(m.where, "collapse.measures", m.name)
-            target = study.collapse.columns
+        target = study.collapse.columns if study.collapse is not None else columns
         for role, value in study.roles.items():
             for col in [value] if isinstance(value, str) else list(value or []):
                 need(col, "roles", role, None, target)
         for a in study.analyses:
             if a.custom_where and a.where:
                 bind(a.where, "analysis", "where", a.table_index)
-            for role in (*_ROLE_COLUMNS, "covariates"):
+            for b in a.collapse_by or ():
+                need(b, "analysis", "collapse_by", a.table_index, columns)
+            among = study.cell_columns(a) if study.collapse is not None else columns
+            if a.split is not None:
+                _check_split(study, src, a, columns)
+                if study.collapse is None:
+                    among = [*among, a.split.column]
+            for role in (*_ROLE_COLUMNS, "covariates", "group"):
                 value = a.kwargs.get(role)
                 for col in [value] if isinstance(value, str) else list(value or []):
-                    need(col, "analysis", role, a.table_index, target)
+                    need(col, "analysis", role, a.table_index, among)
             cluster = a.inference.cluster if a.inference is not None else None
             if cluster:
                 need(cluster, "analysis", "inference", a.table_index, target)
     finally:
         con.close()
+
+
+def _check_split(study: Study, src: _Source, spec: Any, columns: list[str]) -> None:
+    """Check ``split_by`` of one analysis against the data's columns."""
+    import difflib
+
+    split = spec.split
+    where = src.where("analysis", "split_by", spec.table_index)
+    if split.is_group:
+        if split.column in columns:
+            raise DesignError(
+                f"{where}: split_by {split.by!r} would add column {split.column!r}, which the "
+                "data already have",
+                hint=f"rename the group in [groups], or split by the column: "
+                f'split_by = "{split.column}" with options.target',
+                column="split_by",
+            )
+        return
+    if split.column not in columns:
+        names = [g for g in study.groups if g != "all"]
+        close = difflib.get_close_matches(split.by, [*names, *columns], n=1)
+        raise DesignError(
+            f"{where}: split_by {split.by!r} is neither a [groups] name nor a column of the data",
+            hint=(f"did you mean {close[0]!r}? " if close else "")
+            + f"groups: {', '.join(names) or '(none)'}; columns: {', '.join(columns)}",
+            column="split_by",
+        )
