@@ -310,3 +310,34 @@ def test_subgroup_comparison_with_by():
     assert both.std_error("DDD", group="even") == pytest.approx(one.std_error("DDD"), rel=1e-12)
     assert [t["term"] for t in both.info["equality_tests"]] == ["DDD"]
     assert np.isfinite(both.std_error("DDD", group="even - odd"))
+
+
+def test_automatic_hc1_over_many_periods_warns_about_serial_correlation():
+    from contract.cases import triple_cells  # tests/ is on the path (pytest rootdir import)
+    from evalkit.did import TripleDiff
+    from evalkit.errors import FewClustersWarning
+
+    cells = triple_cells()
+    cells["city"] = cells["city"] % 12
+    cells["post"] = ((cells["city"] == 0) & (cells["month"] >= 4)).astype(int)
+    est = TripleDiff(
+        outcome="y",
+        unit="city",
+        time="month",
+        group="group",
+        target=2,
+        treatment="post",
+        weights="n",
+    )
+    with pytest.warns(FewClustersWarning, match="independent over time"):
+        res = est.fit(cells)
+    assert res.inference.method == "hetero"
+    two = cells.assign(month=(cells["month"] >= 4).astype(int))
+    two = two.groupby(["city", "month", "group"], as_index=False).agg(
+        y=("y", "mean"), n=("n", "sum"), post=("post", "max")
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewClustersWarning)
+        est.fit(two)

@@ -317,6 +317,18 @@ class TripleDiff(Estimator):
         treated = np.any(np.column_stack(regs) > 0, axis=1)
         n_treated = int(np.unique(clusters[treated]).size)
         method, reason = _choose(ctx.inference, n_clusters, n_treated, cluster_col)
+        n_periods = int(np.unique(time).size)
+        if ctx.inference is None and method == "hetero" and n_periods > 2:
+            warnings.warn(
+                f"HC1 standard errors with {n_treated} treated cluster(s) of {cluster_col!r} "
+                f"and {n_periods} periods assume the cells' errors are independent over time; "
+                "when the same persons stay in a cell from period to period they are not, and "
+                "HC1 over-rejects (about 41% of true nulls at 5% on monthly cells in the "
+                "Bergen simulator). Collapse to one before and one after period per cell "
+                "(then inference='iid' held its level there) or use inference over units",
+                FewClustersWarning,
+                stacklevel=4,
+            )
         if method == "cr2" and ctx.inference is not None and n_treated < FEW_TREATED_CLUSTERS:
             warnings.warn(
                 f"CR2 standard errors with {n_treated} treated cluster(s) of {cluster_col!r} "
@@ -409,7 +421,8 @@ def _choose(spec: Any, n_clusters: int, treated: int, cluster: str) -> tuple[str
         "time), so heteroskedasticity-robust HC1 was used; it assumes the errors are "
         "independent across unit x group x time cells once the unit x time effects absorb "
         "the shocks common to a unit's groups; serial correlation within a unit x group "
-        "makes it too small (check with placebo or permutation inference over units)"
+        "(the same persons in a cell month after month) makes it too small, so with more "
+        "than two periods a FewClustersWarning recommends before/after cells"
     )
 
 
