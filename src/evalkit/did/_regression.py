@@ -63,6 +63,7 @@ __all__ = [
     "check_name",
     "check_names",
     "check_rank",
+    "check_role_names",
     "choose_method",
     "covariance",
     "cr2_contrasts",
@@ -115,6 +116,20 @@ def check_names(value: Any, option: str) -> tuple[str, ...]:
     for name in names:
         check_name(name, option)
     return names
+
+
+def check_role_names(est: Any, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """Validate an estimator's role options and normalise its covariates (in place).
+
+    ``required`` options must name a column, ``optional`` ones may be None; a
+    ``covariates`` field becomes a tuple of names.
+    """
+    for option in required:
+        check_name(getattr(est, option), option)
+    for option in optional:
+        check_name(getattr(est, option), option, required=False)
+    if hasattr(est, "covariates"):
+        object.__setattr__(est, "covariates", check_names(est.covariates, "covariates"))
 
 
 # ---------------------------------------------------------------------------- pruning

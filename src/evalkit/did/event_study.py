@@ -15,8 +15,7 @@ from evalkit.core.registry import register
 from evalkit.core.result import make_table
 from evalkit.did._regression import (
     EventTimeResult,
-    check_name,
-    check_names,
+    check_role_names,
     event_term,
     inference_info,
     panel_regression,
@@ -36,12 +35,9 @@ CONTROL_GROUPS = ("never_treated", "not_yet_treated")
 
 def check_roles(est: Any) -> None:
     """Validate the roles shared by the staggered-adoption estimators (in place)."""
-    for option in ("outcome", "unit", "time"):
-        check_name(getattr(est, option), option)
-    check_name(est.cohort, "cohort", required=False)
-    check_name(est.treatment, "treatment", required=False)
-    check_name(est.weights, "weights", required=False)
-    check_name(est.cluster, "cluster", required=False)
+    check_role_names(
+        est, ("outcome", "unit", "time"), ("cohort", "treatment", "weights", "cluster")
+    )
     if (est.cohort is None) == (est.treatment is None):
         raise DesignError(
             f"{type(est).__name__} needs exactly one of cohort= (first treated period) or "
@@ -49,7 +45,6 @@ def check_roles(est: Any) -> None:
             hint="e.g. cohort='first.treat' with never-treated units coded 0",
             column="cohort",
         )
-    object.__setattr__(est, "covariates", check_names(est.covariates, "covariates"))
     if not isinstance(est.drop_singletons, bool):
         raise DesignError(
             f"drop_singletons must be True or False, got {est.drop_singletons!r}",

@@ -19,8 +19,7 @@ from evalkit.did._regression import (
     NestedProjectedDesign,
     absorbed_ols,
     absorbed_rank,
-    check_name,
-    check_names,
+    check_role_names,
     choose_method,
     covariance,
     inference_info,
@@ -142,10 +141,11 @@ class TripleDiff(Estimator):
     supported_inference: ClassVar[tuple[str, ...]] = ("iid", "hetero", "cluster", "cr2", "none")
 
     def __post_init__(self) -> None:
-        for option in ("outcome", "unit", "time", "group"):
-            check_name(getattr(self, option), option)
-        for option in ("treatment", "cohort", "weights", "cluster"):
-            check_name(getattr(self, option), option, required=False)
+        check_role_names(
+            self,
+            ("outcome", "unit", "time", "group"),
+            ("treatment", "cohort", "weights", "cluster"),
+        )
         if (self.treatment is None) == (self.cohort is None):
             raise DesignError(
                 "TripleDiff needs exactly one of treatment= (0/1 in treated units and "
@@ -153,7 +153,6 @@ class TripleDiff(Estimator):
                 hint="e.g. treatment='post_bergen'",
                 column="treatment",
             )
-        object.__setattr__(self, "covariates", check_names(self.covariates, "covariates"))
         target = self.target
         values = (
             tuple(target)

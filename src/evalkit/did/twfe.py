@@ -18,7 +18,7 @@ from evalkit.did._regression import (
     FEW_TREATED_CLUSTERS,
     UnitDemeanedDesign,
     absorbed_ols,
-    check_names,
+    check_role_names,
     choose_method,
     covariance,
     inference_info,
@@ -27,7 +27,6 @@ from evalkit.did._regression import (
     warn_dropped,
     warn_few_clusters,
 )
-from evalkit.did._regression import check_name as _check_name
 from evalkit.errors import DesignError
 
 __all__ = ["FEW_CLUSTERS", "FEW_TREATED_CLUSTERS", "TWFE"]
@@ -98,11 +97,7 @@ class TWFE(Estimator):
     supported_inference: ClassVar[tuple[str, ...]] = ("iid", "hetero", "cluster", "cr2", "none")
 
     def __post_init__(self) -> None:
-        for option in ("outcome", "treatment", "unit", "time"):
-            _check_name(getattr(self, option), option)
-        _check_name(self.weights, "weights", required=False)
-        _check_name(self.cluster, "cluster", required=False)
-        object.__setattr__(self, "covariates", check_names(self.covariates, "covariates"))
+        check_role_names(self, ("outcome", "treatment", "unit", "time"), ("weights", "cluster"))
         if not isinstance(self.panel, bool):
             raise DesignError(f"panel must be True or False, got {self.panel!r}", column="panel")
 
