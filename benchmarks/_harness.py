@@ -53,7 +53,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,27 @@ class ContenderResult:
     def max_fit_peak(self) -> int | None:
         """Largest fit peak over the repeated fits (conservative)."""
         return max(self.fit_peak) if self.fit_peak else None
+
+
+def select_contenders(
+    contenders: Sequence[Contender], only: str, error: Callable[[str], Any]
+) -> list[Contender]:
+    """Return the contenders named in ``only`` (comma-separated; all when empty).
+
+    ``error`` reports unknown names (e.g. ``argparse.ArgumentParser.error``).
+
+    Examples
+    --------
+    >>> cs = [Contender("a", "fit_a"), Contender("b", "fit_b")]
+    >>> [c.name for c in select_contenders(cs, "b", print)]
+    ['b']
+    """
+    names = [c.name for c in contenders]
+    wanted = [s.strip() for s in only.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        error(f"unknown contender(s) {unknown}; choose from {names}")
+    return [c for c in contenders if not wanted or c.name in wanted]
 
 
 def package_version(dist: str | None) -> str:

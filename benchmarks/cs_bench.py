@@ -57,6 +57,7 @@ from _harness import (
     package_version,
     results_json,
     run,
+    select_contenders,
     vector_diff,
 )
 
@@ -420,16 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.copies = 40
-    names = [c.name for c in CONTENDERS]
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = sorted(set(only) - set(names))
-    if unknown:
-        p.error(f"unknown contender(s) {unknown}; choose from {names}")
     try:
         scaling_copies = [int(s) for s in args.scaling.split(",") if s.strip()]
     except ValueError:
         p.error(f"--scaling takes whole numbers separated by commas, got {args.scaling!r}")
-    contenders = [c for c in CONTENDERS if not only or c.name in only]
+    contenders = select_contenders(CONTENDERS, args.only, p.error)
 
     scaled: list[tuple[dict[str, int], ContenderResult]] = []
     with tempfile.TemporaryDirectory(prefix="cs_bench_") as tmp:

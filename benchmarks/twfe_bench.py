@@ -42,6 +42,7 @@ from _harness import (
     package_version,
     results_json,
     run,
+    select_contenders,
 )
 
 CITIES = 10
@@ -331,12 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.units = 20_000
-    names = [c.name for c in CONTENDERS]
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = sorted(set(only) - set(names))
-    if unknown:
-        p.error(f"unknown contender(s) {unknown}; choose from {names}")
-    contenders = [c for c in CONTENDERS if not only or c.name in only]
+    contenders = select_contenders(CONTENDERS, args.only, p.error)
 
     with tempfile.TemporaryDirectory(prefix="twfe_bench_") as tmp:
         data = Path(tmp) / "panel.parquet"
