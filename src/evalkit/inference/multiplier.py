@@ -32,6 +32,7 @@ import numpy as np
 from scipy import stats
 
 from evalkit.core.result import check_level
+from evalkit.core.within import group_sums
 from evalkit.errors import DesignError
 
 __all__ = [
@@ -91,11 +92,7 @@ def cluster_sums(influence: np.ndarray, cluster: np.ndarray | None = None) -> np
             "cluster must hold non-negative integer codes, one per influence row",
             column="cluster",
         )
-    n_clusters = int(codes.max()) + 1
-    out = np.empty((n_clusters, psi.shape[1]))
-    for j in range(psi.shape[1]):
-        out[:, j] = np.bincount(codes, weights=psi[:, j], minlength=n_clusters)
-    return out
+    return group_sums(codes, psi, int(codes.max()) + 1)
 
 
 def analytic_vcov(influence: np.ndarray, cluster: np.ndarray | None = None) -> np.ndarray:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evalkit.core.within import group_sums
+
 __all__ = ["Sandwich", "cluster_scores", "cr1", "cr2_nested", "hc1", "iid"]
 
 
@@ -75,11 +77,7 @@ def cluster_scores(
     x: np.ndarray, resid: np.ndarray, codes: np.ndarray, n_groups: int
 ) -> np.ndarray:
     """Per-cluster sums of the scores ``x_i e_i`` as a (G, k) array."""
-    k = x.shape[1]
-    out = np.empty((n_groups, k))
-    for j in range(k):
-        out[:, j] = np.bincount(codes, weights=x[:, j] * resid, minlength=n_groups)
-    return out
+    return group_sums(codes, x * resid[:, None], n_groups)
 
 
 def cr1(
