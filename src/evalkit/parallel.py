@@ -178,7 +178,8 @@ def map(
     Parameters
     ----------
     fn
-        A picklable function (defined at module level). Called as ``fn(item)``, or as
+        A function (sent to workers by cloudpickle, so one defined in a notebook works).
+        Called as ``fn(item)``, or as
         ``fn(item, rng)`` with a :class:`numpy.random.Generator` when ``seed`` is given.
     items
         The work items (picklable).
@@ -213,11 +214,26 @@ def backend(jobs: int | None = None, scheduler: str | None = None) -> Backend:
 
 
 class _Job:
-    """A picklable wrapper that calls ``fn`` with the item's own generator."""
+    """A picklable wrapper that calls ``fn`` with the item's own generator.
+
+    ``fn`` travels by cloudpickle, so functions
+    defined in a notebook or a script's ``__main__`` run on worker processes too.
+    """
 
     def __init__(self, fn: Callable[..., Any], seeded: bool) -> None:
         self.fn = fn
         self.seeded = seeded
+
+    def __getstate__(self) -> dict[str, Any]:
+        import cloudpickle
+
+        return {"fn": cloudpickle.dumps(self.fn), "seeded": self.seeded}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import pickle
+
+        self.fn = pickle.loads(state["fn"])
+        self.seeded = state["seeded"]
 
     def __call__(self, call: tuple[Any, ...]) -> Any:
         position, item, stream = call
