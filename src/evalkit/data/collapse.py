@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalkit.data import sandbox
 from evalkit.data.disclosure import DEFAULT_MIN_CELL_SIZE, check_min_cell_size
 from evalkit.errors import DataError, DesignError
 
@@ -255,7 +256,7 @@ def collapse(
     sql = _sql(source, by, parsed, count, _normal_sql(where))
     try:
         if isinstance(data, pd.DataFrame):
-            con = duckdb.connect()
+            con = sandbox.connect()
             try:
                 con.register(source, data)
                 frame = con.sql(sql).df()
