@@ -64,7 +64,8 @@ def test_cli_simulate_writes_a_file(tmp_path):
     assert bad.exit_code == 2 and "KEY=VALUE" in bad.output
 
 
-def test_cli_datasets_lists_local_files(reference_dir):
+def test_cli_datasets_lists_local_files(monkeypatch):
+    monkeypatch.delenv("EVALKIT_DATA_DIR", raising=False)  # the packaged copies serve
     out = CliRunner().invoke(main, ["datasets"])
     assert out.exit_code == 0, out.output
     for name in ("mpdta", "prop99", "basque", "sipp1991"):

@@ -166,6 +166,7 @@ def _sql(
         if m.stat == "count":
             parts.append(f"count(*){flt} AS {quote(m.name)}")
             continue
+        assert m.column is not None  # Measure requires a column for every stat but "count"
         col = quote(m.column)
         parts.append(f"{STATS[m.stat]}({col}){flt} AS {quote(m.name)}")
         parts.append(f"count({col}){flt} AS {quote(f'__k{i}')}")
@@ -263,7 +264,9 @@ def collapse(
             finally:
                 con.close()
         elif isinstance(data, duckdb.DuckDBPyRelation):
-            frame = data.query(source, sql).df()
+            relation = data.query(source, sql)
+            assert relation is not None  # a SELECT always gives a relation
+            frame = relation.df()
         else:
             raise DataError(
                 f"collapse needs a pandas DataFrame or a DuckDB relation, got "

@@ -397,7 +397,7 @@ def bergen_rates(
     ar = {k: rng.standard_normal(n) for k in _AR}
     person_income = rng.normal(0.0, _PERSON_INCOME_SD, n)
     n_obs_t = len(obs)
-    out = {
+    out: dict[str, np.ndarray] = {
         "recipient": np.empty((n_obs_t, n), np.int8),
         "months_on_assistance": np.empty((n_obs_t, n), np.int16),
         "work": np.empty((n_obs_t, n), np.int8),

@@ -389,8 +389,8 @@ class _Source:
         if not spans:
             return None
         if key is None:
-            exact = [s for s in spans if s[2]] or spans
-            return exact[0][0]
+            exact_spans = [s for s in spans if s[2]] or spans
+            return exact_spans[0][0]
         pattern = re.compile(r"(^|[{,\s])[\"']?" + re.escape(key) + r"[\"']?\s*=")
         for exact_first in (True, False):
             for start, stop, exact in spans:

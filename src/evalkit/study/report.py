@@ -348,7 +348,9 @@ def _blocks(
     # ---- results
     families = list(dict.fromkeys(e["family"] for e in entries))
     within = [f for f in families if all(_is_within(e) for e in entries if e["family"] == f)]
-    sections = [("Results", [f for f in families if f not in within], None)]
+    sections: list[tuple[str, list[Any], str | None]] = [
+        ("Results", [f for f in families if f not in within], None)
+    ]
     if within:
         sections.append(
             (
