@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from evalkit.core.result import InferenceInfo, Result, Scores, check_level, make_table
 from evalkit.errors import DesignError, InferenceUnavailableWarning, NotEstimableError
@@ -309,6 +308,8 @@ def infer(
         se = np.sqrt(np.clip(np.diag(vcov), 0.0, None))
     if boot is None:
         return _Inferred(se, None, None, vcov, None)
+    from scipy import stats  # imported on first use: SciPy is slow to import
+
     z = float(stats.norm.ppf(0.5 + level / 2.0))
     lo, hi = est - z * se, est + z * se
     sup_t = None
@@ -613,6 +614,8 @@ class GroupTimeResult(BandResult):
         proj = vecs[:, good].T @ a
         stat = float(np.sum(proj**2 / vals[good]))
         df = int(good.sum())
+        from scipy import stats
+
         return WaldTest(
             statistic=stat,
             df=df,

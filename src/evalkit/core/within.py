@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from evalkit.errors import ConvergenceError
 
@@ -112,6 +110,9 @@ class WithinTransform:
             return 0
         if self.closed_form:
             return 1  # a complete grid is one connected component
+        from scipy import sparse  # imported on first use: SciPy is slow to import
+        from scipy.sparse import csgraph
+
         a, b = self.factors[0], self.factors[1]
         na, nb = self.n_levels[0], self.n_levels[1]
         graph = sparse.coo_matrix((np.ones(len(a)), (a, b + na)), shape=(na + nb, na + nb)).tocsr()
