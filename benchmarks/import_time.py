@@ -40,6 +40,7 @@ STATEMENTS = (
     "import evalkit",
     "import evalkit.did",
     "import evalkit as ek; ek.did.TWFE",
+    "from evalkit.did import CallawaySantAnna",
     "import evalkit.cli",
 )
 HEAVY = ("scipy", "scipy.stats", "pandas", "matplotlib", "duckdb", "sklearn", "doubleml", "rich")
