@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from evalkit.core.random import resolve_seed
 from evalkit.errors import DesignError
@@ -381,6 +380,8 @@ def bergen_rates(
         )
 
     effect_on = (effect_scale * phase)[:, None, None] * treated_city[None, None, :]
+    from scipy import stats  # imported on first use: SciPy is slow to import
+
     thresholds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for k in ("recipient", "work", "activity"):
         p0 = grid(k, _BASE[k])
