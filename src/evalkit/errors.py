@@ -22,6 +22,7 @@ __all__ = [
     "NotEstimableError",
     "RowsDroppedWarning",
     "SmallCohortWarning",
+    "StaggeredAdoptionWarning",
     "WeakOverlapWarning",
 ]
 
@@ -106,3 +107,7 @@ class FewClustersWarning(EvalkitWarning):
 
 class ConvergenceWarning(EvalkitWarning):
     """An iterative algorithm stopped at its tolerance limit rather than converging cleanly."""
+
+
+class StaggeredAdoptionWarning(EvalkitWarning):
+    """A static TWFE regression was fitted to staggered adoption, where it can be biased."""
