@@ -241,5 +241,5 @@ def test_plot_draws_one_point_per_comparison():
     ax = res.plot()
     n_points = sum(len(c.get_offsets()) for c in ax.collections)
     assert n_points == len(res.tidy())
-    assert len(ax.get_legend().get_texts()) == res.by_type().shape[0]
+    assert len(ax.get_legend().get_texts()) == res.by_type().shape[0] + 1  # + TWFE line
     plt.close("all")

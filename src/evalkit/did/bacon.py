@@ -419,7 +419,7 @@ class BaconResult(Result):
                 label=f"{text} (weight {part['weight'].sum():.2f})",
                 **kwargs,
             )
-        ax.axhline(self.twfe_estimate, color="0.3", lw=0.9, ls="--")
+        ax.axhline(self.twfe_estimate, color="0.3", lw=0.9, ls="--", label="TWFE estimate")
         ax.axhline(0.0, color="0.6", lw=0.6)
         ax.set_xlabel("Weight")
         ax.set_ylabel("2x2 DiD estimate")
