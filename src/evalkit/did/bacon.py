@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,7 +20,7 @@ from evalkit.errors import DataError, DesignError, InferenceNotSupportedError, N
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-__all__ = ["COMPARISONS", "BaconDecomposition", "BaconResult"]
+__all__ = ["COMPARISONS", "BaconDecomposition", "BaconResult", "BaconSummary"]
 
 #: The kinds of 2x2 comparison, in display order, with their labels.
 COMPARISONS: dict[str, str] = {
@@ -390,6 +391,10 @@ class BaconResult(Result):
             )
         return pd.DataFrame(rows)
 
+    def summary(self, digits: int = 4) -> BaconSummary:  # type: ignore[override]
+        """Return a printable summary: weights by kind, then every comparison."""
+        return BaconSummary(self, digits)
+
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
         """Scatter the 2x2 estimates against their weights, by kind of comparison.
 
@@ -426,3 +431,56 @@ class BaconResult(Result):
         ax.set_title(f"Goodman-Bacon decomposition (TWFE = {self.twfe_estimate:.4f})")
         ax.legend(fontsize="small")
         return ax
+
+
+class BaconSummary:
+    """Text and HTML summary of a :class:`BaconResult`."""
+
+    def __init__(self, result: BaconResult, digits: int = 4) -> None:
+        self.result = result
+        self.digits = digits
+
+    def _tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        d = self.digits
+        by_type = self.result.by_type().assign(
+            comparison=lambda t: t["comparison"].map(COMPARISONS)
+        )
+        by_type = by_type.rename(columns={"estimate": "average estimate"}).round(d)
+        rows = self.result.tidy()[["term", "comparison", "estimate", "weight"]].copy()
+        rows["comparison"] = rows["comparison"].map(COMPARISONS)
+        return by_type, rows.round(d)
+
+    def _lines(self) -> list[str]:
+        r = self.result
+        return [
+            f"TWFE estimate {r.twfe_estimate:.{self.digits}f} = sum of weight x 2x2 estimate "
+            f"over {len(r.tidy())} comparisons ({r.info['n_units']:,} units, "
+            f"{r.info['n_periods']} periods).",
+            f"Weight on comparisons with already-treated controls (forbidden): "
+            f"{r.forbidden_weight:.{self.digits}f}.",
+            f"Inference: {r.inference.description}.",
+        ]
+
+    def __str__(self) -> str:
+        by_type, rows = self._tables()
+        head = f"{self.result.estimator}: Goodman-Bacon decomposition"
+        return "\n".join(
+            [
+                head,
+                "=" * len(head),
+                by_type.to_string(index=False),
+                "",
+                rows.to_string(index=False),
+                "",
+                *self._lines(),
+            ]
+        )
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+
+        by_type, rows = self._tables()
+        notes = "".join(f"<p>{html.escape(line)}</p>" for line in self._lines())
+        return by_type.to_html(index=False) + rows.to_html(index=False) + notes
