@@ -146,3 +146,16 @@ def test_maketables_adapter_protocol():
     assert adapter.__maketables_stat__("N") == 1200
     assert adapter.__maketables_depvar__ == "y"
     assert adapter.__maketables_fixef_string__ == "city+month"
+
+
+def test_aggregated_views_carry_their_fits_facts():
+    from evalkit.did import ImputationDiD, SunAbraham
+
+    df = evalkit.datasets.load("mpdta")
+    roles = dict(outcome="lemp", unit="countyreal", time="year", cohort="first.treat")
+    sa = SunAbraham(**roles).fit(df).aggregate("overall")
+    bjs = ImputationDiD(**roles).fit(df).aggregate("cohort")
+    frame = table([sa, bjs], names=["SA", "BJS"]).to_frame().set_index("")
+    assert frame.loc["Observations"].tolist() == ["2,500", "2,500"]
+    assert frame.loc["countyreal effects"].tolist() == ["Yes", ""]
+    assert sa.info["aggregation"] == "overall" and sa.info["n_clusters"] == 500
