@@ -158,4 +158,4 @@ def test_aggregated_views_carry_their_fits_facts():
     frame = table([sa, bjs], names=["SA", "BJS"]).to_frame().set_index("")
     assert frame.loc["Observations"].tolist() == ["2,500", "2,500"]
     assert frame.loc["countyreal effects"].tolist() == ["Yes", ""]
-    assert sa.info["aggregation"] == "overall" and sa.info["n_clusters"] == 500
+    assert sa.info["aggregation"] == "ATT" and sa.info["n_clusters"] == 500  # own key kept
