@@ -26,7 +26,8 @@ Data
   kept in the JSON beside diff-diff's.
 * A small simulated panel with always-treated units (seed 3): diff-diff folds units treated from
   the first period into the never-treated bucket U (Goodman-Bacon 2021, footnote 11), so its
-  ``treated_vs_never`` rows pool never- and always-treated controls.
+  ``treated_vs_never`` rows pool never- and always-treated controls. The panel is stored in
+  the JSON (``data``) so that the test reads the same numbers.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ def main() -> None:
         },
         "always_treated": {
             "roles": dict(outcome="y", unit="unit", time="time", treatment="d"),
+            "data": always_treated_panel().to_dict(orient="list"),
             **decompose(always_treated_panel(), "y", "unit", "time", "d"),
         },
     }

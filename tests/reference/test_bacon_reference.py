@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -36,20 +35,7 @@ def _castle() -> pd.DataFrame:
 
 
 def _always_treated() -> pd.DataFrame:
-    # the generator's panel, rebuilt the same way (seed 3)
-    rng = np.random.default_rng(3)
-    first = np.array([0] * 3 + [1] * 2 + [3] * 4 + [5] * 3)
-    unit = np.repeat(np.arange(first.size), 6)
-    time = np.tile(np.arange(1, 7), first.size)
-    g = first[unit]
-    d = ((g > 0) & (time >= g)).astype(int)
-    y = (
-        rng.normal(size=first.size)[unit]
-        + 0.3 * time
-        + d * (1 + 0.4 * (time - g))
-        + rng.normal(scale=0.3, size=unit.size)
-    )
-    return pd.DataFrame({"unit": unit, "time": time, "first": g, "d": d, "y": y})
+    return pd.DataFrame(REFERENCE["always_treated"]["data"])  # the generator's panel (seed 3)
 
 
 DATASETS = {"mpdta": _mpdta, "castle": _castle, "always_treated": _always_treated}
