@@ -166,6 +166,7 @@ def test_forbidden_weight_and_by_type():
     res = _bacon(df)
     tidy = res.tidy()
     forbidden = tidy["comparison"].isin(["later_vs_earlier", "treated_vs_always"])
+    assert (tidy["forbidden"] == forbidden).all()
     assert res.forbidden_weight == pytest.approx(tidy.loc[forbidden, "weight"].sum())
     assert res.forbidden_weight > 0
     by_type = res.by_type()

@@ -180,6 +180,7 @@ class BaconDecomposition(Estimator):
             treated=pd.array([label(c.treated) for c in comparisons], dtype=object),
             control=pd.array([label(c.control) for c in comparisons], dtype=object),
             weight=[c.weight for c in comparisons],
+            forbidden=[c.kind in FORBIDDEN for c in comparisons],
         )
         counts = np.bincount(np.minimum(first, n_periods), minlength=n_periods + 1)
         groups = {str(label(int(code))): int(n) for code, n in enumerate(counts) if n > 0}
@@ -321,7 +322,8 @@ class BaconResult(Result):
     intervals are empty: the decomposition has no uncertainty, as
     ``inference.description`` says) followed by ``comparison`` (the kind, see
     :data:`COMPARISONS`), ``treated`` and ``control`` (the groups' first treated periods,
-    or ``"never"``/``"always"``) and ``weight``. :meth:`by_type` sums the weights by kind.
+    or ``"never"``/``"always"``), ``weight`` and ``forbidden`` (True where the control
+    group is already treated). :meth:`by_type` sums the weights by kind.
     """
 
     @property
@@ -345,7 +347,7 @@ class BaconResult(Result):
         if level is not None:
             self._no_intervals(level)
         tidy = super().tidy()
-        extra = self._table[["comparison", "treated", "control", "weight"]]
+        extra = self._table[["comparison", "treated", "control", "weight", "forbidden"]]
         return pd.concat([tidy, extra.reset_index(drop=True)], axis=1)
 
     def ci(self, level: float | None = None) -> pd.DataFrame:
