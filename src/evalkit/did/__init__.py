@@ -10,6 +10,7 @@ from evalkit._lazy import attach
 __getattr__, __dir__, __all__ = attach(
     __name__,
     attributes={
+        "BaconDecomposition": "bacon",
         "CallawaySantAnna": "callaway_santanna",
         "EventStudy": "event_study",
         "ImputationDiD": "imputation",

@@ -962,6 +962,10 @@ def reference_periods(values: Any, option: str = "reference") -> tuple[float, ..
 
 
 # ---------------------------------------------------------------------------- results
+#: Facts of a fit that its aggregated views (``aggregate(kind)``) share.
+VIEW_FACTS = ("n_obs", "n_units", "n_periods", "n_clusters", "fixed_effects", "roles")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class EventTimeResult(Result):
     """A result keyed by event time, with other aggregations of the same fit.
@@ -977,7 +981,13 @@ class EventTimeResult(Result):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "views", MappingProxyType(dict(self.views)))
+        # aggregates come from the same fit: they report its sample facts too (tables)
+        shared = {k: self.info[k] for k in VIEW_FACTS if k in self.info}
+        views = {
+            kind: dataclasses.replace(view, info={**shared, **view.info})
+            for kind, view in self.views.items()
+        }
+        object.__setattr__(self, "views", MappingProxyType(views))
         object.__setattr__(self, "reference", tuple(self.reference))
 
     @property
