@@ -50,10 +50,10 @@ def __getattr__(name: str) -> Any:
     if name == "__version__":  # importlib.metadata costs ~40 ms: read it when asked
         from importlib.metadata import PackageNotFoundError, version
 
-        global __version__
         try:
-            __version__ = version("evalkit")
+            found = version("evalkit")
         except PackageNotFoundError:  # pragma: no cover - a source tree without install
-            __version__ = "0.0.0+unknown"
-        return __version__
+            found = "0.0.0+unknown"
+        globals()["__version__"] = found
+        return found
     return _lazy_getattr(name)

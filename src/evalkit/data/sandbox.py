@@ -307,7 +307,7 @@ def _serialize(sql: str) -> dict[str, Any] | None:
         con.close()
     if not text or text[0] is None:
         return None
-    tree = json.loads(text[0])
+    tree: dict[str, Any] = json.loads(text[0])
     if tree.get("error"):
         return None
     return tree
