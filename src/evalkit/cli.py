@@ -57,6 +57,28 @@ def main() -> None:
     """
 
 
+def _run_options(func: F) -> F:
+    """Add the options that run and verify share: --force, --jobs, --scheduler."""
+    func = click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Fit the analyses on a Dask distributed cluster (tcp://host:8786); "
+        "default: EVALKIT_SCHEDULER, else local.",
+    )(func)
+    func = click.option(
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        help="Fit the analyses on N local processes (-1: every core); default: "
+        "EVALKIT_JOBS, else 1. Results are identical for any N.",
+    )(func)
+    return click.option(
+        "--force", is_flag=True, help="Replace an earlier run in the output folder."
+    )(func)
+
+
 @main.command(short_help="Run a study: results, report and manifest.")
 @click.argument("study", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder.")
@@ -71,15 +93,46 @@ def main() -> None:
     default=None,
     help="Run on this data file (CSV or Parquet) instead of the study's own data.",
 )
+@_run_options
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a design value, e.g. --set data.options.n_persons=1500000 or "
+    "--set analysis.twfe.inference=cluster (repeatable; recorded in the manifest).",
+)
 @_friendly
-def run(study: Path, out: Path | None, progress: bool, data: Path | None) -> None:
+def run(
+    study: Path,
+    out: Path | None,
+    progress: bool,
+    data: Path | None,
+    force: bool,
+    jobs: int | None,
+    scheduler: str | None,
+    settings: tuple[str, ...],
+) -> None:
     """Run every analysis of STUDY and write results.json, the report and a manifest.
 
-    Exits with status 1 when an analysis failed (the others are still written).
+    The run is written to a temporary folder and moved into place when complete; an
+    earlier run's folder is replaced only with --force. Exits with status 1 when an
+    analysis failed (the others are still written).
     """
     from evalkit.study import run_study
+    from evalkit.study.config import parse_override
 
-    outcome = run_study(study, out=out, progress=progress, data_override=data)
+    overrides = dict(parse_override(s) for s in settings)
+    outcome = run_study(
+        study,
+        out=out,
+        progress=progress,
+        data_override=data,
+        force=force,
+        jobs=jobs,
+        scheduler=scheduler,
+        overrides=overrides,
+    )
     console = _console()
     console.print(f"[green]wrote[/] {outcome.out_dir}")
     for path in outcome.files:
@@ -100,12 +153,26 @@ def run(study: Path, out: Path | None, progress: bool, data: Path | None) -> Non
     default=True,
     help="Show progress on standard error (a bar in a terminal, else one line per step).",
 )
+@_run_options
 @_friendly
-def verify(study: Path, out: Path | None, progress: bool) -> None:
-    """Re-run STUDY and compare with its expected.json; exit 1 on any mismatch."""
+def verify(
+    study: Path,
+    out: Path | None,
+    progress: bool,
+    force: bool,
+    jobs: int | None,
+    scheduler: str | None,
+) -> None:
+    """Re-run STUDY and compare with its expected.json; exit 1 on any mismatch.
+
+    The re-run goes to a temporary folder that is removed afterwards, unless --out names
+    a folder to keep it in.
+    """
     from evalkit.study import verify_study
 
-    outcome = verify_study(study, out=out, progress=progress)
+    outcome = verify_study(
+        study, out=out, progress=progress, force=force, jobs=jobs, scheduler=scheduler
+    )
     click.echo(outcome.report)
     if not outcome.ok:
         sys.exit(1)
@@ -113,12 +180,23 @@ def verify(study: Path, out: Path | None, progress: bool) -> None:
 
 @main.command(short_help="Validate a study.toml without running it.")
 @click.argument("study", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Also validate this extract (CSV or Parquet) as the study's data: columns, "
+    "types and missing values.",
+)
 @_friendly
-def check(study: Path) -> None:
-    """Validate STUDY's study.toml (keys, estimators, roles) without running it."""
+def check(study: Path, data: Path | None) -> None:
+    """Validate STUDY's study.toml (keys, estimators, roles) without running it.
+
+    With --data, also check that the extract has every column the design names, the
+    types the roles and measures need, and no missing values in role columns.
+    """
     from evalkit.study import check_study
 
-    parsed = check_study(study)
+    parsed = check_study(study, data=data)
     analyses = getattr(parsed, "analyses", ())
     click.echo(f"{study}: OK ({len(analyses)} analyses)")
 

@@ -25,6 +25,7 @@ __all__ = [
     "SerializationError",
     "SmallCohortWarning",
     "StaggeredAdoptionWarning",
+    "StudyError",
     "WeakOverlapWarning",
 ]
 
@@ -69,6 +70,14 @@ class DataError(EvalkitError, ValueError):
 
 class DesignError(EvalkitError, ValueError):
     """The options or roles given to an estimator or a study do not make a valid design."""
+
+
+class StudyError(DesignError):
+    """A study folder asks for something it may not do, or its run folder is in the way.
+
+    Raised for SQL that is not one SELECT or one expression, paths outside the study
+    folder and data roots, URLs, absurd sizes, and an output folder holding an earlier run.
+    """
 
 
 class InferenceNotSupportedError(EvalkitError, ValueError):

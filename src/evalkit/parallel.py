@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -132,11 +133,17 @@ class Backend:
         ctx = multiprocessing.get_context(
             "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         )
+        import cloudpickle
+
+        # items and results travel by cloudpickle too (they may hold mapping proxies,
+        # lambdas or other objects that the standard pickle refuses)
+        payloads = [cloudpickle.dumps(c) for c in calls]
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=ctx, initializer=_limit_threads
         ) as pool:
-            results = pool.map(job, calls, chunksize=chunk)
-            return list(_progress(results, label, enabled=progress, total=len(calls)))
+            results = pool.map(_PayloadJob(job), payloads, chunksize=chunk)
+            shown = _progress(results, label, enabled=progress, total=len(calls))
+            return [pickle.loads(r) for r in shown]
 
     def _dask(self, job: _Job, calls: list[tuple[Any, ...]]) -> list[Any]:
         try:
@@ -230,8 +237,6 @@ class _Job:
         return {"fn": cloudpickle.dumps(self.fn), "seeded": self.seeded}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        import pickle
-
         self.fn = pickle.loads(state["fn"])
         self.seeded = state["seeded"]
 
@@ -244,6 +249,18 @@ class _Job:
         except Exception as exc:
             exc.add_note(f"(evalkit.parallel: raised by item {position}: {item!r:.200})")
             raise
+
+
+class _PayloadJob:
+    """Run a :class:`_Job` on a cloudpickled call and return its cloudpickled result."""
+
+    def __init__(self, job: _Job) -> None:
+        self.job = job
+
+    def __call__(self, payload: bytes) -> bytes:
+        import cloudpickle
+
+        return cloudpickle.dumps(self.job(pickle.loads(payload)))
 
 
 def _check_jobs(jobs: Any) -> int:

@@ -207,7 +207,7 @@ def test_progress_is_one_line_per_step_when_stderr_is_not_a_terminal(tmp_path, t
     assert any(line.startswith("tiny: writing the report done (") for line in lines)
     assert lines[-1].startswith("tiny: done in ")
     assert captured.out == ""
-    run_study(tiny_study, out=tmp_path / "o", progress=False)
+    run_study(tiny_study, out=tmp_path / "o", progress=False, force=True)
     assert capsys.readouterr().err == ""
 
 

@@ -89,3 +89,17 @@ def test_dask_cluster_gives_identical_results():
     ):
         on_dask = parallel.map(_draws, ITEMS, seed=11, scheduler=cluster.scheduler_address)
     assert on_dask == parallel.map(_draws, ITEMS, seed=11)
+
+
+def _proxy_item(item):
+    import types
+
+    return types.MappingProxyType({"x": item["x"] * 2})
+
+
+def test_items_and_results_that_plain_pickle_refuses_travel():
+    import types
+
+    items = [types.MappingProxyType({"x": i}) for i in range(3)]
+    out = parallel.map(_proxy_item, items, jobs=2)
+    assert [dict(o) for o in out] == [{"x": 0}, {"x": 2}, {"x": 4}]

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.errors import DesignError
+from evalkit.errors import StudyError
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -81,7 +81,7 @@ def contain(path: str | Path, roots: Sequence[Path], *, key: str, where: str = "
 
     Raises
     ------
-    evalkit.errors.DesignError
+    evalkit.errors.StudyError
         When the resolved path is outside every root.
 
     Examples
@@ -102,7 +102,7 @@ def contain(path: str | Path, roots: Sequence[Path], *, key: str, where: str = "
         if resolved == root or resolved.is_relative_to(root):
             return resolved
     prefix = f"{where}: " if where else ""
-    raise DesignError(
+    raise StudyError(
         f"{prefix}{key} {str(path)!r} resolves to {str(resolved)!r}, outside the study folder "
         f"{str(roots[0])!r}"
         + (f" and the data roots {[str(r) for r in roots[1:]]}" if roots[1:] else ""),
@@ -153,7 +153,7 @@ def check_select(query: str, *, key: str, where: str = "") -> None:
 
     Raises
     ------
-    evalkit.errors.DesignError
+    evalkit.errors.StudyError
         For several statements, any other kind of statement, or SQL that does not parse.
 
     Examples
@@ -169,7 +169,7 @@ def check_select(query: str, *, key: str, where: str = "") -> None:
     if kinds != ["SELECT"]:
         prefix = f"{where}: " if where else ""
         found = f"{len(kinds)} statements ({', '.join(kinds)})" if len(kinds) != 1 else kinds[0]
-        raise DesignError(
+        raise StudyError(
             f"{prefix}{key} must be exactly one SELECT statement; found {found}",
             hint="a study's query only reads its data: SELECT ... FROM 'extract.parquet' "
             "WHERE ...; it may not write files, attach databases, install extensions or "
@@ -205,7 +205,7 @@ def check_expression(expression: str, *, key: str, where: str = "") -> None:
         elif _path_literals(sql) or _reads_tables(tree):
             problem = "it reads a file or table; only the data's own columns may be used"
     if problem is not None:
-        raise DesignError(
+        raise StudyError(
             f"{prefix}{key} must be a single SQL expression: {problem}",
             hint='write a column expression or condition, e.g. "income > 0 AND age < 30"',
             column=key,
@@ -257,7 +257,7 @@ def localize(
     edits: list[tuple[int, int, str]] = []
     for start, length, raw in _path_literals(query):
         if "://" in raw or raw.split(":", 1)[0] in ("http", "https", "s3", "gcs", "gs", "az", "hf"):
-            raise DesignError(
+            raise StudyError(
                 f"{prefix}{key} reads {raw!r}: studies never read from the network",
                 hint="copy the data into the study folder or a data root first",
                 column=key,
@@ -289,7 +289,7 @@ def _statements(sql: str, *, key: str, where: str) -> list[Any]:
         return list(duckdb.extract_statements(sql))
     except duckdb.Error as exc:
         prefix = f"{where}: " if where else ""
-        raise DesignError(
+        raise StudyError(
             f"{prefix}{key} is not valid SQL: {str(exc).splitlines()[0]}",
             hint="check quotes and parentheses",
             column=key,

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-def check_study(path: str | Path) -> Study:
+def check_study(path: str | Path, *, data: str | Path | None = None) -> Study:
     """Parse and validate a study without running it.
 
     Checks every key (unknown keys are errors that name the file, line and table and
@@ -45,6 +45,10 @@ def check_study(path: str | Path) -> Study:
     ----------
     path
         The study folder (or its study.toml).
+    data
+        A data file (CSV or Parquet) to validate as the study's data, as ``evalkit run
+        --data`` would use it: its columns against every name in the design, the types
+        the roles and measures need, and missing values in the role columns.
 
     Returns
     -------
@@ -72,4 +76,16 @@ def check_study(path: str | Path) -> Study:
     evalkit.errors.DesignError: .../study.toml:3: unknown key 'titel' in [study]
       hint: did you mean 'title'? allowed: name, title, description, seed, min_cell_size, level
     """
-    return load_study(path, check_data=True)
+    if data is None:
+        return load_study(path, check_data=True)
+    from evalkit.study.config import _Source
+    from evalkit.study.source import check_columns, open_source, validate_data
+
+    study = load_study(path, check_data=False)
+    check_columns(study, _Source(study.file, study.file.read_text(encoding="utf-8")), data)
+    source = open_source(study, Path(data))
+    try:
+        validate_data(study, source)
+    finally:
+        source.close()
+    return study

@@ -89,7 +89,9 @@ __all__ = [
     "SplitSpec",
     "Study",
     "Tolerance",
+    "apply_override",
     "load_study",
+    "parse_override",
 ]
 
 STUDY_FILE = "study.toml"
@@ -463,6 +465,70 @@ def _tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 # --------------------------------------------------------------------------- parsing
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``KEY=VALUE`` (the CLI's ``--set``); the value is read as TOML, else as text.
+
+    Examples
+    --------
+    >>> parse_override("data.options.n_persons=1500000")
+    ('data.options.n_persons', 1500000)
+    >>> parse_override("study.title=A longer run")
+    ('study.title', 'A longer run')
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise DesignError(
+            f"--set needs KEY=VALUE, got {text!r}",
+            hint="e.g. --set data.options.n_persons=1500000",
+            column="set",
+        )
+    try:
+        parsed: Any = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.strip(), parsed
+
+
+def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted ``key`` of a parsed study.toml to ``value`` (in place).
+
+    Examples
+    --------
+    >>> raw = {"data": {"simulator": "x"}, "analysis": [{"id": "a", "estimator": "e"}]}
+    >>> apply_override(raw, "data.options.n_persons", 10)
+    >>> apply_override(raw, "analysis.a.inference", "cluster")
+    >>> raw["data"]["options"], raw["analysis"][0]["inference"]
+    ({'n_persons': 10}, 'cluster')
+    """
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if part == "analysis" and i == 0:
+            tables = raw.get("analysis", [])
+            ids = [t.get("id") for t in tables if isinstance(t, dict)]
+            if len(parts) < 3 or parts[1] not in ids:
+                close = difflib.get_close_matches(parts[1] if len(parts) > 1 else "", ids, n=1)
+                raise DesignError(
+                    f"--set {key}: no [[analysis]] with id {parts[1] if len(parts) > 1 else ''!r}",
+                    hint=(f"did you mean {close[0]!r}? " if close else "")
+                    + "name an analysis as analysis.<id>.<key>",
+                    column="set",
+                )
+            node = tables[ids.index(parts[1])]
+            rest = parts[2:-1]
+            for sub in rest:
+                node = node.setdefault(sub, {})
+            break
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise DesignError(
+                f"--set {key}: {'.'.join(parts[: i + 1])} is a value, not a table",
+                hint="name a key inside a table, e.g. data.options.n_persons",
+                column="set",
+            )
+    node[parts[-1]] = value
+
+
 def find_study_file(path: str | Path) -> Path:
     """Return the study.toml of a study folder (or the file itself when given)."""
     p = Path(path).expanduser()
@@ -504,8 +570,15 @@ def derive_seed(study_seed: int, analysis_id: str) -> int:
     return int(ss.generate_state(1, dtype=np.uint32)[0])
 
 
-def load_study(path: str | Path, *, check_data: bool = True) -> Study:
-    """Parse and validate a study; see :func:`evalkit.study.check_study`."""
+def load_study(
+    path: str | Path, *, check_data: bool = True, overrides: Mapping[str, Any] | None = None
+) -> Study:
+    """Parse and validate a study; see :func:`evalkit.study.check_study`.
+
+    ``overrides`` replaces design values by dotted key before validation, e.g.
+    ``{"data.options.n_persons": 1500000}`` or ``{"analysis.twfe.inference": "cluster"}``
+    (an ``[[analysis]]`` table is named by its ``id``).
+    """
     file = find_study_file(path)
     root = file.parent
     text = file.read_text(encoding="utf-8")
@@ -517,6 +590,8 @@ def load_study(path: str | Path, *, check_data: bool = True) -> Study:
             hint="check quotes, brackets and commas on the line named",
             column="study.toml",
         ) from None
+    for key, value in (overrides or {}).items():
+        apply_override(raw, key, value)
     src = _Source(file, text)
     _unknown_keys(src, raw, TOP_KEYS, "", what="table")
 

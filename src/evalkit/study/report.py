@@ -259,6 +259,20 @@ def _blocks(
         blocks.append(("pre", data.get("query", "")))
     else:
         blocks.append(("p", "Data passed in by the caller (a data frame)."))
+    missing = data.get("missing_values") or {}
+    if missing:
+        blocks.append(
+            (
+                "p",
+                "Missing values (rows without a value; left out of the means that use "
+                "the column): "
+                + "; ".join(
+                    f"`{k}` {v:,}" if isinstance(v, int) else f"`{k}` {v}"
+                    for k, v in missing.items()
+                )
+                + ".",
+            )
+        )
     if study.columns:
         blocks.append(
             (

@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -24,14 +27,15 @@ from typing import Any
 
 import pandas as pd
 
+from evalkit import parallel
 from evalkit.core import registry
 from evalkit.core.result import Result, jsonable
 from evalkit.data.collapse import Measure, collapse, quote
 from evalkit.data.disclosure import DisclosurePolicy, audit, protect
-from evalkit.errors import EvalkitError
-from evalkit.study.config import AnalysisSpec, SplitSpec, Study, load_study
+from evalkit.errors import EvalkitError, StudyError
+from evalkit.study.config import AnalysisSpec, SplitSpec, Study, _Source, load_study
 from evalkit.study.progress import RunProgress
-from evalkit.study.source import DataSource, open_source
+from evalkit.study.source import DataSource, check_columns, open_source, validate_data
 
 __all__ = ["RESULTS_FORMAT", "Fitted", "RunOutcome", "run_study"]
 
@@ -312,22 +316,61 @@ def _contrast_lookup(study: Study, sim: Any, spec: AnalysisSpec) -> Any:
 
 
 # --------------------------------------------------------------------------- fitting
-def _fit_one(study: Study, source: DataSource, spec: AnalysisSpec, cells: _Cells) -> Fitted:
-    caught: list[warnings.WarningMessage] = []
+@dataclass(frozen=True)
+class _FitJob:
+    """One analysis' fit: pure and picklable (the estimator name, options and rows)."""
+
+    estimator: str
+    kwargs: dict[str, Any]
+    frame: pd.DataFrame | None
+    inference: Any
+    seed: int
+    level: float
+    error: str | None = None
+
+
+def _materialise(
+    study: Study, source: DataSource, spec: AnalysisSpec, cells: _Cells
+) -> tuple[_FitJob, dict[str, Any], list[str]]:
+    """Read (or collapse) an analysis' rows in DuckDB and return its fit job."""
     data: dict[str, Any] = {}
+    frame = None
+    error = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            frame, data = _analysis_frame(study, source, spec, cells)
+        except EvalkitError as err:
+            error = str(err)
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    job = _FitJob(
+        spec.estimator, dict(spec.kwargs), frame, spec.inference, spec.seed, spec.level, error
+    )
+    return job, data, messages
+
+
+def _run_fit(job: _FitJob) -> tuple[Result | None, list[str], str | None]:
+    """Fit one analysis (runs in this process or on a worker)."""
+    if job.error is not None:
+        return None, [], job.error
+    caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            frame, data = _analysis_frame(study, source, spec, cells)
-            estimator = registry.get(spec.estimator)(**spec.kwargs)
+            estimator = registry.get(job.estimator)(**job.kwargs)
             result = estimator.fit(
-                frame, inference=spec.inference, seed=spec.seed, level=spec.level
+                job.frame, inference=job.inference, seed=job.seed, level=job.level
             )
         error = None
     except EvalkitError as err:
         result, error = None, str(err)
-    messages = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
-    return Fitted(spec, result, data, messages, error)
+    return result, [f"{w.category.__name__}: {w.message}" for w in caught], error
+
+
+def _fit_one(study: Study, source: DataSource, spec: AnalysisSpec, cells: _Cells) -> Fitted:
+    job, data, before = _materialise(study, source, spec, cells)
+    result, messages, error = _run_fit(job)
+    return Fitted(spec, result, data, list(dict.fromkeys(before + messages)), error)
 
 
 def _entry(study: Study, source: DataSource, f: Fitted) -> dict[str, Any]:
@@ -426,6 +469,10 @@ def run_study(
     *,
     progress: bool = True,
     data_override: Any = None,
+    force: bool = False,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
     """Run every analysis of a study and write results, report and manifest.
 
@@ -442,6 +489,17 @@ def run_study(
         Run on these data instead of the study's [data]: a DataFrame, a
         :class:`~evalkit.simulate.SimulatedData` or the path of a CSV/Parquet file
         with the same columns.
+    force
+        Replace an earlier run in ``out``; without it a folder that holds files is
+        refused. The run is written to a temporary folder beside ``out`` and moved into
+        place only when complete, so a failed run leaves the earlier one intact.
+    jobs, scheduler
+        Fit the analyses on ``jobs`` local processes or a Dask cluster (see
+        :mod:`evalkit.parallel`); the data are read and collapsed first, in this process.
+        Results are identical for any backend: each analysis has its own seed.
+    overrides
+        Design values to override, by dotted key (``{"data.options.n_persons": 1500000}``,
+        ``{"analysis.twfe.inference": "cluster"}``); recorded in the manifest.
 
     Returns
     -------
@@ -489,28 +547,120 @@ def run_study(
     ['manifest.json', 'report.html', 'report.md', 'results.json']
     """
     start = time.perf_counter()
-    study = load_study(path, check_data=data_override is None)
-    out_dir = Path(out).expanduser() if out is not None else study.root / "out"
-    out_dir = out_dir.resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    study = load_study(path, check_data=data_override is None, overrides=overrides)
+    if data_override is not None:
+        check_columns(study, _Source(study.file, study.file.read_text("utf-8")), data_override)
+    final_dir = Path(out).expanduser() if out is not None else study.root / "out"
+    final_dir = final_dir.resolve()
+    _check_out_dir(final_dir, force)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", dir=final_dir.parent))
     policy = DisclosurePolicy(study.min_cell_size)
     cell_policy = policy.for_cells()
+    runner = parallel.backend(jobs=jobs, scheduler=scheduler)
 
-    shown = RunProgress(study.name, total=len(study.analyses), enabled=progress)
-    with shown.stage("opening the data"):
-        source = open_source(study, data_override)
-    fitted: list[Fitted] = []
     try:
-        cells = _Cells(study, source)
-        with shown.analyses() as step:
-            for spec in study.analyses:
-                with step(spec.id):
-                    fitted.append(_fit_one(study, source, spec, cells))
-        entries = [_entry(study, source, f) for f in fitted]
-        summary = _cells_summary(study, cells)
-        by_group = cells.by_group()
-    finally:
-        source.close()
+        shown = RunProgress(study.name, total=len(study.analyses), enabled=progress)
+        with shown.stage("opening the data"):
+            source = open_source(study, data_override)
+        fitted: list[Fitted] = []
+        try:
+            with shown.stage("checking the data"):
+                missing = validate_data(study, source)
+            source.details["missing_values"] = {
+                c: (n if n >= study.min_cell_size else f"<{study.min_cell_size}")
+                for c, n in missing.items()
+            }
+            cells = _Cells(study, source)
+            if runner.jobs == 1 and not runner.scheduler:
+                with shown.analyses() as step:
+                    for spec in study.analyses:
+                        with step(spec.id):
+                            fitted.append(_fit_one(study, source, spec, cells))
+            else:
+                prepared = []
+                with shown.analyses() as step:
+                    for spec in study.analyses:
+                        with step(f"{spec.id} (data)"):
+                            prepared.append(_materialise(study, source, spec, cells))
+                with shown.stage(f"fitting {len(prepared)} analyses on {runner.describe()}"):
+                    outcomes = runner.map(_run_fit, [job for job, _, _ in prepared])
+                for spec, (_, data, before), (result, after, error) in zip(
+                    study.analyses, prepared, outcomes, strict=True
+                ):
+                    notes = list(dict.fromkeys(before + after))
+                    fitted.append(Fitted(spec, result, data, notes, error))
+            entries = [_entry(study, source, f) for f in fitted]
+            summary = _cells_summary(study, cells)
+            by_group = cells.by_group()
+        finally:
+            source.close()
+        outcome = _write_outputs(
+            study,
+            source,
+            fitted,
+            entries,
+            summary,
+            by_group,
+            out_dir,
+            final_dir,
+            policy,
+            cell_policy,
+            shown,
+            start,
+            runner,
+            overrides,
+        )
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    _replace(out_dir, final_dir)
+    return outcome
+
+
+def _check_out_dir(final_dir: Path, force: bool) -> None:
+    """Refuse to overwrite an earlier run's folder unless ``force``."""
+    if final_dir.exists() and not final_dir.is_dir():
+        raise StudyError(
+            f"the output folder {str(final_dir)!r} is a file",
+            hint="choose another --out",
+            column="out",
+        )
+    if final_dir.is_dir() and any(final_dir.iterdir()) and not force:
+        raise StudyError(
+            f"the output folder {str(final_dir)!r} already holds an earlier run",
+            hint="pass --force (force=True) to replace it, or --out another folder",
+            column="out",
+        )
+
+
+def _replace(new: Path, final_dir: Path) -> None:
+    """Move the finished run into place: the old folder goes only once the new one is whole."""
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f".{final_dir.name}.old-{os.getpid()}")
+        final_dir.rename(old)
+    new.rename(final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_outputs(
+    study: Study,
+    source: DataSource,
+    fitted: list[Fitted],
+    entries: list[dict[str, Any]],
+    summary: list[dict[str, Any]],
+    by_group: dict[str, pd.DataFrame],
+    out_dir: Path,
+    final_dir: Path,
+    policy: DisclosurePolicy,
+    cell_policy: DisclosurePolicy,
+    shown: RunProgress,
+    start: float,
+    runner: parallel.Backend,
+    overrides: Mapping[str, Any] | None,
+) -> RunOutcome:
 
     sim = source.simulated
     envelope = {
@@ -566,6 +716,8 @@ def run_study(
         "outputs": {_rel(p, out_dir): _sha256(p) for p in files},
         "elapsed_seconds": round(time.perf_counter() - start, 3),
     }
+    manifest["backend"] = runner.describe()
+    manifest["overrides"] = jsonable(dict(overrides or {}))
     manifest = _gate(manifest, [], policy)
     manifest_path = out_dir / "manifest.json"
     _write_json(manifest_path, manifest)
@@ -573,9 +725,9 @@ def run_study(
     errors = tuple(f"{f.spec.id}: {f.error}" for f in fitted if f.error)
     shown.finish()
     return RunOutcome(
-        out_dir=out_dir,
+        out_dir=final_dir,
         results=results,
-        files=tuple(files),
+        files=tuple(final_dir / p.relative_to(out_dir) for p in files),
         manifest=manifest,
         errors=errors,
         seconds=time.perf_counter() - start,

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from evalkit.study.config import SplitSpec, Study, _Source
 
-__all__ = ["DataSource", "check_columns", "frame_sha256", "open_source"]
+__all__ = ["DataSource", "check_columns", "frame_sha256", "open_source", "validate_data"]
 
 _VIEW = "study_data"
 _ROLE_COLUMNS = ("outcome", "unit", "time", "treatment", "cohort", "cluster", "weights")
@@ -345,7 +345,7 @@ def _schema_relation(study: Study, con: duckdb.DuckDBPyConnection, query: str | 
     return _query_relation(con, query or spec.query)
 
 
-def check_columns(study: Study, src: _Source) -> None:
+def check_columns(study: Study, src: _Source, data_override: Any = None) -> None:
     """Check names against the data's columns, where they can be read cheaply.
 
     Checks the collapse keys and measures, the group and where conditions (bound by
@@ -355,9 +355,12 @@ def check_columns(study: Study, src: _Source) -> None:
     """
     import duckdb
 
-    con, query = _connect(study)
+    con, query = _connect(study, data_override)
     try:
-        rel = _schema_relation(study, con, query)
+        if data_override is not None:
+            rel = _override_relation(con, data_override)
+        else:
+            rel = _schema_relation(study, con, query)
         for name, expression in study.columns.items():
             if name in rel.columns:
                 raise DesignError(
@@ -435,6 +438,133 @@ def check_columns(study: Study, src: _Source) -> None:
                 need(cluster, "analysis", "inference", a.table_index, target)
     finally:
         con.close()
+
+
+def _override_relation(con: duckdb.DuckDBPyConnection, override: Any) -> Any:
+    if isinstance(override, SimulatedData | pd.DataFrame):
+        frame = override.data if isinstance(override, SimulatedData) else override
+        con.register(_VIEW, frame)
+        return con.table(_VIEW)
+    return _file_relation(con, Path(override).expanduser().resolve())
+
+
+#: DuckDB type names by what a role or measure needs.
+_NUMERIC = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "DECIMAL",
+    "BOOLEAN",
+)
+_TEMPORAL = ("DATE", "TIMESTAMP")
+
+
+def validate_data(study: Study, source: DataSource) -> dict[str, int]:
+    """Check the opened data's types and missing values before any analysis runs.
+
+    Roles and measures must have usable types (``time`` a date or number, ``treatment``
+    and every measured column numeric); role columns may have no missing values. Returns
+    the number of missing values in each column the study uses (for the report).
+
+    Raises
+    ------
+    evalkit.errors.DataError
+        Naming the column, the data (file or query) and how to fix it.
+    """
+    rel = source.relation
+    types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
+    where = _describe_source(source)
+    roles = dict(study.roles)
+    for a in study.analyses:
+        for role in ("unit", "time", "treatment", "cohort", "cluster", "weights"):
+            value = a.kwargs.get(role)
+            if isinstance(value, str) and value in types:
+                roles.setdefault(role, value)
+
+    def need(column: str, kinds: tuple[str, ...], what: str, fix: str) -> None:
+        kind = types.get(column)
+        if kind is None or any(kind.startswith(k) for k in kinds):
+            return
+        raise DataError(
+            f"column {column!r} in {where} is {kind}, but {what}",
+            hint=fix,
+            column=column,
+        )
+
+    time_col = roles.get("time")
+    if isinstance(time_col, str):
+        need(
+            time_col,
+            _TEMPORAL + _NUMERIC,
+            "the time role needs dates or whole numbers",
+            f'convert it in a query: query = "SELECT * REPLACE (CAST({quote(time_col)} AS DATE) '
+            f"AS {quote(time_col)}) FROM 'extract.parquet'\" (text like '2020-03-01'), "
+            "or store it as a date in the extract",
+        )
+    for role in ("treatment", "cohort", "weights"):
+        col = roles.get(role)
+        if isinstance(col, str):
+            need(
+                col,
+                _NUMERIC + (_TEMPORAL if role == "cohort" else ()),
+                f"the {role} role needs numbers",
+                f"store {col!r} as a number (0/1 for a treatment) or cast it in the query",
+            )
+    used: list[str] = []
+    if study.collapse is not None:
+        for m in study.collapse.measures:
+            if m.column is not None and m.stat != "count":
+                need(
+                    m.column,
+                    _NUMERIC,
+                    f"measure {m.name!r} takes its {m.stat}",
+                    f"store {m.column!r} as a number or cast it in the query",
+                )
+                used.append(m.column)
+    role_cols = [v for k, v in roles.items() if isinstance(v, str) and k != "covariates"]
+    used = list(
+        dict.fromkeys(
+            [*role_cols, *used, *(c for c in study.collapse.by if c in types)]
+            if study.collapse is not None
+            else [*role_cols, *used]
+        )
+    )
+    used = [c for c in used if c in types]
+    if not used:
+        return {}
+    sql = (
+        "SELECT "
+        + ", ".join(f"count(*) - count({quote(c)}) AS {quote(c)}" for c in used)
+        + f" FROM {_VIEW}"
+    )
+    row = rel.query(_VIEW, sql).fetchall()[0]
+    counts = dict(zip(used, row, strict=True))
+    missing = {c: int(n) for c, n in counts.items() if n}
+    for role, col in roles.items():
+        if isinstance(col, str) and missing.get(col):
+            raise DataError(
+                f"role column {col!r} ({role}) in {where} has {missing[col]:,} missing values",
+                hint=f"drop or fill them first, e.g. query = \"SELECT * FROM 'extract.parquet' "
+                f'WHERE {quote(col)} IS NOT NULL"',
+                column=col,
+            )
+    return missing
+
+
+def _describe_source(source: DataSource) -> str:
+    if source.kind == "file":
+        return f"data file {source.details.get('file')!r}"
+    if source.kind == "query":
+        return "the study's query"
+    return "the data" if source.kind == "frame" else "the simulated data"
 
 
 def _check_split(study: Study, src: _Source, spec: Any, columns: list[str]) -> None:

@@ -193,7 +193,13 @@ def read_expected(study: Study) -> dict[str, Any]:
 
 
 def verify_study(
-    path: str | Path, *, out: str | Path | None = None, progress: bool = False
+    path: str | Path,
+    *,
+    out: str | Path | None = None,
+    progress: bool = False,
+    force: bool = False,
+    jobs: int | None = None,
+    scheduler: str | None = None,
 ) -> VerifyOutcome:
     """Re-run a study and compare it with its committed expected.json.
 
@@ -202,9 +208,12 @@ def verify_study(
     path
         The study folder (or its study.toml).
     out
-        Output folder of the re-run; ``<study>/out`` when None.
+        Output folder of the re-run, kept; when None the re-run goes to a temporary
+        folder that is removed afterwards (the study's own ``out/`` is never touched).
     progress
         Show the re-run's progress on standard error (as :func:`run_study` does).
+    force, jobs, scheduler
+        As for :func:`run_study`.
 
     Returns
     -------
@@ -244,7 +253,17 @@ def verify_study(
     expected = read_expected(study)
     from evalkit.study.runner import run_study
 
-    run = run_study(study.root, out=out, progress=progress)
+    if out is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="evalkit-verify-") as tmp:
+            run = run_study(
+                study.root, out=Path(tmp) / "run", progress=progress, jobs=jobs, scheduler=scheduler
+            )
+    else:
+        run = run_study(
+            study.root, out=out, progress=progress, force=force, jobs=jobs, scheduler=scheduler
+        )
     mismatches = compare(expected, run.results, study.tolerances)
     lines = [
         f"verify {study.name}: {len(run.results['analyses'])} analyses compared with "

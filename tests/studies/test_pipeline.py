@@ -1,0 +1,161 @@
+"""Study runs: parallel backends give identical results, run folders are never overwritten
+silently, --set overrides are recorded, and bad extracts are caught before any analysis."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from evalkit.cli import main
+from evalkit.errors import DataError, EvalkitError, StudyError
+from evalkit.simulate import get as simulator
+from evalkit.study import check_study, run_study, verify_study
+from evalkit.study.expected import write_expected
+
+
+def _tidy(outcome):
+    return [(a["id"], a["tidy"]) for a in outcome.results["analyses"]]
+
+
+def test_local_processes_give_identical_results(tmp_path, tiny_study):
+    one = run_study(tiny_study, out=tmp_path / "one", progress=False)
+    two = run_study(tiny_study, out=tmp_path / "two", progress=False, jobs=2)
+    assert _tidy(one) == _tidy(two)
+    assert two.manifest["backend"] == "2 local processes"
+
+
+def test_a_dask_cluster_gives_identical_results(tmp_path, tiny_study):
+    distributed = pytest.importorskip("distributed")
+    one = run_study(tiny_study, out=tmp_path / "one", progress=False)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        on_dask = run_study(
+            tiny_study, out=tmp_path / "dask", progress=False, scheduler=cluster.scheduler_address
+        )
+    assert _tidy(one) == _tidy(on_dask)
+    assert on_dask.manifest["backend"].startswith("Dask distributed cluster at tcp://127.0.0.1")
+
+
+def test_an_earlier_run_is_never_overwritten_without_force(tmp_path, tiny_study):
+    out = tmp_path / "run"
+    first = run_study(tiny_study, out=out, progress=False)
+    stamp = (out / "manifest.json").read_text()
+    with pytest.raises(StudyError, match="already holds an earlier run"):
+        run_study(tiny_study, out=out, progress=False)
+    assert (out / "manifest.json").read_text() == stamp
+    # a failing forced run leaves the earlier run intact and no temporary folder behind
+    with pytest.raises(EvalkitError):
+        run_study(
+            tiny_study,
+            out=out,
+            progress=False,
+            force=True,
+            overrides={"roles.time": "no_such_column"},
+        )
+    assert (out / "manifest.json").read_text() == stamp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tiny"]
+    second = run_study(tiny_study, out=out, progress=False, force=True)
+    assert _tidy(first) == _tidy(second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tiny"]
+
+
+def test_set_overrides_are_applied_and_recorded(tmp_path, tiny_study):
+    run = run_study(
+        tiny_study,
+        out=tmp_path / "run",
+        progress=False,
+        overrides={"data.options.n_persons": 900, "analysis.no_oslo.inference": "cluster"},
+    )
+    assert run.manifest["overrides"] == {
+        "data.options.n_persons": 900,
+        "analysis.no_oslo.inference": "cluster",
+    }
+    assert run.results["data"]["options"]["n_persons"] == 900
+    entry = next(a for a in run.results["analyses"] if a["id"] == "no_oslo")
+    assert entry["inference"]["method"] == "cluster"
+
+
+def test_cli_set_force_and_jobs(tmp_path, tiny_study):
+    out = tmp_path / "cli"
+    runner = CliRunner()
+    args = ["run", str(tiny_study), "--out", str(out), "--no-progress"]
+    first = runner.invoke(main, [*args, "--set", "data.options.n_persons=900", "-j", "2"])
+    assert first.exit_code == 0, first.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["overrides"] == {"data.options.n_persons": 900}
+    again = runner.invoke(main, args)
+    assert again.exit_code != 0 and "--force" in again.output
+    assert runner.invoke(main, [*args, "--force"]).exit_code == 0
+    bad = runner.invoke(main, [*args, "--force", "--set", "no_equals_sign"])
+    assert bad.exit_code != 0 and "KEY=VALUE" in bad.output
+    unknown = runner.invoke(main, [*args, "--force", "--set", "analysis.nope.inference=iid"])
+    assert unknown.exit_code != 0 and "no [[analysis]] with id 'nope'" in unknown.output
+
+
+def test_verify_uses_a_temporary_folder(tmp_path, tiny_study):
+    write_expected(tiny_study, out=tmp_path / "expected-run", progress=False)
+    outcome = verify_study(tiny_study)
+    assert outcome.ok, outcome.report
+    assert not (tiny_study / "out").exists()
+    assert not outcome.run.out_dir.exists()
+
+
+# --------------------------------------------------------------------------- bad extracts
+@pytest.fixture(scope="module")
+def extract(tmp_path_factory):
+    sim = simulator("bergen_rates")(seed=2, n_persons=1200, start="2019-01", end="2021-06")
+    return sim.data
+
+
+def _write(frame: pd.DataFrame, tmp_path, name="extract.parquet"):
+    path = tmp_path / name
+    frame.to_parquet(path) if name.endswith(".parquet") else frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_good_extract_checks(tmp_path, tiny_study, extract):
+    check_study(tiny_study, data=_write(extract, tmp_path))
+
+
+def test_text_month_is_named_with_the_fix(tmp_path, tiny_study, extract):
+    bad = extract.assign(month=pd.to_datetime(extract["month"]).dt.strftime("%Y-%m"))
+    path = _write(bad, tmp_path)
+    with pytest.raises(DataError, match=r"column 'month' in data file .* is VARCHAR") as info:
+        check_study(tiny_study, data=path)
+    assert "CAST" in str(info.value)
+    with pytest.raises(DataError, match="is VARCHAR"):
+        run_study(tiny_study, out=tmp_path / "run", progress=False, data_override=path)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_group_column_is_named(tmp_path, tiny_study, extract):
+    path = _write(extract.drop(columns=["non_western"]), tmp_path)
+    with pytest.raises(EvalkitError, match="non_western"):
+        check_study(tiny_study, data=path)
+    with pytest.raises(EvalkitError, match="non_western"):
+        run_study(tiny_study, out=tmp_path / "run", progress=False, data_override=path)
+
+
+def test_missing_values_are_counted_and_reported(tmp_path, tiny_study, extract):
+    rng = np.random.default_rng(1)
+    bad = extract.copy()
+    hole = rng.random(len(bad)) < 0.01
+    bad.loc[hole, "income"] = np.nan
+    run = run_study(
+        tiny_study, out=tmp_path / "run", progress=False, data_override=_write(bad, tmp_path)
+    )
+    assert run.results["data"]["missing_values"] == {"income": int(hole.sum())}
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert f"`income` {int(hole.sum()):,}" in report
+
+
+def test_missing_values_in_a_role_column_stop_the_run(tmp_path, tiny_study, extract):
+    bad = extract.astype({"treated": "float"})
+    bad.loc[bad.index[:3], "treated"] = np.nan
+    with pytest.raises(DataError, match=r"role column 'treated' \(treatment\).* 3 missing"):
+        check_study(tiny_study, data=_write(bad, tmp_path))
