@@ -346,7 +346,7 @@ def _cohort_sizes(sample: Any) -> dict[str, int]:
     first[sample.unit] = sample.cohort
     values, counts = np.unique(first, return_counts=True)
     return {
-        ("never" if v == 0 else str(sample.key(v))): int(c)
+        ("never" if v == 0 else str(sample.label(v))): int(c)
         for v, c in zip(values, counts, strict=True)
     }
 

@@ -242,7 +242,7 @@ class ImputationDiD(Estimator):
         views: dict[str, Result] = {}
         for kind, rows, keys in (
             ("overall", slice(n_e, n_e + 1), {}),
-            ("cohort", slice(n_e + 1, None), {"cohort": [sample.key(g) for g in cohorts]}),
+            ("cohort", slice(n_e + 1, None), {"cohort": [sample.label(g) for g in cohorts]}),
         ):
             t, v = view(rows, event_term(kind), **keys)
             views[kind] = Result(

@@ -232,13 +232,7 @@ class TripleDiff(Estimator):
         if self.treatment is not None:
             d_unit = panel.values(self.treatment)
         else:
-            t = panel.column(self.time)
-            if not pd.api.types.is_numeric_dtype(t):
-                raise DataError(
-                    f"time column {self.time!r} must be numeric with cohort=",
-                    hint="use treatment= (a 0/1 column) instead",
-                    column=self.time,
-                )
+            t = panel.column(self.time)  # numbers, or period codes of dates and periods
             g = panel.values(self.cohort)
             d_unit = ((g > 0) & (t.to_numpy(dtype=float) >= g)).astype(float)
         target_codes = [int(np.flatnonzero(levels == v)[0]) for v in self.targets]
