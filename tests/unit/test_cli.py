@@ -98,3 +98,20 @@ def test_old_describe_name_with_an_estimator_points_to_estimators():
     assert "is an estimator" in out.stderr and "evalkit estimators" in out.stderr
     out = invoke("describe", str(Path("no") / "such.csv"), "--unit", "id", "--time", "t")
     assert out.exit_code == 2 and "does not exist" in out.stderr
+
+
+def test_describe_data_reads_iso_date_text_in_a_csv_as_dates(tmp_path):
+    path = tmp_path / "months.csv"
+    path.write_text(
+        "id,m,y,g\n1,2020-01,0.5,2020-02\n1,2020-02,0.7,2020-02\n2,2020-01,0.1,\n2,2020-02,0.3,\n",
+        encoding="utf-8",
+    )
+    out = invoke("describe-data", str(path), "--unit", "id", "--time", "m", "--cohort", "g")
+    assert out.exit_code == 0, out.output
+    described = json.loads(out.stdout)
+    assert described["time_unit"] == "month"
+    assert (described["first_period"], described["last_period"]) == ("2020-01", "2020-02")
+    years = tmp_path / "years.csv"
+    years.write_text("id,t,y\n1,2003,0.5\n1,2004,0.7\n", encoding="utf-8")
+    out = invoke("describe-data", str(years), "--unit", "id", "--time", "t")
+    assert out.exit_code == 0 and "time_unit" not in json.loads(out.stdout)  # numbers stay
