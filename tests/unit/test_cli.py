@@ -76,7 +76,8 @@ def test_messages_are_not_hard_wrapped_when_not_a_terminal(tmp_path):
 def test_describe_data_help_says_it_describes_a_data_file():
     out = invoke("describe-data", "--help")
     assert out.exit_code == 0
-    assert "data file" in out.stdout and "evalkit estimators" in out.stdout
+    text = " ".join(out.stdout.split())  # help prose is wrapped like any --help
+    assert "data file" in text and "evalkit estimators" in text
     listing = invoke("--help").stdout
     commands = [line.split()[0] for line in listing.split("Commands:")[1].splitlines() if line]
     assert "describe-data" in commands and "describe" not in commands  # the old name is hidden
