@@ -23,7 +23,7 @@ from evalkit.did import (
     SunAbraham,
     TripleDiff,
 )
-from evalkit.errors import DataError
+from evalkit.errors import DataError, NotEstimableError
 
 START = pd.Period("2019-11", "M")  # month code 1
 MONTHS = [m for m in range(1, 13) if m != 7]  # month 7 is missing for everybody: a gap
@@ -213,3 +213,9 @@ def test_boolean_time_is_rejected():
     df = staggered()
     with pytest.raises(DataError, match=r"\[P004\] time column 'm' is boolean"):
         TWFE(**ROLES, treatment="post").fit(df.assign(m=df["m"] > 6))
+
+
+def test_triple_diff_without_any_non_singleton_cell_says_so():
+    df = staggered().assign(hh=lambda d: np.where(d["id"] % 2 == 0, "kids", "other"))
+    with pytest.raises(NotEstimableError, match="no rows remain after dropping singleton"):
+        quiet_fit(TripleDiff(**ROLES, group="hh", target="kids", treatment="post"), df)

@@ -29,7 +29,13 @@ from evalkit.did._regression import (
     warn_dropped,
     warn_few_clusters,
 )
-from evalkit.errors import DataError, DesignError, FewClustersWarning, RowsDroppedWarning
+from evalkit.errors import (
+    DataError,
+    DesignError,
+    FewClustersWarning,
+    NotEstimableError,
+    RowsDroppedWarning,
+)
 
 __all__ = ["TripleDiff"]
 
@@ -280,6 +286,15 @@ class TripleDiff(Estimator):
         dropped = dict(panel.dropped)
         if reasons:
             warn_dropped(reasons, len(keep), stacklevel=5)
+            if not keep.any():
+                raise NotEstimableError(
+                    "no rows remain after dropping singleton unit x group, time x group and "
+                    "unit x time cells: each unit x time needs several groups, each unit x "
+                    "group and time x group several rows",
+                    hint="give cells (or individuals within cells) of every group in each unit "
+                    "and period",
+                    column=self.group,
+                )
             dropped.update(reasons)
             unit, time, group, y, covs = unit[keep], time[keep], group[keep], y[keep], covs[keep]
             clusters = clusters[keep]
