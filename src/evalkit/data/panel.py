@@ -377,11 +377,19 @@ class Panel:
         return np.column_stack([self._values[c] for c in columns])
 
     def column(self, column: str) -> pd.Series:
-        """Return any used column as a pandas Series (a copy)."""
+        """Return any used column as a pandas Series (a copy).
+
+        A time or cohort column of dates or periods comes back as period codes (see
+        :meth:`label`).
+        """
         return self._frame[column].copy()
 
     def to_frame(self) -> pd.DataFrame:
-        """Return the validated rows and used columns as a new DataFrame."""
+        """Return the validated rows and used columns as a new DataFrame.
+
+        Dates or periods in the time and cohort columns are period codes here, so a fit on
+        this frame (or on the Panel) reports periods as codes, not as their labels.
+        """
         return self._frame.copy()
 
     @property
