@@ -74,9 +74,12 @@ class EventStudy(Estimator):
     Parameters
     ----------
     outcome, unit, time
-        Column names. ``time`` must be numeric (e.g. year or a running month number).
+        Column names. ``time`` holds numbers (e.g. year or a running month number),
+        dates or pandas periods (:mod:`evalkit.data.periods`: event times then count
+        periods of that unit, e.g. months).
     cohort
-        First treated period of each unit, on the scale of ``time``; never-treated units
+        First treated period of each unit, on the scale of ``time`` (dates or periods
+        with ``NaT`` for never treated when ``time`` holds them); never-treated units
         coded 0 or missing. Give this or ``treatment``.
     treatment
         An absorbing 0/1 treatment column, from which the cohort is derived.

@@ -61,7 +61,8 @@ class ImputationDiD(Estimator):
     Parameters
     ----------
     outcome, unit, time
-        Column names; ``time`` numeric.
+        Column names; ``time`` holds numbers, dates or pandas periods (then cohorts are
+        dates or periods too and results are keyed by :class:`pandas.Period`).
     cohort
         First treated period (never-treated units 0 or missing); or give ``treatment``.
     treatment
