@@ -219,3 +219,21 @@ def test_triple_diff_without_any_non_singleton_cell_says_so():
     df = staggered().assign(hh=lambda d: np.where(d["id"] % 2 == 0, "kids", "other"))
     with pytest.raises(NotEstimableError, match="no rows remain after dropping singleton"):
         quiet_fit(TripleDiff(**ROLES, group="hh", target="kids", treatment="post"), df)
+
+
+def test_subgroups_keep_the_period_unit_of_the_whole_data():
+    """by=: a subgroup seen only in quarter months still counts event times in months."""
+    df = staggered()
+    quarterly = (df["id"] >= 40) & df["m"].isin([1, 4, 10, 12])
+    df = df[(df["id"] < 40) | quarterly].copy()
+    df.loc[df["id"] >= 40, "g"] = np.where(df.loc[df["id"] >= 40, "id"] % 2 == 0, 10, 0)
+    df["post"] = ((df["g"] > 0) & (df["m"] >= df["g"])).astype(int)
+    df["grp"] = np.where(df["id"] >= 40, "b", "a")
+    est = EventStudy(**ROLES, cohort="g", reference=-6)  # b has no month -1
+    by = quiet_fit(est, as_dates(df, "datetime"), by="grp").tidy()
+    alone = quiet_fit(est, as_dates(df[df["grp"] == "b"], "period")).tidy()
+    integer = quiet_fit(est, df[df["grp"] == "b"]).tidy()
+    rows = by[(by["group"] == "b") & (by["term"] == "ATT(e)")]
+    assert rows["event_time"].tolist() == alone["event_time"].tolist()
+    assert rows["event_time"].tolist() == integer["event_time"].tolist() == [-9, 0, 2]
+    np.testing.assert_allclose(rows["estimate"], integer["estimate"], rtol=1e-10)

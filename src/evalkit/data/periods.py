@@ -24,7 +24,13 @@ import pandas as pd
 
 from evalkit.data import checks
 
-__all__ = ["PeriodCoding", "encode_periods", "is_period_like", "period_label"]
+__all__ = [
+    "PeriodCoding",
+    "as_period_columns",
+    "encode_periods",
+    "is_period_like",
+    "period_label",
+]
 
 #: Units tried for a datetime column, coarsest first.
 UNITS: tuple[str, ...] = ("Y", "Q", "M", "W", "D")
@@ -209,3 +215,35 @@ def period_label(value: float, *, integer: bool, periods: PeriodCoding | None) -
     if integer and np.isfinite(value):
         return round(value)
     return float(value)
+
+
+def as_period_columns(frame: pd.DataFrame, time: str | None, cohort: str | None) -> pd.DataFrame:
+    """Return ``frame`` with a date ``time`` (and ``cohort``) column as pandas periods.
+
+    The unit is inferred once from the whole time column, so that subsets of the rows
+    (subgroups of ``fit(by=...)``) keep it: a subgroup observed only in January, April,
+    July and October would otherwise be read as quarterly. Anything else is returned
+    unchanged (the caller's frame is never modified).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"t": pd.to_datetime(["2020-01-01", "2020-02-01", "2020-04-01"])})
+    >>> as_period_columns(df.iloc[[0, 2]], "t", None)["t"].tolist()  # a subset: quarters
+    [Period('2020Q1', 'Q-DEC'), Period('2020Q2', 'Q-DEC')]
+    >>> whole = as_period_columns(df, "t", None)  # months, as a whole
+    >>> whole["t"].dtype, whole.iloc[[0, 2]]["t"].tolist()
+    (period[M], [Period('2020-01', 'M'), Period('2020-04', 'M')])
+    """
+    if time is None or time not in frame or not pd.api.types.is_datetime64_any_dtype(frame[time]):
+        return frame
+    if frame[time].isna().any():
+        return frame  # the Panel reports the missing periods (P006)
+    freq = _unit_of(frame[time], time)
+    out = frame.assign(**{time: pd.Series(_periods(frame[time], freq), index=frame.index)})
+    if (
+        cohort is not None
+        and cohort in frame
+        and pd.api.types.is_datetime64_any_dtype(frame[cohort])
+    ):
+        out[cohort] = pd.Series(_periods(frame[cohort], freq), index=frame.index)
+    return out
