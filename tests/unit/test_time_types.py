@@ -233,7 +233,8 @@ def test_subgroups_keep_the_period_unit_of_the_whole_data():
     by = quiet_fit(est, as_dates(df, "datetime"), by="grp").tidy()
     alone = quiet_fit(est, as_dates(df[df["grp"] == "b"], "period")).tidy()
     integer = quiet_fit(est, df[df["grp"] == "b"]).tidy()
-    rows = by[(by["group"] == "b") & (by["term"] == "ATT(e)")]
+    key = "subgroup" if "subgroup" in by else "group"  # the key's name in the result
+    rows = by[(by[key] == "b") & (by["term"] == "ATT(e)")]
     assert rows["event_time"].tolist() == alone["event_time"].tolist()
     assert rows["event_time"].tolist() == integer["event_time"].tolist() == [-9, 0, 2]
     np.testing.assert_allclose(rows["estimate"], integer["estimate"], rtol=1e-10)
