@@ -409,7 +409,7 @@ class Panel:
         }
         if self.n_clusters:
             out["n_clusters"] = self.n_clusters
-        if self.periods is not None:
+        if self.periods is not None and self.times is not None:
             out["time_unit"] = self.periods.unit
             out["first_period"] = str(self.label(self.times[0]))
             out["last_period"] = str(self.label(self.times[-1]))

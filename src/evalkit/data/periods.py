@@ -90,7 +90,7 @@ def _periods(series: pd.Series, freq: str | None) -> pd.PeriodIndex:
 
 def _unit_of(time: pd.Series, col: str) -> str:
     if isinstance(time.dtype, pd.PeriodDtype):
-        return pd.PeriodIndex(time).freqstr
+        return str(pd.PeriodIndex(time).freqstr)
     distinct = time.dropna().unique()
     stamps = pd.Series(pd.DatetimeIndex(distinct).tz_localize(None))
     for freq in UNITS:
@@ -180,9 +180,9 @@ def _cohort_ordinals(cohort: pd.Series, freq: str, time_col: str, col: str) -> n
                 column=col,
                 hint=f"convert it: df[{col!r}] = df[{col!r}].dt.asfreq({freq!r}, how='start')",
             )
-        return pd.PeriodIndex(cohort).asi8
+        return np.asarray(pd.PeriodIndex(cohort).asi8, dtype=np.int64)
     if pd.api.types.is_datetime64_any_dtype(cohort):
-        return _periods(cohort, freq).asi8
+        return np.asarray(_periods(cohort, freq).asi8, dtype=np.int64)
     values = pd.to_numeric(cohort, errors="coerce") if cohort.dtype == object else cohort
     if pd.api.types.is_numeric_dtype(values) and not (values.fillna(0) != 0).any():
         return np.full(len(cohort), _NAT, dtype=np.int64)  # 0/missing: nobody treated
