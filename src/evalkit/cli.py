@@ -293,10 +293,15 @@ def _describe_data(
 ) -> None:
     import json
 
+    import pandas as pd
+
     from evalkit.data import Panel
     from evalkit.data.readers import read
 
     frame = read(data)
+    for col in (time_, cohort):  # a CSV file has no types: read date text as dates
+        if col in frame and _is_date_text(frame[col]):
+            frame[col] = pd.to_datetime(frame[col])
     panel = Panel(
         frame,
         unit=unit,
@@ -309,6 +314,22 @@ def _describe_data(
     click.echo(json.dumps(panel.describe(), indent=2, default=str))
 
 
+def _is_date_text(series: Any) -> bool:
+    """Return True for text that all parses as dates and does not look like numbers."""
+    import pandas as pd
+
+    text = series.dropna()
+    if len(text) == 0 or pd.api.types.is_numeric_dtype(text) or text.dtype == bool:
+        return False
+    if pd.to_numeric(text.astype(object), errors="coerce").notna().any():
+        return False
+    try:
+        pd.to_datetime(text, format="ISO8601")
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 @main.command("describe-data", short_help="Check a panel data file and describe it.")
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_role_options
@@ -317,7 +338,8 @@ def describe_data(data: Path, **roles: Any) -> None:
     """Check a data file (CSV or Parquet) as a panel and describe its structure.
 
     DATA is read and validated with the roles given (the checks every estimator runs,
-    with their codes and hints); the summary is JSON: rows, units, periods, whether the
+    with their codes and hints); ISO date text (2020-03-01) in the time and cohort
+    columns of a CSV file is read as dates. The summary is JSON: rows, units, periods, whether the
     panel is balanced, the roles and any rows dropped. Aggregates only, no microdata.
     To list the estimators, use `evalkit estimators`.
     """

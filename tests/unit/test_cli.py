@@ -76,7 +76,8 @@ def test_messages_are_not_hard_wrapped_when_not_a_terminal(tmp_path):
 def test_describe_data_help_says_it_describes_a_data_file():
     out = invoke("describe-data", "--help")
     assert out.exit_code == 0
-    assert "data file" in out.stdout and "evalkit estimators" in out.stdout
+    text = " ".join(out.stdout.split())  # help prose is wrapped like any --help
+    assert "data file" in text and "evalkit estimators" in text
     listing = invoke("--help").stdout
     commands = [line.split()[0] for line in listing.split("Commands:")[1].splitlines() if line]
     assert "describe-data" in commands and "describe" not in commands  # the old name is hidden
@@ -98,3 +99,20 @@ def test_old_describe_name_with_an_estimator_points_to_estimators():
     assert "is an estimator" in out.stderr and "evalkit estimators" in out.stderr
     out = invoke("describe", str(Path("no") / "such.csv"), "--unit", "id", "--time", "t")
     assert out.exit_code == 2 and "does not exist" in out.stderr
+
+
+def test_describe_data_reads_iso_date_text_in_a_csv_as_dates(tmp_path):
+    path = tmp_path / "months.csv"
+    path.write_text(
+        "id,m,y,g\n1,2020-01,0.5,2020-02\n1,2020-02,0.7,2020-02\n2,2020-01,0.1,\n2,2020-02,0.3,\n",
+        encoding="utf-8",
+    )
+    out = invoke("describe-data", str(path), "--unit", "id", "--time", "m", "--cohort", "g")
+    assert out.exit_code == 0, out.output
+    described = json.loads(out.stdout)
+    assert described["time_unit"] == "month"
+    assert (described["first_period"], described["last_period"]) == ("2020-01", "2020-02")
+    years = tmp_path / "years.csv"
+    years.write_text("id,t,y\n1,2003,0.5\n1,2004,0.7\n", encoding="utf-8")
+    out = invoke("describe-data", str(years), "--unit", "id", "--time", "t")
+    assert out.exit_code == 0 and "time_unit" not in json.loads(out.stdout)  # numbers stay

@@ -6,6 +6,7 @@ timings are in benchmarks/import_time.py and benchmarks/results/import_time.md.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -61,6 +62,21 @@ def test_dir_lists_the_public_subpackages():
         assert name in names
     assert {"TWFE", "CallawaySantAnna"} <= set(dir(evalkit.did))
     assert set(evalkit.did.__all__) == {n for n in dir(evalkit.did)}
+
+
+def test_static_names_match_the_lazy_ones():
+    """The TYPE_CHECKING imports (for type checkers and the API docs) match the lazy map."""
+    tree = ast.parse((SRC / "evalkit" / "did" / "__init__.py").read_text(encoding="utf-8"))
+    static = {
+        (node.module.rsplit(".", 1)[1], alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module.startswith("evalkit.did.")
+        for alias in node.names
+    }
+    lazy = {(getattr(evalkit.did, n).__module__.rsplit(".", 1)[1], n) for n in evalkit.did.__all__}
+    missing = sorted(f"from evalkit.did.{m} import {n} as {n}" for m, n in lazy - static)
+    assert not missing, f"add to the TYPE_CHECKING block of evalkit/did/__init__.py: {missing}"
+    assert static == lazy and {"TWFE", "CallawaySantAnna"} <= {n for _, n in static}
 
 
 def test_typos_raise_attribute_error_with_a_suggestion():

@@ -40,6 +40,7 @@ import pandas as pd
 
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.core.uncertainty import Analytic, Band, Draws, NoInference, Uncertainty
+from evalkit.data.periods import PeriodCoding, period_label
 from evalkit.errors import DesignError, InferenceUnavailableWarning, NotEstimableError
 from evalkit.inference.multiplier import (
     analytic_vcov,
@@ -99,6 +100,9 @@ class GroupTimeData:
         First and last period of the sample (for ``balance_e``).
     integer_times
         Whether periods are whole numbers (keys are then shown as integers).
+    periods
+        For a date or Period time column, how period codes map to periods (cohort and
+        calendar keys are then :class:`pandas.Period` labels).
     """
 
     cohort: np.ndarray
@@ -114,6 +118,7 @@ class GroupTimeData:
     t_first: float = 0.0
     t_last: float = 0.0
     integer_times: bool = True
+    periods: PeriodCoding | None = None
 
     @property
     def n(self) -> int:
@@ -121,10 +126,12 @@ class GroupTimeData:
         return int(self.influence.shape[0])
 
     def key(self, value: float) -> Any:
-        """Return a period, cohort or event time as it is shown in tables."""
-        if self.integer_times and math.isfinite(value):
-            return round(value)
-        return float(value)
+        """Return an event time as it is shown in tables."""
+        return period_label(value, integer=self.integer_times, periods=None)
+
+    def label(self, value: float) -> Any:
+        """Return a period or cohort as it is shown in tables."""
+        return period_label(value, integer=self.integer_times, periods=self.periods)
 
     @cached_property
     def cohort_levels(self) -> np.ndarray:
@@ -696,7 +703,7 @@ def _agg_cohort(gt: GroupTimeData) -> list[Row]:
         sel = post & (gt.cohort == g)
         est = float(gt.att[sel].mean())
         psi = gt.forms[:, sel].mean(axis=1)
-        rows.append((gt.key(g), est, psi))
+        rows.append((gt.label(g), est, psi))
         atts.append(est)
         psis.append(psi)
     garr = np.array(cohorts, dtype=float)
@@ -717,7 +724,7 @@ def _agg_calendar(gt: GroupTimeData) -> list[Row]:
             gt.cohort[sel],
             _cohort_shares(gt, gt.cohort[sel]),
         )
-        rows.append((gt.key(t), est, psi))
+        rows.append((gt.label(t), est, psi))
     if not rows:
         raise NotEstimableError(
             "there are no post-treatment ATT(g,t) to aggregate",

@@ -16,6 +16,7 @@ import pandas as pd
 from evalkit.core.random import SeedLike, make_rng
 from evalkit.core.result import Result
 from evalkit.data.panel import Panel
+from evalkit.data.periods import as_period_columns
 from evalkit.errors import DataError, DesignError
 from evalkit.inference.spec import METHOD_KINDS, Inference, parse_inference
 from evalkit.numerics.levels import check_level
@@ -138,6 +139,8 @@ class Estimator:
             return self._fit(data, ctx)
         from evalkit.core.heterogeneity import combine_groups, split_by
 
+        # dates: the period unit of the whole data, so that every subgroup counts alike
+        data = as_period_columns(data, getattr(self, "time", None), getattr(self, "cohort", None))
         fits = []
         for group, rows in split_by(data, by):
             # every subgroup draws from the same seed, so results do not depend on order

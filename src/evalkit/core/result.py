@@ -140,6 +140,8 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, (set, frozenset)):
         return [jsonable(v) for v in sorted(value, key=repr)]
+    if isinstance(value, pd.Period):
+        return str(value)
     if isinstance(value, (pd.Timestamp, _dt.datetime, _dt.date)):
         return value.isoformat()
     if isinstance(value, np.datetime64):

@@ -47,7 +47,8 @@ CATALOGUE: dict[str, Check] = {
         Check(
             "P004",
             "non-numeric values",
-            "convert the column to numbers, e.g. df[col] = pd.to_numeric(df[col])",
+            "convert the column to numbers, e.g. df[col] = pd.to_numeric(df[col]); numbers "
+            "stored as text are not converted silently in any role",
         ),
         Check(
             "P005",
@@ -159,23 +160,25 @@ def _as_list(cols: str | Sequence[str] | None) -> list[str]:
 def numeric_column(frame: pd.DataFrame, col: str, role: str) -> np.ndarray:
     """P004/P005: return column ``col`` as float, rejecting text and infinities.
 
+    Text is rejected even when it looks like numbers (``"0"``/``"1"``, ``"2003"``): the
+    same rule holds in every role, and a column read as text usually means a reading
+    problem (a decimal comma, a stray footnote) that silent conversion would hide.
     Missing values are returned as NaN for the caller to drop.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> numeric_column(pd.DataFrame({"d": ["0", "1"]}), "d", "treatment")
+    Traceback (most recent call last):
+    ...
+    evalkit.errors.DataError: [P004] column 'd' (role treatment) holds numbers stored as ...
+      hint: convert it: df['d'] = pd.to_numeric(df['d'])
     """
     series = frame[col]
     if isinstance(series.dtype, pd.CategoricalDtype) or not (
         pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
     ):
-        converted = pd.to_numeric(series, errors="coerce")
-        bad = converted.isna() & series.notna()
-        if bad.any():
-            example = series[bad].iloc[0]
-            fail(
-                "P004",
-                f"column {col!r} (role {role}) has {int(bad.sum())} non-numeric value(s), "
-                f"e.g. {example!r}",
-                column=col,
-            )
-        series = converted
+        _reject_non_numeric(series, col, f"column {col!r} (role {role})")
     values: np.ndarray = series.to_numpy(dtype=float, na_value=np.nan)
     inf = np.isinf(values)
     if inf.any():
@@ -212,13 +215,55 @@ def check_binary(values: np.ndarray, col: str, role: str = "treatment") -> None:
         )
 
 
-def check_time_values(values: Iterable[object], col: str) -> None:
-    """P004: time must be numeric (periods) or datetime-like."""
-    series = pd.Series(values)
-    if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_datetime64_any_dtype(series)):
+def _reject_non_numeric(series: pd.Series, col: str, what: str) -> None:
+    """Raise P004 for a column that is not numeric, with the conversion that fixes it."""
+    present = series[series.notna()]
+    converted = pd.to_numeric(present.astype(object), errors="coerce")
+    if len(present) and converted.notna().all():
+        example = present.iloc[0]
+        kind = "categories" if isinstance(series.dtype, pd.CategoricalDtype) else "text"
         fail(
             "P004",
-            f"time column {col!r} must be numeric (e.g. year, month index) or datetime",
+            f"{what} holds numbers stored as {kind}, e.g. {example!r}",
             column=col,
-            hint="convert it, e.g. pd.to_datetime(df[col]) or a running period index",
+            hint=f"convert it: df[{col!r}] = pd.to_numeric(df[{col!r}])",
         )
+    bad = present[converted.isna()]
+    fail(
+        "P004",
+        f"{what} has {len(bad)} non-numeric value(s), e.g. {bad.iloc[0]!r}",
+        column=col,
+    )
+
+
+def check_time_values(values: Iterable[object], col: str) -> None:
+    """P004: time must be numbers (a running period index), dates or pandas periods.
+
+    Dates and periods are mapped to period codes by :mod:`evalkit.data.periods`; text is
+    rejected with the conversion that fixes it, including numbers stored as text.
+    """
+    series = pd.Series(values)
+    if isinstance(series.dtype, pd.PeriodDtype) or pd.api.types.is_datetime64_any_dtype(series):
+        return
+    if pd.api.types.is_bool_dtype(series):
+        fail(
+            "P004",
+            f"time column {col!r} is boolean",
+            column=col,
+            hint="give the period: a number (year, running month index), a date or a Period",
+        )
+    if pd.api.types.is_numeric_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype):
+        return
+    present = series[series.notna()].astype(object)
+    if len(present) and pd.to_numeric(present, errors="coerce").notna().all():
+        _reject_non_numeric(series, col, f"time column {col!r}")
+    example = f", not e.g. {present.iloc[0]!r}" if len(present) else ""
+    fail(
+        "P004",
+        f"time column {col!r} must hold numbers (e.g. year, running month index), dates or "
+        f"pandas periods{example}",
+        column=col,
+        hint=f"convert dates written as text: df[{col!r}] = pd.to_datetime(df[{col!r}]) (or "
+        f"monthly periods: pd.to_datetime(df[{col!r}]).dt.to_period('M')); every estimator "
+        "accepts both",
+    )

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.data import checks
+from evalkit.data.periods import PeriodCoding, encode_periods
 from evalkit.errors import DataError, RowsDroppedWarning
 
 __all__ = ["ROLES", "Panel", "nested_within", "sorted_codes"]
@@ -122,7 +123,12 @@ class Panel:
     n_obs, n_units, n_periods : int
         Sizes after dropping rows with missing values.
     times : numpy.ndarray
-        The sorted distinct periods; ``time_codes`` index into it.
+        The sorted distinct periods; ``time_codes`` index into it. For a date or
+        pandas Period time column these are consecutive period codes (1 for the first
+        period) and :meth:`label` turns one back into a :class:`pandas.Period`.
+    periods : PeriodCoding or None
+        How period codes map to periods, for a date or Period time column (the cohort
+        column is coded on the same scale, 0 for never treated); None for numbers.
     dropped : dict
         Count of dropped rows by reason.
 
@@ -187,8 +193,17 @@ class Panel:
         for role in ("unit", "time", "cluster"):
             if role in self.roles:
                 checks.check_identifier(frame, self.roles[role], role)
+        self.periods: PeriodCoding | None = None
         if time is not None:
             checks.check_time_values(frame[time], time)
+            coded = encode_periods(
+                frame[time], time, None if cohort is None else frame[cohort], cohort
+            )
+            if coded is not None:  # dates or periods: consecutive period codes from 1
+                t_codes, g_codes, self.periods = coded
+                frame = frame.assign(**{time: t_codes})
+                if cohort is not None:
+                    frame = frame.assign(**{cohort: g_codes})
 
         values: dict[str, np.ndarray] = {}
         keep = np.ones(len(frame), dtype=bool)
@@ -283,10 +298,11 @@ class Panel:
             if _has_duplicates(key, self.n_units * self.n_periods):
                 dup = pd.Series(key).duplicated(keep=False).to_numpy()
                 first = self._frame.loc[dup, [unit, time]].iloc[0]
+                period = self.label(first[time])
                 checks.fail(
                     "P003",
                     f"{int(dup.sum())} rows share a ({unit}, {time}) pair with another row, "
-                    f"e.g. {unit}={first[unit]!r}, {time}={first[time]!r}",
+                    f"e.g. {unit}={first[unit]!r}, {time}={period!r}",
                     column=unit,
                 )
         if time is not None and self.n_periods < 2:
@@ -362,6 +378,10 @@ class Panel:
         except KeyError:
             raise DataError(f"{column!r} is not a numeric analysis column of this panel") from None
 
+    def label(self, period: Any) -> Any:
+        """Return a period code as a :class:`pandas.Period` (dates/periods), else unchanged."""
+        return period if self.periods is None else self.periods.label(period)
+
     def role(self, role: str) -> Any:
         """Return the column name(s) playing ``role``, or None."""
         return self.roles.get(role)
@@ -373,11 +393,19 @@ class Panel:
         return np.column_stack([self._values[c] for c in columns])
 
     def column(self, column: str) -> pd.Series:
-        """Return any used column as a pandas Series (a copy)."""
+        """Return any used column as a pandas Series (a copy).
+
+        A time or cohort column of dates or periods comes back as period codes (see
+        :meth:`label`).
+        """
         return self._frame[column].copy()
 
     def to_frame(self) -> pd.DataFrame:
-        """Return the validated rows and used columns as a new DataFrame."""
+        """Return the validated rows and used columns as a new DataFrame.
+
+        Dates or periods in the time and cohort columns are period codes here, so a fit on
+        this frame (or on the Panel) reports periods as codes, not as their labels.
+        """
         return self._frame.copy()
 
     @property
@@ -397,6 +425,10 @@ class Panel:
         }
         if self.n_clusters:
             out["n_clusters"] = self.n_clusters
+        if self.periods is not None and self.times is not None:
+            out["time_unit"] = self.periods.unit
+            out["first_period"] = str(self.label(self.times[0]))
+            out["last_period"] = str(self.label(self.times[-1]))
         return out
 
     def __repr__(self) -> str:

@@ -5,7 +5,18 @@ evalkit.did`` is cheap; each registers itself under ``"did.<Class>"`` when its m
 is imported (:func:`evalkit.core.registry.get` does that for any registry name).
 """
 
+from typing import TYPE_CHECKING
+
 from evalkit._lazy import attach
+
+if TYPE_CHECKING:  # the same names, for type checkers and the API docs (never executed)
+    from evalkit.did.bacon import BaconDecomposition as BaconDecomposition
+    from evalkit.did.callaway_santanna import CallawaySantAnna as CallawaySantAnna
+    from evalkit.did.event_study import EventStudy as EventStudy
+    from evalkit.did.imputation import ImputationDiD as ImputationDiD
+    from evalkit.did.sun_abraham import SunAbraham as SunAbraham
+    from evalkit.did.triple_diff import TripleDiff as TripleDiff
+    from evalkit.did.twfe import TWFE as TWFE
 
 __getattr__, __dir__, __all__ = attach(
     __name__,

@@ -32,6 +32,7 @@ import pandas as pd
 
 from evalkit.core.result import InferenceInfo, Result, Scores
 from evalkit.data.panel import Panel, nested_within
+from evalkit.data.periods import PeriodCoding, period_label
 from evalkit.errors import (
     DataError,
     DesignError,
@@ -632,6 +633,8 @@ class StaggeredSample:
         Period values and each row's cohort (first treated period; 0 = never treated).
     times
         The sorted distinct periods present.
+    periods
+        For a date or Period time column, how the period codes map to periods.
     """
 
     y: np.ndarray
@@ -651,6 +654,7 @@ class StaggeredSample:
     integer_times: bool
     dropped: dict[str, int]
     cluster_labels: np.ndarray
+    periods: PeriodCoding | None = None
 
     @property
     def n_obs(self) -> int:
@@ -664,10 +668,12 @@ class StaggeredSample:
             return np.where(self.cohort > 0, self.t - self.cohort, np.nan)
 
     def key(self, value: float) -> Any:
-        """Return a period or event time as an int when periods are whole numbers."""
-        if self.integer_times and math.isfinite(value):
-            return round(value)
-        return float(value)
+        """Return an event time as an int when periods are whole numbers."""
+        return period_label(value, integer=self.integer_times, periods=None)
+
+    def label(self, value: float) -> Any:
+        """Return a period or cohort as results show it (a Period for dates/periods)."""
+        return period_label(value, integer=self.integer_times, periods=self.periods)
 
     def subset(self, mask: np.ndarray, reasons: Mapping[str, int] | None = None) -> StaggeredSample:
         """Return the rows in ``mask`` with codes recomputed (and reasons recorded)."""
@@ -727,15 +733,7 @@ def staggered_sample(
         absorbing=est.treatment is not None,
         stacklevel=stacklevel,
     )
-    frame_time = panel.column(est.time)
-    if not pd.api.types.is_numeric_dtype(frame_time) or pd.api.types.is_bool_dtype(frame_time):
-        raise DataError(
-            f"time column {est.time!r} must be numeric for {type(est).__name__}",
-            hint="use a running period number (e.g. year, or months since 2015-01) and "
-            "express the cohort on the same scale",
-            column=est.time,
-        )
-    t = frame_time.to_numpy(dtype=float)
+    t = panel.column(est.time).to_numpy(dtype=float)  # numbers, or period codes of dates
     unit = panel.unit_codes
     if est.cohort is not None:
         cohort = panel.values(est.cohort).astype(float).copy()
@@ -782,6 +780,7 @@ def staggered_sample(
         integer_times=integer_times,
         dropped=dropped,
         cluster_labels=labels,
+        periods=panel.periods,
     )
     early = (cohort > 0) & (cohort <= times[0])
     if early.any():

@@ -45,6 +45,7 @@ from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import make_table
 from evalkit.data.panel import Panel
+from evalkit.data.periods import PeriodCoding, period_label
 from evalkit.did import drdid
 from evalkit.errors import (
     DataError,
@@ -81,9 +82,12 @@ class CallawaySantAnna(Estimator):
         (``panel=False``) it is optional and names a group (e.g. a city) whose rows are
         clustered together for inference.
     time
-        Period column (numeric: years, months as a running index, ...).
+        Period column: numbers (years, months as a running index, ...), dates or pandas
+        periods (see :mod:`evalkit.data.periods`; results are then keyed by
+        :class:`pandas.Period`).
     cohort
-        First treated period of each unit, on the scale of ``time``; 0 or missing for
+        First treated period of each unit, on the scale of ``time`` (dates or periods
+        when ``time`` holds them, ``NaT`` for never treated); 0 or missing for
         never-treated units. Cohorts later than the last period (net of anticipation)
         count as never treated, as in did.
     covariates
@@ -332,6 +336,7 @@ class CallawaySantAnna(Estimator):
             t_first=float(sample.times[0]),
             t_last=float(sample.times[-1]),
             integer_times=sample.integer_times,
+            periods=sample.periods,
         )
         # one set of bootstrap draws of the base columns serves the fit and every aggregate
         inf = infer(cells.att, gt.linear(gt.forms), sample.cluster, settings, ctx.level)
@@ -443,25 +448,17 @@ class _Sample:
     # wide arrays (balanced panel only)
     y_wide: np.ndarray | None = None
     x_wide: np.ndarray | None = None  # (T, n, k) or (n, k) when time-invariant
+    periods: PeriodCoding | None = None  # date or Period time: code -> period
 
     def key(self, value: float) -> Any:
-        if self.integer_times and math.isfinite(value):
-            return round(value)
-        return float(value)
+        """Return a period or cohort as results show it (a Period for dates/periods)."""
+        return period_label(value, integer=self.integer_times, periods=self.periods)
 
     # .................................................................. build
     @classmethod
     def build(cls, est: CallawaySantAnna, panel: Panel, cluster_col: str | None) -> _Sample:
         frame = panel.to_frame()
-        time_s = frame[est.time]
-        if not pd.api.types.is_numeric_dtype(time_s) or pd.api.types.is_bool_dtype(time_s):
-            raise DataError(
-                f"time column {est.time!r} must be numeric for CallawaySantAnna",
-                hint="use a running period number (e.g. year, or months since 2015-01) and "
-                "express the cohort on the same scale",
-                column=est.time,
-            )
-        t = time_s.to_numpy(dtype=float)
+        t = frame[est.time].to_numpy(dtype=float)  # numbers, or period codes of dates
         g = panel.values(est.cohort).astype(float).copy()
         if (g < 0).any():
             raise DataError(
@@ -662,6 +659,7 @@ class _Sample:
             cluster_name=cluster_name,
             explicit_cluster=explicit,
             cluster_labels=cluster_labels,
+            periods=panel.periods,
         )
         if structure == "panel":
             sample._make_wide(len(times), n_units)

@@ -75,9 +75,12 @@ class EventStudy(Estimator):
     Parameters
     ----------
     outcome, unit, time
-        Column names. ``time`` must be numeric (e.g. year or a running month number).
+        Column names. ``time`` holds numbers (e.g. year or a running month number),
+        dates or pandas periods (:mod:`evalkit.data.periods`: event times then count
+        periods of that unit, e.g. months).
     cohort
-        First treated period of each unit, on the scale of ``time``; never-treated units
+        First treated period of each unit, on the scale of ``time`` (dates or periods
+        with ``NaT`` for never treated when ``time`` holds them); never-treated units
         coded 0 or missing. Give this or ``treatment``.
     treatment
         An absorbing 0/1 treatment column, from which the cohort is derived.
@@ -347,7 +350,7 @@ def _cohort_sizes(sample: Any) -> dict[str, int]:
     first[sample.unit] = sample.cohort
     values, counts = np.unique(first, return_counts=True)
     return {
-        ("never" if v == 0 else str(sample.key(v))): int(c)
+        ("never" if v == 0 else str(sample.label(v))): int(c)
         for v, c in zip(values, counts, strict=True)
     }
 

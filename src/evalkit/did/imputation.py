@@ -59,7 +59,8 @@ class ImputationDiD(Estimator):
     Parameters
     ----------
     outcome, unit, time
-        Column names; ``time`` numeric.
+        Column names; ``time`` holds numbers, dates or pandas periods (then cohorts are
+        dates or periods too and results are keyed by :class:`pandas.Period`).
     cohort
         First treated period (never-treated units 0 or missing); or give ``treatment``.
     treatment
@@ -233,7 +234,7 @@ class ImputationDiD(Estimator):
         views: dict[str, Result] = {}
         for kind, rows, keys in (
             ("overall", slice(n_e, n_e + 1), {}),
-            ("cohort", slice(n_e + 1, None), {"cohort": [sample.key(g) for g in cohorts]}),
+            ("cohort", slice(n_e + 1, None), {"cohort": [sample.label(g) for g in cohorts]}),
         ):
             t, v = view(rows, event_term(kind), **keys)
             views[kind] = Result(

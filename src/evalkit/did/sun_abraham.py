@@ -55,7 +55,8 @@ class SunAbraham(Estimator):
     Parameters
     ----------
     outcome, unit, time
-        Column names; ``time`` numeric.
+        Column names; ``time`` holds numbers, dates or pandas periods (then cohorts are
+        dates or periods too and results are keyed by :class:`pandas.Period`).
     cohort
         First treated period (never-treated units 0 or missing); or give ``treatment``.
     treatment
@@ -147,7 +148,7 @@ class SunAbraham(Estimator):
             seen = np.unique(ev[sample.cohort == g])
             if not any(r in seen for r in refs):
                 raise DesignError(
-                    f"cohort {sample.key(g)} is not observed at the reference event time(s) "
+                    f"cohort {sample.label(g)} is not observed at the reference event time(s) "
                     f"{[sample.key(r) for r in refs]}",
                     hint=f"its observed event times: {[sample.key(e) for e in seen]}; "
                     "choose a reference it has",
@@ -162,7 +163,7 @@ class SunAbraham(Estimator):
         rows = np.flatnonzero(in_cell)
         cols = [cell_of[(float(sample.cohort[i]), float(ev[i]))] for i in rows]
         dummies[rows, cols] = 1.0
-        names = [f"cohort={sample.key(g)},event_time={sample.key(e)}" for g, e in cells]
+        names = [f"cohort={sample.label(g)},event_time={sample.key(e)}" for g, e in cells]
         reg = panel_regression(
             sample,
             np.column_stack([dummies, sample.x]),
@@ -218,7 +219,7 @@ class SunAbraham(Estimator):
                 inf,
                 aggregates.contrast(w_cohort),
                 [event_term("cohort")] * len(treated_cohorts),
-                {"cohort": [sample.key(g) for g in treated_cohorts]},
+                {"cohort": [sample.label(g) for g in treated_cohorts]},
             )
         views["cells"] = aggregates.result(
             self,
@@ -227,7 +228,7 @@ class SunAbraham(Estimator):
             aggregates.contrast(np.eye(m)),
             [event_term("cells")] * m,
             {
-                "cohort": [sample.key(g) for g, _ in cells],
+                "cohort": [sample.label(g) for g, _ in cells],
                 "event_time": [sample.key(e) for _, e in cells],
             },
         )
@@ -241,12 +242,12 @@ class SunAbraham(Estimator):
             "n_treated_clusters": reg.n_treated_clusters,
             "cohorts": _cohort_sizes(sample),
             "control_cohort": self.control_cohort,
-            "control_cohort_period": None if last is None else sample.key(last),
+            "control_cohort_period": None if last is None else sample.label(last),
             "event_times": [sample.key(e) for e in events],
             "reference": [sample.key(r) for r in refs],
             "shares": {
                 str(sample.key(e)): {
-                    str(sample.key(g)): float(w_event[i, cell_of[(g, e)]])
+                    str(sample.label(g)): float(w_event[i, cell_of[(g, e)]])
                     for g, e2 in cells
                     if e2 == e
                 }
@@ -293,14 +294,14 @@ class SunAbraham(Estimator):
         late = sample.t >= last
         if late.all():
             raise NotEstimableError(
-                f"no period before the last cohort ({sample.key(last)}) is observed",
+                f"no period before the last cohort ({sample.label(last)}) is observed",
                 column="control_cohort",
             )
         if late.any():
             n = int(late.sum())
             warnings.warn(
-                f"dropped the {n} rows from period {sample.key(last)} on, when the control "
-                f"cohort {sample.key(last)} is itself treated",
+                f"dropped the {n} rows from period {sample.label(last)} on, when the control "
+                f"cohort {sample.label(last)} is itself treated",
                 RowsDroppedWarning,
                 stacklevel=4,
             )

@@ -26,7 +26,13 @@ from evalkit.did._regression import (
     standard_errors,
     warn_dropped,
 )
-from evalkit.errors import DataError, DesignError, FewClustersWarning, RowsDroppedWarning
+from evalkit.errors import (
+    DataError,
+    DesignError,
+    FewClustersWarning,
+    NotEstimableError,
+    RowsDroppedWarning,
+)
 from evalkit.inference.policy import choose_inference, count_clusters
 from evalkit.numerics.within import WithinTransform
 
@@ -231,13 +237,7 @@ class TripleDiff(Estimator):
         if self.treatment is not None:
             d_unit = panel.values(self.treatment)
         else:
-            t = panel.column(self.time)
-            if not pd.api.types.is_numeric_dtype(t):
-                raise DataError(
-                    f"time column {self.time!r} must be numeric with cohort=",
-                    hint="use treatment= (a 0/1 column) instead",
-                    column=self.time,
-                )
+            t = panel.column(self.time)  # numbers, or period codes of dates and periods
             g = panel.values(self.cohort)
             d_unit = ((g > 0) & (t.to_numpy(dtype=float) >= g)).astype(float)
         target_codes = [int(np.flatnonzero(levels == v)[0]) for v in self.targets]
@@ -285,6 +285,15 @@ class TripleDiff(Estimator):
         dropped = dict(panel.dropped)
         if reasons:
             warn_dropped(reasons, len(keep), stacklevel=5)
+            if not keep.any():
+                raise NotEstimableError(
+                    "no rows remain after dropping singleton unit x group, time x group and "
+                    "unit x time cells: each unit x time needs several groups, each unit x "
+                    "group and time x group several rows",
+                    hint="give cells (or individuals within cells) of every group in each unit "
+                    "and period",
+                    column=self.group,
+                )
             dropped.update(reasons)
             unit, time, group, y, covs = unit[keep], time[keep], group[keep], y[keep], covs[keep]
             clusters = clusters[keep]
