@@ -12,10 +12,12 @@ import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, Result, check_level, make_table
+from evalkit.core.result import InferenceInfo, Result, make_table
+from evalkit.core.uncertainty import NoInference
 from evalkit.data.panel import Panel
 from evalkit.did._regression import check_role_names
 from evalkit.errors import DataError, DesignError, InferenceNotSupportedError, NotEstimableError
+from evalkit.numerics.levels import check_level
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -32,11 +34,12 @@ COMPARISONS: dict[str, str] = {
 #: Comparisons that use already-treated units as controls ("forbidden" comparisons).
 FORBIDDEN: tuple[str, ...] = ("later_vs_earlier", "treated_vs_always")
 
-NO_UNCERTAINTY = (
-    "none: the Goodman-Bacon decomposition is an exact algebraic identity of the TWFE "
-    "point estimate, so its 2x2 estimates and weights have no standard errors, p-values "
-    "or intervals; use did.TWFE for inference on the overall coefficient"
+NO_UNCERTAINTY_REASON = (
+    "the Goodman-Bacon decomposition is an exact algebraic identity of the TWFE point "
+    "estimate, so its 2x2 estimates and weights have no standard errors, p-values or "
+    "intervals; use did.TWFE for inference on the overall coefficient"
 )
+NO_UNCERTAINTY = f"none: {NO_UNCERTAINTY_REASON}"
 
 
 @register("did.BaconDecomposition")
@@ -201,6 +204,7 @@ class BaconDecomposition(Estimator):
             inference=InferenceInfo("none", NO_UNCERTAINTY),
             info=info,
             level=ctx.level,
+            uncertainty=NoInference(NO_UNCERTAINTY_REASON),
         )
 
 
