@@ -244,3 +244,14 @@ def test_plot_draws_one_point_per_comparison():
     assert n_points == len(res.tidy())
     assert len(ax.get_legend().get_texts()) == res.by_type().shape[0] + 1  # + TWFE line
     plt.close("all")
+
+
+def test_cohort_role_equals_treatment_role_with_always_and_late_units():
+    df = panel([0, 0, 1, 1, 3, 3, 5, 9, 9], 6, seed=4)  # cohort 9: after the last period
+    df["d"] = np.where(df["first"] == 9, 0, df["d"])
+    by_treatment = _bacon(df).tidy()
+    by_cohort = (
+        BaconDecomposition(outcome="y", unit="unit", time="time", cohort="first").fit(df).tidy()
+    )
+    pd.testing.assert_frame_equal(by_treatment, by_cohort)
+    assert set(by_cohort["control"]) >= {"never", "always"}

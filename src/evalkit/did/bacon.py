@@ -12,10 +12,12 @@ import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, Result, check_level, make_table
+from evalkit.core.result import InferenceInfo, Result, make_table
+from evalkit.core.uncertainty import NoInference
 from evalkit.data.panel import Panel
 from evalkit.did._regression import check_role_names
 from evalkit.errors import DataError, DesignError, InferenceNotSupportedError, NotEstimableError
+from evalkit.numerics.levels import check_level
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -32,11 +34,12 @@ COMPARISONS: dict[str, str] = {
 #: Comparisons that use already-treated units as controls ("forbidden" comparisons).
 FORBIDDEN: tuple[str, ...] = ("later_vs_earlier", "treated_vs_always")
 
-NO_UNCERTAINTY = (
-    "none: the Goodman-Bacon decomposition is an exact algebraic identity of the TWFE "
-    "point estimate, so its 2x2 estimates and weights have no standard errors, p-values "
-    "or intervals; use did.TWFE for inference on the overall coefficient"
+NO_UNCERTAINTY_REASON = (
+    "the Goodman-Bacon decomposition is an exact algebraic identity of the TWFE point "
+    "estimate, so its 2x2 estimates and weights have no standard errors, p-values or "
+    "intervals; use did.TWFE for inference on the overall coefficient"
 )
+NO_UNCERTAINTY = f"none: {NO_UNCERTAINTY_REASON}"
 
 
 @register("did.BaconDecomposition")
@@ -158,11 +161,13 @@ class BaconDecomposition(Estimator):
             stacklevel=4,
         )
         n_units, n_periods = panel.n_units, panel.n_periods
-        y = np.zeros((n_units, n_periods))
-        y[panel.unit_codes, panel.time_codes] = panel.values(self.outcome)
         first = _first_treated(panel, self.time, self.treatment, self.cohort)
-        d = (np.arange(n_periods)[None, :] >= first[:, None]).astype(float)
-        comparisons, twfe = decompose(y, d, first)
+        codes, group = np.unique(first, return_inverse=True)
+        sizes = np.bincount(group, minlength=codes.size)
+        cells = group[panel.unit_codes] * n_periods + panel.time_codes
+        sums = np.bincount(cells, panel.values(self.outcome), minlength=codes.size * n_periods)
+        means = sums.reshape(codes.size, n_periods) / sizes[:, None]
+        comparisons, twfe = decompose(means, sizes, codes)
         times = panel.times
 
         def label(code: int) -> Any:
@@ -182,8 +187,7 @@ class BaconDecomposition(Estimator):
             weight=[c.weight for c in comparisons],
             forbidden=[c.kind in FORBIDDEN for c in comparisons],
         )
-        counts = np.bincount(np.minimum(first, n_periods), minlength=n_periods + 1)
-        groups = {str(label(int(code))): int(n) for code, n in enumerate(counts) if n > 0}
+        groups = {str(label(int(c))): int(n) for c, n in zip(codes, sizes, strict=True)}
         info = {
             "n_obs": panel.n_obs,
             "n_units": n_units,
@@ -201,6 +205,7 @@ class BaconDecomposition(Estimator):
             inference=InferenceInfo("none", NO_UNCERTAINTY),
             info=info,
             level=ctx.level,
+            uncertainty=NoInference(NO_UNCERTAINTY_REASON),
         )
 
 
@@ -246,20 +251,30 @@ class Comparison:
     weight: float
 
 
-def _demean(a: np.ndarray) -> np.ndarray:
-    """Two-way demeaning of a complete (units x periods) grid."""
-    return a - a.mean(axis=1, keepdims=True) - a.mean(axis=0, keepdims=True) + a.mean()
+def _demean(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Two-way demeaning of a complete (groups x periods) grid with group weights ``w``.
+
+    Equal to demeaning the unit-level grid when each row is the mean of ``w`` units.
+    """
+    col = (w @ a) / w.sum()
+    row = a.mean(axis=1, keepdims=True)
+    return a - row - col[None, :] + (w @ row[:, 0]) / w.sum()
 
 
-def decompose(y: np.ndarray, d: np.ndarray, first: np.ndarray) -> tuple[list[Comparison], float]:
-    """Split the TWFE coefficient of ``d`` on a balanced grid into 2x2 comparisons.
+def decompose(
+    means: np.ndarray, sizes: np.ndarray, first: np.ndarray
+) -> tuple[list[Comparison], float]:
+    """Split the TWFE coefficient on a balanced panel into 2x2 comparisons.
 
     Parameters
     ----------
-    y, d
-        Outcome and treatment as (units x periods) arrays.
+    means
+        Mean outcome of each timing group in each period, (groups x periods).
+    sizes
+        Number of units in each group.
     first
-        Each unit's first treated period code (0: always treated, ``n_periods``: never).
+        Each group's first treated period code (0: always treated, ``n_periods``: never),
+        distinct.
 
     Returns
     -------
@@ -268,16 +283,20 @@ def decompose(y: np.ndarray, d: np.ndarray, first: np.ndarray) -> tuple[list[Com
     twfe : float
         The TWFE coefficient, ``sum(weight * estimate)``.
 
-    Each comparison's estimate is the TWFE coefficient on its two groups' rows over its
-    window, and its weight ``(N_w / N) * sum_w(D~_w^2) / sum(D~^2)``, with ``D~`` the
-    two-way demeaned treatment of the full grid and ``D~_w`` that of the window
+    The treatment varies by group and period only, so every sum over units is a sum over
+    groups weighted by their sizes: the work is on a (groups x periods) grid whatever the
+    number of units. Each comparison's estimate is the TWFE coefficient on its two groups
+    over its window, and its weight ``(N_w / N) * sum_w(D~_w^2) / sum(D~^2)``, with ``D~``
+    the two-way demeaned treatment of the full panel and ``D~_w`` that of the window
     (Goodman-Bacon 2021, Theorem 1: squared sample share times the window's treatment
     variance over the full sample's).
     """
-    n_periods = y.shape[1]
-    d_full = _demean(d)
-    total = float((d_full**2).sum())
-    if total <= 1e-12 * d.size:
+    n_periods = means.shape[1]
+    w = sizes.astype(float)
+    d = (np.arange(n_periods)[None, :] >= first[:, None]).astype(float)
+    d_full = _demean(d, w)
+    total = float(w @ (d_full**2).sum(axis=1))
+    if total <= 1e-12 * w.sum() * n_periods:
         raise NotEstimableError(
             "the treatment does not vary once unit and period effects are removed: every "
             "treated unit starts treatment in the same period and there are no untreated "
@@ -286,16 +305,14 @@ def decompose(y: np.ndarray, d: np.ndarray, first: np.ndarray) -> tuple[list[Com
             "units that are never treated",
             column="treatment",
         )
-    twfe = float((_demean(y) * d_full).sum() / total)
-    codes = np.unique(first)
-    timing = [int(g) for g in codes if 0 < g < n_periods]
-    has_never = bool((first >= n_periods).any())
-    has_always = bool((first <= 0).any())
+    twfe = float(w @ (_demean(means, w) * d_full).sum(axis=1) / total)
+    index = {int(g): i for i, g in enumerate(first)}
+    timing = sorted(g for g in index if 0 < g < n_periods)
     pairs: list[tuple[str, int, int, int, int]] = []  # kind, treated, control, start, stop
     for k in timing:
-        if has_never:
+        if n_periods in index:
             pairs.append(("treated_vs_never", k, n_periods, 0, n_periods))
-        if has_always:
+        if 0 in index:
             pairs.append(("treated_vs_always", k, 0, 0, n_periods))
         for ell in timing:
             if k < ell:
@@ -303,14 +320,15 @@ def decompose(y: np.ndarray, d: np.ndarray, first: np.ndarray) -> tuple[list[Com
             elif k > ell:
                 pairs.append(("later_vs_earlier", k, ell, ell, n_periods))
     comparisons = []
+    n_total = w.sum() * n_periods
     for kind, treated, control, start, stop in pairs:
-        rows = (first == treated) | (first == control)
-        ys = y[rows, start:stop]
-        ds = _demean(d[rows, start:stop])
-        var = float((ds**2).sum())
-        weight = ys.size / y.size * var / total
-        estimate = float((_demean(ys) * ds).sum() / var)
-        comparisons.append(Comparison(kind, treated, control, estimate, weight))
+        rows = [index[treated], index[control]]
+        ws = w[rows]
+        ds = _demean(d[rows, start:stop], ws)
+        var = float(ws @ (ds**2).sum(axis=1))
+        share = ws.sum() * (stop - start) / n_total
+        estimate = float(ws @ (_demean(means[rows, start:stop], ws) * ds).sum(axis=1) / var)
+        comparisons.append(Comparison(kind, treated, control, estimate, share * var / total))
     return comparisons, twfe
 
 

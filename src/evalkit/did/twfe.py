@@ -40,7 +40,10 @@ class TWFE(Estimator):
     covariates) with unit and period fixed effects, which are absorbed rather than
     estimated. With two periods and two groups this is the classic 2x2 DiD. With
     staggered adoption and heterogeneous effects the TWFE coefficient is a weighted
-    average that can be misleading; use :class:`~evalkit.did.CallawaySantAnna` there.
+    average that can be misleading; use :class:`~evalkit.did.CallawaySantAnna` there
+    (fitting TWFE to a treatment that starts in several periods issues a
+    :class:`~evalkit.errors.StaggeredAdoptionWarning`), and
+    :class:`~evalkit.did.BaconDecomposition` to see the comparisons it averages.
 
     Parameters
     ----------

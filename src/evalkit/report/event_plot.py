@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.errors import DesignError
+from evalkit.report._labels import model_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -81,7 +82,7 @@ def event_study_plot(
         ImputationDiD, ``CallawaySantAnna(...).fit(df).aggregate("event_time")``, and any
         later estimator that reports event-time estimates.
     labels
-        Legend labels, one per result; default the estimators' names.
+        Legend labels, one per result; default ``(1) EventStudy``, ``(2) ...``.
     level
         Confidence level of the intervals; default each result's own.
     dodge
@@ -114,15 +115,7 @@ def event_study_plot(
     results = list(results)
     if not results:
         raise DesignError("event_study_plot needs at least one result", column="results")
-    if labels is None:
-        labels = [str(getattr(r, "estimator", f"result {i + 1}")) for i, r in enumerate(results)]
-    labels = [str(lab) for lab in labels]
-    if len(labels) != len(results):
-        raise DesignError(
-            f"labels has {len(labels)} entries for {len(results)} results",
-            hint="give one label per result",
-            column="labels",
-        )
+    labels = model_labels(results, labels, "labels")
     shifts = offsets(len(results), dodge)
     if ax is None:
         _, ax = plt.subplots(figsize=(7.2, 4.4))

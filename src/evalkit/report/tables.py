@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from evalkit.errors import DesignError
+from evalkit.report._labels import model_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from evalkit.core.result import Result
@@ -341,15 +342,7 @@ def table(
             hint="e.g. evalkit.report.table([res1, res2]) with results from .fit()",
             column="results",
         )
-    if names is None:
-        names = [f"({i + 1}) {r.estimator.split('.')[-1]}" for i, r in enumerate(results)]
-    names = [str(n) for n in names]
-    if len(names) != len(results):
-        raise DesignError(
-            f"names has {len(names)} entries for {len(results)} results",
-            hint="give one name per result",
-            column="names",
-        )
+    names = model_labels(results, names, "names")
     if uncertainty not in ("se", "ci"):
         raise DesignError(
             f"uncertainty must be 'se' or 'ci', got {uncertainty!r}", column="uncertainty"
