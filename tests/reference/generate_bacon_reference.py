@@ -2,8 +2,7 @@
 
 Run from the repository root with the peers' Python::
 
-    EVALKIT_DATA_DIR=/work/shared/data/reference \
-        /work/peers/bin/python tests/reference/generate_bacon_reference.py
+    /work/peers/bin/python tests/reference/generate_bacon_reference.py
 
 It writes ``tests/reference/data/bacon_reference.json``. Nothing in evalkit is used: every number
 comes from diff-diff's ``BaconDecomposition`` (weights="exact", Goodman-Bacon 2021, Theorem 1)
@@ -43,7 +42,13 @@ import numpy as np
 import pandas as pd
 from diff_diff import BaconDecomposition
 
-DATA_DIR = Path(os.environ.get("EVALKIT_DATA_DIR", "/work/shared/data/reference"))
+# the packaged copy (the same bytes as the public original; see its README)
+DATA_DIR = Path(
+    os.environ.get(
+        "EVALKIT_DATA_DIR",
+        Path(__file__).resolve().parents[2] / "src" / "evalkit" / "datasets" / "data",
+    )
+)
 HERE = Path(__file__).resolve().parent
 OUT_PATH = HERE / "data" / "bacon_reference.json"
 
