@@ -30,7 +30,7 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -61,8 +61,10 @@ from evalkit.inference.spec import Inference
 
 __all__ = ["CallawaySantAnna"]
 
-CONTROL_GROUPS: tuple[str, ...] = ("never_treated", "not_yet_treated")
-BASE_PERIODS: tuple[str, ...] = ("varying", "universal")
+ControlGroup = Literal["never_treated", "not_yet_treated"]
+BasePeriod = Literal["varying", "universal"]
+CONTROL_GROUPS: tuple[str, ...] = get_args(ControlGroup)
+BASE_PERIODS: tuple[str, ...] = get_args(BasePeriod)
 MIN_COHORT_SIZE = 5
 """Cohorts (and comparison groups) smaller than this trigger a SmallCohortWarning."""
 _DEFAULT_REPS = 999
@@ -151,10 +153,10 @@ class CallawaySantAnna(Estimator):
     covariates: Sequence[str] = ()
     weights: str | None = None
     cluster: str | None = None
-    control_group: str = "never_treated"
-    method: str = "dr"
+    control_group: ControlGroup = "never_treated"
+    method: drdid.DRMethod = "dr"
     anticipation: int = 0
-    base_period: str = "varying"
+    base_period: BasePeriod = "varying"
     panel: bool = True
     allow_unbalanced: bool = False
     trim_level: float = 0.995

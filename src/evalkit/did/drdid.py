@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -45,7 +46,9 @@ from evalkit.errors import DataError, DesignError, NotEstimableError
 
 __all__ = ["METHODS", "DiD2x2", "did2x2_panel", "did2x2_rcs"]
 
-METHODS: tuple[str, ...] = ("dr", "ipw", "reg")
+DRMethod = Literal["dr", "ipw", "reg"]
+"""The 2x2 estimators: doubly robust, inverse probability weighting, outcome regression."""
+METHODS: tuple[str, ...] = get_args(DRMethod)
 
 PS_CAP = 1.0 - 1e-6
 """Upper cap of the estimated propensity score (as in DRDID)."""
@@ -105,7 +108,7 @@ def did2x2_panel(
     covariates: np.ndarray | None = None,
     weights: np.ndarray | None = None,
     *,
-    method: str = "dr",
+    method: DRMethod = "dr",
     trim_level: float = 0.995,
 ) -> DiD2x2:
     """Estimate the ATT from a two-period panel.
@@ -158,7 +161,7 @@ def did2x2_rcs(
     covariates: np.ndarray | None = None,
     weights: np.ndarray | None = None,
     *,
-    method: str = "dr",
+    method: DRMethod = "dr",
     trim_level: float = 0.995,
 ) -> DiD2x2:
     """Estimate the ATT from two repeated cross-sections.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,8 @@ from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning
 
 __all__ = ["EventStudy"]
 
-CONTROL_GROUPS = ("never_treated", "not_yet_treated")
+ControlGroup = Literal["never_treated", "not_yet_treated"]
+CONTROL_GROUPS: tuple[str, ...] = get_args(ControlGroup)
 
 
 def check_roles(est: Any) -> None:
@@ -148,7 +149,7 @@ class EventStudy(Estimator):
     reference: Any = -1
     window: tuple[int, int] | None = None
     bin_endpoints: bool = False
-    control_group: str = "never_treated"
+    control_group: ControlGroup = "never_treated"
     drop_singletons: bool = True
 
     supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,8 @@ from evalkit.inference.vcov import Sandwich
 
 __all__ = ["SunAbraham"]
 
-CONTROL_COHORTS = ("never_treated", "last_treated")
+ControlCohort = Literal["never_treated", "last_treated"]
+CONTROL_COHORTS: tuple[str, ...] = get_args(ControlCohort)
 
 
 @register("did.SunAbraham")
@@ -118,7 +119,7 @@ class SunAbraham(Estimator):
     weights: str | None = None
     cluster: str | None = None
     reference: Any = -1
-    control_cohort: str = "never_treated"
+    control_cohort: ControlCohort = "never_treated"
     drop_singletons: bool = True
 
     supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
