@@ -92,7 +92,7 @@ def contain(path: str | Path, roots: Sequence[Path], *, key: str, where: str = "
     True
     >>> try:
     ...     contain("../elsewhere.csv", [root], key="file")
-    ... except DesignError as err:
+    ... except StudyError as err:
     ...     print("outside the study folder" in err.message)
     True
     """
@@ -160,7 +160,7 @@ def check_select(query: str, *, key: str, where: str = "") -> None:
     --------
     >>> try:
     ...     check_select("SELECT 1; COPY (SELECT 2) TO 'x.csv'", key="query")
-    ... except DesignError as err:
+    ... except StudyError as err:
     ...     print(err.message)
     query must be exactly one SELECT statement; found 2 statements (SELECT, COPY)
     """
@@ -188,7 +188,7 @@ def check_expression(expression: str, *, key: str, where: str = "") -> None:
     --------
     >>> try:
     ...     check_expression("1) AS a FROM read_csv('/etc/passwd') --", key="columns.x")
-    ... except DesignError as err:
+    ... except StudyError as err:
     ...     print(err.message)
     columns.x must be a single SQL expression: it adds SQL beyond one expression
     """
