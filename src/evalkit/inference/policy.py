@@ -313,6 +313,8 @@ def _warning(
     thresholds: Thresholds,
 ) -> str | None:
     """Return the few-cluster warning for ``method`` on this design, or None."""
+    if method in POLICY[situation(counts, thresholds)].valid:
+        return None  # the table says it holds its level here
     few = counts.few_treated(thresholds)
     where = f"{counts.treated} treated and {counts.untreated} untreated clusters of "
     where += f"{counts.cluster!r}"
