@@ -100,7 +100,7 @@ def _family_rows(entries: Sequence[Mapping[str, Any]], simulated: bool) -> tuple
             continue
         for r in e["tidy"]:
             term = str(r["term"])
-            for key in ("group", "cohort", "time", "event_time"):
+            for key in ("subgroup", "group", "cohort", "time", "event_time"):
                 if r.get(key) is not None and not (key == "group" and group_split):
                     term += f" [{key}={r[key]}]"
             ci = ""
