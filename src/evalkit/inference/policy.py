@@ -243,11 +243,11 @@ def count_clusters(
         u = np.asarray(unit, dtype=np.int64)
         n_units = int(u.max()) + 1 if u.size else 0
         ut = u * n_time + tm
-        any_treated = np.bincount(ut, weights=d, minlength=n_units * n_time) > 0
+        any_treated = np.bincount(ut[d], minlength=n_units * n_time) > 0
         d = any_treated[ut]
     key = cl * n_time + tm
     size = n_clusters * n_time
-    n_treated = np.bincount(key, weights=d, minlength=size).reshape(n_clusters, n_time)
+    n_treated = np.bincount(key[d], minlength=size).reshape(n_clusters, n_time)
     n_all = np.bincount(key, minlength=size).reshape(n_clusters, n_time)
     has_treated = (n_treated > 0).any(axis=1)
     mixed = ((n_treated > 0) & (n_all > n_treated)).any(axis=1)
