@@ -97,19 +97,24 @@ class Rule:
     valid: tuple[str, ...] = field(default=())
 
 
-#: The automatic choice, one row per situation (see :func:`situation`). To change the
-#: few-treated default, edit the ``prefer`` of ``"few_treated"`` (one line).
-POLICY: dict[str, Rule] = {
-    "few_treated": Rule(
-        prefer=("cr2",),
-        within_unit=("hetero",),
-        why=(
-            "CR1 is unreliable with few (treated) clusters, so CR2 with Satterthwaite "
-            "degrees of freedom was used; with so few treated clusters CR2 over-rejects as "
-            "well, so its intervals are descriptive (a FewClustersWarning says so)"
-        ),
-        valid=("wild", "permutation", "conley_taber", "ferman_pinto", "conformal", "placebo"),
+_FEW_TREATED_RULE = Rule(
+    prefer=("cr2",),
+    within_unit=("hetero",),
+    why=(
+        "CR1 is unreliable with few (treated) clusters, so CR2 with Satterthwaite "
+        "degrees of freedom was used; with so few treated clusters CR2 over-rejects as "
+        "well, so its intervals are descriptive (a FewClustersWarning says so)"
     ),
+    valid=("wild", "permutation", "conley_taber", "ferman_pinto", "conformal", "placebo"),
+)
+
+#: The automatic choice, one row per situation (see :func:`situation`): one cluster
+#: carrying the treated (or control) variation, 2 to ``few_treated - 1`` of them, fewer
+#: than ``few_clusters`` clusters, or many. To change a default, edit that row's
+#: ``prefer`` (one line); the one-treated and few-treated rows are the same today.
+POLICY: dict[str, Rule] = {
+    "one_treated": _FEW_TREATED_RULE,
+    "few_treated": _FEW_TREATED_RULE,
     "few_clusters": Rule(
         prefer=("cr2",),
         why=(
@@ -262,7 +267,18 @@ def count_clusters(
 
 
 def situation(counts: ClusterCounts, thresholds: Thresholds = THRESHOLDS) -> str:
-    """``"few_treated"``, ``"few_clusters"`` or ``"many_clusters"``."""
+    """Return the row of :data:`POLICY` that applies to a design.
+
+    ``"one_treated"`` (one cluster carries the treated or the control variation),
+    ``"few_treated"``, ``"few_clusters"`` or ``"many_clusters"``.
+
+    Examples
+    --------
+    >>> situation(ClusterCounts("city", 10, 1, 9)), situation(ClusterCounts("city", 10, 3, 7))
+    ('one_treated', 'few_treated')
+    """
+    if min(counts.treated_side, counts.control_side) <= 1:
+        return "one_treated"
     if counts.few_treated(thresholds):
         return "few_treated"
     if counts.n_clusters < thresholds.few_clusters:
