@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,20 +13,12 @@ from evalkit.inference import METHOD_KINDS
 
 from .capabilities import CHECKS, check_by, check_draws, check_none, check_test_inversion
 from .cases import CASES
+from .test_estimators import _fit
 
 PAIRS = [
     (name, method) for name in registry.names() for method in registry.get(name).supported_inference
 ]
 BY = [name for name in registry.names() if "by" in registry.get(name).capabilities()]
-
-
-def _fit(name, data=None, **kwargs):
-    case = CASES[name]
-    est = registry.get(name)(**case.options)
-    frame = case.data() if data is None else data
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return est.fit(frame, **{**case.fit, **kwargs})
 
 
 @pytest.mark.parametrize(("name", "method"), PAIRS, ids=[f"{n}-{m}" for n, m in PAIRS])
