@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evalkit import EvalkitError
 from evalkit.core import registry
 from evalkit.core.result import InferenceInfo, Result
 from evalkit.core.uncertainty import Analytic, Draws, NoInference, TestInversion
@@ -19,6 +20,7 @@ PAIRS = [
     (name, method) for name in registry.names() for method in registry.get(name).supported_inference
 ]
 BY = [name for name in registry.names() if "by" in registry.get(name).capabilities()]
+NO_BY = [name for name in registry.names() if name not in BY]
 
 
 @pytest.mark.parametrize(("name", "method"), PAIRS, ids=[f"{n}-{m}" for n, m in PAIRS])
@@ -45,6 +47,17 @@ def test_by_subgroups_capability(name):
     frame = case.data()
     frame["half"] = np.where(frame[case.options["unit"]] % 2 == 0, "a", "b")
     check_by(_fit(name, data=frame, by="half", seed=7))
+
+
+@pytest.mark.parametrize("name", NO_BY or ["-"])
+def test_estimators_without_by_refuse_it(name):
+    if name == "-":
+        pytest.skip("every registered estimator supports by=")
+    case = CASES[name]
+    frame = case.data()
+    frame["half"] = frame[case.options["unit"]] % 2
+    with pytest.raises(EvalkitError, match="by="):
+        _fit(name, data=frame, by="half")
 
 
 # ---------------------------------------------------------------- the checks can fail

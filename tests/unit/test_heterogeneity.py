@@ -16,7 +16,7 @@ CS = CallawaySantAnna(outcome="lemp", unit="countyreal", time="year", cohort="fi
 
 
 @pytest.fixture(scope="module")
-def mpdta(reference_dir):
+def mpdta():
     df = evalkit.datasets.load("mpdta")
     df["size"] = np.where(df["lpop"] > df["lpop"].median(), "large", "small")
     return df

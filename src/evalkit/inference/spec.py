@@ -473,7 +473,7 @@ _CLASSES: dict[str, type[Inference]] = {
 assert set(_CLASSES) == set(METHODS)
 
 
-def spec_class(method: str) -> type[Inference]:
+def spec_class(method: str) -> type[Any]:
     """Return the typed spec class of a method name (case-insensitive).
 
     Examples

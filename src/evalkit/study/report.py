@@ -351,7 +351,9 @@ def _blocks(
     # ---- results
     families = list(dict.fromkeys(e["family"] for e in entries))
     within = [f for f in families if all(_is_within(e) for e in entries if e["family"] == f)]
-    sections = [("Results", [f for f in families if f not in within], None)]
+    sections: list[tuple[str, list[Any], str | None]] = [
+        ("Results", [f for f in families if f not in within], None)
+    ]
     if within:
         sections.append(
             (
@@ -457,8 +459,14 @@ def _markdown(text: str) -> list[Block]:
 
 
 # --------------------------------------------------------------------------- render
+def _md_text(x: Any) -> str:
+    """Text from a study or the data, made inert in Markdown: no raw HTML, no links."""
+    text = str(x).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("[", "\\[").replace("]", "\\]")
+
+
 def _md_cell(x: Any) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
+    return _md_text(x).replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:
@@ -467,13 +475,13 @@ def to_markdown(blocks: Sequence[Block]) -> str:
     for b in blocks:
         kind = b[0]
         if kind in ("h1", "h2", "h3"):
-            parts.append("#" * int(kind[1]) + " " + b[1])
+            parts.append("#" * int(kind[1]) + " " + _md_text(b[1]))
         elif kind == "p":
-            parts.append(b[1])
+            parts.append(_md_text(b[1]))
         elif kind == "pre":
             parts.append("```\n" + b[1] + "\n```")
         elif kind == "ul":
-            parts.append("\n".join(f"- {item}" for item in b[1]))
+            parts.append("\n".join(f"- {_md_text(item)}" for item in b[1]))
         elif kind == "table":
             head, rows = b[1], b[2]
             lines = ["| " + " | ".join(map(_md_cell, head)) + " |"]
@@ -481,7 +489,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
             parts.append("\n".join(lines))
         elif kind == "img":
-            parts.append(f"![{b[2]}]({b[1]})")
+            parts.append(f"![{_md_text(b[2])}]({b[1]})")
     return "\n\n".join(parts) + "\n"
 
 
