@@ -17,6 +17,7 @@ from evalkit.core.uncertainty import NoInference
 from evalkit.data.panel import Panel
 from evalkit.did._regression import check_role_names
 from evalkit.errors import DataError, DesignError, InferenceNotSupportedError, NotEstimableError
+from evalkit.inference.policy import choose_inference
 from evalkit.numerics.levels import check_level
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,6 +107,7 @@ class BaconDecomposition(Estimator):
     weights: str | None = None
 
     supported_inference: ClassVar[tuple[str, ...]] = ("none",)
+    supports_by: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_role_names(self, ("outcome", "unit", "time"), ("treatment", "cohort", "weights"))
@@ -202,7 +204,16 @@ class BaconDecomposition(Estimator):
         return BaconResult(
             estimator=self.registry_name,
             _table=table,
-            inference=InferenceInfo("none", NO_UNCERTAINTY),
+            inference=InferenceInfo(
+                "none",
+                NO_UNCERTAINTY,
+                reason=choose_inference(
+                    ctx.inference,
+                    supported=self.supported_inference,
+                    counts=None,
+                    own=("none", "a decomposition of point estimates has no uncertainty"),
+                ).reason,
+            ),
             info=info,
             level=ctx.level,
             uncertainty=NoInference(NO_UNCERTAINTY_REASON),
