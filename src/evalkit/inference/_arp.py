@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import optimize, stats
@@ -79,6 +80,8 @@ def _dual_vertices(x: np.ndarray, sd: np.ndarray) -> np.ndarray | None:
     The statistic is then ``max_v v'y``: the least-favourable simulation needs no LP.
     """
     m, k = x.shape
+    if k == 0:
+        return np.diag(1.0 / sd)
     w = np.column_stack([sd, x])
     if math.comb(m, k + 1) > _MAX_VERTEX_SUBSETS:
         return None
@@ -165,10 +168,22 @@ class ARPProblem:
     def sd(self) -> np.ndarray:
         return np.sqrt(np.diag(self.sigma))
 
+    @cached_property
+    def vertices(self) -> np.ndarray | None:
+        """The dual vertices when few enough to list (then no LP is solved per test)."""
+        return _dual_vertices(self.x, self.sd)
+
+    def _solve(self, y: np.ndarray) -> LPSolution:
+        """Return the statistic and its dual vertex (by enumeration, else HiGHS)."""
+        if self.vertices is None:
+            return lp_statistic(y, self.x, self.sd)
+        values = self.vertices @ y
+        best = int(np.argmax(values))
+        return LPSolution(float(values[best]), self.vertices[best])
+
     def rejects(self, y: np.ndarray) -> bool:
         """Whether the test rejects ``H0`` at the moment estimate ``y``."""
-        sd = self.sd
-        sol = lp_statistic(y, self.x, sd)
+        sol = self._solve(y)
         eta = sol.eta
         if self.hybrid == "LF":
             if eta > self.lf_cv:
@@ -238,6 +253,9 @@ class ARPProblem:
         rhs[0] = 1.0
 
         def solve(c: float) -> tuple[bool, np.ndarray]:
+            if self.vertices is not None:
+                sol = self._solve(s + b * c)
+                return abs(c - sol.eta) <= _TOL_EQUALITY, sol.dual
             res = optimize.linprog(
                 -(s + b * c), A_eq=w.T, b_eq=rhs, bounds=(0, None), method="highs-ds"
             )

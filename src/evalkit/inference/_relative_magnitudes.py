@@ -69,7 +69,7 @@ def _polyhedra(n_pre: int) -> list[tuple[int, bool]]:
 def rm_identified_set(
     beta: np.ndarray, n_pre: int, l_vec: np.ndarray, mbar: float
 ) -> tuple[float, float]:
-    """Return the identified set of ``l'tau`` under Delta^RM(Mbar) when ``beta`` is known exactly."""
+    """Return the identified set of ``l'tau`` under Delta^RM(Mbar) for a known ``beta``."""
     n_post = len(l_vec)
     post = float(l_vec @ beta[n_pre:])
     lo, hi = math.inf, -math.inf

@@ -183,7 +183,7 @@ def flci(
         half_length,
         bounds=(h_min, h_max),
         method="bounded",
-        options={"xatol": 1e-12 * h_max},
+        options={"xatol": 1e-10 * h_max},
     )
     h = float(best.x)
     candidates = [(half_length(h), h), (half_length(h_max), h_max)]
