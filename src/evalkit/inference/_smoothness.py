@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from evalkit.errors import ConvergenceError
 
@@ -42,7 +42,7 @@ def folded_normal_quantile(p: float, mean: float) -> float:
     upper = mean + stats.norm.ppf(p) + 1.0
 
     def gap(q: float) -> float:
-        return stats.norm.cdf(q - mean) - stats.norm.cdf(-q - mean) - p
+        return float(special.ndtr(q - mean) - special.ndtr(-q - mean)) - p
 
     return float(optimize.brentq(gap, 0.0, upper + 10.0, xtol=1e-14, rtol=1e-14))
 
