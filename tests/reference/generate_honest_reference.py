@@ -130,6 +130,23 @@ def peer(beta: np.ndarray, sigma: np.ndarray) -> dict:
         "lb": rm["lb"].tolist(),
         "ub": rm["ub"].tolist(),
     }
+    for key, fn, kw in (
+        ("rmb_positive", honestdid.computeConditionalCS_DeltaRMB, {"biasDirection": "positive"}),
+        (
+            "rmm_increasing",
+            honestdid.computeConditionalCS_DeltaRMM,
+            {"monotonicityDirection": "increasing"},
+        ),
+    ):
+        res = fn(beta, sigma, 3, 4, l_vec=np.eye(4)[0], Mbar=1.0, hybrid_flag="ARP",
+                 gridPoints=100, **kw)  # fmt: skip
+        accepted = res["grid"][res["accept"] == 1]
+        out[key] = {
+            "grid_points": 100,
+            "mbar": 1.0,
+            "lb": float(accepted.min()),
+            "ub": float(accepted.max()),
+        }
     lavg = np.full(4, 0.25)
     sd = honestdid.createSensitivityResults(
         beta, sigma, 3, 4, method="FLCI", Mvec=[0.0, 0.005, 0.02], l_vec=lavg

@@ -123,3 +123,23 @@ def test_flci_average_matches_honestdid_port():
             assert res.half_length <= half_ref * (1 + 2e-3), m
             tol = (1e-4 if m == 0 else 5e-3) * half_ref
             assert abs(res.estimate - centre_ref) <= tol, (m, res.estimate, centre_ref)
+
+
+@pytest.mark.skipif("rmb_positive" not in DATA["small"]["peer"], reason="not generated")
+@pytest.mark.parametrize(
+    ("key", "shape"),
+    [("rmb_positive", {"bias": "positive"}), ("rmm_increasing", {"monotone": "increasing"})],
+)
+def test_sign_and_monotone_variants_match_honestdid_port(key, shape):
+    """honestdid 0.1.1 (PyPI), computeConditionalCS_DeltaRMB / _DeltaRMM, "ARP", Mbar=1.
+
+    Same grid (100 points over +-20 sd), no simulation: identical ends (1e-12).
+    """
+    small = DATA["small"]
+    ref = small["peer"][key]  # source: honestdid 0.1.1
+    beta, sigma = _arrays(small)
+    lo, hi = rm_confidence_set(
+        beta, sigma, 3, np.eye(4)[0], ref["mbar"], hybrid="ARP",
+        grid_points=ref["grid_points"], **shape,
+    )  # fmt: skip
+    assert lo == pytest.approx(ref["lb"], abs=1e-12) and hi == pytest.approx(ref["ub"], abs=1e-12)

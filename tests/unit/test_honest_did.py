@@ -14,7 +14,7 @@ import evalkit
 from evalkit.did import CallawaySantAnna, EventStudy
 from evalkit.errors import DesignError, EvalkitError
 from evalkit.inference import EventTimeEstimates, HonestResult, honest_did
-from evalkit.inference._relative_magnitudes import rm_confidence_set
+from evalkit.inference._relative_magnitudes import rm_confidence_set, rm_identified_set
 from evalkit.inference._smoothness import flci, folded_normal_quantile
 
 
@@ -78,6 +78,62 @@ def test_relative_magnitudes_mbar0_one_post_is_the_original_interval():
     row = hr.tidy().iloc[0]
     assert row.conf_low == pytest.approx(hr.original["conf_low"], abs=step)
     assert row.conf_high == pytest.approx(hr.original["conf_high"], abs=step)
+
+
+def test_relative_magnitudes_identified_set_one_pre_period():
+    """One pre period: post changes are at most Mbar |beta_-1| each, so the set for
+    tau_t is beta_t +- t Mbar |beta_-1|."""
+    beta = np.array([-0.03, 0.05, 0.08])
+    for mbar in (0.0, 0.5, 2.0):
+        lo, hi = rm_identified_set(beta, 1, np.array([1.0, 0.0]), mbar)
+        assert (lo, hi) == pytest.approx((0.05 - 0.03 * mbar, 0.05 + 0.03 * mbar), abs=1e-12)
+        lo, hi = rm_identified_set(beta, 1, np.array([0.0, 1.0]), mbar)
+        assert (lo, hi) == pytest.approx((0.08 - 0.06 * mbar, 0.08 + 0.06 * mbar), abs=1e-12)
+    # a positive bias removes the upper half: tau_1 = beta_1 - delta_1 <= beta_1
+    lo, hi = rm_identified_set(beta, 1, np.array([1.0, 0.0]), 1.0, bias="positive")
+    assert (lo, hi) == pytest.approx((0.05 - 0.03, 0.05), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"monotone": "increasing"},
+        pytest.param({}, marks=pytest.mark.slow),
+        pytest.param({"bias": "positive"}, marks=pytest.mark.slow),
+        pytest.param({"bias": "negative"}, marks=pytest.mark.slow),
+    ],
+)
+def test_sign_and_monotonicity_sets_approach_their_identified_sets(shape):
+    """With little noise the robust set is close to the identified set, which nests.
+
+    (Confidence sets of conditional tests need not nest when moments are added; the
+    identified sets do.)
+    """
+    beta, sigma = small()
+    beta[:3] = [-0.02, -0.012, -0.005]  # increasing pre-trend, so monotonicity can hold
+    sigma = sigma * 1e-6  # standard errors around 1e-5
+    l_vec = np.eye(4)[0]
+    step = 0.06 / 600
+    ident = rm_identified_set(beta, 3, l_vec, 1.0, **shape)
+    lo, hi = rm_confidence_set(
+        beta, sigma, 3, l_vec, 1.0, grid_points=601, grid_bounds=(0.0, 0.06), **shape
+    )
+    assert lo == pytest.approx(ident[0], abs=2 * step + 1e-4)
+    assert hi == pytest.approx(ident[1], abs=2 * step + 1e-4)
+    plain = rm_identified_set(beta, 3, l_vec, 1.0)
+    for shape in ({"bias": "positive"}, {"monotone": "increasing"}):
+        ident = rm_identified_set(beta, 3, l_vec, 1.0, **shape)
+        assert plain[0] <= ident[0] and ident[1] <= plain[1]
+
+
+def test_sign_and_monotonicity_options_label_the_result():
+    beta, sigma = small()
+    est = EventTimeEstimates.from_arrays(beta, sigma, n_pre=3)
+    hr = honest_did(
+        est, bounds=[1.0], grid_points=50, method="conditional", monotonicity="increasing"
+    )
+    assert hr.restriction == "relative_magnitude+increasing"
+    assert hr.bound_name == "Mbar"
 
 
 def test_folded_normal_quantile():
@@ -241,6 +297,12 @@ def test_error_options():
         honest_did(est, l_vec=[1, 0])
     with pytest.raises(DesignError, match="non-negative"):
         honest_did(est, bounds=[-1])
+    with pytest.raises(DesignError, match="not both"):
+        honest_did(est, bias_sign="positive", monotonicity="increasing")
+    with pytest.raises(DesignError, match="relative_magnitude' only"):
+        honest_did(est, restriction="smoothness", bias_sign="positive")
+    with pytest.raises(DesignError, match="bias_sign must be one of"):
+        honest_did(est, bias_sign="up")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         honest_did(est, restriction="smoothness", bounds=[0.0])

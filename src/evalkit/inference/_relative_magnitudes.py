@@ -28,12 +28,24 @@ from evalkit.inference._arp import ARPProblem, least_favourable_cv
 __all__ = ["rm_confidence_set", "rm_constraints", "rm_identified_set"]
 
 
-def rm_constraints(n_pre: int, n_post: int, mbar: float, s: int, positive: bool) -> np.ndarray:
+def rm_constraints(
+    n_pre: int,
+    n_post: int,
+    mbar: float,
+    s: int,
+    positive: bool,
+    *,
+    bias: str | None = None,
+    monotone: str | None = None,
+) -> np.ndarray:
     """Rows ``A`` of ``A delta <= 0`` for one polyhedron of Delta^RM(Mbar).
 
     ``s`` in ``-(K-1)..0`` names the pre-period change ``delta_s - delta_{s-1}`` taken
     as the largest (in absolute value, with sign ``positive``); columns are the
-    ``K + T`` coefficients (reference period left out).
+    ``K + T`` coefficients (reference period left out). ``bias="positive"`` adds
+    ``delta_t >= 0`` for post periods (``"negative"``: ``<= 0``); ``monotone=
+    "increasing"`` adds ``delta_t >= delta_{t-1}`` for every period including the
+    reference (``"decreasing"``: ``<=``), Rambachan & Roth's Delta^RMB and Delta^RMM.
     """
     n = n_pre + n_post
     diffs = np.zeros((n, n + 1))  # first differences over the full path incl. reference
@@ -46,6 +58,12 @@ def rm_constraints(n_pre: int, n_post: int, mbar: float, s: int, positive: bool)
     bound = np.vstack([np.tile(largest, (n_pre, 1)), np.tile(mbar * largest, (n_post, 1))])
     a = np.vstack([diffs - bound, -diffs - bound])
     a = a[np.einsum("ij,ij->i", a, a) > 1e-10]
+    if bias is not None:
+        rows = np.hstack([np.zeros((n_post, n_pre + 1)), -np.eye(n_post)])
+        a = np.vstack([a, rows if bias == "positive" else -rows])
+    if monotone is not None:
+        rows = diffs if monotone == "decreasing" else -diffs
+        a = np.vstack([a, rows])
     return np.delete(a, n_pre, axis=1)
 
 
@@ -67,7 +85,7 @@ def _polyhedra(n_pre: int) -> list[tuple[int, bool]]:
 
 
 def rm_identified_set(
-    beta: np.ndarray, n_pre: int, l_vec: np.ndarray, mbar: float
+    beta: np.ndarray, n_pre: int, l_vec: np.ndarray, mbar: float, **shape: str | None
 ) -> tuple[float, float]:
     """Return the identified set of ``l'tau`` under Delta^RM(Mbar) for a known ``beta``."""
     n_post = len(l_vec)
@@ -76,7 +94,7 @@ def rm_identified_set(
     cost = np.concatenate([np.zeros(n_pre), l_vec])
     eq = np.hstack([np.eye(n_pre), np.zeros((n_pre, n_post))])
     for s, pos in _polyhedra(n_pre):
-        a = rm_constraints(n_pre, n_post, mbar, s, pos)
+        a = rm_constraints(n_pre, n_post, mbar, s, pos, **shape)
         bounds = [(None, None)] * (n_pre + n_post)
         kw = dict(A_ub=a, b_ub=np.zeros(len(a)), A_eq=eq, b_eq=beta[:n_pre], bounds=bounds)
         top = optimize.linprog(-cost, method="highs", **kw)
@@ -110,9 +128,10 @@ def _setup(
     hybrid: str,
     kappa: float,
     seed: int,
+    shape: dict[str, str | None],
 ) -> _Inverted:
     n_post = len(l_vec)
-    a = rm_constraints(n_pre, n_post, mbar, s, positive)
+    a = rm_constraints(n_pre, n_post, mbar, s, positive, **shape)
     a = a[np.any(a[:, n_pre:] != 0.0, axis=1)]  # post-period moments only
     loadings = a[:, n_pre:] @ np.linalg.inv(_gamma(l_vec))
     x = loadings[:, 1:]
@@ -168,14 +187,18 @@ def rm_confidence_set(
     grid_bounds: tuple[float, float] | None = None,
     scan: str = "bisect",
     seed: int = 0,
+    bias: str | None = None,
+    monotone: str | None = None,
 ) -> tuple[float, float]:
     """Robust confidence set for ``l'tau`` under Delta^RM(Mbar): ``(low, high)`` on the grid.
 
     The grid is ``grid_points`` equally spaced values of ``theta`` over
     ``grid_bounds`` (default +-20 standard deviations of ``l'beta_post`` around zero,
     R HonestDiD's default); the set is reported as its smallest and largest accepted
-    grid values (NaN if none). ``scan="full"`` tests every grid point.
+    grid values (NaN if none). ``scan="full"`` tests every grid point. ``bias`` and
+    ``monotone`` add sign and shape restrictions (see :func:`rm_constraints`).
     """
+    shape = {"bias": bias, "monotone": monotone}
     n_post = len(l_vec)
     post = slice(n_pre, n_pre + n_post)
     sd_theta = math.sqrt(float(l_vec @ sigma[post, post] @ l_vec))
@@ -186,12 +209,12 @@ def rm_confidence_set(
     for s, pos in _polyhedra(n_pre):
         test = _setup(
             beta, sigma, n_pre, l_vec, mbar, s, pos,
-            alpha=alpha, hybrid=hybrid, kappa=kappa, seed=seed,
+            alpha=alpha, hybrid=hybrid, kappa=kappa, seed=seed, shape=shape,
         )  # fmt: skip
         if scan == "full":
             span = _accepted_span(test, grid, None)
         else:
-            centre = _polyhedron_centre(beta, n_pre, l_vec, mbar, s, pos)
+            centre = _polyhedron_centre(beta, n_pre, l_vec, mbar, s, pos, shape)
             start = None if centre is None else int(np.argmin(np.abs(grid - centre)))
             span = _accepted_span(test, grid, start)
         if span is not None:
@@ -209,11 +232,17 @@ def rm_confidence_set(
 
 
 def _polyhedron_centre(
-    beta: np.ndarray, n_pre: int, l_vec: np.ndarray, mbar: float, s: int, pos: bool
+    beta: np.ndarray,
+    n_pre: int,
+    l_vec: np.ndarray,
+    mbar: float,
+    s: int,
+    pos: bool,
+    shape: dict[str, str | None],
 ) -> float | None:
     """Middle of one polyhedron's identified set at the estimate: a likely accepted theta."""
     n_post = len(l_vec)
-    a = rm_constraints(n_pre, n_post, mbar, s, pos)
+    a = rm_constraints(n_pre, n_post, mbar, s, pos, **shape)
     cost = np.concatenate([np.zeros(n_pre), l_vec])
     eq = np.hstack([np.eye(n_pre), np.zeros((n_pre, n_post))])
     kw = dict(

@@ -232,7 +232,8 @@ class HonestResult:
     Attributes
     ----------
     restriction
-        ``"relative_magnitude"`` or ``"smoothness"``.
+        ``"relative_magnitude"`` or ``"smoothness"``, with ``+positive``,
+        ``+increasing``... appended when a sign or monotonicity restriction was added.
     method
         ``"C-LF"``, ``"conditional"`` or ``"FLCI"``.
     target
@@ -257,7 +258,7 @@ class HonestResult:
     @property
     def bound_name(self) -> str:
         """``"Mbar"`` (relative magnitudes) or ``"M"`` (smoothness)."""
-        return "Mbar" if self.restriction == "relative_magnitude" else "M"
+        return "Mbar" if self.restriction.startswith("relative_magnitude") else "M"
 
     def tidy(self) -> pd.DataFrame:
         """One row per bound: ``bound, conf_low, conf_high, excludes_zero`` (a copy)."""
@@ -356,6 +357,31 @@ def _l_vector(est: EventTimeEstimates, target: Any, l_vec: Any) -> tuple[np.ndar
     return vec, f"effect at event time {chosen}"
 
 
+def _check_shape(restriction: str, bias_sign: str | None, monotonicity: str | None) -> None:
+    for name, value, allowed in (
+        ("bias_sign", bias_sign, ("positive", "negative")),
+        ("monotonicity", monotonicity, ("increasing", "decreasing")),
+    ):
+        if value is not None and value not in allowed:
+            raise DesignError(
+                f"{name} must be one of {', '.join(allowed)} or None, got {value!r}",
+                column=name,
+            )
+    if bias_sign is not None and monotonicity is not None:
+        raise DesignError(
+            "give bias_sign= or monotonicity=, not both",
+            hint="R HonestDiD allows one sign or shape restriction at a time too",
+            column="monotonicity",
+        )
+    if (bias_sign or monotonicity) and restriction != "relative_magnitude":
+        raise DesignError(
+            "sign and monotonicity restrictions are implemented for "
+            "restriction='relative_magnitude' only",
+            hint="use restriction='relative_magnitude', or drop bias_sign/monotonicity",
+            column="bias_sign" if bias_sign else "monotonicity",
+        )
+
+
 def _default_grid(restriction: str, est: EventTimeEstimates) -> np.ndarray:
     if restriction == "relative_magnitude":
         return np.linspace(0.0, 2.0, 5)
@@ -382,6 +408,8 @@ def honest_did(
     level: float = 0.95,
     grid_points: int = 1000,
     seed: int = 0,
+    bias_sign: str | None = None,
+    monotonicity: str | None = None,
 ) -> HonestResult:
     """Sensitivity of an event-study effect to violations of parallel trends.
 
@@ -415,6 +443,13 @@ def honest_did(
         and largest accepted values.
     seed
         Seed of the simulated least-favourable critical value (``"C-LF"``).
+    bias_sign
+        Relative magnitudes only: also assume the post-period trend difference is
+        ``"positive"`` or ``"negative"`` (Delta^RMB).
+    monotonicity
+        Relative magnitudes only: also assume the trend difference is ``"increasing"``
+        or ``"decreasing"`` over all periods (Delta^RMM). Give at most one of
+        ``bias_sign`` and ``monotonicity``.
 
     Returns
     -------
@@ -453,6 +488,7 @@ def honest_did(
             column="method",
         )
     method = matched[0]
+    _check_shape(restriction, bias_sign, monotonicity)
     est = result if isinstance(result, EventTimeEstimates) else _from_result(result)
     vec, label = _l_vector(est, target, l_vec)
     grid = _default_grid(restriction, est) if bounds is None else np.asarray(bounds, float)
@@ -493,6 +529,7 @@ def honest_did(
                 est.beta, est.sigma, k, vec, float(bound), alpha=alpha,
                 hybrid="LF" if method == "C-LF" else "ARP",
                 grid_points=int(grid_points), seed=seed,
+                bias=bias_sign, monotone=monotonicity,
             )  # fmt: skip
         rows.append(
             {
@@ -503,8 +540,9 @@ def honest_did(
             }
         )
     table = pd.DataFrame(rows)
+    extra = bias_sign or monotonicity
     return HonestResult(
-        restriction=restriction,
+        restriction=restriction if extra is None else f"{restriction}+{extra}",
         method=method,
         target=label,
         l_vec=vec,
