@@ -92,7 +92,14 @@ def test_conditional_matches_honestdid_port_exactly():
     beta, sigma = _arrays(small)
     for mbar, lb, ub in zip(ref["mbar"], ref["lb"], ref["ub"], strict=True):
         lo, hi = rm_confidence_set(
-            beta, sigma, 3, np.eye(4)[0], mbar, hybrid="ARP", grid_points=ref["grid_points"]
+            beta,
+            sigma,
+            3,
+            np.eye(4)[0],
+            mbar,
+            hybrid="ARP",
+            grid_points=ref["grid_points"],
+            grid_bounds="R",
         )
         assert lo == pytest.approx(lb, abs=1e-12) and hi == pytest.approx(ub, abs=1e-12)
 
@@ -140,6 +147,6 @@ def test_sign_and_monotone_variants_match_honestdid_port(key, shape):
     beta, sigma = _arrays(small)
     lo, hi = rm_confidence_set(
         beta, sigma, 3, np.eye(4)[0], ref["mbar"], hybrid="ARP",
-        grid_points=ref["grid_points"], **shape,
+        grid_points=ref["grid_points"], grid_bounds="R", **shape,
     )  # fmt: skip
     assert lo == pytest.approx(ref["lb"], abs=1e-12) and hi == pytest.approx(ref["ub"], abs=1e-12)

@@ -73,7 +73,7 @@ def test_relative_magnitudes_mbar0_one_post_is_the_original_interval():
     """Mbar = 0, one post period, conditional test: the usual two-sided interval."""
     beta, sigma = small(n_pre=2, n_post=1)
     est = EventTimeEstimates.from_arrays(beta, sigma, n_pre=2)
-    hr = honest_did(est, bounds=[0.0], method="conditional", grid_points=2001)
+    hr = honest_did(est, bounds=[0.0], method="conditional", grid_points=2001, grid_bounds="R")
     step = 40 * np.sqrt(sigma[2, 2]) / 2000
     row = hr.tidy().iloc[0]
     assert row.conf_low == pytest.approx(hr.original["conf_low"], abs=step)
@@ -163,6 +163,21 @@ def test_relative_magnitude_intervals_nested_in_mbar(es_fit):
     assert np.all(t.conf_low < hr.original["estimate"]) and np.all(
         t.conf_high > hr.original["estimate"]
     )
+
+
+def test_default_grid_widens_to_cover_the_set():
+    """R's grid (+-20 se around zero) cuts off a set far from zero; evalkit's does not."""
+    beta, sigma = small(n_pre=2, n_post=1)
+    beta[2] = 19 * np.sqrt(sigma[2, 2])  # effect 19 standard errors from zero
+    est = EventTimeEstimates.from_arrays(beta, sigma, n_pre=2)
+    with pytest.warns(UserWarning, match="reaches the end of the grid"):
+        cut = honest_did(est, bounds=[0.5], grid_points=200, grid_bounds="R").tidy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        full = honest_did(est, bounds=[0.5], grid_points=200).tidy()
+    assert cut.conf_high.iloc[0] == pytest.approx(20 * np.sqrt(sigma[2, 2]))
+    assert full.conf_high.iloc[0] > cut.conf_high.iloc[0]
+    assert full.conf_low.iloc[0] > 0
 
 
 def test_bisection_scan_equals_full_scan():

@@ -184,7 +184,7 @@ def rm_confidence_set(
     alpha: float = 0.05,
     hybrid: str = "LF",
     grid_points: int = 1000,
-    grid_bounds: tuple[float, float] | None = None,
+    grid_bounds: tuple[float, float] | str | None = None,
     scan: str = "bisect",
     seed: int = 0,
     bias: str | None = None,
@@ -193,38 +193,73 @@ def rm_confidence_set(
     """Robust confidence set for ``l'tau`` under Delta^RM(Mbar): ``(low, high)`` on the grid.
 
     The grid is ``grid_points`` equally spaced values of ``theta`` over
-    ``grid_bounds`` (default +-20 standard deviations of ``l'beta_post`` around zero,
-    R HonestDiD's default); the set is reported as its smallest and largest accepted
+    ``grid_bounds``. R HonestDiD's default is +-20 standard deviations of
+    ``l'beta_post`` around zero, which cuts off the set when the effect is large
+    relative to its standard error; evalkit's default (``None``) widens that range when
+    needed to cover the identified set at the estimate +-20 standard deviations, and
+    doubles it (up to three times) while the set reaches an end; ``grid_bounds="R"``
+    keeps R's range exactly. The set is reported as its smallest and largest accepted
     grid values (NaN if none). ``scan="full"`` tests every grid point. ``bias`` and
     ``monotone`` add sign and shape restrictions (see :func:`rm_constraints`).
     """
-    shape = {"bias": bias, "monotone": monotone}
     n_post = len(l_vec)
     post = slice(n_pre, n_pre + n_post)
     sd_theta = math.sqrt(float(l_vec @ sigma[post, post] @ l_vec))
-    lo_g, hi_g = grid_bounds if grid_bounds is not None else (-20 * sd_theta, 20 * sd_theta)
-    grid = np.linspace(lo_g, hi_g, grid_points)
+    shape = {"bias": bias, "monotone": monotone}
+    widen = 0
+    if grid_bounds is None or grid_bounds == "R":
+        lo_g, hi_g = -20 * sd_theta, 20 * sd_theta
+        if grid_bounds is None:
+            ident = rm_identified_set(beta, n_pre, l_vec, mbar, **shape)
+            if np.isfinite(ident[0]):
+                lo_g = min(lo_g, ident[0] - 20 * sd_theta)
+                hi_g = max(hi_g, ident[1] + 20 * sd_theta)
+            widen = 3  # double the range (up to 3 times) if the set reaches an end
+    else:
+        lo_g, hi_g = (float(v) for v in grid_bounds)
     kappa = alpha / 10
-    first, last = len(grid), -1
-    for s, pos in _polyhedra(n_pre):
-        test = _setup(
-            beta, sigma, n_pre, l_vec, mbar, s, pos,
-            alpha=alpha, hybrid=hybrid, kappa=kappa, seed=seed, shape=shape,
-        )  # fmt: skip
-        if scan == "full":
-            span = _accepted_span(test, grid, None)
-        else:
-            centre = _polyhedron_centre(beta, n_pre, l_vec, mbar, s, pos, shape)
-            start = None if centre is None else int(np.argmin(np.abs(grid - centre)))
+    tests = [
+        (
+            _setup(
+                beta, sigma, n_pre, l_vec, mbar, s, pos,
+                alpha=alpha, hybrid=hybrid, kappa=kappa, seed=seed, shape=shape,
+            ),
+            _polyhedron_centre(beta, n_pre, l_vec, mbar, s, pos, shape),
+        )
+        for s, pos in _polyhedra(n_pre)
+    ]  # fmt: skip
+    while True:
+        grid = np.linspace(lo_g, hi_g, grid_points)
+        first, last = len(grid), -1
+        for test, centre in tests:
+            start = None
+            if scan != "full" and centre is not None:
+                start = int(np.argmin(np.abs(grid - centre)))
             span = _accepted_span(test, grid, start)
-        if span is not None:
-            first, last = min(first, span[0]), max(last, span[1])
-    if last < 0:
-        return math.nan, math.nan
-    if first == 0 or last == len(grid) - 1:
+            if span is not None:
+                first, last = min(first, span[0]), max(last, span[1])
+        if last < 0:
+            warnings.warn(
+                f"no value of theta on the grid [{lo_g:.4g}, {hi_g:.4g}] is accepted: the "
+                "robust confidence set is empty or lies outside the grid (give wider "
+                "grid_bounds)",
+                InferenceUnavailableWarning,
+                stacklevel=3,
+            )
+            return math.nan, math.nan
+        at_end = first == 0 or last == len(grid) - 1
+        if not (at_end and widen):
+            break
+        widen -= 1
+        half = hi_g - lo_g
+        lo_g, hi_g = (
+            (lo_g - half if first == 0 else lo_g),
+            (hi_g + half if last == len(grid) - 1 else hi_g),
+        )
+    if at_end:
         warnings.warn(
             "the robust confidence set reaches the end of the grid of theta values; "
-            "it may be longer than shown",
+            "it may be longer than shown (give wider grid_bounds)",
             InferenceUnavailableWarning,
             stacklevel=3,
         )

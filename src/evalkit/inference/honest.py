@@ -407,6 +407,7 @@ def honest_did(
     method: str | None = None,
     level: float = 0.95,
     grid_points: int = 1000,
+    grid_bounds: tuple[float, float] | str | None = None,
     seed: int = 0,
     bias_sign: str | None = None,
     monotonicity: str | None = None,
@@ -441,6 +442,11 @@ def honest_did(
         Relative magnitudes: number of ``theta`` values tested between +-20 standard
         errors of the target (R's default 1000); the set is reported as its smallest
         and largest accepted values.
+    grid_bounds
+        Relative magnitudes: ``(low, high)`` of the grid of ``theta``; default +-20
+        standard errors around zero (R's range), widened to cover the identified set
+        at the estimate +-20 standard errors and doubled while the set reaches an end;
+        ``"R"`` keeps R's range exactly.
     seed
         Seed of the simulated least-favourable critical value (``"C-LF"``).
     bias_sign
@@ -528,7 +534,7 @@ def honest_did(
             lo, hi = rm_confidence_set(
                 est.beta, est.sigma, k, vec, float(bound), alpha=alpha,
                 hybrid="LF" if method == "C-LF" else "ARP",
-                grid_points=int(grid_points), seed=seed,
+                grid_points=int(grid_points), grid_bounds=grid_bounds, seed=seed,
                 bias=bias_sign, monotone=monotonicity,
             )  # fmt: skip
         rows.append(
