@@ -263,6 +263,24 @@ def test_error_no_pre_periods():
     assert "leads" in str(err.value)
 
 
+def test_error_no_leads_in_an_imputation_result(mpdta):
+    from evalkit.did import ImputationDiD
+
+    fit = ImputationDiD(outcome="lemp", unit="countyreal", time="year", cohort="first.treat")
+    with pytest.raises(DesignError, match="there are no pre-periods") as err:
+        honest_did(fit.fit(mpdta))
+    assert "SunAbraham" in str(err.value)
+
+
+def test_sun_abraham_result_is_read():
+    from evalkit.did import SunAbraham
+
+    df = evalkit.datasets.load("mpdta")
+    fit = SunAbraham(outcome="lemp", unit="countyreal", time="year", cohort="first.treat")
+    est = EventTimeEstimates.from_result(fit.fit(df))
+    assert est.event_times == (-4, -3, -2, 0, 1, 2, 3) and est.reference == -1
+
+
 def test_error_no_post_periods():
     with pytest.raises(DesignError, match="no post-periods"):
         EventTimeEstimates.from_arrays([0.1, 0.2], np.eye(2), n_pre=2)

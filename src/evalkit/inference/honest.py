@@ -202,6 +202,23 @@ def _from_result(result: Any) -> EventTimeEstimates:
     times = tidy.loc[keep, "event_time"].to_list()
     beta = tidy.loc[keep, "estimate"].to_numpy(dtype=float)
     sigma = vcov[np.ix_(keep, keep)]
+    if len(set(times)) < len(times):
+        raise DesignError(
+            f"this result has several estimates per event time ({len(times)} rows for "
+            f"{len(set(times))} event times)",
+            hint="pass a result with one estimate per event time, e.g. an EventStudy fit "
+            "or a Callaway-Sant'Anna aggregate('event_time')",
+            column="event_time",
+        )
+    if all(float(t) >= 0 for t in times) and not info.get("reference"):
+        raise DesignError(
+            f"there are no pre-periods: this {getattr(result, 'estimator', 'result')} "
+            "result has event times " + ", ".join(str(t) for t in times) + " only",
+            hint="HonestDiD needs leads relative to one reference period: use "
+            "EventStudy, SunAbraham, or CallawaySantAnna(base_period='universal')"
+            ".aggregate('event_time')",
+            column="event_time",
+        )
     refs = list(getattr(result, "reference", ()) or info.get("reference") or [])
     fixed = (beta == 0.0) & (np.diag(sigma) == 0.0)
     refs += [t for t, z in zip(times, fixed, strict=True) if z and t not in refs]
