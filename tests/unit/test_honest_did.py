@@ -256,6 +256,21 @@ def test_breakdown_is_read_off_the_grid():
     assert result([False, True, True, True]).breakdown is None
 
 
+def test_refine_breakdown_brackets_the_switch():
+    beta = np.array([0.004, 0.05, 0.06])  # one pre period: the FLCI is in closed form
+    sigma = np.diag([1e-4] * 3) + 2e-5
+    est = EventTimeEstimates.from_arrays(beta, sigma, n_pre=1)
+    hr = honest_did(est, restriction="smoothness", bounds=[0.0, 0.01, 0.02, 0.04])
+    assert hr.breakdown is not None
+    found = hr.refine_breakdown(tol=1e-6)
+    assert hr.breakdown <= found
+    l_vec = np.array([1.0, 0.0])
+    assert flci(beta, sigma, 1, l_vec, found, alpha=0.05).interval[0] > 0
+    assert flci(beta, sigma, 1, l_vec, found + 2e-6, alpha=0.05).interval[0] <= 0
+    with pytest.raises(DesignError, match="beyond the grid"):
+        honest_did(est, restriction="smoothness", bounds=[0.0]).refine_breakdown()
+
+
 # ------------------------------------------------------------------- errors
 def test_error_no_pre_periods():
     with pytest.raises(DesignError, match="no pre-periods") as err:

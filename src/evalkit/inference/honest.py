@@ -271,6 +271,8 @@ class HonestResult:
     level: float
     original: dict[str, float]
     _table: pd.DataFrame = field(repr=False)
+    _estimates: EventTimeEstimates | None = field(default=None, repr=False)
+    _options: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def bound_name(self) -> str:
@@ -286,7 +288,7 @@ class HonestResult:
         """Largest bound on the grid up to which every robust set excludes zero.
 
         None when even the smallest bound's set contains zero. It is read off the
-        grid: refine the grid near it for more digits.
+        grid: :meth:`refine_breakdown` locates it between grid points.
         """
         best = None
         for row in self._table.itertuples():
@@ -294,6 +296,49 @@ class HonestResult:
                 break
             best = float(row.bound)
         return best
+
+    def refine_breakdown(self, tol: float | None = None) -> float | None:
+        """Locate the breakdown value between grid points by bisection.
+
+        Searches between the last bound whose set excludes zero (from the start of the
+        grid) and the next bound, to within ``tol`` (default a thousandth of the grid
+        step). Assumes, as the restrictions imply for the identified set, that the
+        robust sets grow with the bound.
+
+        Returns
+        -------
+        float or None
+            The largest bound found whose set excludes zero; None when even the
+            smallest bound's set contains zero.
+
+        Raises
+        ------
+        DesignError
+            If every set on the grid excludes zero (the breakdown lies beyond it).
+        """
+        t = self._table
+        if self._estimates is None:  # pragma: no cover - built by honest_did only
+            raise NotEstimableError("this result holds no estimates to refine with")
+        best = self.breakdown
+        if best is None:
+            return None
+        above = t.index[t["bound"] > best]
+        if len(above) == 0:
+            raise DesignError(
+                f"every robust set on the grid excludes zero (up to {best:g}): the "
+                "breakdown value lies beyond the grid",
+                hint="rerun honest_did with larger bounds",
+                column="bounds",
+            )
+        lo, hi = best, float(t.loc[above[0], "bound"])
+        tol = (hi - lo) / 1000 if tol is None else float(tol)
+        while hi - lo > tol:
+            mid = (lo + hi) / 2
+            if _excludes_zero(*_robust_set(self._estimates, mid, self._options)):
+                lo = mid
+            else:
+                hi = mid
+        return lo
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dictionary."""
@@ -533,33 +578,32 @@ def honest_did(
     z = stats.norm.ppf(1 - alpha / 2)
     original = {"estimate": theta, "std_error": se, "conf_low": theta - z * se,
                 "conf_high": theta + z * se}  # fmt: skip
+    if restriction != "smoothness" and se == 0.0:
+        raise NotEstimableError(
+            "the target has zero variance; the test-inversion grid is empty",
+            hint="check that the post-period estimates have standard errors",
+            column="vcov",
+        )
+    options = {
+        "smoothness": restriction == "smoothness",
+        "l_vec": vec,
+        "alpha": alpha,
+        "hybrid": "LF" if method == "C-LF" else "ARP",
+        "grid_points": int(grid_points),
+        "grid_bounds": grid_bounds,
+        "seed": seed,
+        "bias": bias_sign,
+        "monotone": monotonicity,
+    }
     rows = []
     for bound in grid:
-        if restriction == "smoothness":
-            from evalkit.inference._smoothness import flci
-
-            lo, hi = flci(est.beta, est.sigma, k, vec, float(bound), alpha=alpha).interval
-        else:
-            if se == 0.0:
-                raise NotEstimableError(
-                    "the target has zero variance; the test-inversion grid is empty",
-                    hint="check that the post-period estimates have standard errors",
-                    column="vcov",
-                )
-            from evalkit.inference._relative_magnitudes import rm_confidence_set
-
-            lo, hi = rm_confidence_set(
-                est.beta, est.sigma, k, vec, float(bound), alpha=alpha,
-                hybrid="LF" if method == "C-LF" else "ARP",
-                grid_points=int(grid_points), grid_bounds=grid_bounds, seed=seed,
-                bias=bias_sign, monotone=monotonicity,
-            )  # fmt: skip
+        lo, hi = _robust_set(est, float(bound), options)
         rows.append(
             {
                 "bound": float(bound),
                 "conf_low": lo,
                 "conf_high": hi,
-                "excludes_zero": bool(np.isfinite(lo) and (lo > 0 or hi < 0)),
+                "excludes_zero": _excludes_zero(lo, hi),
             }
         )
     table = pd.DataFrame(rows)
@@ -572,4 +616,30 @@ def honest_did(
         level=level,
         original=original,
         _table=table,
+        _estimates=est,
+        _options=options,
     )
+
+
+def _excludes_zero(lo: float, hi: float) -> bool:
+    return bool(np.isfinite(lo) and (lo > 0 or hi < 0))
+
+
+def _robust_set(
+    est: EventTimeEstimates, bound: float, options: dict[str, Any]
+) -> tuple[float, float]:
+    """Return the robust set for one bound (``options`` as built by :func:`honest_did`)."""
+    if options["smoothness"]:
+        from evalkit.inference._smoothness import flci
+
+        return flci(
+            est.beta, est.sigma, est.n_pre, options["l_vec"], bound, alpha=options["alpha"]
+        ).interval
+    from evalkit.inference._relative_magnitudes import rm_confidence_set
+
+    return rm_confidence_set(
+        est.beta, est.sigma, est.n_pre, options["l_vec"], bound,
+        alpha=options["alpha"], hybrid=options["hybrid"], grid_points=options["grid_points"],
+        grid_bounds=options["grid_bounds"], seed=options["seed"], bias=options["bias"],
+        monotone=options["monotone"],
+    )  # fmt: skip
