@@ -219,8 +219,9 @@ def test_event_study_result_plot_and_json(es_fit):
     ax = hr.plot()
     assert ax.get_xlabel() == "M"
     plt.close(ax.figure)
-    text = json.dumps(hr.to_dict())
+    text = json.dumps(hr.to_dict(), allow_nan=False)
     assert '"restriction": "smoothness"' in text
+    assert json.loads(text)["intervals"][0]["conf_low"] == pytest.approx(hr.tidy().conf_low[0])
 
 
 def test_callaway_santanna_event_time_reads_universal_base(mpdta):
@@ -349,6 +350,8 @@ def test_error_options():
         honest_did(est, bias_sign="positive", monotonicity="increasing")
     with pytest.raises(DesignError, match="relative_magnitude' only"):
         honest_did(est, restriction="smoothness", bias_sign="positive")
+    with pytest.raises(DesignError, match="level must be a number"):
+        honest_did(est, level=95)
     with pytest.raises(DesignError, match="bias_sign must be one of"):
         honest_did(est, bias_sign="up")
     with warnings.catch_warnings():

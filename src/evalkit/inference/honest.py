@@ -342,17 +342,23 @@ class HonestResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dictionary."""
-        from evalkit.core.result import jsonable
-
         return {
             "restriction": self.restriction,
             "method": self.method,
             "target": self.target,
-            "l_vec": jsonable(self.l_vec),
+            "l_vec": [_number(v) for v in self.l_vec],
             "level": self.level,
-            "original": jsonable(self.original),
+            "original": {k: _number(v) for k, v in self.original.items()},
             "breakdown": self.breakdown,
-            "intervals": jsonable(self._table.to_dict(orient="records")),
+            "intervals": [
+                {
+                    "bound": _number(r.bound),
+                    "conf_low": _number(r.conf_low),
+                    "conf_high": _number(r.conf_high),
+                    "excludes_zero": bool(r.excludes_zero),
+                }
+                for r in self._table.itertuples()
+            ],
         }
 
     def plot(self, ax: Axes | None = None) -> Axes:
@@ -531,9 +537,7 @@ def honest_did(
     >>> hr.tidy()[["bound", "excludes_zero"]].to_dict("list")
     {'bound': [0.0, 0.01], 'excludes_zero': [True, True]}
     """
-    from evalkit.core.result import check_level
-
-    level = check_level(level)
+    level = _check_level(level)
     alpha = 1.0 - level
     if restriction not in RESTRICTIONS:
         import difflib
@@ -619,6 +623,27 @@ def honest_did(
         _estimates=est,
         _options=options,
     )
+
+
+def _number(value: Any) -> float | None:
+    """Return a plain float for JSON (None for NaN or infinity)."""
+    out = float(value)
+    return out if math.isfinite(out) else None
+
+
+def _check_level(level: Any) -> float:
+    # inference imports nothing from core; main has evalkit.numerics.levels.check_level
+    try:
+        value = float(level)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 < value < 1.0:
+        raise DesignError(
+            f"level must be a number strictly between 0 and 1, got {level!r}",
+            hint="use level=0.95 for 95% confidence sets",
+            column="level",
+        )
+    return value
 
 
 def _excludes_zero(lo: float, hi: float) -> bool:
