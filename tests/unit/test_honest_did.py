@@ -188,6 +188,26 @@ def test_bisection_scan_equals_full_scan():
     assert fast == full
 
 
+def test_linear_programme_path_equals_vertex_enumeration(monkeypatch):
+    """Many post periods fall back to one HiGHS LP per test; both paths agree."""
+    from evalkit.inference import _arp
+
+    beta, sigma = small()
+    l_vec = np.full(4, 0.25)
+    a = np.vstack([np.eye(4), -np.eye(4)])
+    x = a[:, 1:]
+    sig = a @ sigma[3:, 3:] @ a.T
+    fast_cv = _arp.least_favourable_cv(x, sig, 0.005, sims=200, seed=1)
+    fast = rm_confidence_set(beta, sigma, 3, l_vec, 1.0, hybrid="ARP", grid_points=60)
+    monkeypatch.setattr(_arp, "_MAX_VERTEX_SUBSETS", 0)
+    assert _arp._dual_vertices(x, np.sqrt(np.diag(sig))) is None
+    assert _arp.least_favourable_cv(x, sig, 0.005, sims=200, seed=1) == pytest.approx(
+        fast_cv, abs=1e-9
+    )
+    slow = rm_confidence_set(beta, sigma, 3, l_vec, 1.0, hybrid="ARP", grid_points=60)
+    assert slow == fast
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("hybrid", ["LF", "ARP"])
 def test_bisection_scan_equals_full_scan_grid(hybrid):

@@ -120,7 +120,7 @@ def least_favourable_cv(
         eta = np.max(draws / sd, axis=1)
     elif vertices is not None:
         eta = np.max(draws @ vertices.T, axis=1)
-    else:  # pragma: no cover - many post periods: one LP per draw
+    else:  # many post periods: one LP per draw
         eta = np.array([lp_statistic(d, x, sd).eta for d in draws])
     return float(np.quantile(eta, 1.0 - kappa))
 
