@@ -8,8 +8,14 @@ case-insensitive shorthand): :class:`IID`, :class:`Hetero`, :class:`Cluster` (CR
 estimator calls :func:`~evalkit.inference.policy.choose_inference`, which reads the one
 table :data:`~evalkit.inference.policy.POLICY`.
 
-This package imports nothing from :mod:`evalkit.core` (core imports it).
+This package imports nothing from :mod:`evalkit.core` (core imports it). The HonestDiD
+sensitivity analysis (:func:`honest_did`) is imported on first use, so that
+``import evalkit.inference`` stays cheap.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from evalkit.inference.policy import POLICY, THRESHOLDS, Choice, ClusterCounts, choose_inference
 from evalkit.inference.spec import (
@@ -33,6 +39,9 @@ from evalkit.inference.spec import (
     spec_class,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from evalkit.inference.honest import EventTimeEstimates, HonestResult, honest_did
+
 __all__ = [
     "CR2",
     "IID",
@@ -46,8 +55,10 @@ __all__ = [
     "ClusterCounts",
     "Conformal",
     "ConleyTaber",
+    "EventTimeEstimates",
     "FermanPinto",
     "Hetero",
+    "HonestResult",
     "Inference",
     "Jackknife",
     "NoInference",
@@ -55,6 +66,25 @@ __all__ = [
     "Placebo",
     "Wild",
     "choose_inference",
+    "honest_did",
     "parse_inference",
     "spec_class",
 ]
+
+_LAZY = {
+    "EventTimeEstimates": "evalkit.inference.honest",
+    "HonestResult": "evalkit.inference.honest",
+    "honest_did": "evalkit.inference.honest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'evalkit.inference' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
