@@ -1,12 +1,12 @@
-"""Frank-Wolfe on the simplex for the regularised synthetic-control weight problems.
+r"""Frank-Wolfe on the simplex for the regularised synthetic-control weight problems.
 
 The synthetic DiD weights (Arkhangelsky et al. 2021) solve, for a matrix ``A``
 (``rows x n``) and a target ``b`` (``rows``),
 
 .. math::
 
-    \\min_{x \\in \\Delta^n} \\; \\zeta^2 \\lVert x \\rVert^2 + \\frac{1}{rows}
-        \\lVert A x - b \\rVert^2 ,
+    \min_{x \in \Delta^n} \; \zeta^2 \lVert x \rVert^2 + \frac{1}{rows}
+        \lVert A x - b \rVert^2 ,
 
 with, when an intercept is asked for, the columns of ``[A, b]`` centred first (the
 intercept is then free). The algorithm is the one the R synthdid package defines: start
@@ -182,7 +182,7 @@ def _fw_batch(
     rows: int,
     max_iter: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A batch of problems of one shape, each stopping on its own rule."""
+    """Solve a batch of problems of one shape, each stopping on its own rule."""
     n_batch, n = x.shape
     geta = gram + eta[:, None, None] * np.eye(n)
     diag = np.diagonal(gram, axis1=1, axis2=2).copy()

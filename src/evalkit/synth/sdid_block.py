@@ -1,23 +1,23 @@
-"""Synthetic DiD on one block (a set of treated units adopting in the same period).
+r"""Synthetic DiD on one block (a set of treated units adopting in the same period).
 
 Definitions follow the R synthdid package (Arkhangelsky, Athey, Hirshberg, Imbens and
 Wager 2021). ``y`` is ``N x T`` with the ``N0`` controls first and the ``T0``
 pre-periods first.
 
-* noise level :math:`\\hat\\sigma`: the standard deviation (denominator ``n - 1``) of
+* noise level :math:`\hat\sigma`: the standard deviation (denominator ``n - 1``) of
   the first differences over the pre-periods of every control unit;
 * ``variant="sdid"``: unit weights with intercept and
-  :math:`\\zeta_\\omega = (N_{tr} T_{post})^{1/4} \\hat\\sigma`; time weights with
-  intercept and :math:`\\zeta_\\lambda = 10^{-6} \\hat\\sigma`;
+  :math:`\zeta_\omega = (N_{tr} T_{post})^{1/4} \hat\sigma`; time weights with
+  intercept and :math:`\zeta_\lambda = 10^{-6} \hat\sigma`;
 * ``variant="sc"``: unit weights without intercept and
-  :math:`\\zeta_\\omega = 10^{-6} \\hat\\sigma`; no time weights (the estimate compares
+  :math:`\zeta_\omega = 10^{-6} \hat\sigma`; no time weights (the estimate compares
   post-period means only);
 * ``variant="did"``: uniform unit and time weights;
 * both weight problems are solved on the collapsed form (treated units averaged,
   post-periods averaged) by :func:`~evalkit.synth.frank_wolfe.solve_weights` with
-  ``min_decrease = 1e-5 \\hat\\sigma``, 100 iterations before sparsification and 10,000
+  ``min_decrease = 1e-5 \hat\sigma``, 100 iterations before sparsification and 10,000
   after;
-* the estimate is :math:`(-\\omega, 1/N_{tr})^\\top Y (-\\lambda, 1/T_{post})`.
+* the estimate is :math:`(-\omega, 1/N_{tr})^\top Y (-\lambda, 1/T_{post})`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ Variant = Literal["sdid", "sc", "did"]
 
 
 def noise_level(y: np.ndarray, n0: int, t0: int) -> float:
-    """Standard deviation of the controls' first differences over the pre-periods."""
+    """Return the standard deviation of the controls' first differences over the pre-periods."""
     diffs = np.diff(y[:n0, :t0], axis=1)
     if diffs.size < 2:
         return 0.0
@@ -65,7 +65,7 @@ class BlockSettings:
         max_iter: int = 10_000,
         sparsify: bool = True,
     ) -> BlockSettings:
-        """The R synthdid defaults for this block."""
+        """Return the R synthdid defaults for this block."""
         n1, t1 = y.shape[0] - n0, y.shape[1] - t0
         sigma = noise_level(y, n0, t0)
         eta_omega = (n1 * t1) ** 0.25 if variant == "sdid" else 1e-6
@@ -90,24 +90,24 @@ class BlockFit:
 
 
 def collapsed(y: np.ndarray, n0: int, t0: int) -> np.ndarray:
-    """The ``(N0 + 1) x (T0 + 1)`` collapsed form: treated rows and post columns averaged."""
+    """Return the ``(N0+1) x (T0+1)`` collapsed form (treated rows, post columns averaged)."""
     top = np.column_stack([y[:n0, :t0], y[:n0, t0:].mean(axis=1)])
     bottom = np.r_[y[n0:, :t0].mean(axis=0), y[n0:, t0:].mean()]
     return np.vstack([top, bottom])
 
 
 def unit_problem(yc: np.ndarray, n0: int, t0: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, b)`` of the unit-weight problem: controls' pre-periods against the treated."""
+    """Return ``(A, b)`` of the unit-weight problem (controls' pre-periods vs treated)."""
     return yc[:n0, :t0].T, yc[n0, :t0]
 
 
 def time_problem(yc: np.ndarray, n0: int, t0: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, b)`` of the time-weight problem: pre-periods against the post mean (controls)."""
+    """Return ``(A, b)`` of the time-weight problem (pre-periods vs post mean, controls)."""
     return yc[:n0, :t0], yc[:n0, t0]
 
 
 def block_estimate(y: np.ndarray, n0: int, t0: int, omega: np.ndarray, lam: np.ndarray) -> float:
-    """The weighted double difference for given unit and time weights."""
+    """Return the weighted double difference for given unit and time weights."""
     n1, t1 = y.shape[0] - n0, y.shape[1] - t0
     u = np.r_[-omega, np.full(n1, 1.0 / n1)]
     v = np.r_[-lam, np.full(t1, 1.0 / t1)]
