@@ -5,5 +5,6 @@ All of them work on the wide outcome matrix of :mod:`evalkit.data.wide`
 """
 
 from evalkit.data.wide import Cohort, WideOutcomes, wide_panel
+from evalkit.synth.synthetic_did import SyntheticDiD, SyntheticDiDResult
 
-__all__ = ["Cohort", "WideOutcomes", "wide_panel"]
+__all__ = ["Cohort", "SyntheticDiD", "SyntheticDiDResult", "WideOutcomes", "wide_panel"]

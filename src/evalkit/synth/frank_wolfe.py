@@ -137,34 +137,36 @@ def _fw_single(
     rows: int,
     max_iter: int,
 ) -> tuple[np.ndarray, int]:
-    """One problem: vector work is two updates and an argmin per iteration."""
+    """Solve one problem: per iteration two vector updates and an argmin.
+
+    With ``G = A'A + eta I``, ``h = G x``, ``r = x'G x`` and ``c = x'A'b``: the half
+    gradient is ``h - A'b``, the objective ``(r - 2c + b'b) / rows``, and for the
+    vertex ``i`` the exact line search is ``(r - c - (h_i - (A'b)_i)) /
+    (G_ii - 2 h_i + r)``, clipped to [0, 1].
+    """
     x = x.copy()
-    geta = gram + eta * np.eye(len(x))  # row i: gradient change towards vertex i
-    diag = np.diagonal(gram).copy()
+    geta = gram + eta * np.eye(len(x))
+    gdiag = np.diagonal(geta).copy()
     prev = np.inf
     t = 0
     while t < max_iter:
         if t % _REFRESH == 0:
-            gx = gram @ x
-            h = gx + eta * x  # half gradient + A'b
-            xgx, xx, cx = float(x @ gx), float(x @ x), float(atb @ x)
+            h = geta @ x
+            r, c = float(x @ h), float(atb @ x)
         t += 1
         i = int(np.argmin(h - atb))
-        xi = float(x[i])
-        gxi = float(h[i]) - eta * xi
-        num = (xgx - cx + eta * xx) - (gxi + eta * xi - float(atb[i]))
-        dxdx = 1.0 - 2.0 * xi + xx
-        den = float(diag[i]) - 2.0 * gxi + xgx + eta * dxdx
-        step = min(1.0, max(0.0, num / den)) if den > 0 and dxdx > 0 else 0.0
+        hi, ci, gi = float(h[i]), float(atb[i]), float(gdiag[i])
+        num = r - c - (hi - ci)
+        den = gi - 2.0 * hi + r
+        step = min(1.0, max(0.0, num / den)) if den > 0 else 0.0
         s1 = 1.0 - step
-        xgx = s1 * s1 * xgx + 2.0 * step * s1 * gxi + step * step * float(diag[i])
-        xx = s1 * s1 * xx + 2.0 * step * s1 * xi + step * step
-        cx = s1 * cx + step * float(atb[i])
+        r = s1 * s1 * r + 2.0 * step * s1 * hi + step * step * gi
+        c = s1 * c + step * ci
         x *= s1
         x[i] += step
         h *= s1
         h += step * geta[i]
-        vals = zeta2 * xx + max(xgx - 2.0 * cx + btb, 0.0) / rows
+        vals = max(r - 2.0 * c + btb, 0.0) / rows
         if t >= 2 and not prev - vals > tol:
             break
         prev = vals
@@ -185,54 +187,54 @@ def _fw_batch(
     """Solve a batch of problems of one shape, each stopping on its own rule."""
     n_batch, n = x.shape
     geta = gram + eta[:, None, None] * np.eye(n)
-    diag = np.diagonal(gram, axis1=1, axis2=2).copy()
     result = x.copy()
     n_iter = np.zeros(n_batch, dtype=np.int64)
     idx = np.arange(n_batch)
-    k = np.arange(n_batch)
     prev = np.full(n_batch, np.inf)
+
+    def pack(keep: np.ndarray | slice) -> tuple[np.ndarray, ...]:
+        g = geta[keep]
+        return (
+            g.reshape(-1, n),
+            np.diagonal(g, axis1=1, axis2=2).ravel(),
+            atb[keep],
+            atb[keep].ravel(),
+            btb[keep],
+            tol[keep],
+            np.arange(len(g)) * n,
+        )
+
+    rows_g, gdiag, atb_k, atb_flat, btb_k, tol_k, base = pack(slice(None))
     t = 0
     while t < max_iter and len(idx):
         if t % _REFRESH == 0:
-            gx = np.matmul(gram, x[:, :, None])[:, :, 0]
-            h = gx + eta[:, None] * x
-            xgx, xx, cx = (x * gx).sum(axis=1), (x * x).sum(axis=1), (atb * x).sum(axis=1)
+            h = np.matmul(rows_g.reshape(len(idx), n, n), x[:, :, None])[:, :, 0]
+            r, c = (x * h).sum(axis=1), (x * atb_k).sum(axis=1)
         t += 1
-        i = (h - atb).argmin(axis=1)
-        xi = x[k, i]
-        atbi = atb[k, i]
-        gxi = h[k, i] - eta * xi
-        di = diag[k, i]
-        num = (xgx - cx + eta * xx) - (gxi + eta * xi - atbi)
-        dxdx = 1.0 - 2.0 * xi + xx
-        den = di - 2.0 * gxi + xgx + eta * dxdx
-        ok = (den > 0) & (dxdx > 0)
-        step = np.minimum(np.maximum(num / np.where(ok, den, 1.0), 0.0), 1.0) * ok
+        flat = (h - atb_k).argmin(axis=1) + base
+        hi = h.ravel()[flat]
+        ci = atb_flat[flat]
+        gi = gdiag[flat]
+        num = r - c - (hi - ci)
+        den = gi - 2.0 * hi + r
+        step = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        np.clip(step, 0.0, 1.0, out=step)
         s1 = 1.0 - step
-        xgx = s1 * s1 * xgx + 2.0 * step * s1 * gxi + step * step * di
-        xx = s1 * s1 * xx + 2.0 * step * s1 * xi + step * step
-        cx = s1 * cx + step * atbi
+        r = s1 * (s1 * r + 2.0 * step * hi) + step * step * gi
+        c = s1 * c + step * ci
         x *= s1[:, None]
-        x[k, i] += step
+        x.ravel()[flat] += step
         h *= s1[:, None]
-        h += step[:, None] * geta[k, i]
-        vals = zeta2 * xx + np.maximum(xgx - 2.0 * cx + btb, 0.0) / rows
+        h += step[:, None] * rows_g[flat]
+        vals = np.maximum(r - 2.0 * c + btb_k, 0.0) / rows
         if t >= 2:
-            keep = prev - vals > tol
+            keep = prev - vals > tol_k
             if not keep.all():
                 n_iter[idx[~keep]] = t
                 result[idx[~keep]] = x[~keep]
-                idx, vals = idx[keep], vals[keep]
-                x, h, xgx, xx, cx = x[keep], h[keep], xgx[keep], xx[keep], cx[keep]
-                gram, geta, atb, btb, diag = (
-                    gram[keep],
-                    geta[keep],
-                    atb[keep],
-                    btb[keep],
-                    diag[keep],
-                )
-                zeta2, tol, eta = zeta2[keep], tol[keep], eta[keep]
-                k = k[: len(idx)]
+                idx, vals, x, h, r, c = idx[keep], vals[keep], x[keep], h[keep], r[keep], c[keep]
+                geta, atb, btb, tol = geta[keep], atb[keep], btb[keep], tol[keep]
+                rows_g, gdiag, atb_k, atb_flat, btb_k, tol_k, base = pack(slice(None))
         prev = vals
     result[idx] = x
     n_iter[idx] = t
