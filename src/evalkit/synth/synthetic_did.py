@@ -12,7 +12,7 @@ import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, Result, make_table
+from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.data.wide import WideOutcomes, wide_panel
 from evalkit.errors import DesignError
 from evalkit.synth.covariates import project_out
@@ -215,9 +215,15 @@ class SyntheticDiD(Estimator):
             reps=None if method == "none" else reps,
         )
         weights, time_weights, paths = _weights_and_paths(fit, wide, labels)
+        scores = None
+        if draws is not None:
+            unit_labels = wide.units[_jackknife_rows(fit)] if method == "jackknife" else None
+            scores = _scores(method, draws.overall[:, None], unit_labels)
+            views["overall"] = dataclasses.replace(views["overall"], _scores=scores)
         return SyntheticDiDResult(
             estimator=self.registry_name,
-            _table=views["overall"]._table if len(cohorts) == 1 else _overall_and_cohorts(views),
+            _table=views["overall"]._table,
+            _scores=scores,
             inference=inference,
             info=info,
             level=ctx.level,
@@ -251,6 +257,25 @@ class SyntheticDiD(Estimator):
             hint="pass inference='none' for the point estimate, or add donors",
             column="inference",
         )
+
+
+def _jackknife_rows(fit: StaggeredFit) -> np.ndarray:
+    """Rows left out in turn by the jackknife, in the order of its draws."""
+    return np.r_[np.arange(fit.n_donors), [r for c in fit.cohorts for r in c.rows]].astype(int)
+
+
+def _scores(method: str, draws: np.ndarray, labels: np.ndarray | None) -> Scores:
+    """Replicate deviations scaled so that ``values.T @ values`` is the variance.
+
+    Jackknife replicates are labelled by the unit left out (subgroups sharing units line
+    up); placebo and bootstrap replicates are not tied to units and count as the
+    subgroup's own.
+    """
+    n = draws.shape[0]
+    centred = draws - draws.mean(axis=0)
+    factor = np.sqrt((n - 1) / n) if method == "jackknife" else np.sqrt(1.0 / n)
+    lab = None if labels is None else np.asarray(labels, dtype=object)
+    return Scores(lab, centred * factor)  # type: ignore[arg-type]
 
 
 def _label(value: Any) -> Any:
@@ -320,12 +345,6 @@ def _views(
     return views
 
 
-def _overall_and_cohorts(views: Mapping[str, Result]) -> pd.DataFrame:
-    overall = views["overall"]._table.copy()
-    overall["cohort"] = None
-    return pd.concat([overall, views["cohort"]._table], ignore_index=True)
-
-
 def _weights_and_paths(
     fit: StaggeredFit, wide: WideOutcomes, labels: list[Any]
 ) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
@@ -362,9 +381,11 @@ def _weights_and_paths(
 class SyntheticDiDResult(Result):
     """Result of :class:`SyntheticDiD`.
 
-    ``tidy()`` has the overall ATT (and, with staggered adoption, one ``ATT(g)`` row per
-    cohort). Other views: ``aggregate("cohort" | "event_time" | "cohort_event_time" |
-    "overall")``.
+    ``tidy()`` has the overall ATT. Other views, with standard errors from the same
+    draws: ``aggregate("cohort")`` (one ``ATT(g)`` per adoption cohort),
+    ``aggregate("event_time")`` (``ATT(e)`` by periods since adoption, averaged over
+    cohorts by their numbers of units; negative ``e`` are pre-period placebo gaps) and
+    ``aggregate("cohort_event_time")`` (per cohort, point estimates only).
 
     Attributes
     ----------
