@@ -63,7 +63,10 @@ def main() -> None:
         post_periods=post,
     )
     weights = pd.Series(res.unit_weights).sort_values(ascending=False).head(5)
-    src_dd = f"diff-diff {version('diff-diff')} SyntheticDiD(variance_method='placebo', n_bootstrap=100, seed=1)"
+    src_dd = (
+        f"diff-diff {version('diff-diff')} "
+        "SyntheticDiD(variance_method='placebo', n_bootstrap=100, seed=1)"
+    )
     out["prop99"]["diff_diff"] = {
         "source": src_dd,
         "att": float(res.att),
