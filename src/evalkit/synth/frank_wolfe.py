@@ -100,6 +100,21 @@ def frank_wolfe(
         x = np.array(np.broadcast_to(np.asarray(x0, dtype=float), (n_batch, n)), copy=True)
     zeta2 = np.array(np.broadcast_to(np.asarray(zeta, dtype=float) ** 2, (n_batch,)))
     tol = np.array(np.broadcast_to(np.asarray(min_decrease, dtype=float) ** 2, (n_batch,)))
+    chunk = max(1, int(_GRAM_BYTES // (8 * n * n)))
+    if n_batch > chunk:  # bound the memory of the Gram matrices
+        parts = [
+            frank_wolfe(
+                a[j : j + chunk],
+                b[j : j + chunk],
+                np.sqrt(zeta2[j : j + chunk]),
+                intercept=False,
+                x0=x[j : j + chunk],
+                min_decrease=np.sqrt(tol[j : j + chunk]),
+                max_iter=max_iter,
+            )
+            for j in range(0, n_batch, chunk)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     # The iteration only needs A'A, A'b and b'b: with them every step costs O(n) and the
     # scalars of the line search and objective are updated in closed form.
     gram = np.matmul(np.swapaxes(a, 1, 2), a)
@@ -123,6 +138,7 @@ def frank_wolfe(
     return (result[0], n_iter[:1]) if single else (result, n_iter)
 
 
+_GRAM_BYTES = 256 * 2**20  # largest memory for the Gram matrices of one batch
 _REFRESH = 128  # recompute the running scalars exactly every this many iterations
 
 
