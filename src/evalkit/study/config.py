@@ -79,7 +79,7 @@ from evalkit.data.collapse import Measure, flags, parse_measures
 from evalkit.data.disclosure import DEFAULT_MIN_CELL_SIZE, check_min_cell_size
 from evalkit.data.panel import ROLES
 from evalkit.errors import DataError, DesignError, EvalkitError, InferenceNotSupportedError
-from evalkit.inference.spec import Inference
+from evalkit.inference.spec import Inference, method_name
 
 __all__ = [
     "AnalysisSpec",
@@ -786,9 +786,10 @@ def _inference(
 ) -> Inference | None:
     if value is None:
         return None
+    supported = tuple(getattr(cls, "supported_inference", ()))
     try:
         if isinstance(value, str):
-            spec = Inference(value)
+            spec = Inference(method_name(value, supported or None))
         elif isinstance(value, dict):
             if "method" not in value:
                 raise DesignError(
@@ -809,9 +810,9 @@ def _inference(
                 hint='e.g. inference = "cr2"',
                 column="inference",
             )
+        spec = spec.typed()
     except DesignError as err:
         raise _located(err, src, "analysis", index) from None
-    supported = tuple(getattr(cls, "supported_inference", ()))
     if supported and spec.method not in supported:
         raise InferenceNotSupportedError(
             f"{src.where('analysis', 'inference', index)}: analysis {analysis_id!r}: {name} "

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from evalkit.inference.policy import THRESHOLDS
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -27,8 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FEW_TREATED_CLUSTERS", "write_report"]
 
-#: Below this many treated clusters, cluster-robust intervals get a caution.
-FEW_TREATED_CLUSTERS = 5
+#: Below this many treated clusters, cluster-robust intervals get a caution (the one
+#: thresholds table, :data:`evalkit.inference.THRESHOLDS`).
+FEW_TREATED_CLUSTERS = THRESHOLDS.few_treated
 _ROBUST = ("iid", "hetero", "cluster", "cr2")
 #: Estimators that compare groups within units (and so difference out unit x time shocks).
 WITHIN_ESTIMATORS = frozenset({"did.TripleDiff"})
@@ -97,7 +100,7 @@ def _family_rows(entries: Sequence[Mapping[str, Any]], simulated: bool) -> tuple
             continue
         for r in e["tidy"]:
             term = str(r["term"])
-            for key in ("group", "cohort", "time", "event_time"):
+            for key in ("subgroup", "group", "cohort", "time", "event_time"):
                 if r.get(key) is not None and not (key == "group" and group_split):
                     term += f" [{key}={r[key]}]"
             ci = ""
