@@ -281,7 +281,7 @@ def test_result_plots_and_json():
         res.plot(cohort=99)
     plt.close("all")
     payload = json.loads(json.dumps(res.to_dict(), allow_nan=False))
-    assert payload["weights"] and payload["time_weights"]
+    assert payload["extras"]["weights"]["values"] and payload["extras"]["time_weights"]["values"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(res.synthetic) == 2 * 8
