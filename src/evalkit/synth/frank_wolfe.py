@@ -97,7 +97,8 @@ def frank_wolfe(
     if x0 is None:
         x = np.full((n_batch, n), 1.0 / n)
     else:
-        x = np.array(np.broadcast_to(np.asarray(x0, dtype=float), (n_batch, n)), copy=True)
+        x = np.empty((n_batch, n))  # C-contiguous: the solver updates x through ravel()
+        x[:] = np.asarray(x0, dtype=float)
     zeta2 = np.array(np.broadcast_to(np.asarray(zeta, dtype=float) ** 2, (n_batch,)))
     tol = np.array(np.broadcast_to(np.asarray(min_decrease, dtype=float) ** 2, (n_batch,)))
     chunk = max(1, int(_GRAM_BYTES // (8 * n * n)))
@@ -202,11 +203,11 @@ def _fw_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Solve a batch of problems of one shape, each stopping on its own rule."""
     n_batch, n = x.shape
+    x = np.ascontiguousarray(x)
     geta = gram + eta[:, None, None] * np.eye(n)
     result = x.copy()
     n_iter = np.zeros(n_batch, dtype=np.int64)
     idx = np.arange(n_batch)
-    prev = np.full(n_batch, np.inf)
 
     def pack(keep: np.ndarray | slice) -> tuple[np.ndarray, ...]:
         g = geta[keep]
@@ -216,42 +217,59 @@ def _fw_batch(
             atb[keep],
             atb[keep].ravel(),
             btb[keep],
-            tol[keep],
+            tol[keep] * rows,
             np.arange(len(g)) * n,
         )
 
-    rows_g, gdiag, atb_k, atb_flat, btb_k, tol_k, base = pack(slice(None))
+    rows_g, gdiag, atb_k, atb_flat, _, tol_k, base = pack(slice(None))
+    # In terms of h = G x (G = A'A + eta I): the half gradient is hg = h - A'b, the
+    # objective is (x'h - 2 x'A'b + b'b) / rows = (2 x'hg - x'h + b'b) / rows, and the
+    # stopping rule compares it with the previous iteration's at the top of the next one.
     t = 0
-    while t < max_iter and len(idx):
+    prev_q = np.full(n_batch, np.inf)
+    h = np.empty_like(x)
+    while len(idx):
         if t % _REFRESH == 0:
             h = np.matmul(rows_g.reshape(len(idx), n, n), x[:, :, None])[:, :, 0]
-            r, c = (x * h).sum(axis=1), (x * atb_k).sum(axis=1)
+        hg = h - atb_k
+        r = np.einsum("bn,bn->b", x, h)
+        xhg = np.einsum("bn,bn->b", x, hg)
+        if t >= 1:
+            q = 2.0 * xhg - r
+            if t >= 2:
+                keep = prev_q - q > tol_k
+                if not keep.all():
+                    n_iter[idx[~keep]] = t
+                    result[idx[~keep]] = x[~keep]
+                    idx, x, h, hg, r, xhg, q = (
+                        idx[keep],
+                        x[keep],
+                        h[keep],
+                        hg[keep],
+                        r[keep],
+                        xhg[keep],
+                        q[keep],
+                    )
+                    geta, atb, btb, tol = geta[keep], atb[keep], btb[keep], tol[keep]
+                    rows_g, gdiag, atb_k, atb_flat, _, tol_k, base = pack(slice(None))
+                    if not len(idx):
+                        break
+            prev_q = q
+        if t >= max_iter:
+            break
         t += 1
-        flat = (h - atb_k).argmin(axis=1) + base
-        hi = h.ravel()[flat]
-        ci = atb_flat[flat]
-        gi = gdiag[flat]
-        num = r - c - (hi - ci)
-        den = gi - 2.0 * hi + r
-        step = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        flat = hg.argmin(axis=1)
+        flat += base
+        hgmin = hg.ravel()[flat]
+        hi = hgmin + atb_flat[flat]
+        den = gdiag[flat] + r - 2.0 * hi
+        step = (xhg - hgmin) / np.maximum(den, 1e-300)
         np.clip(step, 0.0, 1.0, out=step)
-        s1 = 1.0 - step
-        r = s1 * (s1 * r + 2.0 * step * hi) + step * step * gi
-        c = s1 * c + step * ci
-        x *= s1[:, None]
+        s1 = (1.0 - step)[:, None]
+        x *= s1
         x.ravel()[flat] += step
-        h *= s1[:, None]
+        h *= s1
         h += step[:, None] * rows_g[flat]
-        vals = np.maximum(r - 2.0 * c + btb_k, 0.0) / rows
-        if t >= 2:
-            keep = prev - vals > tol_k
-            if not keep.all():
-                n_iter[idx[~keep]] = t
-                result[idx[~keep]] = x[~keep]
-                idx, vals, x, h, r, c = idx[keep], vals[keep], x[keep], h[keep], r[keep], c[keep]
-                geta, atb, btb, tol = geta[keep], atb[keep], btb[keep], tol[keep]
-                rows_g, gdiag, atb_k, atb_flat, btb_k, tol_k, base = pack(slice(None))
-        prev = vals
     result[idx] = x
     n_iter[idx] = t
     return result, n_iter
