@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             raw[name] = results_json(results)
             print(sections[-1])
     if args.markdown:
-        head = "# Synthetic DiD benchmark\n\n" + (__doc__ or "").split("\n\n")[1] + "\n\n"
+        head = "# Synthetic DiD benchmark\n\n" + "\n\n".join((__doc__ or "").split("\n\n")[1:4])
+        head += "\n\n"
         Path(args.markdown).write_text(head + "\n".join(sections))
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1))
