@@ -128,7 +128,7 @@ def frank_wolfe(
     return (x[0], n_iter[:1]) if single else (x, n_iter)
 
 
-_GRAM_BYTES = 256 * 2**20  # largest memory for the Gram matrices of one batch
+_GRAM_BYTES = 64 * 2**20  # largest memory for the Gram matrices of one batch
 _REFRESH = 1024  # recompute G x exactly every this many iterations (bounds rounding drift)
 
 
