@@ -142,7 +142,7 @@ class WideOutcomes:
     @property
     def treated(self) -> np.ndarray:
         """Boolean mask of treated rows (ever treated in the sample)."""
-        return self.adoption != NEVER
+        return np.asarray(self.adoption != NEVER)
 
     @property
     def n_donors(self) -> int:
@@ -279,6 +279,15 @@ def _scalar(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _grid(panel: Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the unit codes, time codes, unit labels and period labels (all present)."""
+    ucodes, tcodes = panel.unit_codes, panel.time_codes
+    units, times = panel.units, panel.times
+    if ucodes is None or tcodes is None or units is None or times is None:
+        raise DesignError("a wide panel needs unit and time roles", column="unit")
+    return ucodes, tcodes, units, times
+
+
 def wide_panel(
     data: pd.DataFrame | Panel,
     *,
@@ -357,19 +366,20 @@ def wide_panel(
         require_variation=treatment is not None,
         stacklevel=3,
     )
+    ucodes, tcodes, units_, times_ = _grid(panel)
     n, t = panel.n_units, panel.n_periods
     if panel.n_obs != n * t:
         seen = np.zeros((n, t), dtype=bool)
-        seen[panel.unit_codes, panel.time_codes] = True
+        seen[ucodes, tcodes] = True
         gaps = np.flatnonzero(~seen.all(axis=1))
-        example = ", ".join(repr(_scalar(panel.units[g])) for g in gaps[:3])
+        example = ", ".join(repr(_scalar(units_[g])) for g in gaps[:3])
         _fail(
             "W001",
             f"the panel is unbalanced: {n * t - panel.n_obs} of {n * t} unit-periods of "
             f"{outcome!r} are missing ({len(gaps)} unit(s) with gaps, e.g. {unit}={example})",
             column=unit,
         )
-    rows, cols = panel.unit_codes, panel.time_codes
+    rows, cols = ucodes, tcodes
     y = np.empty((n, t))
     y[rows, cols] = panel.values(outcome)
 
@@ -385,7 +395,7 @@ def wide_panel(
             column=treatment or cohort,
         )
     if donors is not None:
-        keep = _donor_mask(panel.units, never, donors, unit)
+        keep = _donor_mask(units_, never, donors, unit)
         if not keep.any():
             _fail("W003", f"none of the donors given is a never-treated unit of {unit!r}")
         dropped = int((never & ~keep).sum())
@@ -400,11 +410,11 @@ def wide_panel(
         include = np.ones(n, dtype=bool)
     first = adoption[~never].min()
     if first == 0:
-        bad = panel.units[np.flatnonzero(adoption == 0)[0]]
+        bad = units_[np.flatnonzero(adoption == 0)[0]]
         _fail(
             "W004",
             f"unit {unit}={_scalar(bad)!r} is treated from the first period "
-            f"({_scalar(panel.times[0])!r}), leaving no pre-treatment period",
+            f"({_scalar(times_[0])!r}), leaving no pre-treatment period",
             column=treatment or cohort,
         )
 
@@ -418,8 +428,8 @@ def wide_panel(
 
     return WideOutcomes(
         y=y[order],
-        units=panel.units[order],
-        times=panel.times,
+        units=units_[order],
+        times=times_,
         adoption=adoption[order],
         covariates=cov_mats,
         outcome=outcome,
@@ -436,6 +446,7 @@ def _adoption(
     cols: np.ndarray,
 ) -> np.ndarray:
     """Per unit code, the column index of its first treated period, or NEVER."""
+    _, _, units_, times_ = _grid(panel)
     n, t = panel.n_units, panel.n_periods
     from_treatment = None
     if treatment is not None:
@@ -444,10 +455,11 @@ def _adoption(
         on = d.any(axis=1)
         from_treatment = np.where(on, d.argmax(axis=1), NEVER)
     if cohort is None:
+        assert from_treatment is not None  # the caller gives treatment or cohort
         return from_treatment
     g = np.zeros(n)
     g[rows] = panel.values(cohort)
-    times = np.asarray(panel.times)
+    times = np.asarray(times_)
     if not np.issubdtype(times.dtype, np.number):
         raise DesignError(
             f"cohort {cohort!r} needs a numeric time column, but {panel.roles['time']!r} is not",
@@ -468,7 +480,7 @@ def _adoption(
         bad = int(np.flatnonzero(from_treatment != from_cohort)[0])
         raise DataError(
             f"treatment {treatment!r} and cohort {cohort!r} disagree on when unit "
-            f"{_scalar(panel.units[bad])!r} is first treated",
+            f"{_scalar(units_[bad])!r} is first treated",
             hint="give only one of them, or fix the cohort to the first period with treatment 1",
             code="P014",
             column=cohort,
@@ -495,12 +507,13 @@ def _donor_mask(
             hint="list only never-treated units in donors=",
             column="donors",
         )
-    return np.isin(units, wanted) & never
+    return np.asarray(np.isin(units, wanted) & never)
 
 
 def _covariate_matrix(
     frame: pd.DataFrame, panel: Panel, col: str, complete: bool, shape: tuple[int, int]
 ) -> np.ndarray:
+    ucodes, tcodes, units_, times_ = _grid(panel)
     if col not in frame.columns:
         checks.fail("P002", f"column {col!r} (role covariates) is not in the data", column=col)
     # align to the panel's kept rows by (unit, time) labels
@@ -509,11 +522,9 @@ def _covariate_matrix(
     )
     values = pd.Series(checks.numeric_column(frame, col, "covariates"), index=keys)
     values = values[~values.index.duplicated()]
-    wanted = pd.MultiIndex.from_arrays(
-        [panel.units[panel.unit_codes], panel.times[panel.time_codes]]
-    )
+    wanted = pd.MultiIndex.from_arrays([units_[ucodes], times_[tcodes]])
     out = np.full(shape, np.nan)
-    out[panel.unit_codes, panel.time_codes] = values.reindex(wanted).to_numpy()
+    out[ucodes, tcodes] = values.reindex(wanted).to_numpy()
     if complete and np.isnan(out).any():
         _fail(
             "W005",

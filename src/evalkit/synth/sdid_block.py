@@ -23,7 +23,7 @@ pre-periods first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -148,7 +148,7 @@ def block_weights(
     top = ys[:, :n0, :t0]
     post_mean = ys[:, :n0, t0:].mean(axis=2)
     treated_pre = ys[:, n0:, :t0].mean(axis=1)
-    common = dict(
+    common: dict[str, Any] = dict(
         min_decrease=settings.min_decrease,
         max_iter=settings.max_iter,
         max_iter_pre=settings.max_iter_pre,
