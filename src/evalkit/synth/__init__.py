@@ -2,8 +2,11 @@
 
 All of them work on the wide outcome matrix of :mod:`evalkit.data.wide`
 (:func:`~evalkit.data.wide.wide_panel`), built once from the data and the roles.
+Importing this module registers the estimators under ``"synth.<Class>"`` names.
 """
 
 from evalkit.data.wide import Cohort, WideOutcomes, wide_panel
+from evalkit.synth.result import SyntheticControlResult
+from evalkit.synth.synthetic_control import SyntheticControl
 
-__all__ = ["Cohort", "WideOutcomes", "wide_panel"]
+__all__ = ["Cohort", "SyntheticControl", "SyntheticControlResult", "WideOutcomes", "wide_panel"]

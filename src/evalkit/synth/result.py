@@ -1,0 +1,117 @@
+"""The result of a synthetic control fit: the shared Result plus its typed extras."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from evalkit.core.result import Result, check_level
+from evalkit.synth.placebo import PlaceboRuns
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+
+__all__ = ["SyntheticControlResult"]
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticControlResult(Result):
+    """Estimates of a synthetic control fit with its weights, paths and placebo runs.
+
+    The table holds ``att`` (the average gap over the treated periods) and one ``effect``
+    row per treated period (key ``time``). With placebo inference the p-values and
+    intervals come from test inversion and there is no standard error.
+
+    Attributes
+    ----------
+    weights : pandas.Series
+        Donor weights (index: donor units), summing to one.
+    v : pandas.Series
+        Predictor importance (diagonal of V, summing to one; empty for augmented SC).
+    path : pandas.DataFrame
+        Per period: ``treated``, ``synthetic`` and ``gap``, and ``post`` (bool).
+    balance : pandas.DataFrame
+        Per predictor: ``treated``, ``synthetic``, ``donor_mean`` and ``v``.
+    rmspe : dict
+        ``pre``, ``post`` and ``ratio`` (post/pre) of the treated unit.
+    placebos : PlaceboRuns or None
+        Every placebo-in-space run (None without placebo inference).
+    """
+
+    _weights: pd.Series | None = None
+    _v: pd.Series | None = None
+    _path: pd.DataFrame | None = None
+    _balance: pd.DataFrame | None = None
+    placebos: PlaceboRuns | None = None
+
+    @property
+    def weights(self) -> pd.Series:
+        """Donor weights (a copy)."""
+        assert self._weights is not None
+        return self._weights.copy()
+
+    @property
+    def v(self) -> pd.Series:
+        """Predictor importance, the diagonal of V (a copy)."""
+        assert self._v is not None
+        return self._v.copy()
+
+    @property
+    def path(self) -> pd.DataFrame:
+        """Treated and synthetic outcome and their gap, by period (a copy)."""
+        assert self._path is not None
+        return self._path.copy()
+
+    @property
+    def gaps(self) -> pd.Series:
+        """Treated minus synthetic outcome, by period."""
+        return self.path["gap"]
+
+    @property
+    def synthetic(self) -> pd.Series:
+        """The synthetic control's outcome path."""
+        return self.path["synthetic"]
+
+    @property
+    def balance(self) -> pd.DataFrame:
+        """Predictor balance: treated, synthetic, donor mean and V weight (a copy)."""
+        assert self._balance is not None
+        return self._balance.copy()
+
+    @property
+    def rmspe(self) -> dict[str, float]:
+        """Pre- and post-treatment RMSPE of the treated unit and their ratio."""
+        gap = self.path
+        pre = float(np.sqrt(np.mean(gap.loc[~gap["post"], "gap"] ** 2)))
+        post = float(np.sqrt(np.mean(gap.loc[gap["post"], "gap"] ** 2)))
+        return {"pre": pre, "post": post, "ratio": post / pre if pre > 0 else float("inf")}
+
+    def tidy(self, level: float | None = None) -> pd.DataFrame:
+        """Return the estimates; intervals at another level are re-inverted from the placebos."""
+        if level is None or self.placebos is None or check_level(level) == self.level:
+            return super().tidy(level)
+        table = super().tidy()
+        low, high, _ = placebo_intervals(self.placebos, check_level(level))
+        table["conf_low"] = low
+        table["conf_high"] = high
+        return table
+
+    def plot(self, ax: Axes | None = None, kind: str = "trajectory", **kwargs: Any) -> Axes:
+        """Plot the fit: ``kind`` is ``"trajectory"``, ``"gap"``, ``"placebo"`` or ``"weights"``.
+
+        Returns the matplotlib Axes.
+        """
+        from evalkit.synth import plots
+
+        return plots.plot_synthetic(self, ax=ax, kind=kind, **kwargs)
+
+
+def placebo_intervals(runs: PlaceboRuns, level: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Intervals of the ``att`` row and the per-period rows, with reasons for any left empty."""
+    lo_att, hi_att, why_att = runs.interval_att(level)
+    lo_t, hi_t, why_t = runs.intervals_by_period(level)
+    reasons = [r for r in (why_att, why_t) if r]
+    return np.r_[lo_att, lo_t], np.r_[hi_att, hi_t], list(dict.fromkeys(reasons))
