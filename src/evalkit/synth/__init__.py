@@ -8,5 +8,14 @@ Importing this module registers the estimators under ``"synth.<Class>"`` names.
 from evalkit.data.wide import Cohort, WideOutcomes, wide_panel
 from evalkit.synth.result import SyntheticControlResult
 from evalkit.synth.synthetic_control import SyntheticControl
+from evalkit.synth.synthetic_did import SyntheticDiD, SyntheticDiDResult
 
-__all__ = ["Cohort", "SyntheticControl", "SyntheticControlResult", "WideOutcomes", "wide_panel"]
+__all__ = [
+    "Cohort",
+    "SyntheticControl",
+    "SyntheticControlResult",
+    "SyntheticDiD",
+    "SyntheticDiDResult",
+    "WideOutcomes",
+    "wide_panel",
+]
