@@ -24,12 +24,16 @@ rejected and the interval is unbounded; it is then left empty and the reason sta
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["PlaceboRuns", "rank_p_value"]
+from evalkit.data.wide import WideOutcomes
+from evalkit.errors import DesignError
+
+__all__ = ["PlaceboRuns", "placebo_in_space", "rank_p_value"]
 
 
 def rank_p_value(stat: float, placebo_stats: np.ndarray) -> float:
@@ -111,8 +115,12 @@ class PlaceboRuns:
 
     def _scaled(self) -> np.ndarray:
         """``|gap_t| / pre-RMSPE`` for every run and treated period."""
-        with np.errstate(divide="ignore", invalid="ignore"):
+        """Return the treated unit's statistics: RMSPE ratio, then each period's scaled gap."""
             return np.abs(self.gaps[:, self.n_pre :]) / self.pre_rmspe[:, None]
+
+    def statistics(self) -> np.ndarray:
+        """Return the treated unit's statistics: RMSPE ratio, then each period's scaled gap."""
+        return np.r_[self.ratio[0], self._scaled()[0]]
 
     def p_value_ratio(self) -> float:
         """p-value of the post/pre RMSPE ratio test (the average effect)."""
@@ -191,3 +199,30 @@ class PlaceboRuns:
     def gap_frame(self) -> pd.DataFrame:
         """Gaps as a periods x units DataFrame (the placebo plot's data)."""
         return pd.DataFrame(self.gaps.T, index=pd.Index(self.times), columns=self.units)
+
+
+def placebo_in_space(
+    fit_gap: Callable[[int, np.ndarray], np.ndarray],
+    main_gap: np.ndarray,
+    wide: WideOutcomes,
+    treated_row: int,
+    donor_rows: np.ndarray,
+    n_pre: int,
+    cutoff: float | None = None,
+) -> PlaceboRuns:
+    """Run ``fit_gap(row, donors)`` for every donor as if treated, the treated unit left out.
+
+    ``fit_gap`` returns the gap path of unit ``row`` fitted on ``donors`` (rows of the
+    wide matrix) by the same method as the treated unit's fit, whose gap is ``main_gap``.
+    """
+    if donor_rows.size < 2:
+        raise DesignError(
+            "placebo inference needs at least two donors (each placebo needs a pool)",
+            hint="use inference='none'",
+            column="inference",
+        )
+    gaps = [main_gap]
+    for j in donor_rows:
+        gaps.append(fit_gap(int(j), donor_rows[donor_rows != j]))
+    units = np.r_[wide.units[[treated_row]], wide.units[donor_rows]]
+    return PlaceboRuns(units, np.array(gaps), wide.times, n_pre, cutoff)

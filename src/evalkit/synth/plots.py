@@ -57,24 +57,23 @@ def plot_synthetic(
         raise DesignError(
             f"unknown plot kind {kind!r}", hint=f"kinds: {', '.join(KINDS)}", column="kind"
         )
-    ax = _axes(
-        ax, (6.4, max(3.0, 0.3 * len(result.weights) + 1)) if kind == "weights" else (6.4, 4.0)
-    )
-    path = result.path
-    outcome = result.info["roles"]["outcome"]
+    from evalkit.report.synth_plots import trajectory_plot, unit_weights_plot
+
     name = result.info["treated_unit"]
+    title = f"{result.estimator}: {name}"
     if kind == "trajectory":
-        ax.plot(path.index, path["treated"], color="k", label=str(name), **kwargs)
-        ax.plot(path.index, path["synthetic"], color="C0", ls="--", label="synthetic")
-        _start_line(ax, result)
-        ax.set_ylabel(outcome)
-        ax.legend(frameon=False)
-    elif kind == "gap":
+        return trajectory_plot(
+            result.path, treatment_start=result.info["treatment_start"], ax=ax, title=title
+        )
+    if kind == "weights":
+        return unit_weights_plot(result.weights, ax=ax)
+    ax = _axes(ax)
+    outcome = result.info["roles"]["outcome"]
+    if kind == "gap":
+        path = result.path
         ax.plot(path.index, path["gap"], color="k", **kwargs)
-        ax.axhline(0.0, color="0.4", lw=0.8)
-        _start_line(ax, result)
-        ax.set_ylabel(f"gap in {outcome} (treated - synthetic)")
-    elif kind == "placebo":
+        ax.set_title(title)
+    else:
         runs = result.placebos
         if runs is None:
             raise DesignError(
@@ -87,23 +86,13 @@ def plot_synthetic(
             if kept[i]:
                 ax.plot(runs.times, runs.gaps[i], color="0.75", lw=0.8)
         ax.plot(runs.times, runs.gaps[0], color="k", lw=1.6, label=str(name), **kwargs)
-        ax.axhline(0.0, color="0.4", lw=0.8)
-        _start_line(ax, result)
-        ax.set_ylabel(f"gap in {outcome}")
         cut = "" if runs.cutoff is None else f", pre-MSPE <= {runs.cutoff:g}x treated"
         ax.set_title(f"Placebo in space ({runs.n_placebos} placebos{cut})")
         ax.legend(frameon=False)
-    else:
-        w = result.weights.sort_values()
-        y = np.arange(len(w))
-        ax.barh(y, w.to_numpy(), color="C0", **kwargs)
-        ax.set_yticks(y, [str(i) for i in w.index])
-        ax.axvline(0.0, color="0.4", lw=0.8)
-        ax.set_xlabel("donor weight")
-    if kind in ("trajectory", "gap"):
-        ax.set_title(f"{result.estimator}: {name}")
-    if kind != "weights":
-        ax.set_xlabel(result.info["roles"]["time"])
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    _start_line(ax, result)
+    ax.set_ylabel(f"gap in {outcome} (treated - synthetic)")
+    ax.set_xlabel(result.info["roles"]["time"])
     return ax
 
 

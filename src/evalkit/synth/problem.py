@@ -18,7 +18,7 @@ import pandas as pd
 
 from evalkit.data.wide import WideOutcomes, wide_panel
 from evalkit.errors import DataError, DesignError
-from evalkit.synth.adh import ADHSolution, solve_adh
+from evalkit.synth.adh import solve_adh
 from evalkit.synth.predictors import Predictor, parse_periods, predictor_row, standardise
 
 __all__ = ["SCProblem", "UnitFit", "build_problem"]
@@ -34,22 +34,26 @@ class UnitFit:
         Row of the fitted unit in the wide matrix.
     donors
         Rows of its donors.
-    solution
-        The nested optimisation's result (weights over ``donors``, V, fit reached).
+    weights
+        Donor weights (in the order of ``donors``).
     synthetic
         The synthetic outcome path over every period.
     gap
         Outcome minus synthetic, every period.
     n_pre
         Number of pre-treatment periods used for this fit.
+    solution
+        What the weighting method reports besides the weights (for ADH the
+        :class:`~evalkit.synth.adh.ADHSolution` with V and the fit reached).
     """
 
     row: int
     donors: np.ndarray
-    solution: ADHSolution
+    weights: np.ndarray
     synthetic: np.ndarray
     gap: np.ndarray
     n_pre: int
+    solution: Any = None
 
     @property
     def pre_rmspe(self) -> float:
@@ -152,7 +156,9 @@ class SCProblem:
             rng=rng,
         )
         synthetic = sol.weights @ y[donors]
-        return UnitFit(row, donors, sol, synthetic, y[row] - synthetic, self.n_pre - shift)
+        return UnitFit(
+            row, donors, sol.weights, synthetic, y[row] - synthetic, self.n_pre - shift, sol
+        )
 
     def _shifted_x(self, units: np.ndarray, shift: int) -> np.ndarray:
         rows = []
@@ -188,7 +194,7 @@ def build_problem(
     v_periods: Any,
     donors: Sequence[Any] | None,
 ) -> SCProblem:
-    """Build the problem from long data; bad input raises an :class:`~evalkit.errors.EvalkitError`."""
+    """Build the problem from long data; bad input raises an EvalkitError naming it."""
     variables = list(dict.fromkeys(p.variable for p in predictors if p.variable != outcome))
     missing = [v for v in variables if v not in data.columns]
     if missing:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from evalkit.core.result import Result, check_level
+from evalkit.core.result import InferenceInfo, Result, check_level, make_table
+from evalkit.data.wide import WideOutcomes
+from evalkit.errors import InferenceUnavailableWarning
 from evalkit.synth.placebo import PlaceboRuns
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-__all__ = ["SyntheticControlResult"]
+    from evalkit.core.estimator import FitContext
+    from evalkit.synth.problem import UnitFit
+
+__all__ = ["SyntheticControlResult", "build_result", "placebo_intervals"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,3 +121,90 @@ def placebo_intervals(runs: PlaceboRuns, level: float) -> tuple[np.ndarray, np.n
     lo_t, hi_t, why_t = runs.intervals_by_period(level)
     reasons = [r for r in (why_att, why_t) if r]
     return np.r_[lo_att, lo_t], np.r_[hi_att, hi_t], list(dict.fromkeys(reasons))
+
+
+def build_result(
+    estimator: Any,
+    wide: WideOutcomes,
+    main: UnitFit,
+    runs: PlaceboRuns | None,
+    ctx: FitContext,
+    *,
+    method: str,
+    reason: str | None,
+    v: pd.Series,
+    balance: pd.DataFrame,
+    info: dict[str, Any],
+) -> SyntheticControlResult:
+    """Assemble the result of a one-treated-unit synthetic control fit (any weighting)."""
+    n_pre = main.n_pre
+    times = wide.times
+    post_times = times[n_pre:]
+    estimates = np.r_[main.att, main.gap[n_pre:]]
+    terms = ["att"] + ["effect"] * post_times.size
+    time_key = np.r_[np.array([None], dtype=object), post_times.astype(object)]
+    table = make_table(terms, estimates, np.full(estimates.size, np.nan), time=time_key)
+    notes: list[str] = []
+    if runs is not None:
+        table["p_value"] = np.r_[runs.p_value_ratio(), runs.p_values_by_period()]
+        low, high, notes = placebo_intervals(runs, ctx.level)
+        table["conf_low"] = low
+        table["conf_high"] = high
+        table["statistic"] = runs.statistics()
+        for note in notes:
+            warnings.warn(note, InferenceUnavailableWarning, stacklevel=5)
+        cut = "" if runs.cutoff is None else f"; placebos with pre-MSPE > {runs.cutoff:g} x the"
+        description = (
+            f"placebo in space: {runs.n_placebos} placebo runs, p-values in steps of "
+            f"1/{runs.n_placebos + 1}; att by the post/pre RMSPE ratio, periods by "
+            "|gap|/pre-RMSPE; intervals by test inversion" + (cut and cut + " treated's left out")
+        )
+    else:
+        description = "point estimates only"
+    inference = InferenceInfo(method=method, description=description, reason=reason)
+    weights = pd.Series(
+        main.weights, index=pd.Index(wide.units[main.donors], name=estimator.unit), name="weight"
+    )
+    path = pd.DataFrame(
+        {
+            "treated": wide.y[main.row],
+            "synthetic": main.synthetic,
+            "gap": main.gap,
+            "post": np.arange(times.size) >= n_pre,
+        },
+        index=pd.Index(times, name=estimator.time),
+    )
+    full_info = {
+        "n_units": wide.n_units,
+        "n_donors": int(main.donors.size),
+        "n_periods": int(times.size),
+        "n_pre": n_pre,
+        "treated_unit": wide.units[main.row],
+        "treatment_start": times[n_pre],
+        "pre_rmspe": main.pre_rmspe,
+        "post_rmspe": main.post_rmspe,
+        **info,
+        "interval_notes": notes,
+        "roles": {
+            "outcome": estimator.outcome,
+            "unit": estimator.unit,
+            "time": estimator.time,
+            "treatment": estimator.treatment,
+        },
+        "seed": ctx.seed,
+    }
+    if runs is not None:
+        full_info["n_placebos"] = runs.n_placebos
+        full_info["p_value_granularity"] = runs.granularity
+    return SyntheticControlResult(
+        estimator=estimator.registry_name,
+        _table=table,
+        inference=inference,
+        info=full_info,
+        level=ctx.level,
+        _weights=weights,
+        _v=v,
+        _path=path,
+        _balance=balance,
+        placebos=runs,
+    )

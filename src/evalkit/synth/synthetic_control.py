@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -13,13 +12,13 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.random import SeedLike
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, Result, make_table
-from evalkit.errors import DesignError, InferenceUnavailableWarning
+from evalkit.core.result import Result
+from evalkit.errors import DesignError
 from evalkit.inference.spec import Inference
-from evalkit.synth.placebo import PlaceboRuns
+from evalkit.synth.placebo import PlaceboRuns, placebo_in_space
 from evalkit.synth.predictors import parse_periods, parse_predictors
 from evalkit.synth.problem import SCProblem, UnitFit, build_problem
-from evalkit.synth.result import SyntheticControlResult, placebo_intervals
+from evalkit.synth.result import SyntheticControlResult, build_result
 
 __all__ = ["SyntheticControl"]
 
@@ -222,18 +221,15 @@ class SyntheticControl(Estimator):
         self, problem: SCProblem, main: UnitFit, seed: int, cutoff: float | None = None
     ) -> PlaceboRuns:
         """Fit every donor as if treated (the treated unit left out of every pool)."""
-        donors = problem.donor_rows
-        if donors.size < 2:
-            raise DesignError(
-                "placebo inference needs at least two donors (each placebo needs a pool)",
-                hint="use inference='none'",
-                column="inference",
-            )
-        gaps = [main.gap]
-        for j in donors:
-            gaps.append(self._fit_one(problem, int(j), donors[donors != j], seed).gap)
-        units = np.r_[problem.wide.units[[problem.treated_row]], problem.wide.units[donors]]
-        return PlaceboRuns(units, np.array(gaps), problem.wide.times, problem.n_pre, cutoff)
+        return placebo_in_space(
+            lambda row, donors: self._fit_one(problem, row, donors, seed).gap,
+            main.gap,
+            problem.wide,
+            problem.treated_row,
+            problem.donor_rows,
+            problem.n_pre,
+            cutoff,
+        )
 
     def _result(
         self,
@@ -244,102 +240,38 @@ class SyntheticControl(Estimator):
         method: str,
         reason: str | None,
     ) -> SyntheticControlResult:
-        wide = problem.wide
-        n_pre = problem.n_pre
-        times = wide.times
-        post_times = times[n_pre:]
-        estimates = np.r_[main.att, main.gap[n_pre:]]
-        terms = ["att"] + ["effect"] * post_times.size
-        time_key = np.r_[np.array([None], dtype=object), post_times.astype(object)]
-        nan = np.full(estimates.size, np.nan)
-        table = make_table(terms, estimates, nan, time=time_key)
-        notes: list[str] = []
-        if runs is not None:
-            table["p_value"] = np.r_[runs.p_value_ratio(), runs.p_values_by_period()]
-            low, high, notes = placebo_intervals(runs, ctx.level)
-            table["conf_low"] = low
-            table["conf_high"] = high
-            table["statistic"] = np.r_[runs.ratio[0], runs._scaled()[0]]
-            for note in notes:
-                warnings.warn(note, InferenceUnavailableWarning, stacklevel=4)
-            description = (
-                f"placebo in space: {runs.n_placebos} placebo runs, p-values in steps of "
-                f"1/{runs.n_placebos + 1}; att by the post/pre RMSPE ratio, periods by "
-                "|gap|/pre-RMSPE; intervals by test inversion"
-                + (
-                    ""
-                    if runs.cutoff is None
-                    else f"; placebos with pre-MSPE > {runs.cutoff:g} x the treated's left out"
-                )
-            )
-        else:
-            description = "point estimates only"
-        inference = InferenceInfo(method=method, description=description, reason=reason, reps=None)
         sol = main.solution
-        donor_labels = wide.units[main.donors]
-        weights = pd.Series(
-            sol.weights, index=pd.Index(donor_labels, name=self.unit), name="weight"
-        )
         v = pd.Series(sol.v, index=pd.Index(problem.labels, name="predictor"), name="v")
-        x_t = problem.x[:, main.row]
         x_d = problem.x[:, main.donors]
         balance = pd.DataFrame(
             {
-                "treated": x_t,
+                "treated": problem.x[:, main.row],
                 "synthetic": x_d @ sol.weights,
                 "donor_mean": x_d.mean(axis=1),
                 "v": sol.v,
             },
             index=v.index,
         )
-        path = pd.DataFrame(
-            {
-                "treated": wide.y[main.row],
-                "synthetic": main.synthetic,
-                "gap": main.gap,
-                "post": np.arange(times.size) >= n_pre,
-            },
-            index=pd.Index(times, name=self.time),
-        )
         info = {
-            "n_units": wide.n_units,
-            "n_donors": int(main.donors.size),
-            "n_periods": int(times.size),
-            "n_pre": n_pre,
-            "treated_unit": wide.units[main.row],
-            "treatment_start": times[n_pre],
-            "pre_rmspe": main.pre_rmspe,
-            "post_rmspe": main.post_rmspe,
             "v_mspe": sol.mspe,
             "v_mspe_bound": sol.bound,
             "v_start": sol.start,
             "v_starts": dict(sol.starts),
-            "v_periods": [_plain(t) for t in times[problem.v_cols]],
+            "v_periods": [_plain(t) for t in problem.wide.times[problem.v_cols]],
             "predictors": problem.labels,
             "inner_solves": sol.evaluations,
-            "interval_notes": notes,
-            "roles": {
-                "outcome": self.outcome,
-                "unit": self.unit,
-                "time": self.time,
-                "treatment": self.treatment,
-            },
-            "seed": ctx.seed,
         }
-        if runs is not None:
-            info["n_placebos"] = runs.n_placebos
-            info["p_value_granularity"] = runs.granularity
-        return SyntheticControlResult(
-            estimator=self.registry_name,
-            _table=table,
-            inference=inference,
+        return build_result(
+            self,
+            problem.wide,
+            main,
+            runs,
+            ctx,
+            method=method,
+            reason=reason,
+            v=v,
+            balance=balance,
             info=info,
-            level=ctx.level,
-            _weights=weights,
-            _v=v,
-            _path=path,
-            _balance=balance,
-            placebos=runs,
         )
 
     # ------------------------------------------------------------------ robustness
@@ -359,7 +291,7 @@ class SyntheticControl(Estimator):
         donors = problem.donor_rows
         main = self._fit_one(problem, problem.treated_row, donors, used)
         rows = [(None, main)]
-        for j in donors[main.solution.weights > 0]:
+        for j in donors[main.weights > 0]:
             if donors.size < 2:
                 break
             rows.append(
