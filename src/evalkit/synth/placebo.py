@@ -115,7 +115,7 @@ class PlaceboRuns:
 
     def _scaled(self) -> np.ndarray:
         """``|gap_t| / pre-RMSPE`` for every run and treated period."""
-        """Return the treated unit's statistics: RMSPE ratio, then each period's scaled gap."""
+        with np.errstate(divide="ignore", invalid="ignore"):
             return np.abs(self.gaps[:, self.n_pre :]) / self.pre_rmspe[:, None]
 
     def statistics(self) -> np.ndarray:
