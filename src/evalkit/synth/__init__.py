@@ -6,11 +6,13 @@ Importing this module registers the estimators under ``"synth.<Class>"`` names.
 """
 
 from evalkit.data.wide import Cohort, WideOutcomes, wide_panel
+from evalkit.synth.augmented import AugmentedSyntheticControl
 from evalkit.synth.result import SyntheticControlResult
 from evalkit.synth.synthetic_control import SyntheticControl
 from evalkit.synth.synthetic_did import SyntheticDiD, SyntheticDiDResult
 
 __all__ = [
+    "AugmentedSyntheticControl",
     "Cohort",
     "SyntheticControl",
     "SyntheticControlResult",

@@ -32,8 +32,9 @@ import pandas as pd
 
 from evalkit.data.wide import WideOutcomes
 from evalkit.errors import DesignError
+from evalkit.inference.spec import Inference
 
-__all__ = ["PlaceboRuns", "placebo_in_space", "rank_p_value"]
+__all__ = ["PlaceboRuns", "placebo_cutoff", "placebo_in_space", "rank_p_value"]
 
 
 def rank_p_value(stat: float, placebo_stats: np.ndarray) -> float:
@@ -226,3 +227,27 @@ def placebo_in_space(
         gaps.append(fit_gap(int(j), donor_rows[donor_rows != j]))
     units = np.r_[wide.units[[treated_row]], wide.units[donor_rows]]
     return PlaceboRuns(units, np.array(gaps), wide.times, n_pre, cutoff)
+
+
+def placebo_cutoff(spec: Inference | None) -> float | None:
+    """Return the pre-fit exclusion cutoff of a placebo inference spec (None: keep all)."""
+    if spec is None or spec.method != "placebo":
+        return None
+    unknown = sorted(set(spec.options) - {"cutoff"})
+    if unknown:
+        raise DesignError(
+            f"unknown placebo option {unknown[0]!r}",
+            hint="the placebo option is cutoff (e.g. options={'cutoff': 5})",
+            column="inference",
+        )
+    value = spec.options.get("cutoff")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
+        raise DesignError(
+            f"placebo cutoff must be a number >= 1 (a multiple of the treated unit's "
+            f"pre-period MSPE), got {value!r}",
+            hint="ADH (2010) use 20, 5 and 2",
+            column="inference",
+        )
+    return float(value)

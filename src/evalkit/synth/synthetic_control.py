@@ -15,7 +15,7 @@ from evalkit.core.registry import register
 from evalkit.core.result import Result
 from evalkit.errors import DesignError
 from evalkit.inference.spec import Inference
-from evalkit.synth.placebo import PlaceboRuns, placebo_in_space
+from evalkit.synth.placebo import PlaceboRuns, placebo_cutoff, placebo_in_space
 from evalkit.synth.predictors import parse_periods, parse_predictors
 from evalkit.synth.problem import SCProblem, UnitFit, build_problem
 from evalkit.synth.result import SyntheticControlResult, build_result
@@ -88,7 +88,7 @@ class SyntheticControl(Estimator):
     ...     ("invest", (1964, 1969))], v_periods=(1960, 1969))
     >>> res = sc.fit(df, inference="none")
     >>> res.weights[res.weights > 0.01].round(2).to_dict()
-    {'Cataluna': 0.73, 'Madrid (Comunidad De)': 0.27}
+    {'Baleares (Islas)': 0.91, 'Madrid (Comunidad De)': 0.09}
     """
 
     outcome: str
@@ -209,7 +209,7 @@ class SyntheticControl(Estimator):
             if spec is None
             else None
         )
-        cutoff = _cutoff(spec)
+        cutoff = placebo_cutoff(spec)
         problem = self.problem(data)
         main = self._fit_one(problem, problem.treated_row, problem.donor_rows, ctx.seed)
         runs = None
@@ -359,26 +359,3 @@ def _robustness_frame(key: str, rows: list[tuple[Any, UnitFit]], times: np.ndarr
         np.array([f.gap for _, f in rows]), columns=[f"gap_{_plain(t)}" for t in times]
     )
     return pd.concat([out, gaps], axis=1)
-
-
-def _cutoff(spec: Inference | None) -> float | None:
-    if spec is None or spec.method != "placebo":
-        return None
-    unknown = sorted(set(spec.options) - {"cutoff"})
-    if unknown:
-        raise DesignError(
-            f"unknown placebo option {unknown[0]!r}",
-            hint="the placebo option is cutoff (e.g. options={'cutoff': 5})",
-            column="inference",
-        )
-    value = spec.options.get("cutoff")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
-        raise DesignError(
-            f"placebo cutoff must be a number >= 1 (a multiple of the treated unit's "
-            f"pre-period MSPE), got {value!r}",
-            hint="ADH (2010) use 20, 5 and 2",
-            column="inference",
-        )
-    return float(value)
