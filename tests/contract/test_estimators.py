@@ -141,20 +141,3 @@ def test_ci_level_changes_width(name):
     assert (
         (wide["conf_high"] - wide["conf_low"]) > (narrow["conf_high"] - narrow["conf_low"])
     ).all()
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_by_subgroups_give_group_rows_and_equality_tests(name):
-    case = CASES[name]
-    frame = case.data()
-    # two subgroups of units (sharing the periods)
-    frame["half"] = np.where(frame[case.options["unit"]] % 2 == 0, "a", "b")
-    res = _fit(name, data=frame, by="half", seed=7)
-    tidy = res.tidy()
-    assert {"a", "b", "a - b"} <= set(tidy["group"])
-    assert np.isfinite(tidy["std_error"]).all()
-    assert res.info["equality_tests"]
-    diff = tidy[tidy["group"] == "a - b"].iloc[0]
-    a = tidy[(tidy["group"] == "a") & (tidy["term"] == diff["term"])].iloc[0]
-    b = tidy[(tidy["group"] == "b") & (tidy["term"] == diff["term"])].iloc[0]
-    assert diff["estimate"] == pytest.approx(a["estimate"] - b["estimate"])
