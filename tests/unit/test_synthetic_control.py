@@ -11,7 +11,7 @@ import pytest
 
 from evalkit import EvalkitError
 from evalkit.errors import DataError, DesignError, InferenceUnavailableWarning
-from evalkit.inference import Inference
+from evalkit.inference import Inference, Placebo
 from evalkit.synth import SyntheticControl
 from evalkit.synth.placebo import rank_p_value
 
@@ -163,9 +163,13 @@ def test_unbounded_interval_is_empty_with_reason():
     df = sc_panel(n_donors=8)
     with pytest.warns(InferenceUnavailableWarning, match="unbounded"):
         res = _sc(lagged_outcomes=[2005, 2009], custom_v=[1, 1]).fit(df)
-    assert res.tidy()[["conf_low", "conf_high"]].isna().all().all()
+    tidy = res.tidy()
+    assert np.isneginf(tidy["conf_low"]).all() and np.isposinf(tidy["conf_high"]).all()
     assert "unbounded" in res.info["interval_notes"][0]
     assert res.inference.method == "placebo" and "one treated unit" in res.inference.reason
+    assert "no standard error" in res.inference.missing
+    with pytest.raises(EvalkitError):
+        res.std_error("att")
 
 
 def test_pre_fit_cutoff_drops_bad_placebos():
@@ -174,12 +178,14 @@ def test_pre_fit_cutoff_drops_bad_placebos():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         full = est.fit(df)
-        cut = est.fit(df, inference=Inference("placebo", options={"cutoff": 2}))
+        cut = est.fit(df, inference=Placebo(cutoff=2))
+        same = est.fit(df, inference=Inference("placebo", options={"cutoff": 2}))
+    pd.testing.assert_frame_equal(cut.tidy(), same.tidy())
     assert cut.placebos.n_placebos < full.placebos.n_placebos
     table = cut.placebos.table()
     assert not table.loc[~table["kept"], "treated"].any()
     with pytest.raises(DesignError, match="cutoff"):
-        est.fit(df, inference=Inference("placebo", options={"cutoff": 0.5}))
+        est.fit(df, inference=Placebo(cutoff=0.5))
     with pytest.raises(DesignError, match="cutof"):
         est.fit(df, inference=Inference("placebo", options={"cutof": 5}))
 

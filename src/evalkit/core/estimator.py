@@ -117,6 +117,12 @@ class Estimator:
         Result
         """
         level = check_level(level)
+        if by is not None and not self.supports_by:
+            raise DesignError(
+                f"{self.registry_name} does not support by= (subgroup comparisons) yet",
+                hint="fit each subgroup's rows on their own",
+                column="by",
+            )
         spec = parse_inference(inference, self.supported_inference, self.registry_name)
         if reps is not None:
             if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:

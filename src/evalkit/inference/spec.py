@@ -419,10 +419,31 @@ class Conformal(Inference):
 
 @dataclass(frozen=True, kw_only=True)
 class Placebo(Inference):
-    """Placebo (in-space) inference: the estimate among those of every control as treated."""
+    """Placebo (in-space) inference: the estimate among those of every control as treated.
+
+    Parameters
+    ----------
+    cutoff
+        Leave out placebo runs whose pre-treatment mean squared prediction error exceeds
+        ``cutoff`` times the treated unit's (Abadie, Diamond & Hainmueller 2010 use 20, 5
+        and 2); None keeps every run. Used by ``synth.SyntheticControl`` and
+        ``synth.AugmentedSyntheticControl``.
+    """
 
     method: str = field(default="placebo", init=False, repr=False)
-    option_names: ClassVar[tuple[str, ...]] = ()
+    option_names: ClassVar[tuple[str, ...]] = ("cutoff",)
+
+    cutoff: float | None = None
+
+    def _validate(self) -> None:
+        c = self.cutoff
+        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or c < 1):
+            raise DesignError(
+                f"placebo cutoff must be a number >= 1 (a multiple of the treated unit's "
+                f"pre-period MSPE), got {c!r}",
+                hint="ADH (2010) use 20, 5 and 2; None keeps every placebo",
+                column="cutoff",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -47,8 +47,9 @@ class Summary:
         tidy = self.result.tidy()
         keys = [c for c in ("group", "cohort", "time", "event_time") if c in tidy]
         label = tidy["term"].astype(str)
-        for k in keys:
-            label = label + " [" + k + "=" + tidy[k].astype(str) + "]"
+        for k in keys:  # rows without a key value (e.g. an overall estimate) keep their term
+            present = tidy[k].notna()
+            label = label.where(~present, label + " [" + k + "=" + tidy[k].astype(str) + "]")
         return tidy.assign(label=label)
 
     def _facts(self) -> list[tuple[str, str]]:

@@ -25,13 +25,12 @@ import numpy as np
 import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
-from evalkit.core.random import SeedLike
 from evalkit.core.registry import register
 from evalkit.core.result import Result
 from evalkit.data.wide import WideOutcomes, wide_panel
 from evalkit.errors import DesignError
-from evalkit.inference.spec import Inference
-from evalkit.synth.placebo import placebo_cutoff, placebo_in_space
+from evalkit.inference.policy import choose_inference
+from evalkit.synth.placebo import OWN_DEFAULT, placebo_cutoff, placebo_in_space
 from evalkit.synth.problem import UnitFit
 from evalkit.synth.result import build_result
 from evalkit.synth.simplex import simplex_lstsq
@@ -204,6 +203,7 @@ class AugmentedSyntheticControl(Estimator):
     donors: tuple[Any, ...] | None = None
 
     supported_inference: ClassVar[tuple[str, ...]] = ("placebo", "none")
+    supports_by: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_roles(self, ("outcome", "unit", "time", "treatment"))
@@ -228,25 +228,6 @@ class AugmentedSyntheticControl(Estimator):
         if self.donors is not None:
             donors = [self.donors] if isinstance(self.donors, str) else list(self.donors)
             object.__setattr__(self, "donors", tuple(donors))
-
-    def fit(
-        self,
-        data: pd.DataFrame,
-        *,
-        inference: str | Inference | None = None,
-        seed: SeedLike = None,
-        reps: int | None = None,
-        level: float = 0.95,
-        by: str | None = None,
-    ) -> Result:
-        """Estimate on ``data``; see :meth:`evalkit.core.estimator.Estimator.fit` (no ``by``)."""
-        if by is not None:
-            raise DesignError(
-                f"{self.registry_name} does not support by= yet",
-                hint="fit each subgroup's data on its own",
-                column="by",
-            )
-        return super().fit(data, inference=inference, seed=seed, reps=reps, level=level)
 
     def _wide(self, data: pd.DataFrame) -> WideOutcomes:
         wide = wide_panel(
@@ -281,14 +262,11 @@ class AugmentedSyntheticControl(Estimator):
         return UnitFit(row, donors, fit.weights, synthetic, y[row] - synthetic, n_pre, fit)
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
-        spec = ctx.inference
-        method = "placebo" if spec is None else spec.method
-        reason = (
-            "one treated unit: placebo in space (Abadie, Diamond & Hainmueller 2010)"
-            if spec is None
-            else None
+        choice = choose_inference(
+            ctx.inference, supported=self.supported_inference, counts=None, own=OWN_DEFAULT
         )
-        cutoff = placebo_cutoff(spec)
+        method, reason = choice.spec.method, choice.reason
+        cutoff = placebo_cutoff(choice.spec)
         wide = self._wide(data)
         treated = wide.n_units - 1
         donors = np.arange(wide.n_donors)

@@ -18,7 +18,9 @@ for the average; per period otherwise) that the test does not reject when ``tau`
 subtracted from the treated unit's post-period outcomes. Subtracting a constant from
 those outcomes leaves every fit unchanged (the weights use pre-period data only), so the
 sets have closed forms. When ``1 / (1 + n)`` exceeds ``1 - level`` no effect can be
-rejected and the interval is unbounded; it is then left empty and the reason stated.
+rejected and the interval is unbounded (``-inf, inf``, with the reason stated). When no
+constant effect passes the ratio test the set is empty: the interval is left empty (NaN)
+and the reason stated.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ from evalkit.data.wide import WideOutcomes
 from evalkit.errors import DesignError
 from evalkit.inference.spec import Inference
 
-__all__ = ["PlaceboRuns", "placebo_cutoff", "placebo_in_space", "rank_p_value"]
+__all__ = ["OWN_DEFAULT", "PlaceboRuns", "placebo_cutoff", "placebo_in_space", "rank_p_value"]
+
+#: The default inference of one-treated-unit synthetic control estimators, and why.
+OWN_DEFAULT = (
+    "placebo",
+    "automatic: one treated unit, so placebo in space (every donor refitted as if treated; "
+    "Abadie, Diamond & Hainmueller 2010)",
+)
 
 
 def rank_p_value(stat: float, placebo_stats: np.ndarray) -> float:
@@ -137,13 +146,13 @@ class PlaceboRuns:
     def interval_att(self, level: float) -> tuple[float, float, str | None]:
         """Inverted ratio test: constant effects not rejected at ``level``.
 
-        Returns ``(low, high, reason)``; low and high are NaN with the reason when the
-        set is unbounded or empty.
+        Returns ``(low, high, reason)``: infinite bounds with the reason when the set is
+        unbounded, NaN with the reason when it is empty.
         """
         n = self.n_placebos
         need = _needed(n, 1.0 - level)
         if need <= 0:
-            return math.nan, math.nan, self._unbounded(level)
+            return -math.inf, math.inf, self._unbounded(level)
         ratios = np.sort(self.ratio[1:][self.kept[1:]])[::-1]
         crit = ratios[need - 1]
         post = self.gaps[0, self.n_pre :]
@@ -166,8 +175,8 @@ class PlaceboRuns:
         need = _needed(n, 1.0 - level)
         post = self.gaps[0, self.n_pre :]
         if need <= 0:
-            nan = np.full(post.shape, np.nan)
-            return nan, nan, self._unbounded(level)
+            inf = np.full(post.shape, np.inf)
+            return -inf, inf, self._unbounded(level)
         others = np.sort(self._scaled()[1:][self.kept[1:]], axis=0)[::-1]
         half = others[need - 1] * self.pre_rmspe[0]
         return post - half, post + half, None
@@ -230,24 +239,8 @@ def placebo_in_space(
 
 
 def placebo_cutoff(spec: Inference | None) -> float | None:
-    """Return the pre-fit exclusion cutoff of a placebo inference spec (None: keep all)."""
+    """Return the pre-fit exclusion cutoff of a placebo spec (None: keep every run)."""
     if spec is None or spec.method != "placebo":
         return None
-    unknown = sorted(set(spec.options) - {"cutoff"})
-    if unknown:
-        raise DesignError(
-            f"unknown placebo option {unknown[0]!r}",
-            hint="the placebo option is cutoff (e.g. options={'cutoff': 5})",
-            column="inference",
-        )
-    value = spec.options.get("cutoff")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
-        raise DesignError(
-            f"placebo cutoff must be a number >= 1 (a multiple of the treated unit's "
-            f"pre-period MSPE), got {value!r}",
-            hint="ADH (2010) use 20, 5 and 2",
-            column="inference",
-        )
-    return float(value)
+    value = getattr(spec.typed(), "cutoff", None)
+    return None if value is None else float(value)

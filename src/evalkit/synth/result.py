@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from evalkit.core.result import InferenceInfo, Result, check_level, make_table
+from evalkit.core.result import InferenceInfo, Result, make_table
+from evalkit.core.uncertainty import NoInference, TestInversion, Uncertainty
 from evalkit.data.wide import WideOutcomes
 from evalkit.errors import InferenceUnavailableWarning
 from evalkit.synth.placebo import PlaceboRuns
@@ -29,7 +30,9 @@ class SyntheticControlResult(Result):
 
     The table holds ``att`` (the average gap over the treated periods) and one ``effect``
     row per treated period (key ``time``). With placebo inference the p-values and
-    intervals come from test inversion and there is no standard error.
+    intervals come from test inversion (:class:`~evalkit.core.uncertainty.TestInversion`;
+    intervals at another level are re-inverted from the stored runs) and there is no
+    standard error.
 
     Attributes
     ----------
@@ -95,16 +98,6 @@ class SyntheticControlResult(Result):
         post = float(np.sqrt(np.mean(gap.loc[gap["post"], "gap"] ** 2)))
         return {"pre": pre, "post": post, "ratio": post / pre if pre > 0 else float("inf")}
 
-    def tidy(self, level: float | None = None) -> pd.DataFrame:
-        """Return the estimates; intervals at another level are re-inverted from the placebos."""
-        if level is None or self.placebos is None or check_level(level) == self.level:
-            return super().tidy(level)
-        table = super().tidy()
-        low, high, _ = placebo_intervals(self.placebos, check_level(level))
-        table["conf_low"] = low
-        table["conf_high"] = high
-        return table
-
     def plot(self, ax: Axes | None = None, kind: str = "trajectory", **kwargs: Any) -> Axes:
         """Plot the fit: ``kind`` is ``"trajectory"``, ``"gap"``, ``"placebo"`` or ``"weights"``.
 
@@ -145,12 +138,9 @@ def build_result(
     time_key = np.r_[np.array([None], dtype=object), post_times.astype(object)]
     table = make_table(terms, estimates, np.full(estimates.size, np.nan), time=time_key)
     notes: list[str] = []
+    uncertainty: Uncertainty
     if runs is not None:
-        table["p_value"] = np.r_[runs.p_value_ratio(), runs.p_values_by_period()]
         low, high, notes = placebo_intervals(runs, ctx.level)
-        table["conf_low"] = low
-        table["conf_high"] = high
-        table["statistic"] = runs.statistics()
         for note in notes:
             warnings.warn(note, InferenceUnavailableWarning, stacklevel=5)
         cut = "" if runs.cutoff is None else f"; placebos with pre-MSPE > {runs.cutoff:g} x the"
@@ -159,8 +149,20 @@ def build_result(
             f"1/{runs.n_placebos + 1}; att by the post/pre RMSPE ratio, periods by "
             "|gap|/pre-RMSPE; intervals by test inversion" + (cut and cut + " treated's left out")
         )
+        uncertainty = TestInversion(
+            p_value=np.r_[runs.p_value_ratio(), runs.p_values_by_period()],
+            conf_low=low,
+            conf_high=high,
+            level=ctx.level,
+            method="placebo",
+            granularity=runs.granularity,
+            statistic=runs.statistics(),
+            invert=lambda lvl: placebo_intervals(runs, lvl)[:2],
+            note=description + ("; " + "; ".join(notes) if notes else ""),
+        )
     else:
         description = "point estimates only"
+        uncertainty = NoInference()
     inference = InferenceInfo(method=method, description=description, reason=reason)
     weights = pd.Series(
         main.weights, index=pd.Index(wide.units[main.donors], name=estimator.unit), name="weight"
@@ -207,4 +209,5 @@ def build_result(
         _path=path,
         _balance=balance,
         placebos=runs,
+        uncertainty=uncertainty,
     )

@@ -10,12 +10,11 @@ import numpy as np
 import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
-from evalkit.core.random import SeedLike
 from evalkit.core.registry import register
 from evalkit.core.result import Result
 from evalkit.errors import DesignError
-from evalkit.inference.spec import Inference
-from evalkit.synth.placebo import PlaceboRuns, placebo_cutoff, placebo_in_space
+from evalkit.inference.policy import choose_inference
+from evalkit.synth.placebo import OWN_DEFAULT, PlaceboRuns, placebo_cutoff, placebo_in_space
 from evalkit.synth.predictors import parse_periods, parse_predictors
 from evalkit.synth.problem import SCProblem, UnitFit, build_problem
 from evalkit.synth.result import SyntheticControlResult, build_result
@@ -72,7 +71,7 @@ class SyntheticControl(Estimator):
     -----
     Inference: ``"placebo"`` (the default: placebo in space with post/pre RMSPE-ratio
     p-values and test-inversion intervals, :mod:`evalkit.synth.placebo`; option
-    ``cutoff`` in ``Inference("placebo", options={"cutoff": 5})`` drops placebos whose
+    ``cutoff`` in ``evalkit.inference.Placebo(cutoff=5)`` drops placebos whose
     pre-period MSPE exceeds that multiple of the treated unit's) or ``"none"``.
     :meth:`backdate` and :meth:`leave_one_out` give the usual robustness checks.
 
@@ -103,6 +102,7 @@ class SyntheticControl(Estimator):
     random_starts: int = 10
 
     supported_inference: ClassVar[tuple[str, ...]] = ("placebo", "none")
+    supports_by: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_roles(self, ("outcome", "unit", "time", "treatment"))
@@ -125,28 +125,6 @@ class SyntheticControl(Estimator):
             raise DesignError("random_starts must be >= 0", column="random_starts")
 
     # ------------------------------------------------------------------ fit
-    def fit(
-        self,
-        data: pd.DataFrame,
-        *,
-        inference: str | Inference | None = None,
-        seed: SeedLike = None,
-        reps: int | None = None,
-        level: float = 0.95,
-        by: str | None = None,
-    ) -> Result:
-        """Estimate on ``data`` and return a :class:`SyntheticControlResult`.
-
-        See :meth:`evalkit.core.estimator.Estimator.fit`; ``by`` is not supported yet.
-        """
-        if by is not None:
-            raise DesignError(
-                f"{self.registry_name} does not support by= yet",
-                hint="fit each subgroup's data on its own",
-                column="by",
-            )
-        return super().fit(data, inference=inference, seed=seed, reps=reps, level=level)
-
     def problem(self, data: pd.DataFrame) -> SCProblem:
         """Build the synthetic control problem (wide outcomes, predictors) from ``data``."""
         return build_problem(
@@ -186,9 +164,7 @@ class SyntheticControl(Estimator):
             raise DesignError("custom_v must be non-negative and not all zero", column="custom_v")
         return v / v.sum()
 
-    def _fit_one(
-        self, problem: SCProblem, row: int, donors: np.ndarray, seed: int, shift: int = 0
-    ) -> UnitFit:
+    def _fit_one(self, problem: SCProblem, row: int, donors: np.ndarray, shift: int = 0) -> UnitFit:
         # random starts depend on the run only (not the seed or the order of runs): the
         # estimate of this deterministic method does not change with the seed
         rng = np.random.default_rng([row, shift])
@@ -202,27 +178,24 @@ class SyntheticControl(Estimator):
         )
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
-        spec = ctx.inference
-        method = "placebo" if spec is None else spec.method
-        reason = (
-            "one treated unit: placebo in space (Abadie, Diamond & Hainmueller 2010)"
-            if spec is None
-            else None
+        choice = choose_inference(
+            ctx.inference, supported=self.supported_inference, counts=None, own=OWN_DEFAULT
         )
-        cutoff = placebo_cutoff(spec)
+        method, reason = choice.spec.method, choice.reason
+        cutoff = placebo_cutoff(choice.spec)
         problem = self.problem(data)
-        main = self._fit_one(problem, problem.treated_row, problem.donor_rows, ctx.seed)
+        main = self._fit_one(problem, problem.treated_row, problem.donor_rows)
         runs = None
         if method == "placebo":
-            runs = self.placebo_runs(problem, main, ctx.seed, cutoff)
+            runs = self.placebo_runs(problem, main, cutoff)
         return self._result(problem, main, runs, ctx, method, reason)
 
     def placebo_runs(
-        self, problem: SCProblem, main: UnitFit, seed: int, cutoff: float | None = None
+        self, problem: SCProblem, main: UnitFit, cutoff: float | None = None
     ) -> PlaceboRuns:
         """Fit every donor as if treated (the treated unit left out of every pool)."""
         return placebo_in_space(
-            lambda row, donors: self._fit_one(problem, row, donors, seed).gap,
+            lambda row, donors: self._fit_one(problem, row, donors).gap,
             main.gap,
             problem.wide,
             problem.treated_row,
@@ -275,7 +248,7 @@ class SyntheticControl(Estimator):
         )
 
     # ------------------------------------------------------------------ robustness
-    def leave_one_out(self, data: pd.DataFrame, *, seed: SeedLike = None) -> pd.DataFrame:
+    def leave_one_out(self, data: pd.DataFrame) -> pd.DataFrame:
         """Re-estimate leaving out, in turn, each donor with a positive weight.
 
         Returns
@@ -284,12 +257,9 @@ class SyntheticControl(Estimator):
             One row per left-out donor (``None`` for the full pool): ``att``,
             ``pre_rmspe``, ``post_rmspe`` and the gap in every period (columns ``gap_<t>``).
         """
-        from evalkit.core.random import make_rng
-
-        _, used = make_rng(seed)
         problem = self.problem(data)
         donors = problem.donor_rows
-        main = self._fit_one(problem, problem.treated_row, donors, used)
+        main = self._fit_one(problem, problem.treated_row, donors)
         rows = [(None, main)]
         for j in donors[main.weights > 0]:
             if donors.size < 2:
@@ -297,14 +267,12 @@ class SyntheticControl(Estimator):
             rows.append(
                 (
                     _plain(problem.wide.units[j]),
-                    self._fit_one(problem, problem.treated_row, donors[donors != j], used),
+                    self._fit_one(problem, problem.treated_row, donors[donors != j]),
                 )
             )
         return _robustness_frame("left_out", rows, problem.wide.times)
 
-    def backdate(
-        self, data: pd.DataFrame, periods: int | Sequence[int] = 5, *, seed: SeedLike = None
-    ) -> pd.DataFrame:
+    def backdate(self, data: pd.DataFrame, periods: int | Sequence[int] = 5) -> pd.DataFrame:
         """Placebo in time: pretend treatment started ``periods`` earlier.
 
         Predictor periods and ``v_periods`` move back by the same number of periods, so
@@ -317,9 +285,6 @@ class SyntheticControl(Estimator):
             One row per shift (0 = the actual fit): the fake start, ``att`` over the
             periods between the fake and the real start, ``pre_rmspe`` and the gaps.
         """
-        from evalkit.core.random import make_rng
-
-        _, used = make_rng(seed)
         shifts = [periods] if isinstance(periods, int) else list(periods)
         problem = self.problem(data)
         rows = []
@@ -330,7 +295,7 @@ class SyntheticControl(Estimator):
                     f"{problem.n_pre - 1} (the pre-treatment periods)",
                     column="periods",
                 )
-            fit = self._fit_one(problem, problem.treated_row, problem.donor_rows, used, shift=s)
+            fit = self._fit_one(problem, problem.treated_row, problem.donor_rows, shift=s)
             rows.append((s, fit))
         frame = _robustness_frame("shift", rows, problem.wide.times)
         frame.insert(1, "start", [_plain(problem.wide.times[problem.n_pre - s]) for s, _ in rows])
