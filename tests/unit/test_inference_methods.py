@@ -217,6 +217,8 @@ def slow_conformal_p(y1, ctrl, post, theta, q=1.0):
     post_idx = np.flatnonzero(post)
 
     def stat(series):
+        if q == "mean":
+            return abs(np.mean(series[post_idx]))
         return np.mean(np.abs(series[post_idx]) ** q) ** (1 / q)
 
     s0 = stat(u)
@@ -231,22 +233,25 @@ def test_conformal_equals_slow_algorithm() -> None:
     y1 = ctrl.mean(0) + rng.normal(size=24) + 1.5 * post
     fit = did_counterfactual(ctrl)
     for theta in (-1.0, 0.0, 0.7, 1.5, 3.0):
-        for q in (1.0, 2.0):
+        for q in (1.0, 2.0, "mean"):
             assert conformal_p_value(y1, post, fit, theta, q) == pytest.approx(
                 slow_conformal_p(y1, ctrl, post, theta, q)
             )
-    res = conformal_inference(y1, post, fit, level=0.9)
+    res = conformal_inference(y1, post, fit, level=0.9)  # statistic: |mean post residual|
     eps = 1e-6
-    assert slow_conformal_p(y1, ctrl, post, res.conf_low + eps) > 0.1
-    assert slow_conformal_p(y1, ctrl, post, res.conf_low - eps) <= 0.1
-    assert slow_conformal_p(y1, ctrl, post, res.conf_high - eps) > 0.1
-    assert slow_conformal_p(y1, ctrl, post, res.conf_high + eps) <= 0.1
+
+    def p_mean(theta, y=y1, c=ctrl, post=post):
+        return slow_conformal_p(y, c, post, theta, "mean")
+
+    assert p_mean(res.conf_low + eps) > 0.1 >= p_mean(res.conf_low - eps)
+    assert p_mean(res.conf_high - eps) > 0.1 >= p_mean(res.conf_high + eps)
+    assert res.p_value == pytest.approx(p_mean(0.0))
     # per period: the pre-periods plus that one period, moving blocks over T0 + 1 periods
     keep = ~post
     keep[18] = True
     i = int(np.flatnonzero(res.periods == 18)[0])
     sub_post = post[keep]
-    p18 = slow_conformal_p(y1[keep], ctrl[:, keep], sub_post, 0.0)
-    assert res.period_p_value[i] == pytest.approx(p18)
-    assert slow_conformal_p(y1[keep], ctrl[:, keep], sub_post, res.period_low[i] + eps) > 0.1
-    assert slow_conformal_p(y1[keep], ctrl[:, keep], sub_post, res.period_low[i] - eps) <= 0.1
+    y18, c18 = y1[keep], ctrl[:, keep]
+    assert res.period_p_value[i] == pytest.approx(p_mean(0.0, y18, c18, sub_post))
+    assert p_mean(res.period_low[i] + eps, y18, c18, sub_post) > 0.1
+    assert p_mean(res.period_low[i] - eps, y18, c18, sub_post) <= 0.1
