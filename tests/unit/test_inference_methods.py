@@ -255,3 +255,16 @@ def test_conformal_equals_slow_algorithm() -> None:
     assert res.period_p_value[i] == pytest.approx(p_mean(0.0, y18, c18, sub_post))
     assert p_mean(res.period_low[i] + eps, y18, c18, sub_post) > 0.1
     assert p_mean(res.period_low[i] - eps, y18, c18, sub_post) <= 0.1
+
+
+def test_panel_methods_recompute_intervals_at_another_level() -> None:
+    from evalkit.inference.panel import PANEL_METHODS, PanelData, panel_test
+
+    unit, time, cl, d, y = panel(n_cl=8, per=1, n_t=20, treated=(0,), start=10, seed=4)
+    data = PanelData(y, d[:, None], unit, time, cl)
+    for method in PANEL_METHODS:
+        wide = panel_test(data, method, level=0.95, rng=np.random.default_rng(1), reps=999)
+        narrow = panel_test(data, method, level=0.8, rng=np.random.default_rng(1), reps=999)
+        assert wide.invert is not None
+        assert wide.invert(0.8) == pytest.approx((narrow.conf_low, narrow.conf_high)), method
+        assert narrow.invert(0.95) == pytest.approx((wide.conf_low, wide.conf_high)), method

@@ -29,7 +29,7 @@ observations per period), estimated by regressing the controls' ``W^2`` on
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,6 +54,13 @@ class FewTreatedResult:
     n_controls: int
     null: float
     note: str = ""
+    draws: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """Interval at another ``level`` from the same (sorted) draws."""
+        if self.draws is None:
+            raise ValueError("the draws were not kept")
+        return _interval(self.estimate, self.draws, 1.0 - level)
 
     def describe(self) -> str:
         """One sentence saying what was computed."""
@@ -180,11 +187,7 @@ def conley_taber(
         exact = False
     draws = np.sort(draws)
     alpha = 1.0 - level
-    # accept a  <=>  P(Z >= gap) > alpha/2 and P(Z <= gap) > alpha/2, gap = estimate - a
-    #          <=>  z_(m) <= gap <= z_(n-m+1), m = floor(n alpha / 2) + 1
-    m = min(len(draws), int(np.floor(len(draws) * alpha / 2 + 1e-9)) + 1)
-    lo = estimate - draws[len(draws) - m]
-    hi = estimate - draws[m - 1]
+    lo, hi = _interval(estimate, draws, alpha)
     gap = estimate - null
     p = 2.0 * min(np.mean(draws >= gap - 1e-12), np.mean(draws <= gap + 1e-12))
     return FewTreatedResult(
@@ -200,4 +203,15 @@ def conley_taber(
         n_controls=n0,
         null=null,
         note=note,
+        draws=draws,
     )
+
+
+def _interval(estimate: float, draws: np.ndarray, alpha: float) -> tuple[float, float]:
+    """Equal-tailed interval from sorted draws, the inversion of the p-value.
+
+    accept a  <=>  P(Z >= gap) > alpha/2 and P(Z <= gap) > alpha/2, gap = estimate - a
+              <=>  z_(m) <= gap <= z_(n-m+1), m = floor(n alpha / 2) + 1
+    """
+    m = min(len(draws), int(np.floor(len(draws) * alpha / 2 + 1e-9)) + 1)
+    return float(estimate - draws[len(draws) - m]), float(estimate - draws[m - 1])

@@ -11,7 +11,8 @@ simulation harness both call it, so the methods are written once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -70,6 +71,9 @@ class PanelTest:
     granularity: float | None
     description: str
     details: object = None
+    invert: Callable[[float], tuple[float, float]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 def _transformed(data: PanelData) -> tuple[np.ndarray, np.ndarray, WithinTransform, np.ndarray]:
@@ -137,18 +141,19 @@ def panel_test(
         )
     xt, yt, within, sw = _transformed(data)
     if method == "wild":
-        res = WildBootstrap(
+        wb = WildBootstrap(
             xt,
             yt,
             data.cluster,
             coef=0,
             restricted=restricted,
             demean=lambda v: within.demean(v / sw) * sw,
-        ).test(null=null, weights=weights, reps=reps, rng=rng, level=level)
+        )
+        res = wb.test(null=null, weights=weights, reps=reps, rng=rng, level=level)
         gran = 1.0 / res.reps if res.enumerated else None
         return PanelTest(
             method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null, gran,
-            res.describe(), res,
+            res.describe(), res, wb.interval,
         )  # fmt: skip
     partial = _projection(xt[:, 1:], within, sw)
     if method == "permutation":
@@ -158,7 +163,7 @@ def panel_test(
         )  # fmt: skip
         return PanelTest(
             method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null,
-            res.granularity, res.describe(), res,
+            res.granularity, res.describe(), res, res.interval,
         )  # fmt: skip
     beta = np.linalg.lstsq(xt, yt, rcond=None)[0]
     treated = data.treated_clusters()
@@ -179,7 +184,7 @@ def panel_test(
         gran = 1.0 / res.n_draws if res.exact else None
         return PanelTest(
             method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null, gran,
-            res.describe(), res,
+            res.describe(), res, res.interval,
         )  # fmt: skip
     # conformal: cluster-by-period means; the treated clusters' mean series is the treated unit
     if xt.shape[1] > 1:
@@ -191,13 +196,16 @@ def panel_test(
     cells, post = _cluster_series(data, treated)
     controls = np.setdiff1d(np.arange(data.n_clusters), treated)
     y1 = cells[treated].mean(axis=0)
-    res = conformal_inference(
-        y1, post, did_counterfactual(cells[controls]), level=level, null=null,
-        per_period=per_period,
-    )  # fmt: skip
+    fit = did_counterfactual(cells[controls])
+    res = conformal_inference(y1, post, fit, level=level, null=null, per_period=per_period)
+
+    def invert(new_level: float) -> tuple[float, float]:
+        again = conformal_inference(y1, post, fit, level=new_level, per_period=False)
+        return again.conf_low, again.conf_high
+
     return PanelTest(
         method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null,
-        1.0 / res.n_periods, res.describe(), res,
+        1.0 / res.n_periods, res.describe(), res, invert,
     )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -112,6 +112,14 @@ class PermutationResult:
     exact: bool
     null: float
     note: str = ""
+    coefs: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """Interval at another ``level`` from the same assignments."""
+        if self.coefs is None:
+            raise ValueError("the assignments' coefficients were not kept")
+        lo, hi, _ = _accept_region(*self.coefs, 1.0 - level)
+        return lo, hi
 
     @property
     def granularity(self) -> float:
@@ -249,4 +257,5 @@ def cluster_randomization(
         exact=exact,
         null=null,
         note=note,
+        coefs=(u, w),
     )

@@ -332,6 +332,11 @@ class WildBootstrap:
                 inside = mid
         return 0.5 * (inside + outside)
 
+    def interval(self, level: float) -> tuple[float, float]:
+        """Interval at another ``level`` from the same draws (after :meth:`test`)."""
+        alpha = 1.0 - level
+        return float(self._bound(-1.0, alpha)), float(self._bound(1.0, alpha))
+
     def test(
         self,
         *,
@@ -353,8 +358,7 @@ class WildBootstrap:
         else:
             v, enumerated = np.asarray(v, dtype=float), False
         self._prepare(v)
-        alpha = 1.0 - level
-        lo, hi = self._bound(-1.0, alpha), self._bound(1.0, alpha)
+        lo, hi = self.interval(level)
         note = ""
         if not (np.isfinite(lo) and np.isfinite(hi)):
             note = (
