@@ -109,6 +109,7 @@ def panel_test(
     weights: str = "rademacher",
     sizes: np.ndarray | None = None,
     per_period: bool = False,
+    coef: int = 0,
 ) -> PanelTest:
     """Test ``effect = null`` for the treatment coefficient and invert for an interval.
 
@@ -121,6 +122,9 @@ def panel_test(
     sizes
         Per-cluster sizes for Ferman-Pinto (observations per period); default: the
         number of rows (or sum of weights) per cluster and period.
+    coef
+        Column of ``data.x`` tested (wild bootstrap only; the other methods test the
+        cluster-level treatment in column 0).
 
     Examples
     --------
@@ -145,7 +149,7 @@ def panel_test(
             xt,
             yt,
             data.cluster,
-            coef=0,
+            coef=coef,
             restricted=restricted,
             demean=lambda v: within.demean(v / sw) * sw,
         )
@@ -155,6 +159,12 @@ def panel_test(
             method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null, gran,
             res.describe(), res, wb.interval,
         )  # fmt: skip
+    if coef != 0:
+        raise DesignError(
+            f"inference={method!r} tests the cluster-level treatment only",
+            hint="use inference='wild' for other coefficients",
+            column="inference",
+        )
     partial = _projection(xt[:, 1:], within, sw)
     if method == "permutation":
         res = cluster_randomization(
