@@ -68,3 +68,12 @@ def test_cluster_robust_over_rejects_with_one_treated() -> None:
     reps = 200
     null = simulate_inference("one_of_ten", "cluster", reps=reps, seed=19)
     assert null.rejection_rate > 0.3
+
+
+@pytest.mark.slow
+def test_wcr_holds_its_level_with_three_treated_of_ten() -> None:
+    """Basis of the 2-4 treated default (docs/guide/inference-evidence.md)."""
+    reps = 400
+    null = simulate_inference("three_of_ten", "wild", reps=reps, seed=20)
+    assert null.rejection_rate <= 0.08
+    assert null.coverage >= 0.95 - band(reps)
