@@ -19,8 +19,10 @@ __all__ = [
     "FewClustersWarning",
     "InferenceNotSupportedError",
     "InferenceUnavailableWarning",
+    "LevelFixedError",
     "NotEstimableError",
     "RowsDroppedWarning",
+    "SerializationError",
     "SmallCohortWarning",
     "WeakOverlapWarning",
 ]
@@ -70,6 +72,19 @@ class DesignError(EvalkitError, ValueError):
 
 class InferenceNotSupportedError(EvalkitError, ValueError):
     """The requested inference method is not available for this estimator."""
+
+
+class LevelFixedError(DesignError):
+    """Intervals were asked for at a level other than the one fixed at fit time.
+
+    Test-inversion intervals (wild bootstrap, randomization, placebo, conformal) are
+    computed at the fit's level unless the procedure keeps what it needs to recompute;
+    the message says how to refit (``fit(..., level=0.9)``).
+    """
+
+
+class SerializationError(EvalkitError, TypeError):
+    """A result holds a value ``to_dict`` does not know how to write as JSON."""
 
 
 class NotEstimableError(EvalkitError):

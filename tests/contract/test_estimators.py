@@ -151,10 +151,10 @@ def test_by_subgroups_give_group_rows_and_equality_tests(name):
     frame["half"] = np.where(frame[case.options["unit"]] % 2 == 0, "a", "b")
     res = _fit(name, data=frame, by="half", seed=7)
     tidy = res.tidy()
-    assert {"a", "b", "a - b"} <= set(tidy["group"])
+    assert {"a", "b", "a - b"} <= set(tidy["subgroup"])
     assert np.isfinite(tidy["std_error"]).all()
     assert res.info["equality_tests"]
-    diff = tidy[tidy["group"] == "a - b"].iloc[0]
-    a = tidy[(tidy["group"] == "a") & (tidy["term"] == diff["term"])].iloc[0]
-    b = tidy[(tidy["group"] == "b") & (tidy["term"] == diff["term"])].iloc[0]
+    diff = tidy[tidy["subgroup"] == "a - b"].iloc[0]
+    a = tidy[(tidy["subgroup"] == "a") & (tidy["term"] == diff["term"])].iloc[0]
+    b = tidy[(tidy["subgroup"] == "b") & (tidy["term"] == diff["term"])].iloc[0]
     assert diff["estimate"] == pytest.approx(a["estimate"] - b["estimate"])

@@ -294,8 +294,11 @@ def test_automatic_inference_with_few_clusters_is_cr2():
 def test_warnings_point_at_the_callers_line():
     df = staggered(16, cohorts=(0, 2001, 2005))
     df = pd.concat([df, df.iloc[[0]].assign(id=999)])  # a singleton unit
+    # regions by cohort: few treated clusters (cities hold treated and never-treated
+    # units, so clustering by city would not be a few-treated design)
+    df["region"] = df["id"] % 6
     est = EventStudy(
-        outcome="y", unit="id", time="year", cohort="g", window=(-2, 2), cluster="city"
+        outcome="y", unit="id", time="year", cohort="g", window=(-2, 2), cluster="region"
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

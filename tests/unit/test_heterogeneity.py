@@ -30,7 +30,7 @@ def _fit(est, df, **kw):
 
 def test_subgroup_rows_equal_separate_fits_and_disjoint_difference(mpdta):
     res = _fit(CS, mpdta, by="size")
-    tidy = res.tidy().set_index("group")
+    tidy = res.tidy().set_index("subgroup")
     for g in ("large", "small"):
         alone = _fit(CS, mpdta[mpdta["size"] == g]).aggregate("overall")
         assert tidy.loc[g, "estimate"] == pytest.approx(alone.estimate("ATT"), abs=1e-12)
@@ -54,7 +54,7 @@ def test_shared_units_make_identical_subgroups_indistinguishable(mpdta):
     """
     twice = pd.concat([mpdta.assign(copy="a"), mpdta.assign(copy="b")], ignore_index=True)
     res = _fit(CS, twice, by="copy")
-    diff = res.tidy().set_index("group").loc["a - b"]
+    diff = res.tidy().set_index("subgroup").loc["a - b"]
     assert diff["estimate"] == pytest.approx(0.0, abs=1e-14)
     assert diff["std_error"] == pytest.approx(0.0, abs=1e-10)
 
@@ -69,7 +69,7 @@ def test_partly_shared_clusters_are_correlated(mpdta):
     v = res.vcov.to_numpy()
     assert v.shape == (3, 3)
     assert v[0, 1] != 0.0
-    tidy = res.tidy().set_index("group")
+    tidy = res.tidy().set_index("subgroup")
     var = tidy.loc["even", "std_error"] ** 2 + tidy.loc["odd", "std_error"] ** 2 - 2 * v[0, 1]
     assert tidy.loc["even - odd", "std_error"] == pytest.approx(np.sqrt(var), rel=1e-10)
 
@@ -101,7 +101,7 @@ def test_twfe_copies_sharing_clusters_have_zero_difference_se(mpdta):
     est = TWFE(outcome="lemp", treatment="post", unit="countyreal", time="year")
     for method in ("cluster", "cr2"):
         res = _fit(est, twice, by="copy", inference=method)
-        tidy = res.tidy().set_index("group")
+        tidy = res.tidy().set_index("subgroup")
         assert tidy.loc["a", "std_error"] == pytest.approx(
             _fit(est, df, inference=method).std_error("post"), rel=1e-12
         )

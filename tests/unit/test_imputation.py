@@ -250,8 +250,8 @@ def test_subgroups_share_clusters_through_labelled_scores():
     psi = {h: pd.Series(r._scores.values[:, 0], index=r._scores.labels) for h, r in parts.items()}
     diff = psi["a"].sub(psi["b"], fill_value=0.0)
     want = np.sqrt((diff**2).sum())
-    assert both.std_error("ATT", group="a - b") == pytest.approx(want, rel=1e-10)
-    assert both.std_error("ATT", group="a") == pytest.approx(parts["a"].std_error(), rel=1e-12)
+    assert both.std_error("ATT", subgroup="a - b") == pytest.approx(want, rel=1e-10)
+    assert both.std_error("ATT", subgroup="a") == pytest.approx(parts["a"].std_error(), rel=1e-12)
     assert want != pytest.approx(np.hypot(parts["a"].std_error(), parts["b"].std_error()))
 
 

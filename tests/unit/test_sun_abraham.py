@@ -221,13 +221,16 @@ def test_aggregations_and_errors():
 
 def test_warnings_point_at_the_callers_line():
     df = panel(9, cohorts=(2004, 2006, 2007))
+    # blocks of one cohort each: few untreated clusters (every region holds all three
+    # cohorts, so clustering by region is not a few-treated design)
+    df["block"] = df["id"] % 6
     est = SunAbraham(
         outcome="y",
         unit="id",
         time="year",
         cohort="g",
         control_cohort="last_treated",
-        cluster="region",
+        cluster="block",
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -242,7 +245,7 @@ def test_by_compares_overall_atts_of_disjoint_subgroups():
     est = SunAbraham(outcome="y", unit="id", time="year", cohort="g")
     both = fit(est, df, by="half", inference="cluster")
     se = [fit(est, df[df["half"] == h], inference="cluster").headline().std_error() for h in "ab"]
-    assert both.std_error("ATT", group="a") == pytest.approx(se[0], rel=1e-12)
-    assert both.std_error("ATT", group="a - b") == pytest.approx(np.hypot(*se), rel=1e-10)
+    assert both.std_error("ATT", subgroup="a") == pytest.approx(se[0], rel=1e-12)
+    assert both.std_error("ATT", subgroup="a - b") == pytest.approx(np.hypot(*se), rel=1e-10)
     es = fit(EventStudy(outcome="y", unit="id", time="year", cohort="g"), df, by="half")
-    assert set(es.tidy()["group"]) >= {"a", "b", "a - b"}
+    assert set(es.tidy()["subgroup"]) >= {"a", "b", "a - b"}

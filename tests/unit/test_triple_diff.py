@@ -220,7 +220,7 @@ def test_one_treated_city_uses_hc1_automatically_and_warns_for_cluster_methods()
     )
     res = est.fit(cells(6))
     assert res.inference.method == "hetero"
-    assert "1 treated cluster" in res.inference.reason
+    assert "1 treated and" in res.inference.reason
     for method in ("cr2", "cluster"):
         with pytest.warns(FewClustersWarning, match="1 treated"):
             est.fit(cells(6), inference=method)
@@ -307,9 +307,9 @@ def test_subgroup_comparison_with_by():
     )
     both = fit(est, df, by="half", inference="cluster")
     one = fit(est, df[df["half"] == "even"], inference="cluster")
-    assert both.std_error("DDD", group="even") == pytest.approx(one.std_error("DDD"), rel=1e-12)
+    assert both.std_error("DDD", subgroup="even") == pytest.approx(one.std_error("DDD"), rel=1e-12)
     assert [t["term"] for t in both.info["equality_tests"]] == ["DDD"]
-    assert np.isfinite(both.std_error("DDD", group="even - odd"))
+    assert np.isfinite(both.std_error("DDD", subgroup="even - odd"))
 
 
 def test_automatic_hc1_over_many_periods_warns_about_serial_correlation():
@@ -341,3 +341,41 @@ def test_automatic_hc1_over_many_periods_warns_about_serial_correlation():
     with warnings.catch_warnings():
         warnings.simplefilter("error", FewClustersWarning)
         est.fit(two)
+
+
+def test_separate_targets_by_subgroup_keep_their_target_labels():
+    # issue 8 item 6: rows were a, a, b, b without target labels, so one pairwise
+    # difference and one equality test were silently lost
+    df = cells(7, n_group=4)
+    df["half"] = np.where(df["month"] % 2 == 0, "even", "odd")
+    est = TripleDiff(
+        outcome="y",
+        unit="city",
+        time="month",
+        group="hh",
+        target=["kids", "migrant"],
+        treatment="post",
+        separate=True,
+    )
+    both = fit(est, df, by="half", inference="cluster")
+    tidy = both.tidy()
+    assert {"subgroup", "group"} <= set(tidy.columns)
+    rows = list(zip(tidy["subgroup"], tidy["group"], strict=True))
+    assert rows == [
+        ("even", "kids"),
+        ("even", "migrant"),
+        ("odd", "kids"),
+        ("odd", "migrant"),
+        ("even - odd", "kids"),
+        ("even - odd", "migrant"),
+    ]
+    tests = both.info["equality_tests"]
+    assert [(t["term"], t["group"]) for t in tests] == [("DDD", "kids"), ("DDD", "migrant")]
+    for target in ("kids", "migrant"):
+        one = fit(est, df[df["half"] == "even"], inference="cluster")
+        assert both.estimate("DDD", subgroup="even", group=target) == pytest.approx(
+            one.estimate("DDD", group=target), rel=1e-12
+        )
+        a = both.estimate("DDD", subgroup="even", group=target)
+        b = both.estimate("DDD", subgroup="odd", group=target)
+        assert both.estimate("DDD", subgroup="even - odd", group=target) == pytest.approx(a - b)

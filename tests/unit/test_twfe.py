@@ -57,7 +57,9 @@ def test_requesting_cr1_with_one_treated_cluster_warns():
     with pytest.warns(FewClustersWarning, match="1 treated"):
         res = EST.fit(_bergen_like(), inference="cluster")
     assert res.inference.method == "cluster"
-    assert res.inference.reason is None
+    # an explicit choice records its reason too, with the design's counts
+    assert res.inference.reason.startswith("requested: inference=Cluster()")
+    assert "1 treated and 9 untreated" in res.inference.reason
 
 
 def test_many_clusters_default_to_cr1():

@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit.core.result import InferenceInfo, Result, Scores, check_level, make_table
+from evalkit.core.result import InferenceInfo, Result, Scores, make_table
+from evalkit.core.uncertainty import Analytic, Band, Draws, NoInference, Uncertainty
 from evalkit.errors import DesignError, InferenceUnavailableWarning, NotEstimableError
 from evalkit.inference.multiplier import (
     analytic_vcov,
@@ -47,8 +48,8 @@ from evalkit.inference.multiplier import (
     cluster_sums,
     multiplier_bootstrap,
     summarise_draws,
-    sup_t_critical_value,
 )
+from evalkit.numerics.levels import check_level
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -256,10 +257,8 @@ class GroupTimeInference:
 @dataclass(frozen=True)
 class _Inferred:
     std_error: np.ndarray
-    conf_low: np.ndarray | None
-    conf_high: np.ndarray | None
     vcov: np.ndarray | None
-    sup_t: np.ndarray | None
+    uncertainty: Uncertainty
 
 
 def infer(
@@ -270,17 +269,19 @@ def infer(
     level: float,
     band: np.ndarray | None = None,
 ) -> _Inferred:
-    """Compute standard errors, intervals and covariance from influence functions.
+    """Compute standard errors, covariance and the uncertainty from influence functions.
 
     Columns of ``influence`` that are identically zero (estimates fixed by construction)
     get a standard error of exactly 0 and are left out of simultaneous bands. With
     ``settings.uniform``, the estimates selected by ``band`` (all by default) get a
-    simultaneous sup-t band; the others get pointwise intervals.
+    simultaneous sup-t band; the others get pointwise intervals. Analytic inference
+    gives :class:`~evalkit.core.uncertainty.Analytic` (normal reference), the multiplier
+    bootstrap :class:`~evalkit.core.uncertainty.Draws`.
     """
     est = np.asarray(estimates, dtype=float)
     k = est.shape[0]
     if settings.method == "none":
-        return _Inferred(np.full(k, np.nan), None, None, None, None)
+        return _Inferred(np.full(k, np.nan), None, NoInference(_NONE_REASON))
     in_band = np.ones(k, dtype=bool) if band is None else np.asarray(band, dtype=bool)
     boot = None
     need_boot = settings.method == "bootstrap" or (settings.uniform and in_band.any())
@@ -307,48 +308,40 @@ def infer(
         vcov = boot.vcov
     else:
         se = np.sqrt(np.clip(np.diag(vcov), 0.0, None))
-    if boot is None:
-        return _Inferred(se, None, None, vcov, None)
-    z = float(stats.norm.ppf(0.5 + level / 2.0))
-    lo, hi = est - z * se, est + z * se
-    sup_t = None
-    if settings.uniform:
+    sim = None
+    if settings.uniform and boot is not None:
         cols = in_band & (se > 0)
         if cols.any():
             sup_t = np.max(np.abs(boot.draws[:, cols]) / se[cols], axis=1)
-            crit = sup_t_critical_value(sup_t, level)
-            lo[in_band] = est[in_band] - crit * se[in_band]
-            hi[in_band] = est[in_band] + crit * se[in_band]
-    return _Inferred(se, lo, hi, vcov, sup_t)
+            sim = Band(sup_t=sup_t, rows=in_band)
+    unc: Uncertainty
+    if settings.method == "bootstrap":
+        assert boot is not None
+        unc = Draws(
+            boot.draws,
+            se,
+            band=sim,
+            method="bootstrap",
+            reps=boot.reps,
+            weights=settings.weights,
+            seed=settings.seed,
+        )
+    else:
+        unc = Analytic(se, df=np.full(k, np.inf), vcov=vcov, band=sim)
+    return _Inferred(se, vcov, unc)
+
+
+_NONE_REASON = "inference='none' was requested: point estimates only"
 
 
 @dataclass(frozen=True, eq=False)
 class BandResult(Result):
     """A result whose intervals may be simultaneous (sup-t) bands.
 
-    When the fit used simultaneous bands, the sup-t draws are kept (``reps`` numbers, no
-    microdata) so that :meth:`tidy` can give bands at any confidence level.
+    The band lives in the result's uncertainty (:class:`~evalkit.core.uncertainty.Band`,
+    the sup-t draws: ``reps`` numbers, no microdata), so :meth:`tidy` gives bands at any
+    confidence level.
     """
-
-    _sup_t: np.ndarray | None = None
-    _band: np.ndarray | None = None
-
-    def tidy(self, level: float | None = None) -> pd.DataFrame:
-        """Return the estimates as a DataFrame, one row per estimate.
-
-        With simultaneous bands, ``conf_low``/``conf_high`` at another ``level`` use the
-        sup-t critical value at that level (for the rows covered by the band).
-        """
-        table = super().tidy(level)
-        if self._sup_t is None or level is None or check_level(level) == self.level:
-            return table
-        crit = sup_t_critical_value(self._sup_t, check_level(level))
-        rows = np.ones(len(table), dtype=bool) if self._band is None else self._band
-        est = table["estimate"].to_numpy(dtype=float)
-        se = table["std_error"].to_numpy(dtype=float)
-        table.loc[rows, "conf_low"] = (est - crit * se)[rows]
-        table.loc[rows, "conf_high"] = (est + crit * se)[rows]
-        return table
 
 
 @dataclass(frozen=True)
@@ -510,7 +503,7 @@ class GroupTimeResult(BandResult):
         main = np.array([k is not None for k in keys])
         # bands cover the keyed rows jointly; the summary row gets a pointwise interval
         inf = infer(est, linear, gt.cluster, settings, level, band=main)
-        se, lo, hi = inf.std_error, inf.conf_low, inf.conf_high
+        se = inf.std_error
         term = _TERMS[kind]
         summary = "ATT" if kind == "overall" else "average"
         terms = [term if k is not None else summary for k in keys]
@@ -519,9 +512,6 @@ class GroupTimeResult(BandResult):
         if key_col is not None:
             columns[key_col] = pd.Series([k for k in keys], dtype=object)
         table = make_table(terms, est, se, **columns)
-        if lo is not None:
-            table["conf_low"] = lo
-            table["conf_high"] = hi
         info = dict(self.info)
         info["aggregation"] = kind
         info["aggregation_options"] = {
@@ -538,8 +528,7 @@ class GroupTimeResult(BandResult):
             level=level,
             _vcov=inf.vcov,
             _scores=Scores(gt.cluster_labels, linear.sums() / gt.n),
-            _sup_t=inf.sup_t,
-            _band=main if inf.sup_t is not None else None,
+            uncertainty=inf.uncertainty,
         )
 
     def headline(self) -> Result:

@@ -14,10 +14,11 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from evalkit.core.random import SeedLike, make_rng
-from evalkit.core.result import Result, check_level
+from evalkit.core.result import Result
 from evalkit.data.panel import Panel
 from evalkit.errors import DataError, DesignError
-from evalkit.inference.spec import Inference, parse_inference
+from evalkit.inference.spec import METHOD_KINDS, Inference, parse_inference
+from evalkit.numerics.levels import check_level
 
 __all__ = ["Estimator", "FitContext"]
 
@@ -42,7 +43,26 @@ class Estimator:
     """
 
     registry_name: ClassVar[str] = ""
+    #: The inference methods ``fit`` accepts (names of :data:`evalkit.inference.METHODS`).
     supported_inference: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``fit(..., by=...)`` is supported (it needs per-cluster scores).
+    supports_by: ClassVar[bool] = True
+
+    @classmethod
+    def capabilities(cls) -> frozenset[str]:
+        """Return the kinds of uncertainty this estimator can produce, plus ``"by"``.
+
+        Derived from :attr:`supported_inference` (:data:`evalkit.inference.METHOD_KINDS`);
+        the contract tests check each capability an estimator declares.
+
+        Examples
+        --------
+        >>> from evalkit.did import TWFE
+        >>> sorted(TWFE.capabilities())
+        ['analytic', 'by', 'none']
+        """
+        kinds = {METHOD_KINDS[m] for m in cls.supported_inference}
+        return frozenset(kinds | ({"by"} if cls.supports_by else set()))
 
     def get_params(self) -> dict[str, Any]:
         """Return the estimator's configuration as a dictionary."""
@@ -87,7 +107,7 @@ class Estimator:
             Confidence level of the intervals.
         by
             A column of subgroups: fit each subgroup on its own rows and return the
-            subgroup estimates (key ``group``), their pairwise differences, and Wald tests
+            subgroup estimates (key ``subgroup``), their pairwise differences, and Wald tests
             that they are equal (``info["equality_tests"]``), with a joint covariance from
             the fits' per-cluster influence contributions, which stays right when the
             subgroups share clusters, units or controls (:mod:`evalkit.core.heterogeneity`).

@@ -91,6 +91,15 @@ def split_by(data: pd.DataFrame, by: str) -> list[tuple[Any, pd.DataFrame]]:
 
 
 def _scaled_scores(result: Result, group: Any) -> Scores:
+    kind = result.inference.kind
+    if kind not in ("analytic", "draws"):
+        raise InferenceNotSupportedError(
+            f"by= compares subgroups through their standard errors, and this fit's "
+            f"uncertainty ({kind}) has none: {result.inference.missing}",
+            hint="fit the subgroups separately, or use an inference method with standard "
+            "errors (e.g. 'cluster')",
+            column="by",
+        )
     scores = result._scores
     if scores is None:
         raise InferenceNotSupportedError(
@@ -135,7 +144,7 @@ def combine_groups(by: str, fits: list[tuple[Any, Result]], level: float) -> Res
     Returns
     -------
     Result
-        Rows per subgroup (key ``group``) and per pair of subgroups (``group`` is
+        Rows per subgroup (key ``subgroup``) and per pair of subgroups (``subgroup`` is
         ``"a - b"``), with the joint covariance of the subgroup rows as ``vcov`` and the
         Wald tests in ``info["equality_tests"]``.
     """
@@ -143,13 +152,13 @@ def combine_groups(by: str, fits: list[tuple[Any, Result]], level: float) -> Res
     tables, blocks = [], []
     for g, head in heads:
         table = head._table.copy()
-        if "group" in table:
-            table = table.drop(columns="group")
-        table.insert(1, "group", str(g))
+        # the subgroup is a key of its own: an estimator's keys (TripleDiff's target
+        # ``group``, cohorts, periods) are kept, so rows stay distinct
+        table.insert(1, "subgroup", str(g))
         tables.append(table)
         blocks.append(_scaled_scores(head, g))
     table = pd.concat(tables, ignore_index=True)
-    keys = [k for k in KEY_COLUMNS if k in table and k != "group"]
+    keys = [k for k in KEY_COLUMNS if k in table and k != "subgroup"]
 
     # joint covariance over the union of cluster labels
     union = pd.Index(np.concatenate([b.labels for b in blocks])).unique()
@@ -165,7 +174,7 @@ def combine_groups(by: str, fits: list[tuple[Any, Result]], level: float) -> Res
     est = table["estimate"].to_numpy(dtype=float)
     dfs = table["df"].to_numpy(dtype=float)
     records = table.to_dict("records")
-    position = {(str(r["group"]), *_key_of(r, keys)): i for i, r in enumerate(records)}
+    position = {(str(r["subgroup"]), *_key_of(r, keys)): i for i, r in enumerate(records)}
     groups = [str(g) for g, _ in heads]
     wanted = [
         key
@@ -187,7 +196,7 @@ def combine_groups(by: str, fits: list[tuple[Any, Result]], level: float) -> Res
             pair = [dfs[i], dfs[j]]
             row = {
                 "term": key[0],
-                "group": f"{groups[a]} - {groups[b]}",
+                "subgroup": f"{groups[a]} - {groups[b]}",
                 "estimate": est[i] - est[j],
                 "std_error": float(np.sqrt(max(c @ vcov @ c, 0.0))),
                 # the smaller of the two t degrees of freedom, conservatively
@@ -212,7 +221,7 @@ def combine_groups(by: str, fits: list[tuple[Any, Result]], level: float) -> Res
                 p_value=float(stats.chi2.sf(stat, rank)) if rank else np.nan,
             )
         )
-    base = table[["term", "estimate", "std_error", "df", "group", *keys]]
+    base = table[["term", "estimate", "std_error", "df", "subgroup", *keys]]
     full, vcov_full = base, vcov
     if diff_rows:
         extra = pd.DataFrame(diff_rows)[base.columns]

@@ -8,6 +8,8 @@ result.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as _dt
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -18,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from evalkit.errors import DesignError, InferenceUnavailableWarning
+from evalkit.core.uncertainty import Analytic, NoInference, Uncertainty
+from evalkit.errors import (
+    DesignError,
+    InferenceUnavailableWarning,
+    NotEstimableError,
+    SerializationError,
+)
+from evalkit.numerics.levels import check_level
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -42,28 +51,10 @@ TIDY_COLUMNS: tuple[str, ...] = (
     "conf_low",
     "conf_high",
 )
-KEY_COLUMNS: tuple[str, ...] = ("group", "cohort", "time", "event_time")
-
-
-def check_level(level: float) -> float:
-    """Validate a confidence level and return it as a float.
-
-    Examples
-    --------
-    >>> check_level(0.9)
-    0.9
-    """
-    try:
-        value = float(level)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not 0.0 < value < 1.0:
-        raise DesignError(
-            f"level must be a number strictly between 0 and 1, got {level!r}",
-            hint="use level=0.95 for 95% confidence intervals",
-            column="level",
-        )
-    return value
+#: Key columns of tidy tables, in order: ``subgroup`` (the ``by=`` column's value),
+#: ``group`` (an estimator's own group key, e.g. TripleDiff's target group), ``cohort``,
+#: ``time``, ``event_time``.
+KEY_COLUMNS: tuple[str, ...] = ("subgroup", "group", "cohort", "time", "event_time")
 
 
 @dataclass(frozen=True)
@@ -83,7 +74,15 @@ class InferenceInfo:
     n_clusters
         The number of clusters, if any.
     reason
-        Why this method was used when it was chosen automatically, else None.
+        Why this method was used: the automatic choice's reasoning, or that it was
+        requested (with the design's cluster counts).
+    reps
+        Replications of resampling inference, if any.
+    kind
+        The kind of the result's uncertainty: ``"analytic"``, ``"draws"``,
+        ``"test_inversion"`` or ``"none"`` (set by the result).
+    missing
+        Why standard errors or intervals are empty (set by the result), else None.
     """
 
     method: str
@@ -93,6 +92,8 @@ class InferenceInfo:
     n_clusters: int | None = None
     reason: str | None = None
     reps: int | None = None
+    kind: str | None = None
+    missing: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dictionary."""
@@ -100,35 +101,69 @@ class InferenceInfo:
 
 
 def jsonable(value: Any) -> Any:
-    """Convert numpy and pandas scalars and containers to plain JSON-safe Python.
+    """Convert a value to plain JSON-safe Python, refusing types it does not know.
 
-    Non-finite floats become None (JSON has no NaN).
+    Known: None, bool, str, numbers (non-finite floats become None: JSON has no NaN),
+    numpy scalars and arrays, mappings, lists/tuples/sets, dates and timestamps, pandas
+    Series (``{"index": [...], "values": [...], "name": ...}``) and DataFrames
+    (``{"columns": [...], "index": [...], "data": [[...], ...]}``), and objects with a
+    ``to_dict()`` method (which must return known types).
+
+    Raises
+    ------
+    SerializationError
+        For any other type (it is never silently written as text).
 
     Examples
     --------
     >>> jsonable({"a": np.float64(1.5), "b": np.array([1, 2]), "c": float("nan")})
     {'a': 1.5, 'b': [1, 2], 'c': None}
+    >>> jsonable(pd.Series([0.7, 0.3], index=["oslo", "bergen"], name="weight"))
+    {'name': 'weight', 'index': ['oslo', 'bergen'], 'values': [0.7, 0.3]}
     """
     if value is None or isinstance(value, (bool, str)):
         return value
-    if isinstance(value, (np.bool_,)):
+    if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
         f = float(value)
         return f if math.isfinite(f) else None
+    if value is pd.NA or value is pd.NaT:
+        return None
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         return [jsonable(v) for v in value.tolist()]
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, (list, tuple, set, frozenset)):
+    if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return str(value)
+    if isinstance(value, (set, frozenset)):
+        return [jsonable(v) for v in sorted(value, key=repr)]
+    if isinstance(value, (pd.Timestamp, _dt.datetime, _dt.date)):
+        return value.isoformat()
+    if isinstance(value, np.datetime64):
+        return jsonable(pd.Timestamp(value))
+    if isinstance(value, pd.Series):
+        return {
+            "name": jsonable(value.name),
+            "index": [jsonable(v) for v in value.index.tolist()],
+            "values": [jsonable(v) for v in value.tolist()],
+        }
+    if isinstance(value, pd.DataFrame):
+        return {
+            "columns": [jsonable(c) for c in value.columns.tolist()],
+            "index": [jsonable(v) for v in value.index.tolist()],
+            "data": [[jsonable(v) for v in row] for row in value.itertuples(index=False)],
+        }
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict) and not isinstance(value, type):
+        return jsonable(to_dict())
+    raise SerializationError(
+        f"to_dict cannot write a {type(value).__name__} as JSON",
+        hint="store numbers, strings, arrays, pandas Series/DataFrames or objects with a "
+        "to_dict() method in a result's info and extras",
+    )
 
 
 def _freeze(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -153,25 +188,36 @@ class Scores:
 
 @dataclass(frozen=True, eq=False)
 class Result:
-    """Estimates from one fit, with their inference.
+    """Estimates from one fit, with their uncertainty.
 
     Results are created by estimators' ``fit`` methods; users do not build them. The
     table has the columns of :data:`TIDY_COLUMNS` (``term`` first), any key columns that
-    apply (``group``, ``cohort``, ``time``, ``event_time``), optionally ``truth`` (the
-    planted effect in simulated data) and, internally, ``df`` (degrees of freedom of a t
-    reference distribution; missing for the normal).
+    apply (:data:`KEY_COLUMNS`), optionally ``truth`` (the planted effect in simulated
+    data) and, internally, ``df`` (degrees of freedom of a t reference distribution;
+    missing for the normal).
 
     Attributes
     ----------
     estimator
         Registry name of the estimator that produced the result, e.g. ``"did.TWFE"``.
     inference
-        How inference was done (:class:`InferenceInfo`).
+        How inference was done (:class:`InferenceInfo`); its ``kind`` and ``missing``
+        come from the uncertainty.
     info
         Facts about the fit: numbers of observations, units and periods, roles,
         options, the seed, and anything estimator-specific.
     level
         Confidence level of the stored intervals.
+    uncertainty
+        The one object that holds the estimates' uncertainty
+        (:mod:`evalkit.core.uncertainty`): ``tidy(level=)`` and ``ci(level=)`` delegate
+        to it. Estimators pass it; when they do not, a table with ``std_error`` (and
+        ``df``) is read as :class:`~evalkit.core.uncertainty.Analytic`, and
+        ``inference.method == "none"`` as
+        :class:`~evalkit.core.uncertainty.NoInference`.
+    extras
+        Typed extras (donor weights as a pandas Series, balance or diagnostics tables as
+        DataFrames, ...), written explicitly by :meth:`to_dict`.
     """
 
     estimator: str
@@ -181,21 +227,42 @@ class Result:
     level: float = 0.95
     _vcov: np.ndarray | None = None
     _scores: Scores | None = None
+    uncertainty: Uncertainty | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         table = self._table.reset_index(drop=True).copy()
-        for col in ("estimate", "std_error"):
-            if col not in table:
-                raise ValueError(f"result table lacks {col!r}")  # programming error
+        if "estimate" not in table:
+            raise ValueError("result table lacks 'estimate'")  # programming error
         if "df" not in table:
             table["df"] = np.nan
-        object.__setattr__(self, "_table", table)
+        object.__setattr__(self, "level", check_level(self.level))
         object.__setattr__(self, "info", _freeze(self.info))
+        object.__setattr__(self, "extras", _freeze(self.extras))
+        unc = self.uncertainty
+        if unc is None:
+            unc = _legacy_uncertainty(table, self.inference, self._vcov)
+            object.__setattr__(self, "uncertainty", unc)
+        if self._vcov is None and getattr(unc, "vcov", None) is not None:
+            object.__setattr__(self, "_vcov", unc.vcov)  # type: ignore[attr-defined]
         if self._vcov is not None:
             vcov = np.array(self._vcov, dtype=float)
             vcov.setflags(write=False)
             object.__setattr__(self, "_vcov", vcov)
-        _fill_inference(self._table, self.level)
+        df = getattr(unc, "df", None)
+        if df is not None:
+            table["df"] = np.where(np.isfinite(df), df, np.nan)
+        est = table["estimate"].to_numpy(dtype=float)
+        for name, values in unc.columns(est, self.level).items():
+            if len(values) != len(table):
+                raise ValueError("uncertainty and table differ in length")  # programming error
+            table[name] = values
+        object.__setattr__(self, "_table", table)
+        object.__setattr__(
+            self,
+            "inference",
+            dataclasses.replace(self.inference, kind=unc.kind, missing=unc.missing()),
+        )
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -228,8 +295,22 @@ class Result:
         return float(self._row(term, keys)["estimate"])
 
     def std_error(self, term: str | None = None, **keys: Any) -> float:
-        """Return one standard error by term (and keys)."""
-        return float(self._row(term, keys)["std_error"])
+        """Return one standard error by term (and keys).
+
+        Raises
+        ------
+        NotEstimableError
+            Where the standard error is not defined (test-inversion or point-only
+            results); the message gives the reason.
+        """
+        value = float(self._row(term, keys)["std_error"])
+        if not math.isfinite(value):
+            raise NotEstimableError(
+                f"no standard error for this estimate: {self.inference.missing or 'undefined'}",
+                hint="use tidy() for p-values and intervals",
+                column="std_error",
+            )
+        return value
 
     def _row(self, term: str | None, keys: Mapping[str, Any]) -> pd.Series:
         mask = np.ones(len(self._table), dtype=bool)
@@ -255,20 +336,31 @@ class Result:
         Parameters
         ----------
         level
-            Confidence level of ``conf_low``/``conf_high``; defaults to the fit's level.
+            Confidence level of ``conf_low``/``conf_high``; defaults to the fit's. The
+            uncertainty recomputes the intervals where its kind allows.
 
         Returns
         -------
         pandas.DataFrame
             Columns ``term, estimate, std_error, statistic, p_value, conf_low, conf_high``,
             then key columns that apply and ``truth`` where the true value is known.
+            Empty cells have their reason in ``inference.missing``.
+
+        Raises
+        ------
+        LevelFixedError
+            When the intervals come from a test inverted at the fit's level and cannot
+            be recomputed; the message says to refit with ``fit(..., level=...)``.
         """
         table = self._table.copy()
         if level is not None and check_level(level) != self.level:
-            _fill_inference(table, check_level(level), intervals_only=True)
+            assert self.uncertainty is not None
+            est = table["estimate"].to_numpy(dtype=float)
+            cols = self.uncertainty.columns(est, check_level(level))
+            table["conf_low"] = cols["conf_low"]
+            table["conf_high"] = cols["conf_high"]
         keys = [c for c in KEY_COLUMNS if c in table]
-        extra = [c for c in table.columns if c not in TIDY_COLUMNS and c not in keys]
-        extra = [c for c in extra if c == "truth"]
+        extra = [c for c in table.columns if c == "truth"]
         return table[[*TIDY_COLUMNS, *keys, *extra]].reset_index(drop=True)
 
     def ci(self, level: float | None = None) -> pd.DataFrame:
@@ -278,12 +370,21 @@ class Result:
         return tidy[["term", *keys, "conf_low", "conf_high"]]
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-safe dictionary of the whole result (no microdata)."""
+        """Return a JSON-safe dictionary of the whole result (no microdata).
+
+        Raises
+        ------
+        SerializationError
+            If ``info`` or ``extras`` hold a type :func:`jsonable` does not know.
+        """
+        assert self.uncertainty is not None
         return {
             "estimator": self.estimator,
             "level": self.level,
             "inference": self.inference.to_dict(),
+            "uncertainty": jsonable(self.uncertainty.to_dict()),
             "info": jsonable(dict(self.info)),
+            "extras": {str(k): jsonable(v) for k, v in self.extras.items()},
             "tidy": [jsonable(r) for r in self.tidy().to_dict(orient="records")],
             "vcov": None if self._vcov is None else jsonable(self._vcov),
         }
@@ -339,44 +440,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from evalkit.report.summary import Summary
 
 
-def _critical(level: float, df: np.ndarray) -> np.ndarray:
-    from scipy import stats  # imported on first use: it is slow to import
-
-    q = 0.5 + level / 2.0
-    crit = np.full(df.shape, stats.norm.ppf(q))
-    finite = np.isfinite(df)
-    if finite.any():
-        crit[finite] = stats.t.ppf(q, df[finite])
-    return crit
-
-
-def _fill_inference(table: pd.DataFrame, level: float, intervals_only: bool = False) -> None:
-    """Fill statistic, p-value and intervals from estimate, std_error and df in place.
-
-    Columns already present and non-missing (e.g. bootstrap intervals) are kept unless
-    ``intervals_only`` asks for the intervals to be recomputed at a new level.
-    """
-    from scipy import stats
-
-    est = table["estimate"].to_numpy(dtype=float)
-    se = table["std_error"].to_numpy(dtype=float)
-    df = table["df"].to_numpy(dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = np.where(se > 0, est / se, np.nan)
-    if not intervals_only:
-        if "statistic" not in table or table["statistic"].isna().all():
-            table["statistic"] = stat
-        if "p_value" not in table or table["p_value"].isna().all():
-            pval = np.full(est.shape, np.nan)
-            finite = np.isfinite(df)
-            pval[~finite] = 2 * stats.norm.sf(np.abs(stat[~finite]))
-            pval[finite] = 2 * stats.t.sf(np.abs(stat[finite]), df[finite])
-            table["p_value"] = pval
-    recompute = intervals_only or "conf_low" not in table or table["conf_low"].isna().all()
-    if recompute:
-        crit = _critical(level, df)
-        table["conf_low"] = est - crit * se
-        table["conf_high"] = est + crit * se
+def _legacy_uncertainty(
+    table: pd.DataFrame, inference: InferenceInfo, vcov: np.ndarray | None
+) -> Uncertainty:
+    """Read a table of ``std_error`` and ``df`` as analytic uncertainty (or none)."""
+    if inference.method == "none":
+        return NoInference(inference.reason or "inference='none' was requested")
+    if "std_error" not in table:
+        raise ValueError("result table lacks 'std_error'")  # programming error
+    return Analytic(
+        table["std_error"].to_numpy(dtype=float), df=table["df"].to_numpy(dtype=float), vcov=vcov
+    )
 
 
 def make_table(

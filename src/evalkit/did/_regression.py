@@ -10,7 +10,7 @@ fixed effects absorbed, and share:
   singleton levels of any fixed effect);
 - the absorbed least-squares fit (:func:`absorbed_ols`) and its rank check;
 - the exact number of free fixed-effect parameters (:func:`absorbed_rank`);
-- the choice of inference and its covariance (:func:`choose_method`,
+- the choice of inference and its covariance (:func:`regression_inference`,
   :func:`covariance`, :func:`inference_info`), including CR2 degrees of freedom for
   linear combinations of coefficients (:func:`cr2_contrasts`);
 - a joint Wald test (:func:`wald_test`);
@@ -33,17 +33,17 @@ import scipy.linalg
 from scipy import sparse, stats
 
 from evalkit.core.result import InferenceInfo, Result, Scores
-from evalkit.core.within import WithinTransform
 from evalkit.data.panel import Panel, nested_within
 from evalkit.errors import (
     DataError,
     DesignError,
-    FewClustersWarning,
     InferenceNotSupportedError,
     NotEstimableError,
     RowsDroppedWarning,
 )
 from evalkit.inference import vcov as sandwich
+from evalkit.inference.policy import Choice, choose_inference, count_clusters
+from evalkit.numerics.within import WithinTransform
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -51,8 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from evalkit.core.estimator import FitContext
 
 __all__ = [
-    "FEW_CLUSTERS",
-    "FEW_TREATED_CLUSTERS",
+    "REGRESSION_METHODS",
     "AbsorbedFit",
     "EventTimeResult",
     "NestedProjectedDesign",
@@ -64,7 +63,6 @@ __all__ = [
     "check_names",
     "check_rank",
     "check_role_names",
-    "choose_method",
     "covariance",
     "cr2_contrasts",
     "inference_info",
@@ -72,15 +70,15 @@ __all__ = [
     "prune",
     "prune_sample",
     "reference_periods",
+    "regression_inference",
     "regression_scores",
     "staggered_sample",
     "wald_test",
 ]
 
-#: Below these numbers of clusters (all, treated, untreated), automatic inference uses
-#: CR2 with Satterthwaite degrees of freedom instead of CR1.
-FEW_CLUSTERS = 30
-FEW_TREATED_CLUSTERS = 5
+#: The inference methods of the regression estimators (TWFE, EventStudy, SunAbraham,
+#: TripleDiff); their automatic choice is :func:`evalkit.inference.choose_inference`'s.
+REGRESSION_METHODS: tuple[str, ...] = ("iid", "hetero", "cluster", "cr2", "none")
 
 
 # ---------------------------------------------------------------------------- options
@@ -371,67 +369,28 @@ def absorbed_rank(
 
 
 # ---------------------------------------------------------------------------- inference
-def choose_method(spec: Any, n_clusters: int, treated: int) -> tuple[str, str | None]:
-    """Return the inference method (the requested one, or the automatic choice and why).
+def regression_inference(
+    spec: Any,
+    supported: tuple[str, ...],
+    *,
+    clusters: np.ndarray,
+    time: np.ndarray,
+    treated: np.ndarray,
+    cluster_name: str,
+    design: str = "regression",
+    unit: np.ndarray | None = None,
+    stacklevel: int = 4,
+) -> Choice:
+    """Count the clusters that matter, choose the inference by the one policy and warn.
 
-    Automatic: CR1 with many clusters; CR2 with Satterthwaite degrees of freedom when
-    there are fewer than :data:`FEW_CLUSTERS` clusters or fewer than
-    :data:`FEW_TREATED_CLUSTERS` treated or untreated ones.
-
-    Examples
-    --------
-    >>> choose_method(None, 10, 1)[0]
-    'cr2'
+    See :func:`evalkit.inference.policy.choose_inference`; ``treated`` marks the treated
+    observations, ``unit`` (optional) the level treatment is compared at. ``stacklevel``
+    counts from the caller of this function (1 = the caller).
     """
-    if spec is not None:
-        return spec.method, None
-    untreated = n_clusters - treated
-    if min(treated, untreated) < FEW_TREATED_CLUSTERS:
-        return "cr2", (
-            f"{n_clusters} clusters ({treated} treated, {untreated} untreated): CR1 is "
-            "unreliable with few (treated) clusters, so CR2 with Satterthwaite degrees of "
-            "freedom was used; with so few treated clusters CR2 over-rejects as well, so "
-            "its intervals are descriptive (a FewClustersWarning says so)"
-        )
-    if n_clusters < FEW_CLUSTERS:
-        return "cr2", (
-            f"{n_clusters} clusters ({treated} treated, {untreated} untreated): CR1 is "
-            "unreliable with few clusters, so CR2 with Satterthwaite degrees of freedom "
-            "was used"
-        )
-    return "cluster", f"{n_clusters} clusters ({treated} treated): CR1 is the convention"
-
-
-def warn_few_clusters(
-    method: str, spec: Any, n_clusters: int, treated: int, cluster: str, stacklevel: int = 4
-) -> None:
-    """Warn when cluster-robust inference rests on too few (treated) clusters.
-
-    Requested CR1 warns below :data:`FEW_TREATED_CLUSTERS` treated or untreated clusters
-    or below 10 clusters; CR2 (requested or chosen) warns below
-    :data:`FEW_TREATED_CLUSTERS` treated or untreated clusters, where it over-rejects too
-    (tests/simulation/test_twfe_coverage.py: with one treated city of ten, both CR1 and
-    CR2 reject a true null about half the time at the 5% level).
-    """
-    untreated = n_clusters - treated
-    few = min(treated, untreated) < FEW_TREATED_CLUSTERS
-    if method == "cluster" and spec is not None and (few or n_clusters < 10):
-        text = (
-            f"CR1 standard errors with {n_clusters} clusters of {cluster!r}, {treated} "
-            "treated, over-reject badly; inference='cr2' (or a few-treated-cluster method) "
-            "is more reliable"
-        )
-    elif method == "cr2" and few:
-        text = (
-            f"CR2 standard errors with {treated} treated and {untreated} untreated clusters "
-            f"of {cluster!r} over-reject: with one treated city of ten, CR1 and CR2 both "
-            "reject a true null about half the time at the 5% level; read the intervals as "
-            "descriptive, compare groups within the treated clusters (did.TripleDiff), or "
-            "use a few-treated-cluster method"
-        )
-    else:
-        return
-    warnings.warn(text, FewClustersWarning, stacklevel=stacklevel)
+    counts = count_clusters(clusters, time, treated, name=cluster_name, unit=unit)
+    choice = choose_inference(spec, supported=supported, counts=counts, design=design)
+    choice.warn(stacklevel=stacklevel + 1)
+    return choice
 
 
 def covariance(
@@ -885,6 +844,7 @@ def panel_regression(
     spec: Any,
     hint: str | None = None,
     stacklevel: int = 5,
+    supported: tuple[str, ...] = REGRESSION_METHODS,
 ) -> PanelRegression:
     """Regress the outcome on ``x`` with unit and period effects absorbed.
 
@@ -895,11 +855,17 @@ def panel_regression(
     within = WithinTransform((sample.unit, sample.time), weights=w)
     fit = absorbed_ols(sample.y, x, names, within, w, "unit and period", hint=hint)
     k_total = fit.k + within.n_absorbed()
-    n_treated = int(np.unique(sample.cluster[treated]).size)
-    method, reason = choose_method(spec, sample.n_clusters, n_treated)
-    warn_few_clusters(
-        method, spec, sample.n_clusters, n_treated, sample.cluster_name, stacklevel=stacklevel
+    choice = regression_inference(
+        spec,
+        supported,
+        clusters=sample.cluster,
+        time=sample.time,
+        treated=treated,
+        cluster_name=sample.cluster_name,
+        stacklevel=stacklevel - 1,
     )
+    method, reason = choice.method, choice.reason
+    n_treated = choice.counts.treated_side if choice.counts is not None else 0
     # CR1 small-sample K: unit effects nested in the clusters are not counted, the
     # period effects carry the constant (pyfixest 0.60 / fixest defaults), as TWFE.
     k_small = fit.k + sample.n_periods if sample.nested else k_total

@@ -49,13 +49,13 @@ from evalkit.did import drdid
 from evalkit.errors import (
     DataError,
     DesignError,
-    FewClustersWarning,
     NotEstimableError,
     RowsDroppedWarning,
     SmallCohortWarning,
     WeakOverlapWarning,
 )
 from evalkit.inference.multiplier import BOOTSTRAP_WEIGHTS
+from evalkit.inference.policy import choose_inference, count_clusters
 from evalkit.inference.spec import Inference
 
 __all__ = ["CallawaySantAnna"]
@@ -64,7 +64,6 @@ CONTROL_GROUPS: tuple[str, ...] = ("never_treated", "not_yet_treated")
 BASE_PERIODS: tuple[str, ...] = ("varying", "universal")
 MIN_COHORT_SIZE = 5
 """Cohorts (and comparison groups) smaller than this trigger a SmallCohortWarning."""
-FEW_CLUSTERS = 20
 _DEFAULT_REPS = 999
 
 
@@ -302,18 +301,23 @@ class CallawaySantAnna(Estimator):
             n_clusters=sample.n_clusters,
             cluster_name=sample.cluster_name,
         )
-        if (
-            settings.method != "none"
-            and sample.explicit_cluster
-            and sample.n_clusters < FEW_CLUSTERS
-        ):
-            warnings.warn(
-                f"only {sample.n_clusters} clusters of {sample.cluster_name!r}: "
-                "influence-function standard errors and the multiplier bootstrap can be "
-                "unreliable with few clusters",
-                FewClustersWarning,
-                stacklevel=4,
-            )
+        n = len(sample.unit_cohort)
+        codes = np.arange(n) if sample.cluster is None else sample.cluster
+        choice = choose_inference(
+            ctx.inference,
+            supported=self.supported_inference,
+            counts=count_clusters(
+                codes,
+                np.zeros(n, dtype=np.int64),
+                sample.unit_cohort > 0,
+                name=str(sample.cluster_name or self.unit),
+            ),
+            design="influence",
+            own=(settings.method, settings.reason or ""),
+        )
+        settings = dataclasses.replace(settings, reason=choice.reason)
+        if sample.explicit_cluster:  # clusters of one unit each are many by design
+            choice.warn(stacklevel=4)
         gt = GroupTimeData(
             cohort=cells.cohort,
             time=cells.time,
@@ -339,9 +343,6 @@ class CallawaySantAnna(Estimator):
             cohort=[key(g) for g in cells.cohort],
             time=[key(t) for t in cells.time],
         )
-        if inf.conf_low is not None:
-            table["conf_low"] = inf.conf_low
-            table["conf_high"] = inf.conf_high
         info: dict[str, Any] = {
             "outcome": self.outcome,
             "unit": self.unit,
@@ -374,7 +375,7 @@ class CallawaySantAnna(Estimator):
             info=info,
             level=ctx.level,
             _vcov=inf.vcov,
-            _sup_t=inf.sup_t,
+            uncertainty=inf.uncertainty,
             _gt=gt,
             _settings=settings,
         )

@@ -14,6 +14,7 @@ from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import make_table
 from evalkit.did._regression import (
+    REGRESSION_METHODS,
     EventTimeResult,
     check_role_names,
     event_term,
@@ -147,7 +148,7 @@ class EventStudy(Estimator):
     control_group: str = "never_treated"
     drop_singletons: bool = True
 
-    supported_inference: ClassVar[tuple[str, ...]] = ("iid", "hetero", "cluster", "cr2", "none")
+    supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
 
     def __post_init__(self) -> None:
         check_roles(self)

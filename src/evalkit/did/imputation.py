@@ -15,10 +15,7 @@ from scipy.sparse import csgraph
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
-from evalkit.core.within import WithinTransform, group_sums
 from evalkit.did._regression import (
-    FEW_CLUSTERS,
-    FEW_TREATED_CLUSTERS,
     EventTimeResult,
     StaggeredSample,
     absorbed_ols,
@@ -31,11 +28,12 @@ from evalkit.did._regression import (
 from evalkit.did.event_study import _cohort_sizes, _roles, check_roles
 from evalkit.errors import (
     DesignError,
-    FewClustersWarning,
     InferenceUnavailableWarning,
     NotEstimableError,
     RowsDroppedWarning,
 )
+from evalkit.inference.policy import choose_inference, count_clusters
+from evalkit.numerics.within import WithinTransform, group_sums
 
 __all__ = ["ImputationDiD"]
 
@@ -176,28 +174,21 @@ class ImputationDiD(Estimator):
         tau = sample.y - model.predict(sample)
         ev = sample.event
 
-        spec = ctx.inference
-        method = "cluster" if spec is None else spec.method
-        n_treated_clusters = int(np.unique(sample.cluster[treated]).size)
-        reason = None
-        if spec is None:
-            reason = (
+        choice = choose_inference(
+            ctx.inference,
+            supported=self.supported_inference,
+            counts=count_clusters(sample.cluster, sample.time, treated, name=sample.cluster_name),
+            design="imputation",
+            own=(
+                "cluster",
                 "the conservative clustered variance of Borusyak, Jaravel & Spiess (2024, "
-                "Theorem 3) is the estimator's own"
-            )
-        untreated_clusters = sample.n_clusters - n_treated_clusters
-        if method == "cluster" and (
-            sample.n_clusters < FEW_CLUSTERS
-            or min(n_treated_clusters, untreated_clusters) < FEW_TREATED_CLUSTERS
-        ):
-            warnings.warn(
-                f"{sample.n_clusters} clusters of {sample.cluster_name!r} "
-                f"({n_treated_clusters} with treated observations): the clustered variance "
-                "of the imputation estimator relies on many clusters and can be too small "
-                "with few",
-                FewClustersWarning,
-                stacklevel=3,
-            )
+                "Theorem 3) is the estimator's own",
+            ),
+        )
+        choice.warn(stacklevel=3)
+        method, reason = choice.method, choice.reason
+        assert choice.counts is not None
+        n_treated_clusters = choice.counts.treated_side
 
         events = np.unique(ev[treated])
         if self.horizons is not None:
@@ -266,6 +257,7 @@ class ImputationDiD(Estimator):
             "n_periods": sample.n_periods,
             "n_clusters": sample.n_clusters,
             "n_treated_clusters": n_treated_clusters,
+            "clusters": choice.counts.to_dict(),
             "cohorts": _cohort_sizes(sample),
             "event_times": [sample.key(e) for e in events],
             "n_treated_by_event_time": {

@@ -13,6 +13,7 @@ from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.did._regression import (
+    REGRESSION_METHODS,
     EventTimeResult,
     PanelRegression,
     StaggeredSample,
@@ -119,7 +120,7 @@ class SunAbraham(Estimator):
     control_cohort: str = "never_treated"
     drop_singletons: bool = True
 
-    supported_inference: ClassVar[tuple[str, ...]] = ("iid", "hetero", "cluster", "cr2", "none")
+    supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
 
     def __post_init__(self) -> None:
         check_roles(self)

@@ -12,24 +12,23 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import Result, make_table
-from evalkit.core.within import WithinTransform
 from evalkit.data.panel import Panel, nested_within
 from evalkit.did._regression import (
-    FEW_TREATED_CLUSTERS,
+    REGRESSION_METHODS,
     NestedProjectedDesign,
     absorbed_ols,
     absorbed_rank,
     check_role_names,
-    choose_method,
     covariance,
     inference_info,
     prune,
     regression_scores,
     standard_errors,
     warn_dropped,
-    warn_few_clusters,
 )
 from evalkit.errors import DataError, DesignError, FewClustersWarning, RowsDroppedWarning
+from evalkit.inference.policy import choose_inference, count_clusters
+from evalkit.numerics.within import WithinTransform
 
 __all__ = ["TripleDiff"]
 
@@ -138,7 +137,7 @@ class TripleDiff(Estimator):
     separate: bool = False
     drop_singletons: bool = True
 
-    supported_inference: ClassVar[tuple[str, ...]] = ("iid", "hetero", "cluster", "cr2", "none")
+    supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
 
     def __post_init__(self) -> None:
         check_role_names(
@@ -314,8 +313,20 @@ class TripleDiff(Estimator):
         k_fe, exact = absorbed_rank(factors, within)
         k_total = fit.k + k_fe
         treated = np.any(np.column_stack(regs) > 0, axis=1)
-        n_treated = int(np.unique(clusters[treated]).size)
-        method, reason = _choose(ctx.inference, n_clusters, n_treated, cluster_col)
+        # the unit x time effects absorb a unit's within-unit contrasts: count clusters
+        # by whether their *units* are treated (a region holding a treated and a control
+        # city carries both; a treated city alone is one treated cluster)
+        choice = choose_inference(
+            ctx.inference,
+            supported=self.supported_inference,
+            counts=count_clusters(
+                clusters, _factor(time)[0], treated, name=cluster_col, unit=units_codes
+            ),
+            design="within_unit",
+        )
+        method, reason = choice.method, choice.reason
+        assert choice.counts is not None
+        n_treated = choice.counts.treated_side
         n_periods = int(np.unique(time).size)
         if ctx.inference is None and method == "hetero" and n_periods > 2:
             warnings.warn(
@@ -328,19 +339,7 @@ class TripleDiff(Estimator):
                 FewClustersWarning,
                 stacklevel=4,
             )
-        if method == "cr2" and ctx.inference is not None and n_treated < FEW_TREATED_CLUSTERS:
-            warnings.warn(
-                f"CR2 standard errors with {n_treated} treated cluster(s) of {cluster_col!r} "
-                "are far too small in triple differences (a single treated city's 95% "
-                "intervals cover about half the time); inference='hetero' is valid when "
-                "the errors are independent across cells after the fixed effects",
-                FewClustersWarning,
-                stacklevel=4,
-            )
-        else:
-            warn_few_clusters(
-                method, ctx.inference, n_clusters, n_treated, cluster_col, stacklevel=5
-            )
+        choice.warn(stacklevel=4)
         nested = cluster_col == self.unit or bool(
             nested_within(units_codes, clusters, n_units).all()
         )
@@ -368,6 +367,7 @@ class TripleDiff(Estimator):
             "n_groups": int(np.unique(group).size),
             "n_clusters": n_clusters,
             "n_treated_clusters": n_treated,
+            "clusters": choice.counts.to_dict(),
             "target": [str(v) for v in self.targets],
             "separate": self.separate,
             "fixed_effects": [
@@ -407,22 +407,6 @@ class TripleDiff(Estimator):
             _vcov=None if method == "none" else cov.vcov,
             _scores=regression_scores(fit, method, clusters, n_clusters, cluster_labels),
         )
-
-
-def _choose(spec: Any, n_clusters: int, treated: int, cluster: str) -> tuple[str, str | None]:
-    """Automatic inference: as TWFE, except with fewer than 5 treated clusters."""
-    if spec is not None or treated >= FEW_TREATED_CLUSTERS:
-        return choose_method(spec, n_clusters, treated)
-    return "hetero", (
-        f"{treated} treated cluster(s) of {cluster}: cluster-robust standard errors (CR1 and "
-        "CR2) are far too small with so few treated clusters, also in triple differences "
-        "(in a simulated one-treated-city design CR2 intervals covered about half the "
-        "time), so heteroskedasticity-robust HC1 was used; it assumes the errors are "
-        "independent across unit x group x time cells once the unit x time effects absorb "
-        "the shocks common to a unit's groups; serial correlation within a unit x group "
-        "(the same persons in a cell month after month) makes it too small, so with more "
-        "than two periods a FewClustersWarning recommends before/after cells"
-    )
 
 
 def _factor(values: np.ndarray) -> tuple[np.ndarray, int]:

@@ -11,25 +11,23 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import Result, make_table
-from evalkit.core.within import WithinTransform
 from evalkit.data.panel import Panel, nested_within
 from evalkit.did._regression import (
-    FEW_CLUSTERS,
-    FEW_TREATED_CLUSTERS,
+    REGRESSION_METHODS,
     UnitDemeanedDesign,
     absorbed_ols,
     check_role_names,
-    choose_method,
     covariance,
     inference_info,
     prune,
+    regression_inference,
     regression_scores,
     warn_dropped,
-    warn_few_clusters,
 )
 from evalkit.errors import DesignError
+from evalkit.numerics.within import WithinTransform
 
-__all__ = ["FEW_CLUSTERS", "FEW_TREATED_CLUSTERS", "TWFE"]
+__all__ = ["TWFE"]
 
 
 @register("did.TWFE")
@@ -68,8 +66,10 @@ class TWFE(Estimator):
     Inference methods: ``"iid"``, ``"hetero"`` (HC1), ``"cluster"`` (CR1, Stata/fixest
     small-sample factor, t with G-1 df), ``"cr2"`` (Bell-McCaffrey with Satterthwaite df,
     exact for the full dummy regression; needs units nested in clusters) and ``"none"``.
-    With ``inference=None`` the estimator picks CR1, or CR2 when there are fewer than
-    30 clusters or fewer than 5 treated or untreated clusters, and records the reason.
+    With ``inference=None`` the one policy (:func:`evalkit.inference.choose_inference`)
+    picks CR1, or CR2 when there are fewer than 30 clusters or fewer than 5 clusters
+    carrying treated or control variation (a cluster with treated and untreated units
+    in a period carries both), and records the reason.
     Balanced unweighted panels are demeaned in closed form in one pass; otherwise
     alternating projections are used.
 
@@ -94,7 +94,7 @@ class TWFE(Estimator):
     panel: bool = True
     drop_singletons: bool = True
 
-    supported_inference: ClassVar[tuple[str, ...]] = ("iid", "hetero", "cluster", "cr2", "none")
+    supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
 
     def __post_init__(self) -> None:
         check_role_names(self, ("outcome", "treatment", "unit", "time"), ("weights", "cluster"))
@@ -145,12 +145,21 @@ class TWFE(Estimator):
         k_fe = within.n_absorbed()
         k_total = k + k_fe
 
-        treated_clusters = int(np.unique(clusters[panel.values(self.treatment) > 0]).size)
+        choice = regression_inference(
+            spec,
+            self.supported_inference,
+            clusters=clusters,
+            time=times,
+            treated=panel.values(self.treatment) != 0,
+            cluster_name=cluster_col,
+            stacklevel=3,
+        )
+        method, reason = choice.method, choice.reason
+        assert choice.counts is not None
+        treated_clusters = choice.counts.treated_side
         nested = cluster_col == self.unit or bool(
             nested_within(units, clusters, panel.n_units).all()
         )
-        method, reason = choose_method(spec, n_clusters, treated_clusters)
-        warn_few_clusters(method, spec, n_clusters, treated_clusters, cluster_col, stacklevel=4)
         # Parameters in (N-1)/(N-K): unit effects nested in the clusters are not
         # counted; the period effects then carry the constant, so all of their
         # levels count (pyfixest 0.60, ssc defaults).
@@ -177,6 +186,7 @@ class TWFE(Estimator):
             "n_periods": panel.n_periods,
             "n_clusters": n_clusters,
             "n_treated_clusters": treated_clusters,
+            "clusters": choice.counts.to_dict(),
             "fixed_effects": [self.unit, self.time],
             "n_fixed_effect_parameters": k_fe,
             "df_resid": n - k_total,

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from evalkit.core.result import check_level
-from evalkit.core.within import group_sums
 from evalkit.errors import DesignError
+from evalkit.numerics.levels import check_level
+from evalkit.numerics.within import group_sums
 
 __all__ = [
     "BOOTSTRAP_WEIGHTS",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.core.within import group_sums
+from evalkit.numerics.within import group_sums
 
 __all__ = ["Sandwich", "cluster_scores", "cr1", "cr2_nested", "hc1", "iid"]
 
