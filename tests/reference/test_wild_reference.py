@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalkit.core.within import WithinTransform
+from evalkit.numerics.within import WithinTransform
 from evalkit.inference.wild import WildBootstrap, draw_weights
 
 REF = json.loads((Path(__file__).parent / "data" / "wild_reference.json").read_text())

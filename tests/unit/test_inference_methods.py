@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
-from evalkit.core.within import WithinTransform
+from evalkit.numerics.within import WithinTransform
 from evalkit.inference.conformal import (
     conformal_inference,
     conformal_p_value,

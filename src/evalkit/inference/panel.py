@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evalkit.core.within import WithinTransform
+from evalkit.numerics.within import WithinTransform
 from evalkit.errors import DesignError, NotEstimableError
 from evalkit.inference.conformal import conformal_inference, did_counterfactual
 from evalkit.inference.few_treated import conley_taber, control_errors

@@ -202,7 +202,7 @@ def cluster_randomization(
     >>> cl = np.repeat(np.arange(5), 4); t = np.tile(np.arange(4), 5)
     >>> d = ((cl == 0) & (t >= 2)).astype(float)
     >>> y = 2.0 * d + 0.1 * np.sin(cl + 3 * t)
-    >>> from evalkit.core.within import WithinTransform
+    >>> from evalkit.numerics.within import WithinTransform
     >>> res = cluster_randomization(y, d, cl, t, partial=WithinTransform((cl, t)).demean)
     >>> res.n_assignments, res.p_value
     (5, 0.2)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.core.within import group_sums
+from evalkit.numerics.within import group_sums
 from evalkit.errors import DesignError, NotEstimableError
 
 __all__ = [
