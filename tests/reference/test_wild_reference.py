@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalkit.numerics.within import WithinTransform
 from evalkit.inference.wild import WildBootstrap, draw_weights
+from evalkit.numerics.within import WithinTransform
 
 REF = json.loads((Path(__file__).parent / "data" / "wild_reference.json").read_text())
 DATA = {k: np.asarray(v) for k, v in REF["data"].items()}

@@ -12,7 +12,6 @@ import itertools
 import numpy as np
 import pytest
 
-from evalkit.numerics.within import WithinTransform
 from evalkit.inference.conformal import (
     conformal_inference,
     conformal_p_value,
@@ -21,6 +20,7 @@ from evalkit.inference.conformal import (
 from evalkit.inference.few_treated import conley_taber, control_errors
 from evalkit.inference.randomization import cluster_randomization
 from evalkit.inference.wild import WildBootstrap, draw_weights
+from evalkit.numerics.within import WithinTransform
 
 
 def panel(n_cl=6, per=2, n_t=6, treated=(0,), start=3, seed=0, effect=0.5):

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evalkit.numerics.within import WithinTransform
 from evalkit.errors import DesignError, NotEstimableError
 from evalkit.inference.conformal import conformal_inference, did_counterfactual
 from evalkit.inference.few_treated import conley_taber, control_errors
 from evalkit.inference.randomization import cluster_randomization
 from evalkit.inference.wild import WildBootstrap
+from evalkit.numerics.within import WithinTransform
 
 __all__ = ["PANEL_METHODS", "PanelData", "PanelTest", "panel_test"]
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.numerics.within import group_sums
 from evalkit.errors import DesignError, NotEstimableError
+from evalkit.numerics.within import group_sums
 
 __all__ = [
     "WEIGHT_TYPES",
