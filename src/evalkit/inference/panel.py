@@ -23,7 +23,7 @@ from evalkit.inference.randomization import cluster_randomization
 from evalkit.inference.wild import WildBootstrap
 from evalkit.numerics.within import WithinTransform
 
-__all__ = ["PANEL_METHODS", "PanelData", "PanelTest", "panel_test"]
+__all__ = ["PANEL_METHODS", "PanelData", "PanelTest", "conformal_applicable", "panel_test"]
 
 PANEL_METHODS = ("wild", "permutation", "conley_taber", "ferman_pinto", "conformal")
 
@@ -110,6 +110,7 @@ def panel_test(
     sizes: np.ndarray | None = None,
     per_period: bool = False,
     coef: int = 0,
+    q: float | str = "mean",
 ) -> PanelTest:
     """Test ``effect = null`` for the treatment coefficient and invert for an interval.
 
@@ -122,6 +123,8 @@ def panel_test(
     sizes
         Per-cluster sizes for Ferman-Pinto (observations per period); default: the
         number of rows (or sum of weights) per cluster and period.
+    q
+        Conformal test statistic (see :func:`~evalkit.inference.conformal.conformal_inference`).
     coef
         Column of ``data.x`` tested (wild bootstrap only; the other methods test the
         cluster-level treatment in column 0).
@@ -207,16 +210,31 @@ def panel_test(
     controls = np.setdiff1d(np.arange(data.n_clusters), treated)
     y1 = cells[treated].mean(axis=0)
     fit = did_counterfactual(cells[controls])
-    res = conformal_inference(y1, post, fit, level=level, null=null, per_period=per_period)
+    res = conformal_inference(y1, post, fit, level=level, null=null, per_period=per_period, q=q)
 
     def invert(new_level: float) -> tuple[float, float]:
-        again = conformal_inference(y1, post, fit, level=new_level, per_period=False)
+        again = conformal_inference(y1, post, fit, level=new_level, per_period=False, q=q)
         return again.conf_low, again.conf_high
 
     return PanelTest(
         method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null,
         1.0 / res.n_periods, res.describe(), res, invert,
     )  # fmt: skip
+
+
+def conformal_applicable(data: PanelData) -> bool:
+    """Whether :func:`panel_test` can run conformal inference on these data.
+
+    It needs no covariates, one treatment start shared by the treated clusters (treated
+    in every later period) and every cluster observed in every period.
+    """
+    if data.x.shape[1] != 1:
+        return False
+    try:
+        _cluster_series(data, data.treated_clusters())
+    except (DesignError, NotEstimableError):
+        return False
+    return True
 
 
 def _cluster_sizes(data: PanelData) -> np.ndarray:
