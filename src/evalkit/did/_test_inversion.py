@@ -66,6 +66,7 @@ def run_test_inversion(
     rng: np.random.Generator,
     level: float,
     coefs: Sequence[int] | None = None,
+    n_rows: int | None = None,
 ) -> tuple[TestInversion, str, int | None]:
     """Run the spec's test-inversion method for the coefficients ``coefs`` of ``x``.
 
@@ -74,11 +75,12 @@ def run_test_inversion(
 
     ``coefs`` defaults to every column for the wild bootstrap and to the treatment
     (column 0) for the methods that test only a cluster-level treatment; the other rows
-    are left empty and the note says why.
+    are left empty and the note says why. ``n_rows`` (default: every column) is the
+    number of result rows, the first columns of ``x``.
     """
     method = spec.method
     opts = _options(spec, method)
-    k = x.shape[1]
+    k = x.shape[1] if n_rows is None else n_rows
     if coefs is None:
         coefs = range(k) if method == "wild" else (0,)
     data = PanelData(y, x, unit, time, cluster, w)
