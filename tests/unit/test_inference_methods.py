@@ -268,3 +268,36 @@ def test_panel_methods_recompute_intervals_at_another_level() -> None:
         assert wide.invert is not None
         assert wide.invert(0.8) == pytest.approx((narrow.conf_low, narrow.conf_high)), method
         assert narrow.invert(0.95) == pytest.approx((wide.conf_low, wide.conf_high)), method
+
+
+def test_triple_diff_and_event_study_take_the_wild_bootstrap() -> None:
+    import pandas as pd
+
+    from evalkit.did import EventStudy, TripleDiff
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {"city": c, "g": g, "t": t, "d": int(c < 3 and g == 1 and t == 1)}
+        for c in range(12)
+        for g in (0, 1)
+        for t in (0, 1)
+    ]
+    df = pd.DataFrame(rows)
+    df["y"] = 0.5 * df["d"] + rng.normal(size=len(df))
+    est = TripleDiff(
+        outcome="y", unit="city", time="t", group="g", target=1, treatment="d", cluster="city"
+    )
+    res = est.fit(df, inference="wild", seed=1)
+    row = res.tidy().iloc[0]
+    assert res.inference.reps == 4096 and res.inference.kind == "test_inversion"
+    assert np.isnan(row["std_error"]) and 0 < row["p_value"] <= 1
+    assert row["conf_low"] < row["estimate"] < row["conf_high"]
+    assert res.tidy(level=0.5).iloc[0]["conf_high"] < row["conf_high"]
+
+    unit, time, cl, _d, y = panel(n_cl=10, per=1, n_t=8, treated=(0, 1, 2), start=4, seed=9)
+    frame = pd.DataFrame({"u": unit, "t": time, "c": cl, "y": y})
+    frame["cohort"] = np.where(frame["c"] < 3, 4, 0)
+    es = EventStudy(outcome="y", unit="u", time="t", cohort="cohort", cluster="c")
+    out = es.fit(frame, seed=3)  # 3 treated clusters: the policy picks the wild bootstrap
+    assert out.inference.method == "wild"
+    assert out.tidy()["p_value"].between(0, 1).all()

@@ -18,8 +18,9 @@ import numpy as np
 from evalkit.core.uncertainty import TestInversion
 from evalkit.errors import InferenceNotSupportedError
 from evalkit.inference.panel import PanelData, PanelTest, panel_test
+from evalkit.inference.wild import WildBootstrap
 
-__all__ = ["TEST_INVERSION_METHODS", "run_test_inversion"]
+__all__ = ["TEST_INVERSION_METHODS", "run_test_inversion", "wild_from_fit"]
 
 #: Methods whose results are p-values and intervals by test inversion.
 TEST_INVERSION_METHODS: tuple[str, ...] = (
@@ -125,3 +126,51 @@ def run_test_inversion(
     elif method in ("conley_taber", "ferman_pinto"):
         reps = int(first.details.n_draws)
     return unc, note, reps
+
+
+def wild_from_fit(
+    spec: Any,
+    *,
+    xt: np.ndarray,
+    yt: np.ndarray,
+    within: Any,
+    w: np.ndarray | None,
+    cluster: np.ndarray,
+    rng: np.random.Generator,
+    level: float,
+    coefs: Sequence[int],
+) -> tuple[TestInversion, str, int]:
+    """Wild cluster bootstrap of an absorbed fit with any fixed effects (e.g. TripleDiff).
+
+    ``xt``, ``yt`` are the fit's demeaned (and square-root-weighted) design and outcome;
+    ``within`` the fixed-effects projection, refitted on the bootstrap errors.
+    """
+    opts = _options(spec, "wild")
+    sw = np.sqrt(w) if w is not None else np.ones(len(yt))
+    k = len(coefs)
+    p, lo, hi = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
+    problems = []
+    res = None
+    for i, j in enumerate(coefs):
+        wb = WildBootstrap(
+            xt,
+            yt,
+            cluster,
+            coef=j,
+            restricted=opts["restricted"],
+            demean=lambda v: within.demean(v / sw) * sw,
+        )
+        res = wb.test(weights=opts["weights"], reps=opts["reps"], rng=rng, level=level)
+        p[i], lo[i], hi[i] = res.p_value, res.conf_low, res.conf_high
+        problems.append(wb)
+    assert res is not None
+
+    def invert(new_level: float) -> tuple[np.ndarray, np.ndarray]:
+        bounds = np.array([wb.interval(new_level) for wb in problems])
+        return bounds[:, 0], bounds[:, 1]
+
+    gran = 1.0 / res.reps if res.enumerated else None
+    unc = TestInversion(
+        p, lo, hi, level, method="wild", granularity=gran, invert=invert, note=res.describe()
+    )
+    return unc, res.describe(), res.reps
