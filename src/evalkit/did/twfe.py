@@ -10,7 +10,7 @@ import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import Result, make_table
+from evalkit.core.result import InferenceInfo, Result, make_table
 from evalkit.data.panel import Panel, nested_within
 from evalkit.did._regression import (
     REGRESSION_METHODS,
@@ -24,7 +24,9 @@ from evalkit.did._regression import (
     regression_scores,
     warn_dropped,
 )
+from evalkit.did._test_inversion import TEST_INVERSION_METHODS, run_test_inversion
 from evalkit.errors import DesignError
+from evalkit.inference.panel import PanelData, conformal_applicable
 from evalkit.numerics.within import WithinTransform
 
 __all__ = ["TWFE"]
@@ -94,7 +96,7 @@ class TWFE(Estimator):
     panel: bool = True
     drop_singletons: bool = True
 
-    supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
+    supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS + TEST_INVERSION_METHODS
 
     def __post_init__(self) -> None:
         check_role_names(self, ("outcome", "treatment", "unit", "time"), ("weights", "cluster"))
@@ -145,9 +147,12 @@ class TWFE(Estimator):
         k_fe = within.n_absorbed()
         k_total = k + k_fe
 
+        supported = self.supported_inference
+        if spec is None and not conformal_applicable(PanelData(y, x, units, times, clusters, w)):
+            supported = tuple(m for m in supported if m != "conformal")
         choice = regression_inference(
             spec,
-            self.supported_inference,
+            supported,
             clusters=clusters,
             time=times,
             treated=panel.values(self.treatment) != 0,
@@ -160,6 +165,51 @@ class TWFE(Estimator):
         nested = cluster_col == self.unit or bool(
             nested_within(units, clusters, panel.n_units).all()
         )
+        info = {
+            "n_obs": n,
+            "n_units": panel.n_units,
+            "n_periods": panel.n_periods,
+            "n_clusters": n_clusters,
+            "n_treated_clusters": treated_clusters,
+            "clusters": choice.counts.to_dict(),
+            "fixed_effects": [self.unit, self.time],
+            "n_fixed_effect_parameters": k_fe,
+            "df_resid": n - k_total,
+            "r2_within": fit.r2_within(),
+            "solver": "closed form (balanced)" if within.closed_form else "alternating projections",
+            "roles": dict(panel.roles),
+            "dropped": dict(panel.dropped),
+            "seed": ctx.seed,
+        }
+        if method in TEST_INVERSION_METHODS:
+            unc, text, reps = run_test_inversion(
+                choice.spec,
+                y=y,
+                x=x,
+                names=names,
+                unit=units,
+                time=times,
+                cluster=clusters,
+                w=w,
+                rng=ctx.rng,
+                level=ctx.level,
+            )
+            return Result(
+                estimator=self.registry_name,
+                _table=make_table(names, fit.beta, np.full(k, np.nan)),
+                inference=InferenceInfo(
+                    method,
+                    text,
+                    distribution="randomization",
+                    cluster=cluster_col,
+                    n_clusters=n_clusters,
+                    reason=reason,
+                    reps=reps,
+                ),
+                info=info,
+                level=ctx.level,
+                uncertainty=unc,
+            )
         # Parameters in (N-1)/(N-K): unit effects nested in the clusters are not
         # counted; the period effects then carry the constant, so all of their
         # levels count (pyfixest 0.60, ssc defaults).
@@ -180,22 +230,6 @@ class TWFE(Estimator):
             se = np.full(k, np.nan)
         table = make_table(names, fit.beta, se, df=cov.df)
         info_inf = inference_info(method, cluster_col, n_clusters, reason, cov.df)
-        info = {
-            "n_obs": n,
-            "n_units": panel.n_units,
-            "n_periods": panel.n_periods,
-            "n_clusters": n_clusters,
-            "n_treated_clusters": treated_clusters,
-            "clusters": choice.counts.to_dict(),
-            "fixed_effects": [self.unit, self.time],
-            "n_fixed_effect_parameters": k_fe,
-            "df_resid": n - k_total,
-            "r2_within": fit.r2_within(),
-            "solver": "closed form (balanced)" if within.closed_form else "alternating projections",
-            "roles": dict(panel.roles),
-            "dropped": dict(panel.dropped),
-            "seed": ctx.seed,
-        }
         return Result(
             estimator=self.registry_name,
             _table=table,
