@@ -18,9 +18,17 @@ from evalkit.synth.placebo import rank_p_value
 TRUE_W = {0: 0.5, 1: 0.3, 2: 0.2}
 
 
-def sc_panel(n_donors: int = 8, n_pre: int = 10, n_post: int = 4, effect: float = -2.0, seed=0):
+def sc_panel(
+    n_donors: int = 8,
+    n_pre: int = 10,
+    n_post: int = 4,
+    effect: float = -2.0,
+    seed: int = 0,
+    noise: float = 0.0,
+):
     """Donors with unit effects, a trend and noise; the treated unit is exactly
-    0.5, 0.3, 0.2 of donors 0, 1, 2 (outcome and covariate) plus ``effect`` after."""
+    0.5, 0.3, 0.2 of donors 0, 1, 2 (outcome and covariate) plus ``effect`` after
+    (plus its own noise of standard deviation ``noise``)."""
     rng = np.random.default_rng(seed)
     periods = np.arange(2000, 2000 + n_pre + n_post)
     y = (
@@ -33,6 +41,7 @@ def sc_panel(n_donors: int = 8, n_pre: int = 10, n_post: int = 4, effect: float 
     for j, v in TRUE_W.items():
         w[j] = v
     y1 = w @ y + effect * (np.arange(periods.size) >= n_pre)
+    y1 = y1 + noise * rng.normal(size=periods.size)
     x1 = w @ x
     rows = []
     for i in range(n_donors + 1):
@@ -290,3 +299,32 @@ def test_bad_options_raise_at_construction(kwargs, match):
 def test_by_is_refused_with_a_hint():
     with pytest.raises(DesignError, match="by="):
         _sc().fit(sc_panel(), by="unit")
+
+
+def test_conformal_inference_finds_a_planted_effect():
+    """Chernozhukov-Wuthrich-Zhu through evalkit.inference.conformal with the SC model."""
+    from evalkit.inference.conformal import conformal_inference
+    from evalkit.synth.conformal import sc_counterfactual
+
+    df = sc_panel(n_donors=8, n_pre=20, n_post=5, effect=-3.0, seed=4, noise=0.3)
+    est = _sc(lagged_outcomes=[2005, 2010, 2015, 2019], custom_v=[1, 1, 1, 1])
+    res = est.fit(df, inference="conformal")
+    tidy = res.tidy()
+    assert res.uncertainty.kind == "test_inversion" and res.inference.method == "conformal"
+    assert tidy.loc[0, "p_value"] == pytest.approx(1 / 25)  # the smallest on the 1/T grid
+    assert tidy.loc[0, "conf_low"] < -3.0 < tidy.loc[0, "conf_high"]
+    # the same numbers as the shared module called with the SC counterfactual directly
+    wide = df.pivot(index="unit", columns="year", values="y").to_numpy()
+    post = np.arange(25) >= 20
+    direct = conformal_inference(wide[-1], post, sc_counterfactual(wide[:-1]), level=0.95)
+    assert tidy.loc[0, "p_value"] == pytest.approx(direct.p_value)
+    assert tidy.loc[0, "conf_low"] == pytest.approx(direct.conf_low)
+    np.testing.assert_allclose(tidy["p_value"].iloc[1:], direct.period_p_value)
+    narrow = res.tidy(level=0.8)
+    assert (narrow["conf_low"] >= tidy["conf_low"] - 1e-9).all()
+    assert (narrow["conf_high"] <= tidy["conf_high"] + 1e-9).all()
+    # no effect: the test does not reject at 5%
+    null = est.fit(
+        sc_panel(n_donors=8, n_pre=20, n_post=5, effect=0.0, seed=4), inference="conformal"
+    )
+    assert null.tidy().loc[0, "p_value"] > 0.05

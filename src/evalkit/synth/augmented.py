@@ -176,7 +176,10 @@ class AugmentedSyntheticControl(Estimator):
     -----
     Inference: ``"placebo"`` (default; every donor refitted as if treated, its penalty
     chosen again by cross-validation, ranked as for
-    :class:`~evalkit.synth.SyntheticControl`) or ``"none"``. As the penalty grows the
+    :class:`~evalkit.synth.SyntheticControl`) or ``"none"``. Conformal inference
+    (augsynth's default) is not offered yet: refitting the ridge model on every period
+    under the null, with the penalty chosen on the pre-period, gave intervals on
+    Proposition 99 that exclude the estimate, which needs study first. As the penalty grows the
     estimator becomes synthetic control on the pre-treatment outcomes; as it shrinks
     (with fewer pre-periods than donors) the pre-treatment fit becomes exact.
 

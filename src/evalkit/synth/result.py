@@ -128,8 +128,13 @@ def build_result(
     v: pd.Series,
     balance: pd.DataFrame,
     info: dict[str, Any],
+    conformal: tuple[TestInversion, str] | None = None,
 ) -> SyntheticControlResult:
-    """Assemble the result of a one-treated-unit synthetic control fit (any weighting)."""
+    """Assemble the result of a one-treated-unit synthetic control fit (any weighting).
+
+    The uncertainty comes from the placebo ``runs``, or ``conformal`` (the uncertainty
+    and its description), or neither (point estimates only).
+    """
     n_pre = main.n_pre
     times = wide.times
     post_times = times[n_pre:]
@@ -160,6 +165,8 @@ def build_result(
             invert=lambda lvl: placebo_intervals(runs, lvl)[:2],
             note=description + ("; " + "; ".join(notes) if notes else ""),
         )
+    elif conformal is not None:
+        uncertainty, description = conformal
     else:
         description = "point estimates only"
         uncertainty = NoInference()

@@ -14,6 +14,7 @@ from evalkit.core.registry import register
 from evalkit.core.result import Result
 from evalkit.errors import DesignError
 from evalkit.inference.policy import choose_inference
+from evalkit.synth.conformal import conformal_uncertainty, sc_counterfactual
 from evalkit.synth.placebo import OWN_DEFAULT, PlaceboRuns, placebo_cutoff, placebo_in_space
 from evalkit.synth.predictors import parse_periods, parse_predictors
 from evalkit.synth.problem import SCProblem, UnitFit, build_problem
@@ -72,7 +73,8 @@ class SyntheticControl(Estimator):
     Inference: ``"placebo"`` (the default: placebo in space with post/pre RMSPE-ratio
     p-values and test-inversion intervals, :mod:`evalkit.synth.placebo`; option
     ``cutoff`` in ``evalkit.inference.Placebo(cutoff=5)`` drops placebos whose
-    pre-period MSPE exceeds that multiple of the treated unit's) or ``"none"``.
+    pre-period MSPE exceeds that multiple of the treated unit's), ``"conformal"``
+    (Chernozhukov, Wuthrich & Zhu, :mod:`evalkit.synth.conformal`) or ``"none"``.
     :meth:`backdate` and :meth:`leave_one_out` give the usual robustness checks.
 
     Examples
@@ -101,7 +103,7 @@ class SyntheticControl(Estimator):
     donors: tuple[Any, ...] | None = None
     random_starts: int = 10
 
-    supported_inference: ClassVar[tuple[str, ...]] = ("placebo", "none")
+    supported_inference: ClassVar[tuple[str, ...]] = ("placebo", "conformal", "none")
     supports_by: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
@@ -186,9 +188,19 @@ class SyntheticControl(Estimator):
         problem = self.problem(data)
         main = self._fit_one(problem, problem.treated_row, problem.donor_rows)
         runs = None
+        conformal = None
         if method == "placebo":
             runs = self.placebo_runs(problem, main, cutoff)
-        return self._result(problem, main, runs, ctx, method, reason)
+        elif method == "conformal":
+            wide = problem.wide
+            conformal = conformal_uncertainty(
+                wide.y[main.row],
+                np.arange(wide.n_periods) >= problem.n_pre,
+                sc_counterfactual(wide.y[main.donors]),
+                choice.spec,
+                ctx.level,
+            )
+        return self._result(problem, main, runs, ctx, method, reason, conformal)
 
     def placebo_runs(
         self, problem: SCProblem, main: UnitFit, cutoff: float | None = None
@@ -212,6 +224,7 @@ class SyntheticControl(Estimator):
         ctx: FitContext,
         method: str,
         reason: str | None,
+        conformal: tuple[Any, str] | None = None,
     ) -> SyntheticControlResult:
         sol = main.solution
         v = pd.Series(sol.v, index=pd.Index(problem.labels, name="predictor"), name="v")
@@ -245,6 +258,7 @@ class SyntheticControl(Estimator):
             v=v,
             balance=balance,
             info=info,
+            conformal=conformal,
         )
 
     # ------------------------------------------------------------------ robustness
