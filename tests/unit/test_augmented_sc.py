@@ -7,11 +7,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.optimize import minimize
 
 from evalkit.errors import DesignError
 from evalkit.synth import AugmentedSyntheticControl, SyntheticControl
 from evalkit.synth.augmented import lambda_grid, ridge_ascm
+from evalkit.synth.simplex import simplex_lstsq
 
 
 def panel(n_donors: int = 10, n_pre: int = 8, n_post: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -36,30 +36,21 @@ def _wide(df: pd.DataFrame) -> np.ndarray:
     return df.pivot(index="u", columns="t", values="y").to_numpy()
 
 
-def _slsqp_simplex(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    n = a.shape[1]
-    res = minimize(
-        lambda w: np.sum((a @ w - b) ** 2),
-        np.full(n, 1.0 / n),
-        jac=lambda w: 2 * a.T @ (a @ w - b),
-        method="SLSQP",
-        bounds=[(0, 1)] * n,
-        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}],
-        options={"ftol": 1e-15, "maxiter": 1000},
-    )
-    return res.x
+def _sc_weights(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SC weights by the simplex solver (checked against SLSQP in test_synth_simplex.py)."""
+    return simplex_lstsq(a, b).weights
 
 
 @pytest.mark.parametrize("penalty", [0.1, 3.0, 50.0])
 def test_weights_equal_sc_plus_ridge_bias_correction(penalty):
     """The closed-form weights give the estimate Ben-Michael et al. define: SC plus the
     ridge prediction of the treated unit's pre-period imbalance, computed here directly
-    with an explicit ridge fit per period and SC weights from SLSQP."""
+    with an explicit (primal) ridge fit per period."""
     df = panel()
     res = _asc(penalty=penalty).fit(df, inference="none")
     y = _wide(df)
     y0, y1, n_pre = y[:-1], y[-1], 8
-    w_sc = _slsqp_simplex(y0[:, :n_pre].T, y1[:n_pre])
+    w_sc = _sc_weights(y0[:, :n_pre].T, y1[:n_pre])
     x = y0[:, :n_pre] - y0[:, :n_pre].mean(axis=0)
     x1 = y1[:n_pre] - y0[:, :n_pre].mean(axis=0)
     imbalance = x1 - w_sc @ x
@@ -67,7 +58,7 @@ def test_weights_equal_sc_plus_ridge_bias_correction(penalty):
         target = y0[:, j] - y0[:, j].mean()
         eta = np.linalg.solve(x.T @ x + penalty * np.eye(n_pre), x.T @ target)
         direct = w_sc @ y0[:, j] + imbalance @ eta
-        assert res.synthetic[period] == pytest.approx(direct, abs=1e-5)
+        assert res.synthetic[period] == pytest.approx(direct, abs=1e-9)
     assert res.weights.sum() == pytest.approx(1.0, abs=1e-12)
     assert res.info["penalty"] == penalty and res.info["penalty_chosen_by"] == "given"
 
@@ -92,7 +83,7 @@ def test_small_penalty_fits_the_pre_period_exactly():
 
 def test_cross_validation_by_brute_force():
     """The CV error of every penalty, recomputed by refitting on each training set with
-    SLSQP SC weights and an explicit ridge prediction of the held-out period."""
+    an explicit (primal) ridge prediction of the held-out period."""
     df = panel()
     res = _asc().fit(df, inference="none")
     cv = res.info["cv"]
@@ -106,13 +97,13 @@ def test_cross_validation_by_brute_force():
     errors = np.zeros((7, lambdas.size))
     for i in range(7):  # augsynth holds out each pre-period but the last
         keep = np.arange(8) != i
-        w = _slsqp_simplex(x[:, keep].T, x1[keep])
+        w = _sc_weights(x[:, keep].T, x1[keep])
         for k, lam in enumerate(lambdas):
             xk = x[:, keep]
             eta = np.linalg.solve(xk.T @ xk + lam * np.eye(7), xk.T @ x[:, i])
             pred = w @ x[:, i] + (x1[keep] - w @ xk) @ eta
             errors[i, k] = (x1[i] - pred) ** 2
-    np.testing.assert_allclose(cv["error"], errors.mean(axis=0), rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(cv["error"], errors.mean(axis=0), rtol=1e-9, atol=1e-12)
     se = errors.std(axis=0, ddof=1) / np.sqrt(7)
     best = int(np.argmin(errors.mean(axis=0)))
     chosen = lambdas[errors.mean(axis=0) <= errors.mean(axis=0)[best] + se[best]].max()
