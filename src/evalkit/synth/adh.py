@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from evalkit.synth.simplex import simplex_lstsq, simplex_qp
+from evalkit.synth.simplex import lu_solve, simplex_lstsq, simplex_qp
 
 __all__ = ["ADHSolution", "regression_start", "solve_adh", "weights_given_v"]
 
@@ -139,10 +139,7 @@ class _Objective:
         kkt[m, :m] = 1.0
         rhs = np.zeros((m + 1, v.size))
         rhs[:m] = x0s.T * r  # column j: derivative of the right-hand side in v_j
-        try:
-            dw = np.linalg.solve(kkt, rhs)[:m]  # m x k: d w_S / d v
-        except np.linalg.LinAlgError:
-            dw = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:m]
+        dw = lu_solve(kkt, rhs)[:m]  # m x k: d w_S / d v
         z0s = self.z0[:, s]
         dloss_dw = -2.0 * z0s.T @ (self.z1 - z0s @ w[s]) / self.z1.size
         g_v = dw.T @ dloss_dw
