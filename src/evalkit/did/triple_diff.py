@@ -11,7 +11,7 @@ import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, Result, make_table
+from evalkit.core.result import Result, make_table
 from evalkit.data.panel import Panel, nested_within
 from evalkit.did._regression import (
     REGRESSION_METHODS,
@@ -26,7 +26,7 @@ from evalkit.did._regression import (
     standard_errors,
     warn_dropped,
 )
-from evalkit.did._test_inversion import wild_from_fit
+from evalkit.did._test_inversion import inversion_info, wild_from_fit
 from evalkit.errors import DataError, DesignError, FewClustersWarning, RowsDroppedWarning
 from evalkit.inference.policy import choose_inference, count_clusters
 from evalkit.numerics.within import WithinTransform
@@ -417,15 +417,7 @@ class TripleDiff(Estimator):
             return Result(
                 estimator=self.registry_name,
                 _table=table,
-                inference=InferenceInfo(
-                    "wild",
-                    text,
-                    distribution="randomization",
-                    cluster=cluster_col,
-                    n_clusters=n_clusters,
-                    reason=reason,
-                    reps=reps,
-                ),
+                inference=inversion_info("wild", text, cluster_col, n_clusters, reason, reps),
                 info=info,
                 level=ctx.level,
                 uncertainty=unc,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, Result, make_table
+from evalkit.core.result import Result, make_table
 from evalkit.data.panel import Panel, nested_within
 from evalkit.did._regression import (
     REGRESSION_METHODS,
@@ -24,7 +24,7 @@ from evalkit.did._regression import (
     regression_scores,
     warn_dropped,
 )
-from evalkit.did._test_inversion import TEST_INVERSION_METHODS, run_test_inversion
+from evalkit.did._test_inversion import TEST_INVERSION_METHODS, inversion_info, run_test_inversion
 from evalkit.errors import DesignError
 from evalkit.inference.panel import PanelData, conformal_applicable
 from evalkit.numerics.within import WithinTransform
@@ -197,15 +197,7 @@ class TWFE(Estimator):
             return Result(
                 estimator=self.registry_name,
                 _table=make_table(names, fit.beta, np.full(k, np.nan)),
-                inference=InferenceInfo(
-                    method,
-                    text,
-                    distribution="randomization",
-                    cluster=cluster_col,
-                    n_clusters=n_clusters,
-                    reason=reason,
-                    reps=reps,
-                ),
+                inference=inversion_info(method, text, cluster_col, n_clusters, reason, reps),
                 info=info,
                 level=ctx.level,
                 uncertainty=unc,
