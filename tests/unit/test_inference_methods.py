@@ -301,3 +301,16 @@ def test_triple_diff_and_event_study_take_the_wild_bootstrap() -> None:
     out = es.fit(frame, seed=3)  # 3 treated clusters: the policy picks the wild bootstrap
     assert out.inference.method == "wild"
     assert out.tidy()["p_value"].between(0, 1).all()
+
+
+@pytest.mark.parametrize("restricted", [True, False])
+def test_wild_grid_shortcut_equals_projection(restricted: bool) -> None:
+    unit, time, cl, d, y = panel(n_cl=7, per=3, n_t=9, treated=(0, 1), start=5, seed=12)
+    wt = WithinTransform((unit, time))
+    xt, yt = wt.demean(d)[:, None], wt.demean(y)
+    v = draw_weights("webb", 7, 50, np.random.default_rng(0))[0]
+    slow = WildBootstrap(xt, yt, cl, restricted=restricted, demean=wt.demean)
+    fast = WildBootstrap(xt, yt, cl, restricted=restricted, demean=wt.demean, grid_time=time)
+    slow.test(v=v)
+    fast.test(v=v)
+    np.testing.assert_allclose(fast.t_boot(0.3), slow.t_boot(0.3), rtol=1e-10)
