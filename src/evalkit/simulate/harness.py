@@ -35,7 +35,7 @@ METHODS: dict[str, str] = {
     "permutation": "randomization over treated clusters",
     "conley_taber": "Conley-Taber (2011)",
     "ferman_pinto": "Ferman-Pinto (2019)",
-    "conformal": "conformal over time (moving blocks, q = 1)",
+    "conformal": "conformal over time (moving blocks, absolute mean post-period residual)",
 }
 
 
