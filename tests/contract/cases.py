@@ -79,6 +79,7 @@ CASES: dict[str, Case] = {
     "did.EventStudy": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "did.SunAbraham": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "did.ImputationDiD": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
+    "did.BaconDecomposition": Case(dict(outcome="y", unit="unit", time="time", treatment="treat")),
     "did.TripleDiff": Case(
         dict(
             outcome="y",

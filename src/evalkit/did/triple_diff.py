@@ -85,9 +85,11 @@ class TripleDiff(Estimator):
     Notes
     -----
     Inference: ``"iid"``, ``"hetero"`` (HC1), ``"cluster"`` (CR1), ``"cr2"`` and
-    ``"none"``. Automatic choice: HC1 with fewer than 5 treated clusters (see below), CR1
-    with at least 30 clusters of which at least 5 treated and 5 untreated, CR2 otherwise;
-    the reason is recorded. The residual degrees of freedom count the
+    ``"none"``. Automatic choice (:func:`evalkit.inference.choose_inference`): HC1 with
+    fewer than 5 clusters carrying treated or control variation (see below), CR1 with at
+    least 30 clusters, CR2 otherwise; the reason is recorded. Clusters are counted by
+    whether their units are treated, so a region holding a treated and a control city
+    carries both kinds of variation. The residual degrees of freedom count the
     exact rank of the three sets of fixed effects (``UG + TG + UT - U - G - T + 1`` on
     a complete grid), as a dummy-variable regression would; pyfixest subtracts only
     one redundancy per extra fixed effect (``UG + TG + UT - 2``), so its ``iid`` and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -25,7 +26,7 @@ from evalkit.did._regression import (
     warn_dropped,
 )
 from evalkit.did._test_inversion import TEST_INVERSION_METHODS, inversion_info, run_test_inversion
-from evalkit.errors import DesignError
+from evalkit.errors import DesignError, StaggeredAdoptionWarning
 from evalkit.inference.panel import PanelData, conformal_applicable
 from evalkit.numerics.within import WithinTransform
 
@@ -136,6 +137,7 @@ class TWFE(Estimator):
             return dataclasses.replace(result, info={**result.info, "dropped": dropped})
         units = panel.unit_codes
         times = panel.time_codes
+        warn_staggered(panel, self.treatment, stacklevel=5)
         if cluster_col == self.unit:
             clusters, n_clusters = units, panel.n_units
         else:
@@ -237,3 +239,26 @@ class TWFE(Estimator):
                 panel.units if cluster_col == self.unit else panel.clusters,
             ),
         )
+
+
+def warn_staggered(panel: Panel, treatment: str, stacklevel: int) -> None:
+    """Warn when treatment starts in more than one period (staggered adoption)."""
+    treated = panel.values(treatment) > 0
+    first = np.full(panel.n_units, panel.n_periods)
+    np.minimum.at(first, panel.unit_codes[treated], panel.time_codes[treated])
+    starts = np.unique(first[first < panel.n_periods])
+    if starts.size < 2:
+        return
+    shown = ", ".join(str(panel.times[c]) for c in starts[:5]) + (
+        ", ..." if starts.size > 5 else ""
+    )
+    warnings.warn(
+        f"treatment {treatment!r} starts in {starts.size} different periods ({shown}): with "
+        "staggered adoption the static TWFE coefficient averages 2x2 comparisons that use "
+        "already-treated units as controls, and is biased when effects change with time since "
+        "treatment or differ across cohorts (Goodman-Bacon 2021). Use did.CallawaySantAnna, "
+        "did.SunAbraham or did.ImputationDiD for robust estimates, and "
+        "did.BaconDecomposition to see the comparisons and their weights",
+        StaggeredAdoptionWarning,
+        stacklevel=stacklevel,
+    )
