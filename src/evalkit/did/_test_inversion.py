@@ -170,7 +170,7 @@ def wild_from_fit(
         bounds = np.array([wb.interval(new_level) for wb in problems])
         return bounds[:, 0], bounds[:, 1]
 
-    gran = 1.0 / res.reps if res.enumerated else None
+    gran = 1.0 / res.reps if res.enumerated else 1.0 / (res.reps + 1)
     unc = TestInversion(
         p, lo, hi, level, method="wild", granularity=gran, invert=invert, note=res.describe()
     )

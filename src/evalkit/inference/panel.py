@@ -158,7 +158,7 @@ def panel_test(
             grid_time=data.time if _complete_nested_grid(data, within) else None,
         )
         res = wb.test(null=null, weights=weights, reps=reps, rng=rng, level=level)
-        gran = 1.0 / res.reps if res.enumerated else None
+        gran = 1.0 / res.reps if res.enumerated else 1.0 / (res.reps + 1)
         return PanelTest(
             method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null, gran,
             res.describe(), res, wb.interval,
@@ -195,7 +195,7 @@ def panel_test(
             float(beta[0]), w_ctrl, sizes_controls=s_ctrl, sizes_treated=s_tr, reps=reps,
             rng=rng, level=level, null=null,
         )  # fmt: skip
-        gran = 1.0 / res.n_draws if res.exact else None
+        gran = 1.0 / (res.n_draws + 1)
         return PanelTest(
             method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null, gran,
             res.describe(), res, res.interval,

@@ -22,6 +22,8 @@ Conventions
 - p-value: symmetric two-sided, the share of bootstrap draws with ``|t*| >= |t|``. A
   draw that reproduces the sample (all weights 1 under WCR) counts, which makes the
   enumerated test exact; wildboottest 0.3.2 counts only ``|t*| > |t|`` (see the tests).
+  With random draws the sample counts once more, ``(1 + #{|t*| >= |t|}) / (B + 1)``, the
+  usual Monte Carlo p-value, so it is never 0 and its steps are ``1/(B + 1)``.
 - Rademacher weights are fully enumerated (``2^G`` draws, each once) when ``2^G <= reps``.
 - Absorbed fixed effects: the caller passes the design and outcome with the fixed
   effects projected out, and ``demean`` (the projection). Fixed effects that are not
@@ -345,7 +347,9 @@ class WildBootstrap:
             t_obs = abs(self.estimate - ri) / self.se if self.se > 0 else np.inf
             tb = base if base is not None else np.abs(self.t_boot(ri))
             # ties (the sample's own draw) count; 1e-9 absorbs rounding of the affine form
-            out[i] = float(np.mean(tb >= t_obs - 1e-9 * max(t_obs, 1.0)))
+            count = float(np.sum(tb >= t_obs - 1e-9 * max(t_obs, 1.0)))
+            # enumerated: the sample is one of the draws; random: count it once more
+            out[i] = count / len(tb) if self._enumerated else (1.0 + count) / (len(tb) + 1.0)
         return out if np.ndim(r) else float(out[0])
 
     def _bound(self, direction: float, alpha: float) -> float:
@@ -394,8 +398,9 @@ class WildBootstrap:
             if rng is None:
                 raise DesignError("pass rng (a numpy Generator) or v", column="seed")
             v, enumerated = draw_weights(weights, self.n_clusters, reps, rng)
-        else:
-            v, enumerated = np.asarray(v, dtype=float), False
+        else:  # given weights are treated as a complete set (an enumeration)
+            v, enumerated = np.asarray(v, dtype=float), True
+        self._enumerated = enumerated
         self._prepare(v)
         lo, hi = self.interval(level)
         note = ""
