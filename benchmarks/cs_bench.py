@@ -21,8 +21,8 @@ Checks (exit code 1 when one fails):
 ``--scaling 100,200,400`` adds evalkit-only runs at those replication counts and a
 table of peak memory per row (is memory linear in the rows?).
 
-Usage (from the repository root; mpdta is read through ``evalkit.datasets.load``, so
-set ``EVALKIT_DATA_DIR`` to a folder holding ``mpdta.csv`` or let it download)::
+Usage (from the repository root; mpdta is read through ``evalkit.datasets.load``, which
+finds the copy packaged with evalkit)::
 
     /work/venv/bin/python benchmarks/cs_bench.py --quick           # 40 copies, 100k rows
     /work/venv/bin/python benchmarks/cs_bench.py                   # 400 copies, 1M rows

@@ -24,9 +24,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _console(stderr: bool = False) -> Any:
+    """Return a rich console that never inserts line breaks (paths stay whole)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _friendly(func: F) -> F:
@@ -56,10 +57,14 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command(short_help="Run a study: results, report and manifest.")
 @click.argument("study", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    help="Show progress on standard error (a bar in a terminal, else one line per step).",
+)
 @click.option(
     "--data",
     type=click.Path(exists=True, path_type=Path),
@@ -87,21 +92,26 @@ def run(study: Path, out: Path | None, progress: bool, data: Path | None) -> Non
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Re-run a study and compare with expected.json.")
 @click.argument("study", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    help="Show progress on standard error (a bar in a terminal, else one line per step).",
+)
 @_friendly
-def verify(study: Path, out: Path | None) -> None:
+def verify(study: Path, out: Path | None, progress: bool) -> None:
     """Re-run STUDY and compare with its expected.json; exit 1 on any mismatch."""
     from evalkit.study import verify_study
 
-    outcome = verify_study(study, out=out)
+    outcome = verify_study(study, out=out, progress=progress)
     click.echo(outcome.report)
     if not outcome.ok:
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Validate a study.toml without running it.")
 @click.argument("study", type=click.Path(exists=True, path_type=Path))
 @_friendly
 def check(study: Path) -> None:
@@ -113,47 +123,89 @@ def check(study: Path) -> None:
     click.echo(f"{study}: OK ({len(analyses)} analyses)")
 
 
-@main.command()
+@main.command(short_help="List the public datasets: files and sources.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per dataset).")
 @_friendly
-def datasets() -> None:
-    """List the built-in public datasets and where each is read from.
+def datasets(as_json: bool) -> None:
+    """List the built-in public datasets, where each is read from and its public source.
 
-    A dataset not found locally is downloaded (and its SHA-256 checked) on first use.
+    Paths and URLs are printed in full. A dataset not found locally is downloaded (and
+    its SHA-256 checked) on first use.
     """
-    from rich.table import Table
+    import json
 
     from evalkit import datasets as ds
     from evalkit.errors import DataError
 
-    table = Table("name", "title", "local file", "public source")
+    rows = []
     for name in ds.names():
         entry = ds.info(name)
         try:
-            where = str(ds.path(name, download=False))
+            local: str | None = str(ds.path(name, download=False))
         except DataError:
-            where = "not found locally (downloaded on first use)"
-        table.add_row(name, str(entry.get("title", "")), where, str(entry.get("url", "")))
-    _console().print(table)
+            local = None
+        rows.append({"name": name, "local_file": local, **entry})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for row in rows:
+        click.echo(f"{row['name']}: {row.get('title', '')}")
+        where = row["local_file"] or "not found locally (downloaded on first use)"
+        click.echo(f"  local file:    {where}")
+        click.echo(f"  public source: {row.get('url', '')}")
 
 
-@main.command()
-def estimators() -> None:
-    """List the registered estimators by registry name."""
-    from evalkit.core.registry import names
-
-    for name in names():
-        click.echo(name)
+def _first_line(doc: str | None) -> str:
+    for line in (doc or "").strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
 
 
-@main.command()
-@click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--unit", required=True, help="Unit identifier column.")
-@click.option("--time", "time_", required=True, help="Time period column.")
-@click.option("--outcome", default=None, help="Outcome column.")
-@click.option("--treatment", default=None, help="0/1 treatment column.")
-@click.option("--cohort", default=None, help="First treated period column.")
-@_friendly
-def describe(
+@main.command(short_help="List the estimators: family, name, summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per estimator).")
+def estimators(as_json: bool) -> None:
+    """List the registered estimators: family, registry name and what each estimates.
+
+    The registry name (e.g. did.TWFE) is what a study.toml's `estimator` key takes;
+    `help(evalkit.did.TWFE)` gives the full documentation.
+    """
+    import json
+
+    from evalkit.core.registry import get, names
+
+    rows = [
+        {
+            "family": name.split(".", 1)[0],
+            "name": name,
+            "description": _first_line(get(name).__doc__),
+        }
+        for name in names()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = max((len(r["name"]) for r in rows), default=0)
+    for row in rows:
+        click.echo(f"{row['family']:<6} {row['name']:<{width}}  {row['description']}")
+
+
+_ROLE_OPTIONS = (
+    click.option("--unit", required=True, help="Unit identifier column."),
+    click.option("--time", "time_", required=True, help="Time period column."),
+    click.option("--outcome", default=None, help="Outcome column."),
+    click.option("--treatment", default=None, help="0/1 treatment column."),
+    click.option("--cohort", default=None, help="First treated period column."),
+)
+
+
+def _role_options(func: F) -> F:
+    for option in reversed(_ROLE_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _describe_data(
     data: Path,
     unit: str,
     time_: str,
@@ -161,7 +213,6 @@ def describe(
     treatment: str | None,
     cohort: str | None,
 ) -> None:
-    """Validate a data file (CSV or Parquet) as a panel and print its structure."""
     import json
 
     from evalkit.data import Panel
@@ -180,7 +231,42 @@ def describe(
     click.echo(json.dumps(panel.describe(), indent=2, default=str))
 
 
-@main.command()
+@main.command("describe-data", short_help="Check a panel data file and describe it.")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_role_options
+@_friendly
+def describe_data(data: Path, **roles: Any) -> None:
+    """Check a data file (CSV or Parquet) as a panel and describe its structure.
+
+    DATA is read and validated with the roles given (the checks every estimator runs,
+    with their codes and hints); the summary is JSON: rows, units, periods, whether the
+    panel is balanced, the roles and any rows dropped. Aggregates only, no microdata.
+    To list the estimators, use `evalkit estimators`.
+    """
+    _describe_data(data, **roles)
+
+
+@main.command(hidden=True)
+@click.argument("data")
+@_role_options
+@_friendly
+def describe(data: str, **roles: Any) -> None:
+    """Old name of describe-data: describe a data file (deprecated)."""
+    click.echo("warning: `evalkit describe` is now `evalkit describe-data`", err=True)
+    if not Path(data).exists():
+        from evalkit.core.registry import names
+
+        if data in names():
+            raise click.UsageError(
+                f"`evalkit describe` (now `describe-data`) describes a data file; {data} is an "
+                "estimator: "
+                "`evalkit estimators` lists the estimators with what each estimates"
+            )
+        raise click.BadParameter(f"file {data!r} does not exist", param_hint="DATA")
+    _describe_data(Path(data), **roles)
+
+
+@main.command(short_help="Write simulated register-like data.")
 @click.argument("name")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="File to write.")
 @click.option("--seed", type=int, default=None, help="Seed of the simulation.")

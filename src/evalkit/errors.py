@@ -24,6 +24,7 @@ __all__ = [
     "RowsDroppedWarning",
     "SerializationError",
     "SmallCohortWarning",
+    "StaggeredAdoptionWarning",
     "WeakOverlapWarning",
 ]
 
@@ -121,3 +122,7 @@ class FewClustersWarning(EvalkitWarning):
 
 class ConvergenceWarning(EvalkitWarning):
     """An iterative algorithm stopped at its tolerance limit rather than converging cleanly."""
+
+
+class StaggeredAdoptionWarning(EvalkitWarning):
+    """A static TWFE regression was fitted to staggered adoption, where it can be biased."""

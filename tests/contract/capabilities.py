@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.core.result import Result
-from evalkit.errors import LevelFixedError, NotEstimableError
+from evalkit.errors import InferenceNotSupportedError, LevelFixedError, NotEstimableError
 
 OTHER_LEVEL = 0.8
 
@@ -119,7 +119,13 @@ def check_none(res: Result) -> None:
     cols = ["std_error", "statistic", "p_value", "conf_low", "conf_high"]
     assert tidy[cols].isna().all().all()
     assert res.inference.missing and "no standard errors" in res.inference.missing
-    assert res.tidy(level=OTHER_LEVEL)[cols].isna().all().all()
+    for ask in (lambda: res.tidy(level=OTHER_LEVEL), res.ci):
+        try:
+            ask()
+        except InferenceNotSupportedError as err:
+            assert "no confidence intervals" in str(err)
+        else:  # pragma: no cover
+            raise AssertionError("intervals of a point-only result must be refused")
 
 
 def check_by(res: Result) -> None:

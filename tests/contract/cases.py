@@ -80,6 +80,7 @@ CASES: dict[str, Case] = {
     "did.SunAbraham": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "did.ImputationDiD": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "synth.SyntheticDiD": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
+    "did.BaconDecomposition": Case(dict(outcome="y", unit="unit", time="time", treatment="treat")),
     "did.TripleDiff": Case(
         dict(
             outcome="y",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from evalkit import EvalkitError
 from evalkit.core import registry
 from evalkit.core.result import InferenceInfo, Result
 from evalkit.core.uncertainty import Analytic, Draws, NoInference, TestInversion
@@ -15,20 +14,13 @@ from evalkit.inference import METHOD_KINDS
 
 from .capabilities import CHECKS, check_by, check_draws, check_none, check_test_inversion
 from .cases import CASES
+from .test_estimators import _fit
 
 PAIRS = [
     (name, method) for name in registry.names() for method in registry.get(name).supported_inference
 ]
 BY = [name for name in registry.names() if "by" in registry.get(name).capabilities()]
-
-
-def _fit(name, data=None, **kwargs):
-    case = CASES[name]
-    est = registry.get(name)(**case.options)
-    frame = case.data() if data is None else data
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return est.fit(frame, **{**case.fit, **kwargs})
+NO_BY = [name for name in registry.names() if name not in BY]
 
 
 @pytest.mark.parametrize(("name", "method"), PAIRS, ids=[f"{n}-{m}" for n, m in PAIRS])
@@ -55,6 +47,17 @@ def test_by_subgroups_capability(name):
     frame = case.data()
     frame["half"] = np.where(frame[case.options["unit"]] % 2 == 0, "a", "b")
     check_by(_fit(name, data=frame, by="half", seed=7))
+
+
+@pytest.mark.parametrize("name", NO_BY or ["-"])
+def test_estimators_without_by_refuse_it(name):
+    if name == "-":
+        pytest.skip("every registered estimator supports by=")
+    case = CASES[name]
+    frame = case.data()
+    frame["half"] = frame[case.options["unit"]] % 2
+    with pytest.raises(EvalkitError, match="by="):
+        _fit(name, data=frame, by="half")
 
 
 # ---------------------------------------------------------------- the checks can fail

@@ -19,6 +19,11 @@ from .cases import CASES
 NAMES = registry.names()
 
 
+def _point_only(name: str) -> bool:
+    """Estimators with point estimates only (a decomposition): no standard errors by design."""
+    return registry.get(name).supported_inference == ("none",)
+
+
 def _fit(name: str, data: pd.DataFrame | None = None, **fit_kwargs):
     case = CASES[name]
     est = registry.get(name)(**case.options)
@@ -46,6 +51,12 @@ def test_fit_returns_result_with_tidy_columns(name):
     assert list(tidy.columns[: len(TIDY_COLUMNS)]) == list(TIDY_COLUMNS)
     assert len(tidy) >= 1
     assert np.isfinite(tidy["estimate"]).all()
+    if _point_only(name):  # empty, and said so; intervals refused rather than NaN
+        assert tidy["std_error"].isna().all() and res.inference.method == "none"
+        assert res.inference.description.startswith("none: ")
+        with pytest.raises(EvalkitError):
+            res.ci()
+        return
     # a standard error is never a silent NaN: defined, or its absence explained
     if res.uncertainty.kind in ("analytic", "draws"):
         assert np.isfinite(tidy["std_error"]).all()
@@ -138,6 +149,8 @@ def test_summary_and_plot(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_ci_level_changes_width(name):
+    if _point_only(name):
+        pytest.skip("point estimates only: ci() raises (checked above)")
     res = _fit(name, seed=6)
     narrow = res.ci(level=0.5)
     wide = res.ci(level=0.99)

@@ -1,10 +1,10 @@
 """Generate tests/reference/data/cs_reference.json: Callaway-Sant'Anna numbers from peers.
 
-PROVENANCE.md publishes the mpdta numbers of the did R package for the doubly robust
-estimator with never-treated controls. For every other option (not-yet-treated controls,
-IPW, outcome regression, anticipation, universal base period, weights, clustering,
-repeated cross-sections, unbalanced panels, event-time windows and balancing, the
-multiplier bootstrap) this script computes reference numbers with csdid 0.4.3 (a port of
+evalkit/datasets/data/README.md lists the published mpdta numbers of the did R package for
+the doubly robust estimator with never-treated controls. For every other option (not-yet-treated
+controls, IPW, outcome regression, anticipation, universal base period, weights,
+clustering, repeated cross-sections, unbalanced panels, event-time windows and balancing,
+the multiplier bootstrap) this script computes reference numbers with csdid 0.4.3 (a port of
 did 2.5.1) and, as a second opinion, diff-diff. Each case in the JSON records its source.
 
 Run from the repository root (needs the peers: ``pip install csdid diff-diff``)::
@@ -46,14 +46,14 @@ VARIANTS = {
 
 
 def load_mpdta() -> pd.DataFrame:
-    """Read mpdta from evalkit.datasets when available, else from EVALKIT_DATA_DIR."""
+    """Read mpdta from evalkit.datasets when importable, else the packaged file itself."""
     try:
         from evalkit.datasets import load
 
         return load("mpdta")
     except (ImportError, AttributeError):
-        folder = os.environ.get("EVALKIT_DATA_DIR", "/work/shared/data/reference")
-        return pd.read_csv(Path(folder) / "mpdta.csv")
+        here = Path(__file__).resolve().parents[2] / "src/evalkit/datasets/data"
+        return pd.read_csv(Path(os.environ.get("EVALKIT_DATA_DIR", here)) / "mpdta.csv")
 
 
 def make_data(variant: str, base: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -2,8 +2,7 @@
 
 Run from the repository root::
 
-    EVALKIT_DATA_DIR=/work/shared/data/reference \
-        /work/venv/bin/python tests/reference/generate_did_regressions_reference.py
+    /work/venv/bin/python tests/reference/generate_did_regressions_reference.py
 
 It writes ``tests/reference/data/did_regressions_reference.json``. Nothing in evalkit is used:
 every number comes from a peer package (pyfixest 0.60, diff-diff 3.13, statsmodels) or from a
@@ -56,7 +55,12 @@ import scipy.linalg
 import statsmodels.api as sm
 from scipy import stats
 
-DATA_DIR = Path(os.environ.get("EVALKIT_DATA_DIR", "/work/shared/data/reference"))
+# the copies packaged with evalkit (EVALKIT_DATA_DIR may name another folder with the same files)
+DATA_DIR = Path(
+    os.environ.get(
+        "EVALKIT_DATA_DIR", Path(__file__).resolve().parents[2] / "src/evalkit/datasets/data"
+    )
+)
 OUT_PATH = Path(__file__).resolve().parent / "data" / "did_regressions_reference.json"
 EIG_TOL = 1e-10
 FIXEF_TOL = 1e-13

@@ -2,8 +2,7 @@
 
 Run from the repository root::
 
-    EVALKIT_DATA_DIR=/work/shared/data/reference \
-        /work/venv/bin/python tests/reference/generate_twfe_reference.py
+    /work/venv/bin/python tests/reference/generate_twfe_reference.py
 
 It writes ``tests/reference/data/twfe_reference.json``. Nothing in evalkit is used: every number
 comes from peer tools or from a dense, by-definition computation in this file.
@@ -44,7 +43,12 @@ import pandas as pd
 import pyfixest as pf
 import statsmodels.api as sm
 
-DATA_DIR = Path(os.environ.get("EVALKIT_DATA_DIR", "/work/shared/data/reference"))
+# the copies packaged with evalkit (EVALKIT_DATA_DIR may name another folder with the same files)
+DATA_DIR = Path(
+    os.environ.get(
+        "EVALKIT_DATA_DIR", Path(__file__).resolve().parents[2] / "src/evalkit/datasets/data"
+    )
+)
 OUT_PATH = Path(__file__).resolve().parent / "data" / "twfe_reference.json"
 
 # eigenvalues of the CR2 block matrix below this are treated as 0 (Moore-Penrose inverse root)

@@ -21,7 +21,6 @@ Convention differences found (and why), not tolerances:
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -44,13 +43,7 @@ SE_TOL = dict(rtol=1e-6, atol=0)  # standard errors, df and test statistics
 
 
 def _load_mpdta() -> pd.DataFrame:
-    load = getattr(evalkit.datasets, "load", None)
-    if load is not None:
-        df = load("mpdta")
-    else:  # evalkit.datasets.load not available yet
-        folder = Path(os.environ.get("EVALKIT_DATA_DIR", "/work/shared/data/reference"))
-        df = pd.read_csv(folder / "mpdta.csv")
-    df = df.copy()
+    df = evalkit.datasets.load("mpdta")
     df["w"] = np.exp(df["lpop"])
     df["x"] = df["lpop"] * (df["year"] - 2003) / 4
     df["countyreal"] = df["countyreal"].astype(int)
@@ -58,7 +51,7 @@ def _load_mpdta() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def mpdta(reference_dir):
+def mpdta():
     return _load_mpdta()
 
 

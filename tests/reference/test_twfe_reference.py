@@ -67,7 +67,7 @@ METHODS = {"iid": "iid", "hetero": "hetero", "cluster": "cr1", "cr2": "cr2"}
 
 
 @pytest.fixture(scope="module")
-def frames(reference_dir):
+def frames():
     return {name: make() for name, (make, _) in MODELS.items()}
 
 

@@ -77,3 +77,19 @@ def test_wcr_holds_its_level_with_three_treated_of_ten() -> None:
     null = simulate_inference("three_of_ten", "wild", reps=reps, seed=20)
     assert null.rejection_rate <= 0.08
     assert null.coverage >= 0.95 - band(reps)
+
+
+def _twfe_wild(df, rng, level):
+    from evalkit.did import TWFE
+
+    est = TWFE(outcome="y", treatment="d", unit="unit", time="month", cluster="city")
+    row = est.fit(df, inference="wild", seed=int(rng.integers(2**31)), level=level).tidy()
+    return tuple(row.loc[0, ["estimate", "p_value", "conf_low", "conf_high"]])
+
+
+def test_harness_runs_an_estimator_with_an_inference_method() -> None:
+    via_fit = simulate_inference("three_of_ten", _twfe_wild, reps=4, seed=7)
+    via_name = simulate_inference("three_of_ten", "wild", reps=4, seed=7)
+    assert via_fit.method == "_twfe_wild" and via_fit.reps == 4
+    # same data (same seeds); the fit's own draws differ only through the seed it is given
+    assert via_fit.mean_estimate == pytest.approx(via_name.mean_estimate)

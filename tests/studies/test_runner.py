@@ -196,9 +196,19 @@ def test_a_failing_analysis_is_reported_not_fatal(tmp_path, tiny_study):
     assert failed["tidy"] == [] and failed["error"]
 
 
-def test_progress_bar_runs(tmp_path, tiny_study, capsys):
+def test_progress_is_one_line_per_step_when_stderr_is_not_a_terminal(tmp_path, tiny_study, capsys):
     run_study(tiny_study, out=tmp_path / "o", progress=True)
-    assert "tiny" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert lines[0] == "tiny: opening the data ..."
+    steps = [line for line in lines if line.startswith("tiny: [")]
+    assert len(steps) == 10 and steps[0].startswith("tiny: [1/10] twfe.")
+    assert steps[-1].startswith("tiny: [10/10] no_oslo (")
+    assert any(line.startswith("tiny: writing the report done (") for line in lines)
+    assert lines[-1].startswith("tiny: done in ")
+    assert captured.out == ""
+    run_study(tiny_study, out=tmp_path / "o", progress=False)
+    assert capsys.readouterr().err == ""
 
 
 # --------------------------------------------------------------------------- verify
@@ -296,7 +306,8 @@ def test_command_line_check_run_and_verify(with_expected):
     _tamper(with_expected, lambda d: d["analyses"][0]["tidy"][0].update(estimate=123.0))
     res = runner.invoke(cli, ["verify", str(with_expected)])
     assert res.exit_code == 1
-    assert "FAILED" in res.output and "twfe.recipient.all" in res.output
+    assert "FAILED" in res.stdout and "twfe.recipient.all" in res.stdout
+    assert "tiny: [10/10] no_oslo" in res.stderr  # progress goes to standard error
 
 
 def test_expected_helper_command_line(tmp_path, capsys):

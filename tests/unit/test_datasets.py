@@ -1,7 +1,9 @@
-"""evalkit.datasets: lookup order, hash checks, downloads (through file:// URLs), conversions.
+"""evalkit.datasets: packaged copies, lookup order, hash checks, downloads, conversions.
 
 No test touches the network or the real user cache: every test runs with
-EVALKIT_CACHE_DIR in its own tmp_path, and downloads are served from file:// URLs.
+EVALKIT_CACHE_DIR in its own tmp_path, downloads are served from file:// URLs, and any
+other URL fails the test. The four reference datasets ship inside the package; the tests
+of the data folder, cache and download paths pretend they do not (``unpackaged``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,7 @@ from evalkit import datasets
 from evalkit.datasets._rdata import read_rdata_frame
 from evalkit.errors import DataError
 
-# Shapes and columns of the reference files (shared/data/reference, PROVENANCE.md).
+# Shapes and columns of the packaged reference files (evalkit/datasets/data/README.md).
 EXPECTED = {
     "mpdta": ((2500, 6), ["year", "countyreal", "lpop", "lemp", "first.treat", "treat"]),
     "prop99": ((1209, 4), ["State", "Year", "PacksPerCapita", "treated"]),
@@ -32,15 +35,38 @@ EXPECTED = {
 }
 
 
+PACKAGED = datasets.PACKAGE_DATA
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(datasets, "_VERIFIED", {})
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Fail any attempt to open a URL that is not a local file."""
+    real = urllib.request.urlopen
+
+    def local_only(url, *args, **kwargs):
+        if not str(url).startswith("file:"):
+            pytest.fail(f"a test tried to reach the network: {url}")
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", local_only)
+
+
 @pytest.fixture
 def no_data_dir(monkeypatch):
     monkeypatch.delenv("EVALKIT_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def unpackaged(monkeypatch):
+    """Pretend no dataset ships with evalkit, as for a larger dataset."""
+    for name, entry in list(datasets._CATALOGUE.items()):
+        monkeypatch.setitem(datasets._CATALOGUE, name, dataclasses.replace(entry, packaged=False))
 
 
 def _serve(monkeypatch, name, file, **changes):
@@ -59,7 +85,7 @@ def _files(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_each_dataset_loads_from_data_dir(name, reference_dir):
+def test_each_dataset_loads_from_the_packaged_copy(name, no_data_dir):
     shape, columns = EXPECTED[name]
     df = datasets.load(name)
     assert df.shape == shape
@@ -69,10 +95,48 @@ def test_each_dataset_loads_from_data_dir(name, reference_dir):
         wanted = column if isinstance(column, list) else [column]
         assert set(wanted) <= set(df.columns), role
     assert isinstance(df.index, pd.RangeIndex)
-    assert datasets.path(name) == reference_dir / datasets.info(name)["file"]
+    assert datasets.path(name, download=False) == PACKAGED / datasets.info(name)["file"]
+    assert datasets.info(name)["packaged"]
 
 
-def test_types_are_read_from_the_file(reference_dir):
+def test_packaged_copy_comes_before_the_environment(tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "basque.csv").write_text("damaged\n", encoding="utf-8")  # never read
+    monkeypatch.setenv("EVALKIT_DATA_DIR", str(folder))
+    assert datasets.path("basque") == PACKAGED / "basque.csv"
+    assert datasets.load("basque").shape == EXPECTED["basque"][0]
+    assert _files(tmp_path / "cache") == []
+
+
+def test_damaged_packaged_copy_says_reinstall(tmp_path, monkeypatch, no_data_dir):
+    folder = tmp_path / "site-packages" / "evalkit" / "datasets" / "data"
+    folder.mkdir(parents=True)
+    text = (PACKAGED / "mpdta.csv").read_text(encoding="utf-8")
+    (folder / "mpdta.csv").write_text(text.replace("2003", "2002", 1), encoding="utf-8")
+    monkeypatch.setattr(datasets, "PACKAGE_DATA", folder)
+    with pytest.raises(DataError, match="packaged with evalkit") as err:
+        datasets.load("mpdta")
+    assert "reinstall evalkit" in str(err.value) and str(folder / "mpdta.csv") in str(err.value)
+
+
+def test_packaged_readme_notes_source_licence_and_hash():
+    """The catalogue next to the files names each one with its SHA-256 and licence."""
+    readme = (PACKAGED / "README.md").read_text(encoding="utf-8")
+    shipped = sorted(p.name for p in PACKAGED.iterdir() if p.name != "README.md")
+    packaged = [n for n in datasets.names() if datasets.info(n)["packaged"]]
+    assert shipped == sorted(datasets.info(n)["file"] for n in packaged)
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line[:2] == "| "}
+    for name in packaged:
+        meta = datasets.info(name)
+        row = rows[name]
+        assert meta["file"] in row and meta["sha256"] in row
+        assert hashlib.sha256((PACKAGED / meta["file"]).read_bytes()).hexdigest() == meta["sha256"]
+        licence = meta["licence"].split(";")[0]  # e.g. "did R package: GPL-2"
+        assert licence.split(": ")[1] in row, (name, licence)
+
+
+def test_types_are_read_from_the_file():
     prop99 = datasets.load("prop99")  # ';'-separated: four columns, not one
     assert pd.api.types.is_string_dtype(prop99["State"])
     assert prop99["Year"].dtype == np.int64 and prop99["PacksPerCapita"].dtype == np.float64
@@ -81,7 +145,7 @@ def test_types_are_read_from_the_file(reference_dir):
     assert sipp["e401"].dtype == np.int64 and sipp["net_tfa"].dtype == np.float64
 
 
-def test_each_load_is_a_fresh_frame(reference_dir):
+def test_each_load_is_a_fresh_frame():
     a = datasets.load("mpdta")
     a.loc[0, "lemp"] = -999.0
     a["extra"] = 1
@@ -90,13 +154,32 @@ def test_each_load_is_a_fresh_frame(reference_dir):
     assert b.loc[0, "lemp"] != -999.0 and "extra" not in b.columns
 
 
-def test_explicit_data_dir_comes_before_the_environment(tmp_path, monkeypatch, reference_dir):
+def test_explicit_data_dir_comes_before_the_environment(tmp_path, monkeypatch, unpackaged):
     monkeypatch.setenv("EVALKIT_DATA_DIR", str(tmp_path / "elsewhere"))
     folder = tmp_path / "mine"
     folder.mkdir()
-    shutil.copy(reference_dir / "basque.csv", folder)
+    shutil.copy(PACKAGED / "basque.csv", folder)
     assert datasets.path("basque", data_dir=folder) == folder / "basque.csv"
     assert datasets.load("basque", data_dir=folder).shape == EXPECTED["basque"][0]
+
+
+def test_explicit_data_dir_comes_before_the_packaged_copy(tmp_path, no_data_dir):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(PACKAGED / "california_prop99.csv", folder)
+    assert datasets.path("prop99", data_dir=folder) == folder / "california_prop99.csv"
+    assert datasets.path("prop99", data_dir=tmp_path / "empty") == (
+        PACKAGED / "california_prop99.csv"
+    )
+
+
+def test_environment_folder_is_read_when_not_packaged(tmp_path, monkeypatch, unpackaged):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(PACKAGED / "sipp1991.csv", folder)
+    monkeypatch.setenv("EVALKIT_DATA_DIR", str(folder))
+    assert datasets.path("sipp1991", download=False) == folder / "sipp1991.csv"
+    assert datasets.load("sipp1991").shape == EXPECTED["sipp1991"][0]
 
 
 def test_unknown_name_suggests_and_lists():
@@ -110,7 +193,7 @@ def test_unknown_name_suggests_and_lists():
         datasets.path("census")
 
 
-def test_absent_without_download_names_each_folder(tmp_path, monkeypatch):
+def test_absent_without_download_names_each_folder(tmp_path, monkeypatch, unpackaged):
     monkeypatch.setenv("EVALKIT_DATA_DIR", str(tmp_path / "empty"))
     with pytest.raises(DataError, match="download=False") as err:
         datasets.load("basque", download=False)
@@ -121,10 +204,10 @@ def test_absent_without_download_names_each_folder(tmp_path, monkeypatch):
     assert _files(tmp_path / "cache") == []  # nothing created
 
 
-def test_damaged_local_file_is_rejected_with_its_path(tmp_path, monkeypatch, reference_dir):
+def test_damaged_local_file_is_rejected_with_its_path(tmp_path, monkeypatch, unpackaged):
     folder = tmp_path / "data"
     folder.mkdir()
-    text = (reference_dir / "basque.csv").read_text(encoding="utf-8")
+    text = (PACKAGED / "basque.csv").read_text(encoding="utf-8")
     damaged = folder / "basque.csv"
     damaged.write_text(text.replace("1955", "1956", 1), encoding="utf-8")
     monkeypatch.setenv("EVALKIT_DATA_DIR", str(folder))
@@ -134,7 +217,7 @@ def test_damaged_local_file_is_rejected_with_its_path(tmp_path, monkeypatch, ref
     assert datasets.info("basque")["sha256"] in str(err.value)
 
 
-def test_damaged_cache_file_is_rejected_not_replaced(tmp_path, no_data_dir, reference_dir):
+def test_damaged_cache_file_is_rejected_not_replaced(tmp_path, no_data_dir, unpackaged):
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "mpdta.csv").write_text("year,lemp\n2003,1.0\n", encoding="utf-8")
@@ -143,10 +226,10 @@ def test_damaged_cache_file_is_rejected_not_replaced(tmp_path, no_data_dir, refe
     assert str(cache / "mpdta.csv") in str(err.value)
 
 
-def test_hash_check_is_remembered_but_sees_changes(tmp_path, monkeypatch, reference_dir):
+def test_hash_check_is_remembered_but_sees_changes(tmp_path, monkeypatch, unpackaged):
     folder = tmp_path / "data"
     folder.mkdir()
-    copy = Path(shutil.copy(reference_dir / "california_prop99.csv", folder))
+    copy = Path(shutil.copy(PACKAGED / "california_prop99.csv", folder))
     monkeypatch.setenv("EVALKIT_DATA_DIR", str(folder))
     datasets.load("prop99")
     assert len(datasets._VERIFIED) == 1
@@ -165,9 +248,9 @@ def test_hash_check_is_remembered_but_sees_changes(tmp_path, monkeypatch, refere
 # --------------------------------------------------------------------------- downloads
 
 
-def test_download_is_checked_and_cached(tmp_path, no_data_dir, reference_dir, monkeypatch):
+def test_download_is_checked_and_cached(tmp_path, no_data_dir, unpackaged, monkeypatch):
     remote = tmp_path / "remote.csv"
-    shutil.copy(reference_dir / "california_prop99.csv", remote)
+    shutil.copy(PACKAGED / "california_prop99.csv", remote)
     _serve(monkeypatch, "prop99", remote)
     df = datasets.load("prop99")
     assert df.shape == EXPECTED["prop99"][0]
@@ -177,7 +260,7 @@ def test_download_is_checked_and_cached(tmp_path, no_data_dir, reference_dir, mo
     assert datasets.load("prop99", download=False).equals(df)
 
 
-def test_bad_download_is_not_kept(tmp_path, no_data_dir, monkeypatch):
+def test_bad_download_is_not_kept(tmp_path, no_data_dir, unpackaged, monkeypatch):
     remote = tmp_path / "remote.csv"
     remote.write_text("State;Year\nx;1\n", encoding="utf-8")
     _serve(monkeypatch, "prop99", remote)
@@ -188,7 +271,7 @@ def test_bad_download_is_not_kept(tmp_path, no_data_dir, monkeypatch):
     assert _files(tmp_path / "cache") == []
 
 
-def test_offline_is_a_clear_error(tmp_path, no_data_dir, monkeypatch):
+def test_offline_is_a_clear_error(tmp_path, no_data_dir, unpackaged, monkeypatch):
     entry = _serve(monkeypatch, "basque", tmp_path / "nowhere.csv")
     with pytest.raises(DataError, match="could not be downloaded") as err:
         datasets.load("basque")
@@ -207,9 +290,9 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
     assert datasets.cache_dir() == tmp_path / "home" / ".cache" / "evalkit" / "datasets"
 
 
-def test_download_goes_to_evalkit_cache_dir(tmp_path, no_data_dir, monkeypatch, reference_dir):
+def test_download_goes_to_evalkit_cache_dir(tmp_path, no_data_dir, monkeypatch, unpackaged):
     monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "custom"))
-    remote = Path(shutil.copy(reference_dir / "basque.csv", tmp_path / "remote.csv"))
+    remote = Path(shutil.copy(PACKAGED / "basque.csv", tmp_path / "remote.csv"))
     _serve(monkeypatch, "basque", remote)
     assert datasets.path("basque") == tmp_path / "custom" / "basque.csv"
     assert not (tmp_path / "cache").exists()
@@ -256,10 +339,10 @@ def test_rdata_reader_reads_a_data_frame(tmp_path):
 
 
 def test_mpdta_rda_is_converted_to_the_canonical_file(
-    tmp_path, no_data_dir, monkeypatch, reference_dir
+    tmp_path, no_data_dir, monkeypatch, unpackaged
 ):
     """An .rda holding did::mpdta (year integer, the rest double) gives the reference bytes."""
-    canonical = pd.read_csv(reference_dir / "mpdta.csv")
+    canonical = pd.read_csv(PACKAGED / "mpdta.csv")
     frame = canonical.astype({"year": np.int32})
     remote = tmp_path / "mpdta.rda"
     remote.write_bytes(bz2.compress(_xdr_data_frame("mpdta", frame)))
@@ -267,28 +350,28 @@ def test_mpdta_rda_is_converted_to_the_canonical_file(
     _serve(monkeypatch, "mpdta", remote, download_sha256=digest)
     file = datasets.path("mpdta")
     assert file == tmp_path / "cache" / "mpdta.csv"
-    assert file.read_bytes() == (reference_dir / "mpdta.csv").read_bytes()
+    assert file.read_bytes() == (PACKAGED / "mpdta.csv").read_bytes()
     assert _files(tmp_path / "cache") == ["mpdta.csv"]  # the .rda is not kept
     pd.testing.assert_frame_equal(datasets.load("mpdta"), canonical)
 
 
 def test_sipp1991_dta_is_converted_to_the_canonical_file(
-    tmp_path, no_data_dir, monkeypatch, reference_dir
+    tmp_path, no_data_dir, monkeypatch, unpackaged
 ):
     """A .dta with the original's storage (float32 amounts, int8 codes) gives the reference."""
-    canonical = pd.read_csv(reference_dir / "sipp1991.csv")
+    canonical = pd.read_csv(PACKAGED / "sipp1991.csv")
     stored = canonical.astype(
         {c: np.float32 if canonical[c].dtype.kind == "f" else np.int8 for c in canonical}
     )
     remote = tmp_path / "sipp1991.dta"
     stored.to_stata(remote, write_index=False)
     _serve(monkeypatch, "sipp1991", remote, download_sha256=datasets._sha256(remote))
-    assert datasets.path("sipp1991").read_bytes() == (reference_dir / "sipp1991.csv").read_bytes()
+    assert datasets.path("sipp1991").read_bytes() == (PACKAGED / "sipp1991.csv").read_bytes()
     assert _files(tmp_path / "cache") == ["sipp1991.csv"]
 
 
-def test_a_source_fetched_by_hand_is_converted(tmp_path, monkeypatch, reference_dir):
-    frame = pd.read_csv(reference_dir / "mpdta.csv").astype({"year": np.int32})
+def test_a_source_fetched_by_hand_is_converted(tmp_path, monkeypatch, unpackaged):
+    frame = pd.read_csv(PACKAGED / "mpdta.csv").astype({"year": np.int32})
     folder = tmp_path / "by_hand"
     folder.mkdir()
     (folder / "mpdta.rda").write_bytes(bz2.compress(_xdr_data_frame("mpdta", frame)))
@@ -299,7 +382,9 @@ def test_a_source_fetched_by_hand_is_converted(tmp_path, monkeypatch, reference_
     assert _files(tmp_path / "cache") == ["mpdta.csv"]
 
 
-def test_a_conversion_that_does_not_match_is_not_kept(tmp_path, no_data_dir, monkeypatch):
+def test_a_conversion_that_does_not_match_is_not_kept(
+    tmp_path, no_data_dir, monkeypatch, unpackaged
+):
     frame = pd.DataFrame({"year": np.array([2003], dtype=np.int32), "lemp": [1.0]})
     remote = tmp_path / "mpdta.rda"
     remote.write_bytes(bz2.compress(_xdr_data_frame("mpdta", frame)))
@@ -310,7 +395,7 @@ def test_a_conversion_that_does_not_match_is_not_kept(tmp_path, no_data_dir, mon
     assert _files(tmp_path / "cache") == []
 
 
-def test_a_source_with_the_wrong_hash_is_refused(tmp_path, no_data_dir, monkeypatch):
+def test_a_source_with_the_wrong_hash_is_refused(tmp_path, no_data_dir, monkeypatch, unpackaged):
     remote = tmp_path / "sipp1991.dta"
     pd.DataFrame({"e401": np.array([1], dtype=np.int8)}).to_stata(remote, write_index=False)
     _serve(monkeypatch, "sipp1991", remote)  # the published source hash stays
@@ -325,6 +410,7 @@ def test_a_source_with_the_wrong_hash_is_refused(tmp_path, no_data_dir, monkeypa
 def test_info_describes_each_dataset():
     assert datasets.names() == ["mpdta", "prop99", "basque", "sipp1991"]
     keys = {"title", "description", "source", "url", "sha256", "file", "citation", "roles"}
+    keys |= {"licence", "packaged"}
     for name in datasets.names():
         meta = datasets.info(name)
         assert keys <= set(meta)

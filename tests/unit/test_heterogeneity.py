@@ -16,7 +16,7 @@ CS = CallawaySantAnna(outcome="lemp", unit="countyreal", time="year", cohort="fi
 
 
 @pytest.fixture(scope="module")
-def mpdta(reference_dir):
+def mpdta():
     df = evalkit.datasets.load("mpdta")
     df["size"] = np.where(df["lpop"] > df["lpop"].median(), "large", "small")
     return df
@@ -112,3 +112,23 @@ def test_summary_shows_subgroup_counts_and_equality_test(mpdta):
     text = str(_fit(CS, mpdta, by="size").summary())
     assert "Equal across size" in text
     assert "(large)" in text and "chi2(1)" in text
+
+
+def test_by_refuses_results_without_standard_errors():
+    from evalkit.core.heterogeneity import combine_groups
+    from evalkit.core.result import InferenceInfo, Result, Scores
+    from evalkit.core.uncertainty import TestInversion
+    from evalkit.errors import InferenceNotSupportedError
+
+    def fake(p):
+        unc = TestInversion(np.array([p]), np.array([-1.0]), np.array([1.0]), 0.95, "permutation")
+        return Result(
+            "test.Fake",
+            pd.DataFrame({"term": ["ATT"], "estimate": [0.1]}),
+            InferenceInfo("permutation", "randomization"),
+            uncertainty=unc,
+            _scores=Scores(np.array(["x"], dtype=object), np.ones((1, 1))),
+        )
+
+    with pytest.raises(InferenceNotSupportedError, match="test_inversion"):
+        combine_groups("half", [("a", fake(0.1)), ("b", fake(0.2))], 0.95)

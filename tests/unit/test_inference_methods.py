@@ -181,12 +181,18 @@ def test_conley_taber_by_definition() -> None:
     res = conley_taber(beta[0], w, level=0.9)
     draws = np.sort([w_def[a, 0] + w_def[b, 1] for a in range(7) for b in range(7)])
     assert res.n_draws == 49 and res.exact
-    m = int(np.floor(49 * 0.05)) + 1  # 3rd order statistic from each end
-    assert res.conf_low == pytest.approx(beta[0] - draws[49 - m])
-    assert res.conf_high == pytest.approx(beta[0] - draws[m - 1])
-    # p-value: equal-tailed share of combinations beyond estimate - 0
-    p_def = 2 * min(np.mean(draws >= beta[0]), np.mean(draws <= beta[0]))
-    assert res.p_value == pytest.approx(min(1.0, p_def))
+
+    # p-value: equal-tailed, the treated's own error counted as one more draw
+    def p_def(a):
+        gap = beta[0] - a
+        up, down = np.sum(draws >= gap), np.sum(draws <= gap)
+        return min(1.0, 2 * min(1 + up, 1 + down) / 50)
+
+    assert res.p_value == pytest.approx(p_def(0.0))
+    # the interval is exactly the set of effects with p > 10%
+    eps = 1e-9
+    assert p_def(res.conf_low + eps) > 0.1 >= p_def(res.conf_low - eps)
+    assert p_def(res.conf_high - eps) > 0.1 >= p_def(res.conf_high + eps)
 
 
 def test_ferman_pinto_rescales_by_fitted_variance() -> None:
@@ -301,3 +307,16 @@ def test_triple_diff_and_event_study_take_the_wild_bootstrap() -> None:
     out = es.fit(frame, seed=3)  # 3 treated clusters: the policy picks the wild bootstrap
     assert out.inference.method == "wild"
     assert out.tidy()["p_value"].between(0, 1).all()
+
+
+@pytest.mark.parametrize("restricted", [True, False])
+def test_wild_grid_shortcut_equals_projection(restricted: bool) -> None:
+    unit, time, cl, d, y = panel(n_cl=7, per=3, n_t=9, treated=(0, 1), start=5, seed=12)
+    wt = WithinTransform((unit, time))
+    xt, yt = wt.demean(d)[:, None], wt.demean(y)
+    v = draw_weights("webb", 7, 50, np.random.default_rng(0))[0]
+    slow = WildBootstrap(xt, yt, cl, restricted=restricted, demean=wt.demean)
+    fast = WildBootstrap(xt, yt, cl, restricted=restricted, demean=wt.demean, grid_time=time)
+    slow.test(v=v)
+    fast.test(v=v)
+    np.testing.assert_allclose(fast.t_boot(0.3), slow.t_boot(0.3), rtol=1e-10)

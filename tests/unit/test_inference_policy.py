@@ -182,7 +182,12 @@ def test_every_choice_records_its_reason():
 
 
 def test_the_policy_reads_one_table(monkeypatch):
-    counts = ClusterCounts("city", 10, 1, 9)
+    one = ClusterCounts("city", 10, 1, 9)
+    rule = policy.POLICY["one_treated"]
+    monkeypatch.setitem(policy.POLICY, "one_treated", dataclasses.replace(rule, prefer=("iid",)))
+    assert choose_inference(None, supported=REGRESSION, counts=one).method == "iid"
+    counts = ClusterCounts("city", 10, 3, 7)
+    assert choose_inference(None, supported=REGRESSION, counts=counts).method == "cr2"
     rule = policy.POLICY["few_treated"]
     monkeypatch.setitem(policy.POLICY, "few_treated", dataclasses.replace(rule, prefer=("iid",)))
     assert choose_inference(None, supported=REGRESSION, counts=counts).method == "iid"
@@ -205,7 +210,8 @@ def test_estimators_route_through_the_policy(monkeypatch):
     est = TWFE(outcome="lemp", treatment="post", unit="countyreal", time="year", cluster="block")
     rule = policy.POLICY["few_clusters"]
     monkeypatch.setitem(policy.POLICY, "few_clusters", dataclasses.replace(rule, prefer=("iid",)))
-    monkeypatch.setitem(policy.POLICY, "few_treated", dataclasses.replace(rule, prefer=("iid",)))
+    for row in ("one_treated", "few_treated"):
+        monkeypatch.setitem(policy.POLICY, row, dataclasses.replace(rule, prefer=("iid",)))
     assert est.fit(df).inference.method == "iid"
 
 

@@ -22,13 +22,13 @@ def test_cli_help_and_estimators():
     assert out.exit_code == 0 and "did.TWFE" in out.output
 
 
-def test_cli_describe_reports_evalkit_errors_with_status_2(tmp_path):
+def test_cli_describe_data_reports_evalkit_errors_with_status_2(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("id,t,y\n1,1,0.5\n1,1,0.7\n", encoding="utf-8")
-    out = CliRunner().invoke(main, ["describe", str(path), "--unit", "id", "--time", "t"])
+    out = CliRunner().invoke(main, ["describe-data", str(path), "--unit", "id", "--time", "t"])
     assert out.exit_code == 2
     assert "P003" in out.output
-    out = CliRunner().invoke(main, ["describe", str(path), "--unit", "idd", "--time", "t"])
+    out = CliRunner().invoke(main, ["describe-data", str(path), "--unit", "idd", "--time", "t"])
     assert out.exit_code == 2 and "idd" in out.output
 
 
@@ -64,7 +64,8 @@ def test_cli_simulate_writes_a_file(tmp_path):
     assert bad.exit_code == 2 and "KEY=VALUE" in bad.output
 
 
-def test_cli_datasets_lists_local_files(reference_dir):
+def test_cli_datasets_lists_local_files(monkeypatch):
+    monkeypatch.delenv("EVALKIT_DATA_DIR", raising=False)  # the packaged copies serve
     out = CliRunner().invoke(main, ["datasets"])
     assert out.exit_code == 0, out.output
     for name in ("mpdta", "prop99", "basque", "sipp1991"):

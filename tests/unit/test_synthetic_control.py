@@ -298,7 +298,7 @@ def test_bad_options_raise_at_construction(kwargs, match):
 
 
 def test_by_is_refused_with_a_hint():
-    with pytest.raises(DesignError, match="by="):
+    with pytest.raises(EvalkitError, match="by="):
         _sc().fit(sc_panel(), by="unit")
 
 

@@ -196,17 +196,20 @@ def test_cohort_and_treatment_columns_give_the_same_fit():
     pd.testing.assert_frame_equal(a.tidy(), c.tidy())
 
 
+SEPARATE = dict(
+    outcome="y",
+    unit="city",
+    time="month",
+    group="hh",
+    target=["kids", "migrant"],
+    treatment="post",
+    separate=True,
+)
+
+
 def test_separate_targets_give_one_row_per_group():
     df = cells(5, n_group=4)
-    est = TripleDiff(
-        outcome="y",
-        unit="city",
-        time="month",
-        group="hh",
-        target=["kids", "migrant"],
-        treatment="post",
-        separate=True,
-    )
+    est = TripleDiff(**SEPARATE)
     res = fit(est, df)
     assert res.tidy()["group"].tolist() == ["kids", "migrant"]
     assert res.estimate("DDD", group="kids") == pytest.approx(0.5, abs=0.3)
@@ -348,15 +351,7 @@ def test_separate_targets_by_subgroup_keep_their_target_labels():
     # difference and one equality test were silently lost
     df = cells(7, n_group=4)
     df["half"] = np.where(df["month"] % 2 == 0, "even", "odd")
-    est = TripleDiff(
-        outcome="y",
-        unit="city",
-        time="month",
-        group="hh",
-        target=["kids", "migrant"],
-        treatment="post",
-        separate=True,
-    )
+    est = TripleDiff(**SEPARATE)
     both = fit(est, df, by="half", inference="cluster")
     tidy = both.tidy()
     assert {"subgroup", "group"} <= set(tidy.columns)

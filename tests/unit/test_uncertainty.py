@@ -11,7 +11,12 @@ from scipy import stats
 
 from evalkit.core.result import InferenceInfo, Result, jsonable, make_table
 from evalkit.core.uncertainty import Analytic, Band, Draws, NoInference, TestInversion
-from evalkit.errors import LevelFixedError, NotEstimableError, SerializationError
+from evalkit.errors import (
+    InferenceNotSupportedError,
+    LevelFixedError,
+    NotEstimableError,
+    SerializationError,
+)
 
 
 def _table(k=2):
@@ -114,7 +119,12 @@ def test_test_inversion_with_invert_recomputes():
 
 def test_no_inference_states_the_reason():
     res = _result(NoInference("a decomposition has no sampling distribution"))
-    assert res.tidy(level=0.9)[["std_error", "conf_low"]].isna().all().all()
+    assert res.tidy()[["std_error", "conf_low"]].isna().all().all()
+    # asking for intervals is refused with the reason, never answered with NaN
+    with pytest.raises(InferenceNotSupportedError, match="no sampling distribution"):
+        res.tidy(level=0.9)
+    with pytest.raises(InferenceNotSupportedError, match="no confidence intervals"):
+        res.ci()
     assert res.inference.missing.endswith("a decomposition has no sampling distribution")
     assert res.to_dict()["uncertainty"]["kind"] == "none"
 

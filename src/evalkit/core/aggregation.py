@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.core.uncertainty import Analytic, Band, Draws, NoInference, Uncertainty
@@ -602,6 +601,8 @@ class GroupTimeResult(BandResult):
         proj = vecs[:, good].T @ a
         stat = float(np.sum(proj**2 / vals[good]))
         df = int(good.sum())
+        from scipy import stats
+
         return WaldTest(
             statistic=stat,
             df=df,

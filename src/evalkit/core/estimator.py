@@ -16,7 +16,7 @@ import pandas as pd
 from evalkit.core.random import SeedLike, make_rng
 from evalkit.core.result import Result
 from evalkit.data.panel import Panel
-from evalkit.errors import DataError, DesignError
+from evalkit.errors import DataError, DesignError, InferenceNotSupportedError
 from evalkit.inference.spec import METHOD_KINDS, Inference, parse_inference
 from evalkit.numerics.levels import check_level
 
@@ -118,9 +118,10 @@ class Estimator:
         """
         level = check_level(level)
         if by is not None and not self.supports_by:
-            raise DesignError(
-                f"{self.registry_name} does not support by= (subgroup comparisons) yet",
-                hint="fit each subgroup's rows on their own",
+            raise InferenceNotSupportedError(
+                f"{self.registry_name} does not support by=: its results have no per-cluster "
+                "scores to compare subgroups with",
+                hint="fit each subgroup's rows separately",
                 column="by",
             )
         spec = parse_inference(inference, self.supported_inference, self.registry_name)

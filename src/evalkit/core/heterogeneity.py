@@ -198,7 +198,7 @@ def combine_groups(by: str, fits: list[tuple[Any, Result]], level: float) -> Res
                 "term": key[0],
                 "subgroup": f"{groups[a]} - {groups[b]}",
                 "estimate": est[i] - est[j],
-                "std_error": float(np.sqrt(max(c @ vcov @ c, 0.0))),
+                "std_error": float(np.sqrt(max(float(c @ vcov @ c), 0.0))),
                 # the smaller of the two t degrees of freedom, conservatively
                 "df": float(min(pair)) if np.isfinite(pair).all() else np.nan,
             }

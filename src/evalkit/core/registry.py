@@ -1,8 +1,8 @@
 """The registry of estimators: names such as ``"did.TWFE"`` map to estimator classes.
 
 Study files and the command line name estimators by their registry name (``module.Class``
-inside ``evalkit``). Estimator families register themselves when their module is imported;
-:func:`get` imports the family on first use, so looking up a name never requires the
+inside ``evalkit``). Estimators register themselves when their module is imported;
+:func:`get` imports every family's estimators on first use, so looking up a name never requires the
 caller to import the family first.
 """
 
@@ -43,10 +43,13 @@ def register(name: str) -> Callable[[E], E]:
 def _load_families() -> None:
     for family in FAMILIES:
         try:
-            importlib.import_module(f"evalkit.{family}")
+            module = importlib.import_module(f"evalkit.{family}")
         except ModuleNotFoundError as exc:  # a family not built yet
             if exc.name != f"evalkit.{family}":
                 raise
+            continue
+        for name in getattr(module, "__all__", ()):  # a lazy family imports its classes
+            getattr(module, name)
 
 
 def names() -> list[str]:
@@ -83,6 +86,6 @@ def get(name: str) -> type[Estimator]:
         hint = f"did you mean {' or '.join(map(repr, close))}?" if close else None
         raise DesignError(
             f"unknown estimator {name!r}; available: {', '.join(sorted(_REGISTRY))}",
-            hint=hint or "run `evalkit describe` to list the estimators",
+            hint=hint or "run `evalkit estimators` to list the estimators",
             column="estimator",
         ) from None

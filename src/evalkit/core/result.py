@@ -23,6 +23,7 @@ import pandas as pd
 from evalkit.core.uncertainty import Analytic, NoInference, Uncertainty
 from evalkit.errors import (
     DesignError,
+    InferenceNotSupportedError,
     InferenceUnavailableWarning,
     NotEstimableError,
     SerializationError,
@@ -355,6 +356,8 @@ class Result:
         table = self._table.copy()
         if level is not None and check_level(level) != self.level:
             assert self.uncertainty is not None
+            if self.uncertainty.kind == "none":
+                self._no_intervals()
             est = table["estimate"].to_numpy(dtype=float)
             cols = self.uncertainty.columns(est, check_level(level))
             table["conf_low"] = cols["conf_low"]
@@ -364,10 +367,30 @@ class Result:
         return table[[*TIDY_COLUMNS, *keys, *extra]].reset_index(drop=True)
 
     def ci(self, level: float | None = None) -> pd.DataFrame:
-        """Return confidence intervals: ``term``, keys, ``conf_low``, ``conf_high``."""
+        """Return confidence intervals: ``term``, keys, ``conf_low``, ``conf_high``.
+
+        Raises
+        ------
+        InferenceNotSupportedError
+            For point estimates only (no intervals at any level).
+        LevelFixedError
+            At a level the uncertainty cannot give (see :meth:`tidy`).
+        """
+        if level is not None:
+            check_level(level)
+        if self.uncertainty is not None and self.uncertainty.kind == "none":
+            self._no_intervals()
         tidy = self.tidy(level)
         keys = [c for c in KEY_COLUMNS if c in tidy]
         return tidy[["term", *keys, "conf_low", "conf_high"]]
+
+    def _no_intervals(self) -> None:
+        raise InferenceNotSupportedError(
+            f"this result has no confidence intervals: {self.inference.missing}",
+            hint="call tidy() without level=, or refit with an inference method that gives "
+            "intervals (e.g. inference='cluster')",
+            column="level",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dictionary of the whole result (no microdata).

@@ -147,6 +147,31 @@ class Uncertainty:
         return {"kind": self.kind}
 
 
+def _se_columns(
+    estimate: np.ndarray,
+    std_error: np.ndarray,
+    df: np.ndarray,
+    level: float,
+    band: Band | None,
+    shift: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Return the Wald columns of standard errors ``std_error`` at ``level``.
+
+    Intervals are ``estimate + shift`` when given (percentiles of draws), else
+    ``estimate -/+ crit * se``; rows of a band use the sup-t critical value.
+    """
+    est = np.asarray(estimate, dtype=float)
+    se = np.array(std_error)
+    stat, pval = _wald(est, se, df)
+    if shift is None:
+        crit = critical_values(level, df)
+        lo, hi = est - crit * se, est + crit * se
+    else:
+        lo, hi = est + shift[0], est + shift[1]
+    _band_intervals(est, se, lo, hi, band, level)
+    return {"std_error": se, "statistic": stat, "p_value": pval, "conf_low": lo, "conf_high": hi}
+
+
 def _band_intervals(
     estimate: np.ndarray,
     se: np.ndarray,
@@ -213,19 +238,7 @@ class Analytic(Uncertainty):
 
     def columns(self, estimate: np.ndarray, level: float) -> dict[str, np.ndarray]:
         """Return the Wald statistic, p-value and ``estimate -/+ crit * se`` at ``level``."""
-        est = np.asarray(estimate, dtype=float)
-        se = np.array(self.std_error)
-        stat, pval = _wald(est, se, self.df)
-        crit = critical_values(level, self.df)
-        lo, hi = est - crit * se, est + crit * se
-        _band_intervals(est, se, lo, hi, self.band, level)
-        return {
-            "std_error": se,
-            "statistic": stat,
-            "p_value": pval,
-            "conf_low": lo,
-            "conf_high": hi,
-        }
+        return _se_columns(estimate, self.std_error, self.df, level, self.band)
 
     def missing(self) -> str | None:
         """Return the note on undefined standard errors, if any."""
@@ -306,25 +319,12 @@ class Draws(Uncertainty):
 
     def columns(self, estimate: np.ndarray, level: float) -> dict[str, np.ndarray]:
         """Return standard errors from the draws, Wald p-values and intervals at ``level``."""
-        est = np.asarray(estimate, dtype=float)
-        se = np.array(self.std_error)
-        stat, pval = _wald(est, se, self.df)
+        shift = None
         if self.interval == "percentile":
             assert self.draws is not None
             a = (1.0 - level) / 2.0
-            q_lo, q_hi = np.quantile(self.draws, [a, 1.0 - a], axis=0, method="inverted_cdf")
-            lo, hi = est + q_lo, est + q_hi
-        else:
-            crit = critical_values(level, self.df)
-            lo, hi = est - crit * se, est + crit * se
-        _band_intervals(est, se, lo, hi, self.band, level)
-        return {
-            "std_error": se,
-            "statistic": stat,
-            "p_value": pval,
-            "conf_low": lo,
-            "conf_high": hi,
-        }
+            shift = np.quantile(self.draws, [a, 1.0 - a], axis=0, method="inverted_cdf")
+        return _se_columns(estimate, self.std_error, self.df, level, self.band, shift)
 
     @property
     def vcov(self) -> np.ndarray | None:

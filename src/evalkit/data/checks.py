@@ -176,7 +176,7 @@ def numeric_column(frame: pd.DataFrame, col: str, role: str) -> np.ndarray:
                 column=col,
             )
         series = converted
-    values = series.to_numpy(dtype=float, na_value=np.nan)
+    values: np.ndarray = series.to_numpy(dtype=float, na_value=np.nan)
     inf = np.isinf(values)
     if inf.any():
         fail(

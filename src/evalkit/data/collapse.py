@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalkit.data import sandbox
 from evalkit.data.disclosure import DEFAULT_MIN_CELL_SIZE, check_min_cell_size
 from evalkit.errors import DataError, DesignError
 
@@ -165,6 +166,7 @@ def _sql(
         if m.stat == "count":
             parts.append(f"count(*){flt} AS {quote(m.name)}")
             continue
+        assert m.column is not None  # Measure requires a column for every stat but "count"
         col = quote(m.column)
         parts.append(f"{STATS[m.stat]}({col}){flt} AS {quote(m.name)}")
         parts.append(f"count({col}){flt} AS {quote(f'__k{i}')}")
@@ -255,14 +257,16 @@ def collapse(
     sql = _sql(source, by, parsed, count, _normal_sql(where))
     try:
         if isinstance(data, pd.DataFrame):
-            con = duckdb.connect()
+            con = sandbox.connect()
             try:
                 con.register(source, data)
                 frame = con.sql(sql).df()
             finally:
                 con.close()
         elif isinstance(data, duckdb.DuckDBPyRelation):
-            frame = data.query(source, sql).df()
+            relation = data.query(source, sql)
+            assert relation is not None  # a SELECT always gives a relation
+            frame = relation.df()
         else:
             raise DataError(
                 f"collapse needs a pandas DataFrame or a DuckDB relation, got "

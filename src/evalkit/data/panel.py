@@ -84,7 +84,8 @@ def nested_within(inner: np.ndarray, outer: np.ndarray, n_inner: int) -> np.ndar
     differs = first[inner] != outer
     if not differs.any():
         return np.ones(n_inner, dtype=bool)
-    return np.bincount(inner, weights=differs, minlength=n_inner) == 0
+    nested: np.ndarray = np.bincount(inner, weights=differs, minlength=n_inner) == 0
+    return nested
 
 
 class Panel:
@@ -274,8 +275,11 @@ class Panel:
         self, *, absorbing: bool, balanced: bool, cluster_nests_unit: bool, require_variation: bool
     ) -> None:
         unit, time = self.roles.get("unit"), self.roles.get("time")
-        if self.panel and unit is not None and time is not None:
-            key = self.unit_codes * np.int64(self.n_periods) + self.time_codes
+        # the code arrays are set exactly when their role is (narrowed here for the type checker)
+        unit_codes, time_codes = self.unit_codes, self.time_codes
+        units, cluster_codes = self.units, self.cluster_codes
+        if self.panel and unit_codes is not None and time_codes is not None:
+            key = unit_codes * np.int64(self.n_periods) + time_codes
             if _has_duplicates(key, self.n_units * self.n_periods):
                 dup = pd.Series(key).duplicated(keep=False).to_numpy()
                 first = self._frame.loc[dup, [unit, time]].iloc[0]
@@ -303,14 +307,20 @@ class Panel:
                     f"{self.n_periods} periods",
                     column=unit,
                 )
-        if absorbing and treat is not None and unit is not None and time is not None:
-            order = np.lexsort((self.time_codes, self.unit_codes))
+        if (
+            absorbing
+            and treat is not None
+            and unit_codes is not None
+            and time_codes is not None
+            and units is not None
+        ):
+            order = np.lexsort((time_codes, unit_codes))
             d = self._values[treat][order]
-            u = self.unit_codes[order]
+            u = unit_codes[order]
             same = u[1:] == u[:-1]
             off = same & (d[1:] < d[:-1])
             if off.any():
-                bad_unit = self.units[u[1:][off][0]]
+                bad_unit = units[u[1:][off][0]]
                 checks.fail(
                     "P008",
                     f"treatment {treat!r} switches from 1 to 0 within {int(off.sum())} unit(s), "
@@ -318,10 +328,16 @@ class Panel:
                     column=treat,
                 )
         cluster = self.roles.get("cluster")
-        if cluster_nests_unit and cluster is not None and unit is not None and cluster != unit:
-            ok = nested_within(self.unit_codes, self.cluster_codes, self.n_units)
+        if (
+            cluster_nests_unit
+            and cluster != unit
+            and unit_codes is not None
+            and cluster_codes is not None
+            and units is not None
+        ):
+            ok = nested_within(unit_codes, cluster_codes, self.n_units)
             if not ok.all():
-                bad = self.units[int(np.flatnonzero(~ok)[0])]
+                bad = units[int(np.flatnonzero(~ok)[0])]
                 checks.fail(
                     "P009",
                     f"cluster {cluster!r} takes more than one value within {int((~ok).sum())} "

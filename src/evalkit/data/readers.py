@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from evalkit.errors import DataError
+from evalkit.errors import DataError, DesignError
 
 __all__ = ["read", "read_csv", "read_parquet", "read_sql"]
 
@@ -73,7 +73,11 @@ def read_sql(
     database: str | Path | None = None,
     threads: int | None = None,
 ) -> pd.DataFrame:
-    """Run a DuckDB SQL query and return its result as a DataFrame.
+    """Run one DuckDB SELECT query and return its result as a DataFrame.
+
+    The query runs on a locked-down connection (:mod:`evalkit.data.sandbox`): it may read
+    the files it names (relative paths are relative to the working directory) and
+    nothing else, and may not write files, install extensions or reach the network.
 
     The query can read files directly, e.g.
     ``SELECT city, month, avg(work) AS work FROM 'extract/*.parquet' GROUP BY ALL``,
@@ -99,8 +103,16 @@ def read_sql(
     """
     import duckdb
 
-    db = str(_existing(database)) if database is not None else ":memory:"
-    con = duckdb.connect(db, read_only=database is not None)
+    from evalkit.data import sandbox
+
+    try:
+        sandbox.check_select(query, key="query")
+        local = sandbox.localize(query, [Path.cwd()], key="query", contained=False)
+    except DesignError as err:
+        raise DataError(err.message, hint=err.hint, column="query") from None
+    db = _existing(database) if database is not None else None
+    con = sandbox.connect(local.files, local.folders, database=db)
+    query = local.query
     try:
         if threads is not None:
             con.execute(f"SET threads TO {int(threads)}")

@@ -9,11 +9,15 @@ Four public datasets are built in (see :func:`names` and :func:`info`):
 
 Where a dataset is looked for, in order:
 
-1. the folder given as ``data_dir=``, else the folder named by the environment variable
-   ``EVALKIT_DATA_DIR`` (tests and CI point it at ``shared/data/reference``);
-2. the user cache: ``EVALKIT_CACHE_DIR`` when set, else
+1. the folder given as ``data_dir=``, when given;
+2. the copy packaged with evalkit (``evalkit/datasets/data/``, whose README.md notes
+   source, licence and SHA-256 of each file): all four datasets above ship with evalkit,
+   so they load offline on any installation;
+3. the folder named by the environment variable ``EVALKIT_DATA_DIR`` (unless ``data_dir=``
+   is given), for datasets too large to ship;
+4. the user cache: ``EVALKIT_CACHE_DIR`` when set, else
    ``$XDG_CACHE_HOME/evalkit/datasets``, else ``~/.cache/evalkit/datasets``;
-3. the public source (a URL pinned to a commit), downloaded into the cache.
+5. the public source (a URL pinned to a commit), downloaded into the cache.
 
 Every file is checked against its published SHA-256 before it is read; a local file that
 does not match is an error naming the file, and a download that does not match is
@@ -56,6 +60,10 @@ from evalkit.datasets._catalogue import Dataset as _Dataset
 from evalkit.errors import DataError
 
 __all__ = ["cache_dir", "info", "load", "names", "path"]
+
+#: The folder of the datasets packaged with evalkit (their README.md notes each file's
+#: source, licence and SHA-256).
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 
 #: Seconds to wait for the server when downloading.
 DOWNLOAD_TIMEOUT = 30.0
@@ -105,17 +113,18 @@ def info(name: str) -> dict[str, Any]:
     dict
         ``title``, ``description``, ``source`` (where the data come from), ``url`` (the
         pinned public download), ``sha256`` (of the canonical file), ``file`` (its name),
-        ``sep`` (its field separator), ``citation``, ``roles`` (suggested column roles for
-        evalkit's estimators), ``download_format`` (``"csv"``, ``"rdata"`` or ``"stata"``)
-        ``download_sha256`` (of the downloaded file) and ``download_file`` (its name, when it
-        is converted). The dict is a copy.
+        ``sep`` (its field separator), ``citation``, ``licence`` (of the source and the
+        data), ``packaged`` (whether the file ships with evalkit), ``roles`` (suggested
+        column roles for evalkit's estimators), ``download_format`` (``"csv"``,
+        ``"rdata"`` or ``"stata"``), ``download_sha256`` (of the downloaded file) and
+        ``download_file`` (its name, when it is converted). The dict is a copy.
 
     Examples
     --------
     >>> info("mpdta")["roles"]
     {'outcome': 'lemp', 'unit': 'countyreal', 'time': 'year', 'cohort': 'first.treat'}
-    >>> info("prop99")["file"]
-    'california_prop99.csv'
+    >>> info("prop99")["file"], info("prop99")["packaged"]
+    ('california_prop99.csv', True)
     """
     entry = _entry(name)
     out = asdict(entry)
@@ -167,6 +176,14 @@ def _sha256(file: Path, *, remember: bool = True) -> str:
 
 def _check_local(file: Path, expected: str, entry: _Dataset) -> None:
     actual = _sha256(file)
+    if actual != expected and file.parent == PACKAGE_DATA:
+        raise DataError(
+            f"{file}, packaged with evalkit, does not have the published SHA-256 of "
+            f"{entry.file}: expected {expected}, got {actual}",
+            hint="the installation is damaged or the file was edited; reinstall evalkit "
+            "(or restore the file from the repository)",
+            column="sha256",
+        )
     if actual != expected:
         raise DataError(
             f"{file} does not have the published SHA-256 of {entry.file}: expected "
@@ -180,12 +197,14 @@ def _check_local(file: Path, expected: str, entry: _Dataset) -> None:
         )
 
 
-def _folders(data_dir: str | Path | None) -> list[tuple[Path, str]]:
-    """Return the folders to look in, each with how it was chosen."""
+def _folders(entry: _Dataset, data_dir: str | Path | None) -> list[tuple[Path, str]]:
+    """Return the folders to look in, each with how it was chosen (the cache last)."""
     folders: list[tuple[Path, str]] = []
     if data_dir is not None:
         folders.append((Path(data_dir).expanduser(), "data_dir argument"))
-    elif os.environ.get("EVALKIT_DATA_DIR"):
+    if entry.packaged:
+        folders.append((PACKAGE_DATA, "packaged with evalkit"))
+    if data_dir is None and os.environ.get("EVALKIT_DATA_DIR"):
         folders.append((Path(os.environ["EVALKIT_DATA_DIR"]).expanduser(), "EVALKIT_DATA_DIR"))
     how = "user cache, EVALKIT_CACHE_DIR" if os.environ.get("EVALKIT_CACHE_DIR") else "user cache"
     folders.append((cache_dir(), how))
@@ -310,7 +329,7 @@ def _download(entry: _Dataset, cache: Path, looked: str) -> Path:
 
 
 def _locate(entry: _Dataset, data_dir: str | Path | None, download: bool) -> Path:
-    folders = _folders(data_dir)
+    folders = _folders(entry, data_dir)
     cache = folders[-1][0]
     for folder, _ in folders:
         candidate = folder / entry.file
@@ -345,14 +364,15 @@ def path(name: str, *, data_dir: str | Path | None = None, download: bool = True
     name
         One of :func:`names`.
     data_dir
-        A folder to look in first, instead of ``EVALKIT_DATA_DIR``.
+        A folder to look in first (before the packaged copy), instead of
+        ``EVALKIT_DATA_DIR``.
     download
         Whether to download from the public source when no local copy is found.
 
     Returns
     -------
     pathlib.Path
-        The file in the data folder, or in the cache.
+        The packaged file, or the file in the data folder or the cache.
 
     Raises
     ------
@@ -376,8 +396,8 @@ def load(name: str, *, data_dir: str | Path | None = None, download: bool = True
     name
         One of :func:`names`: ``"mpdta"``, ``"prop99"``, ``"basque"``, ``"sipp1991"``.
     data_dir
-        A folder to look in first, instead of ``EVALKIT_DATA_DIR``; the cache and the
-        download follow as usual.
+        A folder to look in first (before the packaged copy), instead of
+        ``EVALKIT_DATA_DIR``; the cache and the download follow as usual.
     download
         Whether to download from the public source when no local copy is found.
 

@@ -1,12 +1,15 @@
 """The catalogue of built-in datasets: canonical files, public sources and their hashes.
 
-Each dataset has one *canonical file* (the CSV in ``shared/data/reference`` that the
-reference tests read) identified by its SHA-256, and one public *download* pinned to a
-commit. For prop99 and basque the download is the canonical file itself. For mpdta and
-sipp1991 the public originals are an R data file and a Stata file; evalkit checks the
-download against its own SHA-256, converts it with pandas (``to_csv(index=False)``) and
-then checks that the result has the canonical SHA-256 too, so a file in the cache always
-has exactly the bytes of the reference file.
+Each dataset has one *canonical file* identified by its SHA-256, and one public *download*
+pinned to a commit. Small datasets (``packaged=True``, all four today) ship their canonical
+file inside evalkit, in ``evalkit/datasets/data/``, whose README.md notes the source,
+licence and SHA-256 of each; the download serves larger datasets that are not packaged.
+
+For prop99 and basque the download is the canonical file itself. For mpdta and sipp1991
+the public originals are an R data file and a Stata file; evalkit checks the download
+against its own SHA-256, converts it with pandas (``to_csv(index=False)``) and then checks
+that the result has the canonical SHA-256 too, so a file in the cache always has exactly
+the bytes of the reference file.
 
 The hashes of all four downloads were confirmed on snapshots of the pinned commits, and
 the two conversions were confirmed to reproduce the canonical SHA-256 (pandas 3.1).
@@ -42,6 +45,10 @@ class Dataset:
         under this name in the data folder and the cache.
     rdata_object
         Name of the data frame inside an ``.rda`` download.
+    licence
+        Licence of the public source the file comes from, and of the underlying data.
+    packaged
+        Whether the canonical file ships inside evalkit (``evalkit/datasets/data/``).
     sep
         Field separator of the canonical file.
     roles
@@ -55,12 +62,14 @@ class Dataset:
     description: str
     source: str
     citation: str
+    licence: str
     roles: dict[str, Any] = field(default_factory=dict)
     sep: str = ","
     download_format: Literal["csv", "rdata", "stata"] = "csv"
     download_sha256: str | None = None
     download_file: str | None = None
     rdata_object: str | None = None
+    packaged: bool = False
 
     @property
     def expected_download_sha256(self) -> str:
@@ -94,6 +103,11 @@ CATALOGUE: dict[str, Dataset] = {
             "Callaway, B. and Sant'Anna, P. H. C. (2021). Difference-in-differences with "
             "multiple time periods. Journal of Econometrics 225(2), 200-230."
         ),
+        licence=(
+            "did R package: GPL-2; the data are public US county statistics (teen "
+            "employment from the BLS Quarterly Census of Employment and Wages)"
+        ),
+        packaged=True,
         roles={"outcome": "lemp", "unit": "countyreal", "time": "year", "cohort": "first.treat"},
     ),
     "prop99": Dataset(
@@ -118,6 +132,11 @@ CATALOGUE: dict[str, Dataset] = {
             "for comparative case studies. Journal of the American Statistical Association "
             "105(490), 493-505."
         ),
+        licence=(
+            "synthdid R package: GPL (>= 2) or BSD-3-Clause; the data are public US state "
+            "tax statistics (Orzechowski and Walker, The Tax Burden on Tobacco)"
+        ),
+        packaged=True,
         roles={
             "outcome": "PacksPerCapita",
             "unit": "State",
@@ -145,6 +164,11 @@ CATALOGUE: dict[str, Dataset] = {
             "Abadie, A. and Gardeazabal, J. (2003). The economic costs of conflict: a case "
             "study of the Basque Country. American Economic Review 93(1), 113-132."
         ),
+        licence=(
+            "pysyncon: MIT; the data come from the Synth R package (GPL) and public Spanish "
+            "regional statistics (Abadie and Gardeazabal 2003)"
+        ),
+        packaged=True,
         roles={"outcome": "gdpcap", "unit": "regionno", "time": "year"},
     ),
     "sipp1991": Dataset(
@@ -174,6 +198,11 @@ CATALOGUE: dict[str, Dataset] = {
             "and Robins, J. (2018). Double/debiased machine learning for treatment and "
             "structural parameters. The Econometrics Journal 21(1), C1-C68."
         ),
+        licence=(
+            "DMLonGitHub: MIT; the data are a public-use extract of the US Census Bureau's "
+            "Survey of Income and Program Participation"
+        ),
+        packaged=True,
         roles={
             "outcome": "net_tfa",
             "treatment": "e401",

@@ -56,23 +56,23 @@ class _Reader:
         self.pos = end
         return chunk
 
-    def int(self) -> int:
+    def word(self) -> int:
         return struct.unpack(">i", self.take(4))[0]
 
     def length(self) -> int:
-        n = self.int()
+        n = self.word()
         if n == -1:  # long vector: two more words
             upper, lower = struct.unpack(">II", self.take(8))
             n = (upper << 32) | lower
         return n
 
     def item(self) -> Any:
-        flags = self.int()
+        flags = self.word()
         kind = flags & 0xFF
         if kind == _NILVALUE or kind in _ENV_SPECIALS:
             return None
         if kind == _REF:
-            index = flags >> 8 or self.int()
+            index = flags >> 8 or self.word()
             return self.refs[index - 1]
         if kind == _SYM:
             symbol = _Symbol(self.item() or "")
@@ -95,7 +95,7 @@ class _Reader:
         raise ValueError(f"R object of type {kind} is not supported by this reader")
 
     def _string(self, flags: int) -> str | None:
-        n = self.int()
+        n = self.word()
         if n == -1:
             return None
         raw = self.take(n)
@@ -109,7 +109,7 @@ class _Reader:
                 self.item()  # attributes of a pairlist cell: not needed
             tag = self.item() if flags & _HAS_TAG else None
             out.append((tag.name if isinstance(tag, _Symbol) else None, self.item()))
-            flags = self.int()  # the CDR: another cell or the end of the list
+            flags = self.word()  # the CDR: another cell or the end of the list
             if flags & 0xFF != _LIST:
                 if flags & 0xFF != _NILVALUE:
                     raise ValueError("an improper pairlist is not supported by this reader")
@@ -191,11 +191,11 @@ def read_rdata_frame(file: str | Path, name: str) -> pd.DataFrame:
     if raw[:5] not in (b"RDX2\n", b"RDX3\n") or raw[5:7] != b"X\n":
         raise ValueError("not an R data file in the binary XDR format (RDX2/RDX3)")
     reader = _Reader(raw[7:])
-    version = reader.int()
-    reader.int()  # R version that wrote the file
-    reader.int()  # oldest R version that can read it
+    version = reader.word()
+    reader.word()  # R version that wrote the file
+    reader.word()  # oldest R version that can read it
     if version == 3:
-        reader.take(reader.int())  # native encoding name
+        reader.take(reader.word())  # native encoding name
     elif version != 2:
         raise ValueError(f"R serialization format version {version} is not supported")
     objects = dict(reader.item() or [])

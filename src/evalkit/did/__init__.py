@@ -1,13 +1,21 @@
 """Difference-in-differences estimators.
 
-Importing this module registers the estimators under ``"did.<Class>"`` names.
+The estimator classes load on first access (``evalkit.did.TWFE``), so ``import
+evalkit.did`` is cheap; each registers itself under ``"did.<Class>"`` when its module
+is imported (:func:`evalkit.core.registry.get` does that for any registry name).
 """
 
-from evalkit.did.callaway_santanna import CallawaySantAnna
-from evalkit.did.event_study import EventStudy
-from evalkit.did.imputation import ImputationDiD
-from evalkit.did.sun_abraham import SunAbraham
-from evalkit.did.triple_diff import TripleDiff
-from evalkit.did.twfe import TWFE
+from evalkit._lazy import attach
 
-__all__ = ["TWFE", "CallawaySantAnna", "EventStudy", "ImputationDiD", "SunAbraham", "TripleDiff"]
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    attributes={
+        "BaconDecomposition": "bacon",
+        "CallawaySantAnna": "callaway_santanna",
+        "EventStudy": "event_study",
+        "ImputationDiD": "imputation",
+        "SunAbraham": "sun_abraham",
+        "TWFE": "twfe",
+        "TripleDiff": "triple_diff",
+    },
+)

@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
-from scipy import sparse, stats
 
 from evalkit.core.result import InferenceInfo, Result, Scores
 from evalkit.data.panel import Panel, nested_within
@@ -47,6 +45,7 @@ from evalkit.numerics.within import WithinTransform
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
+    from scipy import sparse
 
     from evalkit.core.estimator import FitContext
 
@@ -351,6 +350,8 @@ def absorbed_rank(
     if sum(levels[i] for i in others) > max_dense:
         wt = within if within is not None else WithinTransform(tuple(codes))
         return wt.n_absorbed(), False
+    from scipy import sparse  # imported on first use: SciPy is slow to import
+
     cells = np.unique(np.column_stack(codes), axis=0)
     n_cells = len(cells)
     rows = np.arange(n_cells)
@@ -441,6 +442,8 @@ def covariance(
 
 def _complete_basis(c: np.ndarray) -> np.ndarray:
     """Return an invertible square matrix whose first rows are the full-rank rows ``c``."""
+    import scipy.linalg
+
     m, k = c.shape
     _, _, piv = scipy.linalg.qr(c, pivoting=True, mode="economic")
     rest = np.sort(piv[m:])
@@ -524,6 +527,8 @@ def wald_test(
     >>> out["statistic"], round(out["p_value"], 4)
     (1.0, 0.3679)
     """
+    from scipy import stats
+
     q = len(beta)
     vals, vecs = np.linalg.eigh((vcov + vcov.T) / 2.0)
     keep = vals > max(vals.max(initial=0.0), 0.0) * 1e-12
@@ -959,6 +964,10 @@ def reference_periods(values: Any, option: str = "reference") -> tuple[float, ..
 
 
 # ---------------------------------------------------------------------------- results
+#: Facts of a fit that its aggregated views (``aggregate(kind)``) share.
+VIEW_FACTS = ("n_obs", "n_units", "n_periods", "n_clusters", "fixed_effects", "roles")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class EventTimeResult(Result):
     """A result keyed by event time, with other aggregations of the same fit.
@@ -974,7 +983,13 @@ class EventTimeResult(Result):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "views", MappingProxyType(dict(self.views)))
+        # aggregates come from the same fit: they report its sample facts too (tables)
+        shared = {k: self.info[k] for k in VIEW_FACTS if k in self.info}
+        views = {
+            kind: dataclasses.replace(view, info={**shared, **view.info})
+            for kind, view in self.views.items()
+        }
+        object.__setattr__(self, "views", MappingProxyType(views))
         object.__setattr__(self, "reference", tuple(self.reference))
 
     @property

@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.core.result import InferenceInfo
 from evalkit.core.uncertainty import TestInversion
 from evalkit.errors import InferenceNotSupportedError
 from evalkit.inference.panel import PanelData, PanelTest, panel_test
 from evalkit.inference.wild import WildBootstrap
 
-__all__ = ["TEST_INVERSION_METHODS", "run_test_inversion", "wild_from_fit"]
+__all__ = ["TEST_INVERSION_METHODS", "inversion_info", "run_test_inversion", "wild_from_fit"]
 
 #: Methods whose results are p-values and intervals by test inversion.
 TEST_INVERSION_METHODS: tuple[str, ...] = (
@@ -169,8 +170,23 @@ def wild_from_fit(
         bounds = np.array([wb.interval(new_level) for wb in problems])
         return bounds[:, 0], bounds[:, 1]
 
-    gran = 1.0 / res.reps if res.enumerated else None
+    gran = 1.0 / res.reps if res.enumerated else 1.0 / (res.reps + 1)
     unc = TestInversion(
         p, lo, hi, level, method="wild", granularity=gran, invert=invert, note=res.describe()
     )
     return unc, res.describe(), res.reps
+
+
+def inversion_info(
+    method: str, text: str, cluster: str, n_clusters: int, reason: str | None, reps: int | None
+) -> InferenceInfo:
+    """Return the :class:`~evalkit.core.result.InferenceInfo` of a test-inversion result."""
+    return InferenceInfo(
+        method,
+        text,
+        distribution="randomization",
+        cluster=cluster,
+        n_clusters=n_clusters,
+        reason=reason,
+        reps=reps,
+    )

@@ -12,7 +12,7 @@ import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, make_table
+from evalkit.core.result import make_table
 from evalkit.did._regression import (
     REGRESSION_METHODS,
     EventTimeResult,
@@ -27,7 +27,7 @@ from evalkit.did._regression import (
     standard_errors,
     wald_test,
 )
-from evalkit.did._test_inversion import run_test_inversion
+from evalkit.did._test_inversion import inversion_info, run_test_inversion
 from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning
 
 __all__ = ["EventStudy"]
@@ -329,14 +329,8 @@ class EventStudy(Estimator):
             return EventTimeResult(
                 estimator=self.registry_name,
                 _table=table,
-                inference=InferenceInfo(
-                    "wild",
-                    wild_text,
-                    distribution="randomization",
-                    cluster=sample.cluster_name,
-                    n_clusters=sample.n_clusters,
-                    reason=reg.reason,
-                    reps=wild_reps,
+                inference=inversion_info(
+                    "wild", wild_text, sample.cluster_name, sample.n_clusters, reg.reason, wild_reps
                 ),
                 info=info,
                 level=ctx.level,

@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
@@ -34,6 +32,9 @@ from evalkit.errors import (
 )
 from evalkit.inference.policy import choose_inference, count_clusters
 from evalkit.numerics.within import WithinTransform, group_sums
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scipy import sparse
 
 __all__ = ["ImputationDiD"]
 
@@ -378,6 +379,9 @@ def _components(
     unit: np.ndarray, time: np.ndarray, n_units: int, n_periods: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Return the connected components of the bipartite unit-period graph of some rows."""
+    from scipy import sparse  # imported on first use: SciPy is slow to import
+    from scipy.sparse import csgraph
+
     graph = sparse.coo_matrix(
         (np.ones(len(unit)), (unit, time + n_units)),
         shape=(n_units + n_periods, n_units + n_periods),
@@ -443,6 +447,8 @@ class _UntreatedModel:
     def fit(
         cls, sample: StaggeredSample, mask0: np.ndarray, w: np.ndarray, covariates: tuple
     ) -> _UntreatedModel:
+        from scipy import sparse
+
         n_u, n_t = sample.n_units, sample.n_periods
         u0, t0 = sample.unit[mask0], sample.time[mask0]
         x0, w0 = sample.x[mask0], w[mask0]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, Result, make_table
+from evalkit.core.result import Result, make_table
 from evalkit.data.panel import Panel, nested_within
 from evalkit.did._regression import (
     REGRESSION_METHODS,
@@ -26,7 +26,7 @@ from evalkit.did._regression import (
     standard_errors,
     warn_dropped,
 )
-from evalkit.did._test_inversion import wild_from_fit
+from evalkit.did._test_inversion import inversion_info, wild_from_fit
 from evalkit.errors import DataError, DesignError, FewClustersWarning, RowsDroppedWarning
 from evalkit.inference.policy import choose_inference, count_clusters
 from evalkit.numerics.within import WithinTransform
@@ -85,9 +85,11 @@ class TripleDiff(Estimator):
     Notes
     -----
     Inference: ``"iid"``, ``"hetero"`` (HC1), ``"cluster"`` (CR1), ``"cr2"`` and
-    ``"none"``. Automatic choice: HC1 with fewer than 5 treated clusters (see below), CR1
-    with at least 30 clusters of which at least 5 treated and 5 untreated, CR2 otherwise;
-    the reason is recorded. The residual degrees of freedom count the
+    ``"none"``. Automatic choice (:func:`evalkit.inference.choose_inference`): HC1 with
+    fewer than 5 clusters carrying treated or control variation (see below), CR1 with at
+    least 30 clusters, CR2 otherwise; the reason is recorded. Clusters are counted by
+    whether their units are treated, so a region holding a treated and a control city
+    carries both kinds of variation. The residual degrees of freedom count the
     exact rank of the three sets of fixed effects (``UG + TG + UT - U - G - T + 1`` on
     a complete grid), as a dummy-variable regression would; pyfixest subtracts only
     one redundancy per extra fixed effect (``UG + TG + UT - 2``), so its ``iid`` and
@@ -417,15 +419,7 @@ class TripleDiff(Estimator):
             return Result(
                 estimator=self.registry_name,
                 _table=table,
-                inference=InferenceInfo(
-                    "wild",
-                    text,
-                    distribution="randomization",
-                    cluster=cluster_col,
-                    n_clusters=n_clusters,
-                    reason=reason,
-                    reps=reps,
-                ),
+                inference=inversion_info("wild", text, cluster_col, n_clusters, reason, reps),
                 info=info,
                 level=ctx.level,
                 uncertainty=unc,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
-from evalkit.core.result import InferenceInfo, Result, make_table
+from evalkit.core.result import Result, make_table
 from evalkit.data.panel import Panel, nested_within
 from evalkit.did._regression import (
     REGRESSION_METHODS,
@@ -24,8 +25,8 @@ from evalkit.did._regression import (
     regression_scores,
     warn_dropped,
 )
-from evalkit.did._test_inversion import TEST_INVERSION_METHODS, run_test_inversion
-from evalkit.errors import DesignError
+from evalkit.did._test_inversion import TEST_INVERSION_METHODS, inversion_info, run_test_inversion
+from evalkit.errors import DesignError, StaggeredAdoptionWarning
 from evalkit.inference.panel import PanelData, conformal_applicable
 from evalkit.numerics.within import WithinTransform
 
@@ -136,6 +137,7 @@ class TWFE(Estimator):
             return dataclasses.replace(result, info={**result.info, "dropped": dropped})
         units = panel.unit_codes
         times = panel.time_codes
+        warn_staggered(panel, self.treatment, stacklevel=5)
         if cluster_col == self.unit:
             clusters, n_clusters = units, panel.n_units
         else:
@@ -197,15 +199,7 @@ class TWFE(Estimator):
             return Result(
                 estimator=self.registry_name,
                 _table=make_table(names, fit.beta, np.full(k, np.nan)),
-                inference=InferenceInfo(
-                    method,
-                    text,
-                    distribution="randomization",
-                    cluster=cluster_col,
-                    n_clusters=n_clusters,
-                    reason=reason,
-                    reps=reps,
-                ),
+                inference=inversion_info(method, text, cluster_col, n_clusters, reason, reps),
                 info=info,
                 level=ctx.level,
                 uncertainty=unc,
@@ -245,3 +239,26 @@ class TWFE(Estimator):
                 panel.units if cluster_col == self.unit else panel.clusters,
             ),
         )
+
+
+def warn_staggered(panel: Panel, treatment: str, stacklevel: int) -> None:
+    """Warn when treatment starts in more than one period (staggered adoption)."""
+    treated = panel.values(treatment) > 0
+    first = np.full(panel.n_units, panel.n_periods)
+    np.minimum.at(first, panel.unit_codes[treated], panel.time_codes[treated])
+    starts = np.unique(first[first < panel.n_periods])
+    if starts.size < 2:
+        return
+    shown = ", ".join(str(panel.times[c]) for c in starts[:5]) + (
+        ", ..." if starts.size > 5 else ""
+    )
+    warnings.warn(
+        f"treatment {treatment!r} starts in {starts.size} different periods ({shown}): with "
+        "staggered adoption the static TWFE coefficient averages 2x2 comparisons that use "
+        "already-treated units as controls, and is biased when effects change with time since "
+        "treatment or differ across cohorts (Goodman-Bacon 2021). Use did.CallawaySantAnna, "
+        "did.SunAbraham or did.ImputationDiD for robust estimates, and "
+        "did.BaconDecomposition to see the comparisons and their weights",
+        StaggeredAdoptionWarning,
+        stacklevel=stacklevel,
+    )

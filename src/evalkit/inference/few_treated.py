@@ -155,9 +155,9 @@ def conley_taber(
     Examples
     --------
     >>> w = np.array([[-2.0], [-1.0], [0.0], [1.0], [2.0]])
-    >>> res = conley_taber(0.5, w, level=0.6)
+    >>> res = conley_taber(0.5, w, level=0.4)
     >>> res.exact, res.n_draws, res.conf_low, res.conf_high
-    (True, 5, -0.5, 1.5)
+    (True, 5, -1.5, 2.5)
     """
     w_ctrl = np.asarray(w_ctrl, dtype=float)
     n0, n1 = w_ctrl.shape
@@ -189,7 +189,10 @@ def conley_taber(
     alpha = 1.0 - level
     lo, hi = _interval(estimate, draws, alpha)
     gap = estimate - null
-    p = 2.0 * min(np.mean(draws >= gap - 1e-12), np.mean(draws <= gap + 1e-12))
+    n = len(draws)
+    above = (1.0 + np.sum(draws >= gap - 1e-12)) / (n + 1.0)
+    below = (1.0 + np.sum(draws <= gap + 1e-12)) / (n + 1.0)
+    p = 2.0 * min(above, below)
     return FewTreatedResult(
         method=method,
         estimate=float(estimate),
@@ -210,8 +213,15 @@ def conley_taber(
 def _interval(estimate: float, draws: np.ndarray, alpha: float) -> tuple[float, float]:
     """Equal-tailed interval from sorted draws, the inversion of the p-value.
 
-    accept a  <=>  P(Z >= gap) > alpha/2 and P(Z <= gap) > alpha/2, gap = estimate - a
-              <=>  z_(m) <= gap <= z_(n-m+1), m = floor(n alpha / 2) + 1
+    With ``n`` draws and the treated cluster's own error counted as one more,
+    accept a  <=>  (1 + #{z >= gap}) / (n + 1) > alpha/2 and the same for ``<=``,
+    gap = estimate - a  <=>  z_(m) <= gap <= z_(n-m+1) with ``m`` the smallest count
+    above ``(n + 1) alpha / 2 - 1``; ``m = 0`` (too few draws to reject) leaves the
+    interval unbounded.
     """
-    m = min(len(draws), int(np.floor(len(draws) * alpha / 2 + 1e-9)) + 1)
-    return float(estimate - draws[len(draws) - m]), float(estimate - draws[m - 1])
+    n = len(draws)
+    c = (n + 1) * alpha / 2.0 - 1.0
+    m = 0 if c < 0 else min(n, int(np.floor(c + 1e-9)) + 1)
+    if m == 0:
+        return -np.inf, np.inf
+    return float(estimate - draws[n - m]), float(estimate - draws[m - 1])

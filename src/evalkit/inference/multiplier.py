@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from evalkit.errors import DesignError
 from evalkit.numerics.levels import check_level
@@ -47,7 +46,6 @@ __all__ = [
 ]
 
 BOOTSTRAP_WEIGHTS: tuple[str, ...] = ("rademacher", "mammen")
-_IQR_NORMAL = float(stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
 _BLOCK_ELEMENTS = 1 << 22  # multiplier weights generated per block (32 MB of float64)
 # row b: the 8 Rademacher weights 1 - 2 * bit of byte b, most significant bit first
 _RADEMACHER_TABLE = 1.0 - 2.0 * np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)
@@ -165,6 +163,8 @@ class MultiplierBootstrap:
         """
         level = check_level(level)
         if not uniform:
+            from scipy import stats  # imported on first use: SciPy is slow to import
+
             return float(stats.norm.ppf(0.5 + level / 2.0))
         return sup_t_critical_value(self.sup_t, level)
 
@@ -300,8 +300,10 @@ def summarise_draws(
 
 
 def _iqr_se(draws: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    from scipy import stats
+
     q75, q25 = np.quantile(draws, [0.75, 0.25], axis=0, method="inverted_cdf")
-    se = (q75 - q25) / _IQR_NORMAL
+    se = (q75 - q25) / float(stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
     # a tiny interquartile range with non-degenerate draws (e.g. one dominant cluster):
     # fall back to the standard deviation rather than report a zero standard error
     flat = (se <= 0) & ~zero

@@ -155,9 +155,10 @@ def panel_test(
             coef=coef,
             restricted=restricted,
             demean=lambda v: within.demean(v / sw) * sw,
+            grid_time=data.time if _complete_nested_grid(data, within) else None,
         )
         res = wb.test(null=null, weights=weights, reps=reps, rng=rng, level=level)
-        gran = 1.0 / res.reps if res.enumerated else None
+        gran = 1.0 / res.reps if res.enumerated else 1.0 / (res.reps + 1)
         return PanelTest(
             method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null, gran,
             res.describe(), res, wb.interval,
@@ -194,7 +195,7 @@ def panel_test(
             float(beta[0]), w_ctrl, sizes_controls=s_ctrl, sizes_treated=s_tr, reps=reps,
             rng=rng, level=level, null=null,
         )  # fmt: skip
-        gran = 1.0 / res.n_draws if res.exact else None
+        gran = 1.0 / (res.n_draws + 1)
         return PanelTest(
             method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null, gran,
             res.describe(), res, res.interval,
@@ -220,6 +221,18 @@ def panel_test(
         method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null,
         1.0 / res.n_periods, res.describe(), res, invert,
     )  # fmt: skip
+
+
+def _complete_nested_grid(data: PanelData, within: WithinTransform) -> bool:
+    """Unweighted complete unit x period grid with every unit inside one cluster."""
+    if data.w is not None or not within.closed_form or len(within.factors) != 2:
+        return False
+    n_units, n_t = within.n_levels
+    if len(data.y) != n_units * n_t:
+        return False
+    first = np.full(n_units, -1)
+    first[data.unit] = data.cluster
+    return bool(np.all(first[data.unit] == data.cluster))
 
 
 def conformal_applicable(data: PanelData) -> bool:

@@ -104,8 +104,10 @@ class Rule:
     valid: tuple[str, ...] = field(default=())
 
 
-#: The automatic choice, one row per situation (see :func:`situation`). To change the
-#: few-treated default, edit the ``prefer`` of ``"few_treated"`` (one line).
+#: The automatic choice, one row per situation (see :func:`situation`): one cluster
+#: carrying the treated (or control) variation, 2 to ``few_treated - 1`` of them, fewer
+#: than ``few_clusters`` clusters, or many. To change a default, edit that row's
+#: ``prefer`` (one line); the evidence is in docs/guide/inference-evidence.md.
 POLICY: dict[str, Rule] = {
     "one_treated": Rule(
         prefer=("conformal", "wild", "cr2"),
@@ -265,11 +267,11 @@ def count_clusters(
         u = np.asarray(unit, dtype=np.int64)
         n_units = int(u.max()) + 1 if u.size else 0
         ut = u * n_time + tm
-        any_treated = np.bincount(ut, weights=d, minlength=n_units * n_time) > 0
+        any_treated = np.bincount(ut[d], minlength=n_units * n_time) > 0
         d = any_treated[ut]
     key = cl * n_time + tm
     size = n_clusters * n_time
-    n_treated = np.bincount(key, weights=d, minlength=size).reshape(n_clusters, n_time)
+    n_treated = np.bincount(key[d], minlength=size).reshape(n_clusters, n_time)
     n_all = np.bincount(key, minlength=size).reshape(n_clusters, n_time)
     has_treated = (n_treated > 0).any(axis=1)
     mixed = ((n_treated > 0) & (n_all > n_treated)).any(axis=1)
@@ -284,7 +286,16 @@ def count_clusters(
 
 
 def situation(counts: ClusterCounts, thresholds: Thresholds = THRESHOLDS) -> str:
-    """``"one_treated"``, ``"few_treated"``, ``"few_clusters"`` or ``"many_clusters"``."""
+    """Return the row of :data:`POLICY` that applies to a design.
+
+    ``"one_treated"`` (one cluster carries the treated or the control variation),
+    ``"few_treated"``, ``"few_clusters"`` or ``"many_clusters"``.
+
+    Examples
+    --------
+    >>> situation(ClusterCounts("city", 10, 1, 9)), situation(ClusterCounts("city", 10, 3, 7))
+    ('one_treated', 'few_treated')
+    """
     if min(counts.treated_side, counts.control_side) < thresholds.one_treated:
         return "one_treated"
     if counts.few_treated(thresholds):
@@ -337,6 +348,8 @@ def _warning(
     thresholds: Thresholds,
 ) -> str | None:
     """Return the few-cluster warning for ``method`` on this design, or None."""
+    if method in POLICY[situation(counts, thresholds)].valid:
+        return None  # the table says it holds its level here
     few = counts.few_treated(thresholds)
     where = f"{counts.treated} treated and {counts.untreated} untreated clusters of "
     where += f"{counts.cluster!r}"

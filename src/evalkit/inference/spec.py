@@ -40,6 +40,7 @@ __all__ = [
     "Permutation",
     "Placebo",
     "Wild",
+    "method_name",
     "parse_inference",
     "spec_class",
 ]
@@ -98,8 +99,18 @@ ALIASES: dict[str, str] = {
 }
 
 
-def _normalise(name: Any, supported: tuple[str, ...] | None = None) -> str:
-    """Return the canonical method name of ``name`` or raise with a did-you-mean hint."""
+def method_name(name: Any, supported: tuple[str, ...] | None = None) -> str:
+    """Return the canonical method name of ``name`` or raise with a did-you-mean hint.
+
+    Case-insensitive, ``-`` and spaces read as ``_``, aliases (``"CR1"``, ``"HC1"``,
+    ``"multiplier"``...) resolved. With ``supported``, suggestions and the listed
+    methods are the estimator's.
+
+    Examples
+    --------
+    >>> method_name("Conley-Taber")
+    'conley_taber'
+    """
     if not isinstance(name, str) or not name.strip():
         raise DesignError(
             f"inference must be a method name or an evalkit.inference spec, got {name!r}",
@@ -188,7 +199,7 @@ class Inference:
     option_names: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "method", _normalise(self.method))
+        object.__setattr__(self, "method", method_name(self.method))
         _check_positive_int(self.reps, "reps")
         if self.cluster is not None and (not isinstance(self.cluster, str) or not self.cluster):
             raise DesignError(
@@ -493,7 +504,7 @@ _CLASSES: dict[str, type[Inference]] = {
 assert set(_CLASSES) == set(METHODS)
 
 
-def spec_class(method: str) -> type[Inference]:
+def spec_class(method: str) -> type[Any]:
     """Return the typed spec class of a method name (case-insensitive).
 
     Examples
@@ -501,7 +512,7 @@ def spec_class(method: str) -> type[Inference]:
     >>> spec_class("WILD").__name__
     'Wild'
     """
-    return _CLASSES[_normalise(method)]
+    return _CLASSES[method_name(method)]
 
 
 def parse_inference(
@@ -524,7 +535,7 @@ def parse_inference(
     if value is None:
         return None
     if isinstance(value, str):
-        spec = spec_class(_normalise(value, supported))()
+        spec = spec_class(method_name(value, supported))()
     elif isinstance(value, Inference):
         spec = value.typed()
     else:

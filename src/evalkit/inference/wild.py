@@ -22,6 +22,8 @@ Conventions
 - p-value: symmetric two-sided, the share of bootstrap draws with ``|t*| >= |t|``. A
   draw that reproduces the sample (all weights 1 under WCR) counts, which makes the
   enumerated test exact; wildboottest 0.3.2 counts only ``|t*| > |t|`` (see the tests).
+  With random draws the sample counts once more, ``(1 + #{|t*| >= |t|}) / (B + 1)``, the
+  usual Monte Carlo p-value, so it is never 0 and its steps are ``1/(B + 1)``.
 - Rademacher weights are fully enumerated (``2^G`` draws, each once) when ``2^G <= reps``.
 - Absorbed fixed effects: the caller passes the design and outcome with the fixed
   effects projected out, and ``demean`` (the projection). Fixed effects that are not
@@ -151,6 +153,10 @@ class WildBootstrap:
         needed only for fixed effects that are not nested within clusters.
     ssc
         Small-sample factor of the CR1 variance; default ``G/(G-1) (N-1)/(N-k)``.
+    grid_time
+        Period codes, when the data are a complete unweighted unit x period grid with the
+        units nested in the clusters: the period effects are then refitted from
+        cluster-by-period sums (no projection of N-vectors); otherwise ``demean`` is used.
 
     Examples
     --------
@@ -174,6 +180,7 @@ class WildBootstrap:
         restricted: bool = True,
         demean: Callable[[np.ndarray], np.ndarray] | None = None,
         ssc: float | None = None,
+        grid_time: np.ndarray | None = None,
     ) -> None:
         x = np.asarray(x, dtype=float)
         if x.ndim == 1:
@@ -230,13 +237,11 @@ class WildBootstrap:
         self._c = (s0 @ inv_j, s1 @ inv_j)
         h0 = a @ s0.T  # H[g, h] = e_j' inv X_g'X_g inv s_h
         h1 = a @ s1.T
-        if demean is not None:
-            l0 = self._fe_correction(x, resid[0], codes, demean, inv_j)
-            l1 = (
-                self._fe_correction(x, resid[1], codes, demean, inv_j)
-                if resid[1] is not None
-                else 0.0
-            )
+        if grid_time is not None:
+            l0, l1 = self._fe_correction_grid(x, resid, codes, np.asarray(grid_time), inv_j)
+            h0, h1 = h0 + l0, h1 + l1
+        elif demean is not None:
+            l0, l1 = self._fe_correction(x, resid, codes, demean, inv_j)
             h0, h1 = h0 + l0, h1 + l1
         self._h = (h0, h1)
         self._codes = codes
@@ -244,23 +249,59 @@ class WildBootstrap:
     def _fe_correction(
         self,
         x: np.ndarray,
-        resid: np.ndarray,
+        resid: tuple[np.ndarray, np.ndarray | None],
         codes: np.ndarray,
         demean: Callable[[np.ndarray], np.ndarray],
         inv_j: np.ndarray,
-    ) -> np.ndarray:
-        """``L[g, h] = e_j' inv X_g' P_D(u * 1_h)``: fixed effects refitted on bootstrap errors."""
+    ) -> tuple[np.ndarray, np.ndarray | float]:
+        """``L[g, h] = e_j' inv X_g' P_D(u * 1_h)``: fixed effects refitted on bootstrap errors.
+
+        ``P_D`` is symmetric, so ``L[g, h] = P_D(xj * 1_g)' (u * 1_h)`` with
+        ``xj = X inv e_j``: one projection per cluster serves both residual parts.
+        """
         g = self.n_clusters
         xj = x @ inv_j
-        out = np.zeros((g, g))
-        scale = float(np.max(np.abs(resid))) if len(resid) else 0.0
-        for h in range(g):
-            part = np.where(codes == h, resid, 0.0)
+        l0 = np.zeros((g, g))
+        l1 = np.zeros((g, g)) if resid[1] is not None else 0.0
+        scale = float(np.max(np.abs(xj))) if len(xj) else 0.0
+        for c in range(g):
+            part = np.where(codes == c, xj, 0.0)
             proj = part - demean(part)
             if scale == 0.0 or float(np.max(np.abs(proj))) <= 1e-13 * scale:
                 continue  # fixed effects nested within clusters: nothing to refit
-            out[:, h] = group_sums(codes, xj * proj, g)
-        return out
+            l0[c] = group_sums(codes, proj * resid[0], g)
+            if resid[1] is not None:
+                l1[c] = group_sums(codes, proj * resid[1], g)  # type: ignore[index]
+        return l0, l1
+
+    def _fe_correction_grid(
+        self,
+        x: np.ndarray,
+        resid: tuple[np.ndarray, np.ndarray | None],
+        codes: np.ndarray,
+        time: np.ndarray,
+        inv_j: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray | float]:
+        """:meth:`_fe_correction` on a complete unweighted unit x time grid, units in clusters.
+
+        There ``P_D z`` is the unit mean plus the period mean minus the grand mean, and the
+        residuals sum to zero within units, so only the period means survive:
+        ``L[g, h] = sum_t XJ[g, t] U[h, t] / N_t`` with cluster-by-period sums ``XJ`` of
+        ``xj`` and ``U`` of the residuals, and ``N_t`` rows per period.
+        """
+        g = self.n_clusters
+        n_t = int(time.max()) + 1
+        cell = codes * n_t + time
+        n_per_t = np.bincount(time, minlength=n_t).astype(float)
+        xj = x @ inv_j
+        xj_ct = np.bincount(cell, weights=xj, minlength=g * n_t).reshape(g, n_t) / n_per_t
+
+        def sums(u: np.ndarray) -> np.ndarray:
+            return np.bincount(cell, weights=u, minlength=g * n_t).reshape(g, n_t)
+
+        l0 = xj_ct @ sums(resid[0]).T
+        l1 = xj_ct @ sums(resid[1]).T if resid[1] is not None else 0.0
+        return l0, l1
 
     # -- bootstrap draws -------------------------------------------------------------
     def _draw_terms(self, v: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -306,7 +347,9 @@ class WildBootstrap:
             t_obs = abs(self.estimate - ri) / self.se if self.se > 0 else np.inf
             tb = base if base is not None else np.abs(self.t_boot(ri))
             # ties (the sample's own draw) count; 1e-9 absorbs rounding of the affine form
-            out[i] = float(np.mean(tb >= t_obs - 1e-9 * max(t_obs, 1.0)))
+            count = float(np.sum(tb >= t_obs - 1e-9 * max(t_obs, 1.0)))
+            # enumerated: the sample is one of the draws; random: count it once more
+            out[i] = count / len(tb) if self._enumerated else (1.0 + count) / (len(tb) + 1.0)
         return out if np.ndim(r) else float(out[0])
 
     def _bound(self, direction: float, alpha: float) -> float:
@@ -355,8 +398,9 @@ class WildBootstrap:
             if rng is None:
                 raise DesignError("pass rng (a numpy Generator) or v", column="seed")
             v, enumerated = draw_weights(weights, self.n_clusters, reps, rng)
-        else:
-            v, enumerated = np.asarray(v, dtype=float), False
+        else:  # given weights are treated as a complete set (an enumeration)
+            v, enumerated = np.asarray(v, dtype=float), True
+        self._enumerated = enumerated
         self._prepare(v)
         lo, hi = self.interval(level)
         note = ""

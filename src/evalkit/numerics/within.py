@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from evalkit.errors import ConvergenceError
 
@@ -114,6 +112,9 @@ class WithinTransform:
             return 1  # a complete grid is one connected component
         a, b = self.factors[0], self.factors[1]
         na, nb = self.n_levels[0], self.n_levels[1]
+        from scipy import sparse  # imported on first use: SciPy is slow to import
+        from scipy.sparse import csgraph
+
         graph = sparse.coo_matrix((np.ones(len(a)), (a, b + na)), shape=(na + nb, na + nb)).tocsr()
         n_comp, _ = csgraph.connected_components(graph, directed=False)
         return int(n_comp) + max(0, len(self.factors) - 2)

@@ -66,7 +66,7 @@ def coefficient_plot(
         ax.set_ylabel("Estimate")
     else:
         labels = tidy["term"].astype(str).tolist()
-        for key in ("group", "cohort", "time"):
+        for key in ("subgroup", "group", "cohort", "time"):
             if key in tidy:
                 labels = [f"{a} [{key}={b}]" for a, b in zip(labels, tidy[key], strict=True)]
         y = np.arange(len(tidy))[::-1]

@@ -45,7 +45,7 @@ class Summary:
 
     def _rows(self) -> pd.DataFrame:
         tidy = self.result.tidy()
-        keys = [c for c in ("group", "cohort", "time", "event_time") if c in tidy]
+        keys = [c for c in ("subgroup", "group", "cohort", "time", "event_time") if c in tidy]
         label = tidy["term"].astype(str)
         for k in keys:  # rows without a key value (e.g. an overall estimate) keep their term
             present = tidy[k].notna()
@@ -114,6 +114,8 @@ class Summary:
         lines.append(f"Inference: {self.result.inference.description}")
         if self.result.inference.reason:
             lines.append(f"  why: {self.result.inference.reason}")
+        if self.result.inference.missing:
+            lines.append(f"  empty cells: {self.result.inference.missing}")
         lines.append("Signif.: *** p<0.01, ** p<0.05, * p<0.1; standard errors in parentheses")
         return "\n".join(lines)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from evalkit.data import sandbox
 from evalkit.errors import DesignError
 
 __all__ = ["SimulatedData", "get", "names", "options", "register", "schema"]
@@ -148,7 +149,7 @@ class SimulatedData:
             import duckdb
 
             distinct = rows[keys].drop_duplicates().reset_index(drop=True)
-            con = duckdb.connect()
+            con = sandbox.connect()
             try:
                 con.register("strata", distinct)
                 chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()

@@ -35,7 +35,7 @@ METHODS: dict[str, str] = {
     "permutation": "randomization over treated clusters",
     "conley_taber": "Conley-Taber (2011)",
     "ferman_pinto": "Ferman-Pinto (2019)",
-    "conformal": "conformal over time (moving blocks, q = 1)",
+    "conformal": "conformal over time (moving blocks, absolute mean post-period residual)",
 }
 
 
@@ -123,8 +123,11 @@ def _one(args: tuple) -> tuple[float, float, float, float]:
     design, method, effect, child, level, reps = args
     data_seed, method_seed = child.spawn(2)
     df = design.draw(np.random.default_rng(data_seed), effect)
+    rng = np.random.default_rng(method_seed)
     try:
-        return apply_method(df, method, np.random.default_rng(method_seed), level=level, reps=reps)
+        if callable(method):
+            return tuple(float(v) for v in method(df, rng, level))  # type: ignore[return-value]
+        return apply_method(df, method, rng, level=level, reps=reps)
     except Exception:  # a failed draw is counted, not hidden
         return (np.nan, np.nan, np.nan, np.nan)
 
@@ -147,7 +150,9 @@ def simulate_inference(
     design
         A :class:`Design` or the name of one in :data:`~evalkit.simulate.designs.DESIGNS`.
     method
-        A name in :data:`METHODS`.
+        A name in :data:`METHODS`, or a function ``method(df, rng, level)`` returning
+        ``(estimate, p_value, conf_low, conf_high)`` (any estimator and inference; it must
+        be picklable for ``workers > 1``).
     method_reps
         Draws of resampling methods (bootstrap, random permutations) per panel.
     workers
@@ -177,7 +182,7 @@ def simulate_inference(
     finite = np.isfinite(length)
     return SimulationSummary(
         design=design.name,
-        method=method,
+        method=method if isinstance(method, str) else getattr(method, "__name__", "custom"),
         effect=effect,
         reps=int(ok.sum()),
         level=level,

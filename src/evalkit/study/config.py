@@ -78,8 +78,9 @@ from evalkit.core.result import TIDY_COLUMNS, check_level
 from evalkit.data.collapse import Measure, flags, parse_measures
 from evalkit.data.disclosure import DEFAULT_MIN_CELL_SIZE, check_min_cell_size
 from evalkit.data.panel import ROLES
+from evalkit.data.sandbox import check_expression, check_select, contain, data_roots, localize
 from evalkit.errors import DataError, DesignError, EvalkitError, InferenceNotSupportedError
-from evalkit.inference.spec import Inference
+from evalkit.inference.spec import Inference, method_name
 
 __all__ = [
     "AnalysisSpec",
@@ -104,6 +105,8 @@ TOP_KEYS = (
     "report",
 )
 STUDY_KEYS = ("name", "title", "description", "seed", "min_cell_size", "level")
+#: The most replications (bootstrap, placebo, permutation draws) one analysis may ask for.
+MAX_REPS = 1_000_000
 DATA_KEYS = ("file", "query", "simulator", "options")
 COLLAPSE_KEYS = ("by", "measures", "count")
 ANALYSIS_KEYS = (
@@ -386,8 +389,8 @@ class _Source:
         if not spans:
             return None
         if key is None:
-            exact = [s for s in spans if s[2]] or spans
-            return exact[0][0]
+            exact_spans = [s for s in spans if s[2]] or spans
+            return exact_spans[0][0]
         pattern = re.compile(r"(^|[{,\s])[\"']?" + re.escape(key) + r"[\"']?\s*=")
         for exact_first in (True, False):
             for start, stop, exact in spans:
@@ -641,6 +644,7 @@ def _derived(src: _Source, table: Any) -> dict[str, str]:
                 hint=f"e.g. {example}",
                 column=name,
             )
+        check_expression(text, key=f"[columns] {name}", where=src.where("columns", name))
         out[name] = text
     return out
 
@@ -664,6 +668,8 @@ def _groups(src: _Source, groups: Any) -> dict[str, str | None]:
                 column=name,
             )
         out[name] = None if text.lower() in ("", "true") else text
+        if out[name] is not None:
+            check_expression(text, key=f"[groups] {name}", where=src.where("groups", name))
     return out
 
 
@@ -690,6 +696,13 @@ def _collapse(src: _Source, table: Any) -> CollapseSpec:
         measures = parse_measures(table["measures"])
     except DesignError as err:
         raise _located(err, src, "collapse.measures") from None
+    for m in measures:
+        if m.where:
+            check_expression(
+                m.where,
+                key=f"[collapse.measures] {m.name} where",
+                where=src.where("collapse.measures", m.name),
+            )
     names = [*by, *flags(measures, count)]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -729,7 +742,7 @@ def _data(src: _Source, table: Any, root: Path, check_files: bool) -> DataSpec:
         )
     value = _expect(src, table[kind], str, "data", kind, example=f'{kind} = "..."')
     if kind == "file":
-        path = (root / value).resolve()
+        path = contain(value, [root, *data_roots()], key="file", where=src.where("data", "file"))
         if check_files and not path.exists():
             raise DataError(
                 f"{src.where('data', 'file')}: data file {value!r} not found in {root}",
@@ -749,6 +762,8 @@ def _data(src: _Source, table: Any, root: Path, check_files: bool) -> DataSpec:
     if kind == "query":
         if not value.strip():
             raise DesignError(f"{src.where('data', 'query')}: the query is empty", column="query")
+        check_select(value, key="query", where=src.where("data", "query"))
+        localize(value, [root, *data_roots()], key="query", where=src.where("data", "query"))
         return DataSpec("query", query=value)
     from evalkit import simulate
 
@@ -786,14 +801,23 @@ def _inference(
 ) -> Inference | None:
     if value is None:
         return None
+    supported = tuple(getattr(cls, "supported_inference", ()))
     try:
         if isinstance(value, str):
-            spec = Inference(value)
+            spec = Inference(method_name(value, supported or None))
         elif isinstance(value, dict):
             if "method" not in value:
                 raise DesignError(
                     "an inference table needs a method",
                     hint='e.g. inference = {method = "wild", reps = 999}',
+                    column="inference",
+                )
+            reps = value.get("reps")
+            if isinstance(reps, int) and reps > MAX_REPS:
+                raise DesignError(
+                    f"reps = {reps} is more replications than a study may ask for "
+                    f"(at most {MAX_REPS:,})",
+                    hint="9,999 draws give p-values to about 0.002; use reps = 9999",
                     column="inference",
                 )
             rest = {k: v for k, v in value.items() if k not in ("method", "cluster", "reps")}
@@ -809,9 +833,9 @@ def _inference(
                 hint='e.g. inference = "cr2"',
                 column="inference",
             )
+        spec = spec.typed()
     except DesignError as err:
         raise _located(err, src, "analysis", index) from None
-    supported = tuple(getattr(cls, "supported_inference", ()))
     if supported and spec.method not in supported:
         raise InferenceNotSupportedError(
             f"{src.where('analysis', 'inference', index)}: analysis {analysis_id!r}: {name} "
@@ -936,6 +960,7 @@ def _analyses(
         extra = labels.get("where", table.get("where"))
         if extra is not None:
             _expect(src, extra, str, "analysis", "where", index)
+            check_expression(extra, key="where", where=src.where("analysis", "where", index))
         conditions = [c for c in (groups[group], extra) if c]
         where = " AND ".join(f"({c})" for c in conditions) if len(conditions) > 1 else None
         if len(conditions) == 1:

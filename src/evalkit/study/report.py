@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from evalkit.inference.policy import THRESHOLDS
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -27,8 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FEW_TREATED_CLUSTERS", "write_report"]
 
-#: Below this many treated clusters, cluster-robust intervals get a caution.
-FEW_TREATED_CLUSTERS = 5
+#: Below this many treated clusters, cluster-robust intervals get a caution (the one
+#: thresholds table, :data:`evalkit.inference.THRESHOLDS`).
+FEW_TREATED_CLUSTERS = THRESHOLDS.few_treated
 _ROBUST = ("iid", "hetero", "cluster", "cr2")
 #: Estimators that compare groups within units (and so difference out unit x time shocks).
 WITHIN_ESTIMATORS = frozenset({"did.TripleDiff"})
@@ -97,7 +100,7 @@ def _family_rows(entries: Sequence[Mapping[str, Any]], simulated: bool) -> tuple
             continue
         for r in e["tidy"]:
             term = str(r["term"])
-            for key in ("group", "cohort", "time", "event_time"):
+            for key in ("subgroup", "group", "cohort", "time", "event_time"):
                 if r.get(key) is not None and not (key == "group" and group_split):
                     term += f" [{key}={r[key]}]"
             ci = ""
@@ -392,7 +395,9 @@ def _blocks(
     # ---- results
     families = list(dict.fromkeys(e["family"] for e in entries))
     within = [f for f in families if all(_is_within(e) for e in entries if e["family"] == f)]
-    sections = [("Results", [f for f in families if f not in within], None)]
+    sections: list[tuple[str, list[Any], str | None]] = [
+        ("Results", [f for f in families if f not in within], None)
+    ]
     if within:
         sections.append(
             (
@@ -498,8 +503,14 @@ def _markdown(text: str) -> list[Block]:
 
 
 # --------------------------------------------------------------------------- render
+def _md_text(x: Any) -> str:
+    """Text from a study or the data, made inert in Markdown: no raw HTML, no links."""
+    text = str(x).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("[", "\\[").replace("]", "\\]")
+
+
 def _md_cell(x: Any) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
+    return _md_text(x).replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:
@@ -508,13 +519,13 @@ def to_markdown(blocks: Sequence[Block]) -> str:
     for b in blocks:
         kind = b[0]
         if kind in ("h1", "h2", "h3"):
-            parts.append("#" * int(kind[1]) + " " + b[1])
+            parts.append("#" * int(kind[1]) + " " + _md_text(b[1]))
         elif kind == "p":
-            parts.append(b[1])
+            parts.append(_md_text(b[1]))
         elif kind == "pre":
             parts.append("```\n" + b[1] + "\n```")
         elif kind == "ul":
-            parts.append("\n".join(f"- {item}" for item in b[1]))
+            parts.append("\n".join(f"- {_md_text(item)}" for item in b[1]))
         elif kind == "table":
             head, rows = b[1], b[2]
             lines = ["| " + " | ".join(map(_md_cell, head)) + " |"]
@@ -522,7 +533,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
             parts.append("\n".join(lines))
         elif kind == "img":
-            parts.append(f"![{b[2]}]({b[1]})")
+            parts.append(f"![{_md_text(b[2])}]({b[1]})")
     return "\n\n".join(parts) + "\n"
 
 

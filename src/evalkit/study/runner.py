@@ -30,6 +30,7 @@ from evalkit.data.collapse import Measure, collapse, quote
 from evalkit.data.disclosure import DisclosurePolicy, audit, protect
 from evalkit.errors import EvalkitError
 from evalkit.study.config import AnalysisSpec, SplitSpec, Study, load_study
+from evalkit.study.progress import RunProgress
 from evalkit.study.source import DataSource, open_source
 
 __all__ = ["RESULTS_FORMAT", "Fitted", "RunOutcome", "run_study"]
@@ -435,7 +436,8 @@ def run_study(
     out
         Output folder; ``<study>/out`` when None. Created if needed.
     progress
-        Show a progress bar (on standard error) over the analyses.
+        Show progress on standard error: a bar over the analyses in a terminal, one
+        line per step otherwise (see :class:`~evalkit.study.progress.RunProgress`).
     data_override
         Run on these data instead of the study's [data]: a DataFrame, a
         :class:`~evalkit.simulate.SimulatedData` or the path of a CSV/Parquet file
@@ -494,27 +496,16 @@ def run_study(
     policy = DisclosurePolicy(study.min_cell_size)
     cell_policy = policy.for_cells()
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    source = open_source(study, data_override)
+    shown = RunProgress(study.name, total=len(study.analyses), enabled=progress)
+    with shown.stage("opening the data"):
+        source = open_source(study, data_override)
     fitted: list[Fitted] = []
     try:
         cells = _Cells(study, source)
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=Console(stderr=True),
-            disable=not progress,
-            transient=False,
-        ) as bar:
-            task = bar.add_task(study.name, total=len(study.analyses))
+        with shown.analyses() as step:
             for spec in study.analyses:
-                bar.update(task, description=f"{study.name}: {spec.id}")
-                fitted.append(_fit_one(study, source, spec, cells))
-                bar.advance(task)
-            bar.update(task, description=study.name)
+                with step(spec.id):
+                    fitted.append(_fit_one(study, source, spec, cells))
         entries = [_entry(study, source, f) for f in fitted]
         summary = _cells_summary(study, cells)
         by_group = cells.by_group()
@@ -549,7 +540,8 @@ def run_study(
 
     from evalkit.study.report import write_report
 
-    files.extend(write_report(study, results, fitted, by_group, out_dir))
+    with shown.stage("writing the report"):
+        files.extend(write_report(study, results, fitted, by_group, out_dir))
 
     manifest = {
         "evalkit_manifest": 1,
@@ -579,6 +571,7 @@ def run_study(
     _write_json(manifest_path, manifest)
     files.append(manifest_path)
     errors = tuple(f"{f.spec.id}: {f.error}" for f in fitted if f.error)
+    shown.finish()
     return RunOutcome(
         out_dir=out_dir,
         results=results,

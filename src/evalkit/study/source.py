@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from evalkit.data import sandbox
 from evalkit.data.collapse import quote
 from evalkit.errors import DataError, DesignError
 from evalkit.simulate import SimulatedData
@@ -130,12 +131,32 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _connect(root: Path) -> duckdb.DuckDBPyConnection:
-    import duckdb
+def _connect(study: Study, override: Any = None) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """Open the run's locked-down DuckDB and return it with the query to run (if any).
 
-    con = duckdb.connect()
-    con.execute(f"SET file_search_path = '{str(root).replace(chr(39), chr(39) * 2)}'")
-    return con
+    The connection may read only the declared data: the study's file (or folder), the
+    files its query names (checked and made absolute by :func:`evalkit.data.sandbox.localize`)
+    or the ``--data`` override; see :mod:`evalkit.data.sandbox`.
+    """
+    spec = study.data
+    if override is not None:
+        if isinstance(override, SimulatedData | pd.DataFrame):
+            return sandbox.connect(), None
+        path = Path(override).expanduser().resolve()
+        return _connect_path(path), None
+    if spec.kind == "file":
+        return _connect_path(spec.file), None
+    if spec.kind == "query":
+        roots = [study.root, *sandbox.data_roots()]
+        local = sandbox.localize(spec.query, roots, key="query")
+        return sandbox.connect(local.files, local.folders), local.query
+    return sandbox.connect(), None
+
+
+def _connect_path(path: Path) -> duckdb.DuckDBPyConnection:
+    if path.is_dir():
+        return sandbox.connect(folders=[path])
+    return sandbox.connect(files=[path])
 
 
 def _file_relation(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyRelation:
@@ -157,6 +178,13 @@ def _query_relation(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDB
 
     try:
         return con.sql(query)
+    except duckdb.PermissionException as exc:
+        raise DataError(
+            f"the study's query reads something it did not declare: {str(exc).splitlines()[0]}",
+            hint="a study may read only its data files: name them as literal paths in the "
+            "query (SELECT ... FROM 'extract.parquet'), inside the study folder or a data root",
+            column="query",
+        ) from exc
     except duckdb.Error as exc:
         raise DataError(
             f"the study's query failed: {str(exc).splitlines()[0]}",
@@ -176,9 +204,9 @@ def open_source(study: Study, data_override: Any = None) -> DataSource:
         Run on these data instead of the study's [data]: a DataFrame, a
         :class:`~evalkit.simulate.SimulatedData`, or the path of a CSV/Parquet file.
     """
-    con = _connect(study.root)
+    con, query = _connect(study, data_override)
     try:
-        source = _open(study, con, data_override)
+        source = _open(study, con, data_override, query)
         source.relation = derive(source.relation, study.columns)
         return source
     except BaseException:
@@ -212,7 +240,9 @@ def derive(relation: duckdb.DuckDBPyRelation, columns: Any) -> duckdb.DuckDBPyRe
         ) from exc
 
 
-def _open(study: Study, con: duckdb.DuckDBPyConnection, override: Any) -> DataSource:
+def _open(
+    study: Study, con: duckdb.DuckDBPyConnection, override: Any, query: str | None
+) -> DataSource:
     spec = study.data
     if override is not None:
         if isinstance(override, SimulatedData | pd.DataFrame):
@@ -271,7 +301,7 @@ def _open(study: Study, con: duckdb.DuckDBPyConnection, override: Any) -> DataSo
             None,
             {"file": _relative(spec.file, study.root)},
         )
-    rel = _query_relation(con, spec.query)
+    rel = _query_relation(con, query or spec.query)
     digest = _relation_fingerprint(con, rel)
     return DataSource(
         con,
@@ -300,7 +330,7 @@ def _relation_fingerprint(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRe
 
 
 # --------------------------------------------------------------------------- checks
-def _schema_relation(study: Study, con: duckdb.DuckDBPyConnection) -> Any:
+def _schema_relation(study: Study, con: duckdb.DuckDBPyConnection, query: str | None) -> Any:
     """Return a relation with the source's columns, read cheaply (no rows are scanned)."""
     spec = study.data
     if spec.kind == "simulator":
@@ -312,7 +342,7 @@ def _schema_relation(study: Study, con: duckdb.DuckDBPyConnection) -> Any:
         return con.table(_VIEW)
     if spec.kind == "file":
         return _file_relation(con, spec.file)
-    return _query_relation(con, spec.query)
+    return _query_relation(con, query or spec.query)
 
 
 def check_columns(study: Study, src: _Source) -> None:
@@ -325,9 +355,9 @@ def check_columns(study: Study, src: _Source) -> None:
     """
     import duckdb
 
-    con = _connect(study.root)
+    con, query = _connect(study)
     try:
-        rel = _schema_relation(study, con)
+        rel = _schema_relation(study, con, query)
         for name, expression in study.columns.items():
             if name in rel.columns:
                 raise DesignError(

@@ -192,7 +192,9 @@ def read_expected(study: Study) -> dict[str, Any]:
     return doc
 
 
-def verify_study(path: str | Path, *, out: str | Path | None = None) -> VerifyOutcome:
+def verify_study(
+    path: str | Path, *, out: str | Path | None = None, progress: bool = False
+) -> VerifyOutcome:
     """Re-run a study and compare it with its committed expected.json.
 
     Parameters
@@ -201,6 +203,8 @@ def verify_study(path: str | Path, *, out: str | Path | None = None) -> VerifyOu
         The study folder (or its study.toml).
     out
         Output folder of the re-run; ``<study>/out`` when None.
+    progress
+        Show the re-run's progress on standard error (as :func:`run_study` does).
 
     Returns
     -------
@@ -240,7 +244,7 @@ def verify_study(path: str | Path, *, out: str | Path | None = None) -> VerifyOu
     expected = read_expected(study)
     from evalkit.study.runner import run_study
 
-    run = run_study(study.root, out=out, progress=False)
+    run = run_study(study.root, out=out, progress=progress)
     mismatches = compare(expected, run.results, study.tolerances)
     lines = [
         f"verify {study.name}: {len(run.results['analyses'])} analyses compared with "

@@ -1,0 +1,171 @@
+"""Overlaid event-study plots: several estimators' event-time estimates in one figure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from evalkit.errors import DesignError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+
+    from evalkit.core.result import Result
+
+__all__ = ["event_study_plot", "offsets"]
+
+_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+
+
+def offsets(n: int, dodge: float | None = None) -> np.ndarray:
+    """Horizontal offsets of ``n`` series around each event time, centred on zero.
+
+    The default spacing ``min(0.2, 0.8 / n)`` keeps every group of points within
+    ``+-0.4`` of its event time, so neighbouring event times never overlap.
+
+    Examples
+    --------
+    >>> offsets(4).round(2).tolist()
+    [-0.3, -0.1, 0.1, 0.3]
+    """
+    step = min(0.2, 0.8 / n) if dodge is None else float(dodge)
+    return (np.arange(n) - (n - 1) / 2.0) * step
+
+
+def _event_rows(result: Any, label: str, level: float | None) -> pd.DataFrame:
+    tidy = result.tidy() if level is None else result.tidy(level)
+    if "event_time" not in tidy:
+        raise DesignError(
+            f"result {label!r} has no event_time key, so it cannot go in an event-study plot",
+            hint="pass event-time results: EventStudy, SunAbraham or ImputationDiD fits, or "
+            "CallawaySantAnna(...).fit(df).aggregate('event_time')",
+            column="results",
+        )
+    e = pd.to_numeric(tidy["event_time"], errors="coerce")
+    rows = tidy.assign(event_time=e)[np.isfinite(e.to_numpy(dtype=float))]
+    if rows.empty:
+        raise DesignError(
+            f"result {label!r} has no estimate with a numeric event time", column="results"
+        )
+    return rows
+
+
+def event_study_plot(
+    results: Sequence[Result],
+    *,
+    labels: Sequence[str] | None = None,
+    level: float | None = None,
+    dodge: float | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+    **kwargs: Any,
+) -> Axes:
+    """Draw the event-time estimates of several estimators in one figure.
+
+    Each result's estimates and intervals are drawn against event time, shifted
+    horizontally by its own offset (see :func:`offsets`) so that the intervals do not
+    overlap. Reference periods that a result normalises to zero (its ``reference``
+    attribute, e.g. ``-1`` for :class:`~evalkit.did.EventStudy` and
+    :class:`~evalkit.did.SunAbraham`) are drawn as hollow points at zero. A horizontal
+    line marks zero effect and a dashed vertical line the start of treatment (between
+    event times -1 and 0). Rows without a numeric event time (summary rows such as
+    ``average``) are left out.
+
+    Parameters
+    ----------
+    results
+        Results whose ``tidy()`` has an ``event_time`` key: EventStudy, SunAbraham,
+        ImputationDiD, ``CallawaySantAnna(...).fit(df).aggregate("event_time")``, and any
+        later estimator that reports event-time estimates.
+    labels
+        Legend labels, one per result; default the estimators' names.
+    level
+        Confidence level of the intervals; default each result's own.
+    dodge
+        Horizontal distance between neighbouring series (default ``min(0.2, 0.8/n)``).
+    ax
+        Axes to draw on; a new figure when None.
+    title
+        Axes title.
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.errorbar` for every series.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Never calls ``show()``.
+
+    Examples
+    --------
+    >>> import evalkit
+    >>> from evalkit.did import EventStudy, SunAbraham
+    >>> df = evalkit.datasets.load("mpdta")
+    >>> roles = dict(outcome="lemp", unit="countyreal", time="year", cohort="first.treat")
+    >>> fits = [EventStudy(**roles).fit(df), SunAbraham(**roles).fit(df)]
+    >>> ax = event_study_plot(fits, labels=["TWFE event study", "Sun-Abraham"])
+    >>> len(ax.containers)
+    2
+    """
+    import matplotlib.pyplot as plt
+
+    results = list(results)
+    if not results:
+        raise DesignError("event_study_plot needs at least one result", column="results")
+    if labels is None:
+        labels = [str(getattr(r, "estimator", f"result {i + 1}")) for i, r in enumerate(results)]
+    labels = [str(lab) for lab in labels]
+    if len(labels) != len(results):
+        raise DesignError(
+            f"labels has {len(labels)} entries for {len(results)} results",
+            hint="give one label per result",
+            column="labels",
+        )
+    shifts = offsets(len(results), dodge)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.2, 4.4))
+    for i, (res, label, shift) in enumerate(zip(results, labels, shifts, strict=True)):
+        rows = _event_rows(res, label, level)
+        e = rows["event_time"].to_numpy(dtype=float)
+        est = rows["estimate"].to_numpy(dtype=float)
+        lo = est - rows["conf_low"].to_numpy(dtype=float)
+        hi = rows["conf_high"].to_numpy(dtype=float) - est
+        yerr = np.nan_to_num(np.vstack([lo, hi]), nan=0.0)  # no interval: point only
+        color, marker = f"C{i}", _MARKERS[i % len(_MARKERS)]
+        ax.errorbar(
+            e + shift,
+            est,
+            yerr=yerr,
+            fmt=marker,
+            color=color,
+            capsize=2.5,
+            markersize=5,
+            label=label,
+            **kwargs,
+        )
+        reference = [float(r) for r in getattr(res, "reference", ()) or ()]
+        if reference:
+            ax.plot(
+                np.asarray(reference) + shift,
+                np.zeros(len(reference)),
+                marker,
+                mfc="white",
+                color=color,
+                markersize=5,
+                linestyle="none",
+            )
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    ax.axvline(-0.5, color="0.6", lw=0.8, ls="--")
+    ax.set_xlabel("Event time (periods since treatment)")
+    ax.set_ylabel("Estimate")
+    pct = {round(100 * (level or r.level)) for r in results}
+    note = (
+        "hollow: reference period, fixed at 0"
+        if any(getattr(r, "reference", ()) for r in results)
+        else None
+    )
+    ax.legend(fontsize="small", title=note, title_fontsize="x-small")
+    ax.set_title(title or f"Event-time estimates ({'/'.join(f'{p}%' for p in sorted(pct))} CI)")
+    return ax

@@ -1,0 +1,91 @@
+"""evalkit.parallel: one seeded map, identical for any number of workers and either backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evalkit import parallel
+from evalkit.errors import DesignError
+
+
+def _draws(item: int, rng: np.random.Generator) -> tuple[int, float]:
+    return item, float(rng.standard_normal(3).sum())
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _boom(x: int) -> int:
+    if x == 3:
+        raise ValueError("three")
+    return x
+
+
+ITEMS = list(range(23))
+
+
+def test_unseeded_map_keeps_order():
+    assert parallel.map(_square, ITEMS) == [x * x for x in ITEMS]
+    assert parallel.map(_square, []) == []
+
+
+def test_seeded_results_do_not_depend_on_workers():
+    one = parallel.map(_draws, ITEMS, seed=11, jobs=1)
+    two = parallel.map(_draws, ITEMS, seed=11, jobs=2)
+    assert one == two
+    assert [i for i, _ in one] == ITEMS
+    # each item has its own stream: not all draws equal, and another seed differs
+    assert len({v for _, v in one}) == len(ITEMS)
+    assert parallel.map(_draws, ITEMS, seed=12) != one
+
+
+def test_item_streams_are_positional():
+    # the stream of item i is spawned from the seed by position: a prefix of the items
+    # gets the same draws
+    full = parallel.map(_draws, ITEMS, seed=5)
+    head = parallel.map(_draws, ITEMS[:4], seed=5)
+    assert full[:4] == head
+    expected = float(np.random.default_rng(parallel.spawn_seeds(5, 23)[7]).standard_normal(3).sum())
+    assert full[7][1] == expected
+
+
+def test_errors_name_the_item():
+    with pytest.raises(ValueError, match="three") as info:
+        parallel.map(_boom, [1, 2, 3, 4])
+    assert any("item 2" in n for n in getattr(info.value, "__notes__", []))
+
+
+@pytest.mark.parametrize("jobs", [0, -2, "two", True])
+def test_bad_jobs(jobs):
+    with pytest.raises(DesignError, match="jobs"):
+        parallel.map(_square, [1], jobs=jobs)
+
+
+def test_environment_sets_jobs(monkeypatch):
+    monkeypatch.setenv(parallel.JOBS_ENV, "2")
+    assert parallel.backend().jobs == 2
+    assert parallel.backend().describe() == "2 local processes"
+
+
+def test_unreachable_scheduler_is_a_clear_error(monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(parallel, "CONNECT_TIMEOUT", "1s")
+    with pytest.raises(DesignError, match="cannot reach the Dask scheduler"):
+        parallel.map(_square, [1], scheduler="tcp://127.0.0.1:9")
+
+
+def test_dask_cluster_gives_identical_results():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+    ):
+        on_dask = parallel.map(_draws, ITEMS, seed=11, scheduler=cluster.scheduler_address)
+    assert on_dask == parallel.map(_draws, ITEMS, seed=11)
