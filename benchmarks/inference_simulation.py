@@ -88,8 +88,10 @@ def write_page(rows: list[dict], reps: int) -> None:
         "",
         "Why `evalkit` chooses the inference it does (see [Inference](inference.md)). Each "
         "design is drawn with `evalkit.simulate.designs` and every method is run through "
-        "`evalkit.simulate.harness.simulate_inference` (resampling methods with 999 draws; "
-        "with 10 clusters the Rademacher wild bootstrap enumerates all 1,024 sign vectors).",
+        "`evalkit.simulate.harness.simulate_inference` (resampling methods with 999 random "
+        "draws, so with 10 clusters the Rademacher wild bootstrap samples sign vectors where "
+        "the estimators' default of 9,999 enumerates all 1,024; Monte Carlo p-values "
+        "(1 + #)/(B + 1)).",
         "",
         "**What the default is, and why.** With one treated cluster (one_of_ten) "
         "cluster-robust intervals (CR1, CR2, WCU) reject a true null 44-50% of the time; "
