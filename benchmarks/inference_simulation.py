@@ -88,19 +88,25 @@ def write_page(rows: list[dict], reps: int) -> None:
         "",
         "Why `evalkit` chooses the inference it does (see [Inference](inference.md)). Each "
         "design is drawn with `evalkit.simulate.designs` and every method is run through "
-        "`evalkit.simulate.harness.simulate_inference` (resampling methods with 999 draws; "
-        "with 10 clusters the Rademacher wild bootstrap enumerates all 1,024 sign vectors).",
+        "`evalkit.simulate.harness.simulate_inference` (resampling methods with 999 random "
+        "draws, so with 10 clusters the Rademacher wild bootstrap samples sign vectors where "
+        "the estimators' default of 9,999 enumerates all 1,024; Monte Carlo p-values "
+        "(1 + #)/(B + 1)).",
         "",
         "**What the default is, and why.** With one treated cluster (one_of_ten) "
         "cluster-robust intervals (CR1, CR2, WCU) reject a true null 44-50% of the time; "
         "WCR never rejects (size 0, power 0.34 at an effect of 3); randomization over ten "
-        "cities cannot go below p = 1/10; Conley-Taber and Ferman-Pinto over-reject with nine "
-        "controls; conformal inference over time holds its level with high power, so it is "
+        "cities cannot go below p = 1/10, nor Conley-Taber and Ferman-Pinto below 2/10 with "
+        "nine controls; conformal inference over time holds its level with high power, so it is "
         "the default there (the wild bootstrap where conformal cannot run). With 2-4 treated "
         "clusters WCR holds its level (three_of_ten, three_of_thirty, where CR1 rejects "
         "18.5%) and is the default. With 5 or more treated clusters (eight_of_twenty) CR1 "
         "and CR2 are close to their level and the policy keeps CR2 below 30 clusters. "
-        "Interval length is in the outcome's units; `inf` marks intervals unbounded on a side.",
+        "With unequal cluster sizes (unequal_sizes: the two treated cities are the smallest) "
+        "Conley-Taber over-rejects and Ferman-Pinto's correction, a regression of the "
+        "controls' squared errors on 1/size fitted on ten controls, is too noisy to repair it "
+        "(it over-rejects more); WCR holds its level there. Interval length is in the "
+        "outcome's units; `inf` marks intervals unbounded on a side.",
         "",
         f"Rejection rate of a true null at 5% (size), rejection rate of no effect when the "
         f"effect is {EFFECT:g} (power), coverage of the 95% interval and its median length; "

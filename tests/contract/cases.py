@@ -139,3 +139,19 @@ CASES.update(
         ),
     }
 )
+
+
+def single_start_panel() -> pd.DataFrame:
+    """The staggered panel with one treatment start (2004) for every treated unit."""
+    df = staggered_panel()
+    df["treat"] = ((df["cohort"] > 0) & (df["time"] >= 2004)).astype(int)
+    return df
+
+
+#: Methods that need a particular design get their own example: conformal inference over
+#: time needs one treatment start and no covariates.
+METHOD_CASES: dict[tuple[str, str], Case] = {
+    ("did.TWFE", "conformal"): Case(
+        dict(outcome="y", treatment="treat", unit="unit", time="time"), data=single_start_panel
+    ),
+}

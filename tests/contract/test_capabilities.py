@@ -13,7 +13,7 @@ from evalkit.core.uncertainty import Analytic, Draws, NoInference, TestInversion
 from evalkit.inference import METHOD_KINDS
 
 from .capabilities import CHECKS, check_by, check_draws, check_none, check_test_inversion
-from .cases import CASES
+from .cases import CASES, METHOD_CASES
 from .test_estimators import _fit
 
 PAIRS = [
@@ -26,7 +26,12 @@ NO_BY = [name for name in registry.names() if name not in BY]
 @pytest.mark.parametrize(("name", "method"), PAIRS, ids=[f"{n}-{m}" for n, m in PAIRS])
 def test_each_supported_method_gives_its_kind_of_uncertainty(name, method):
     reps = 49 if METHOD_KINDS[method] in ("draws", "test_inversion") else None
-    res = _fit(name, inference=method, seed=11, reps=reps)
+    case = METHOD_CASES.get((name, method))
+    if case is None:
+        res = _fit(name, inference=method, seed=11, reps=reps)
+    else:
+        est = registry.get(name)(**case.options)
+        res = est.fit(case.data(), inference=method, seed=11, reps=reps)
     assert res.inference.method == method
     CHECKS[METHOD_KINDS[method]](res)
 

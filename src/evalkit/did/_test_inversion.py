@@ -96,9 +96,9 @@ def run_test_inversion(
         p[j], lo[j], hi[j] = res.p_value, res.conf_low, res.conf_high
     first = results[next(iter(results))]
     note = first.description
-    skipped = [names[j] for j in range(k) if j not in results]
+    skipped = [names[j] for j in range(x.shape[1]) if j not in results]
     if skipped:
-        note += f"; not computed for {', '.join(skipped)} (the method tests the treatment only)"
+        note += f"; {', '.join(skipped)} not tested (the method tests the treatment only)"
     grans = {r.granularity for r in results.values()}
     granularity = grans.pop() if len(grans) == 1 else None
 

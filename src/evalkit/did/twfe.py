@@ -184,6 +184,8 @@ class TWFE(Estimator):
             "seed": ctx.seed,
         }
         if method in TEST_INVERSION_METHODS:
+            # the wild bootstrap tests every coefficient; the others test the treatment
+            rows = k if method == "wild" else 1
             unc, text, reps = run_test_inversion(
                 choice.spec,
                 y=y,
@@ -195,10 +197,15 @@ class TWFE(Estimator):
                 w=w,
                 rng=ctx.rng,
                 level=ctx.level,
+                n_rows=rows,
             )
+            if rows < k:
+                info["covariates"] = {
+                    name: float(b) for name, b in zip(names[1:], fit.beta[1:], strict=True)
+                }
             return Result(
                 estimator=self.registry_name,
-                _table=make_table(names, fit.beta, np.full(k, np.nan)),
+                _table=make_table(names[:rows], fit.beta[:rows], np.full(rows, np.nan)),
                 inference=inversion_info(method, text, cluster_col, n_clusters, reason, reps),
                 info=info,
                 level=ctx.level,

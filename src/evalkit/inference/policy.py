@@ -149,6 +149,13 @@ POLICY: dict[str, Rule] = {
     ),
 }
 
+#: The reason when an estimator without the few-treated methods falls back to CR2.
+FEW_TREATED_CR2_WHY = (
+    "CR1 is unreliable with few (treated) clusters, so CR2 with Satterthwaite degrees of "
+    "freedom was used; with so few treated clusters CR2 over-rejects as well, so its "
+    "intervals are descriptive (a FewClustersWarning says so)"
+)
+
 #: The reason for the within-unit (triple-differences) few-treated choice.
 WITHIN_UNIT_WHY = (
     "cluster-robust standard errors (CR1 and CR2) are far too small with so few treated "
@@ -465,6 +472,9 @@ def choose_inference(
             raise ValueError(f"no policy method among {prefer} is supported: {supported}")
         method, own_why = own
         why = f"{own_why} (the policy prefers {', '.join(prefer)}, not available here)"
+    elif method == "cr2" and where in ("one_treated", "few_treated") and prefer[0] != "cr2":
+        skipped = ", ".join(prefer[: prefer.index("cr2")])
+        why = f"{FEW_TREATED_CR2_WHY} (the policy prefers {skipped}, not available here)"
     reason = f"automatic ({counts.text()}): {why}"
     warning = _warning(method, False, counts, design, thresholds)
     return Choice(spec_class(method)(), reason, False, counts, warning)
