@@ -44,6 +44,13 @@ def staggered_panel(seed: int = 0, n_units: int = 60, n_periods: int = 8) -> pd.
     )
 
 
+def synth_panel(seed: int = 0) -> pd.DataFrame:
+    """The staggered panel with two thirds of the units never treated."""
+    df = staggered_panel(seed)
+    cohort = np.where(df["unit"] % 6 == 1, 2004, np.where(df["unit"] % 6 == 2, 2006, 0))
+    return df.assign(cohort=cohort, treat=((cohort > 0) & (df["time"] >= cohort)).astype(int))
+
+
 def triple_cells(seed: int = 0) -> pd.DataFrame:
     """City x month x group cells; the targeted group in treated cities gains from month 4."""
     rng = np.random.default_rng(seed)
@@ -79,7 +86,12 @@ CASES: dict[str, Case] = {
     "did.EventStudy": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "did.SunAbraham": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "did.ImputationDiD": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
-    "synth.SyntheticDiD": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
+    "synth.SyntheticDiD": Case(
+        # two thirds never treated, so that the placebo (more donors than treated units),
+        # the jackknife and the bootstrap all apply; max_iter keeps the solver quick
+        dict(outcome="y", unit="unit", time="time", cohort="cohort", max_iter=200),
+        data=synth_panel,
+    ),
     "did.BaconDecomposition": Case(dict(outcome="y", unit="unit", time="time", treatment="treat")),
     "did.TripleDiff": Case(
         dict(

@@ -10,7 +10,6 @@ from evalkit import EvalkitError
 from evalkit.core import registry
 from evalkit.core.result import InferenceInfo, Result
 from evalkit.core.uncertainty import Analytic, Draws, NoInference, TestInversion
-from evalkit.inference import METHOD_KINDS
 
 from .capabilities import CHECKS, check_by, check_draws, check_none, check_test_inversion
 from .cases import CASES, METHOD_CASES
@@ -25,7 +24,8 @@ NO_BY = [name for name in registry.names() if name not in BY]
 
 @pytest.mark.parametrize(("name", "method"), PAIRS, ids=[f"{n}-{m}" for n, m in PAIRS])
 def test_each_supported_method_gives_its_kind_of_uncertainty(name, method):
-    reps = 49 if METHOD_KINDS[method] in ("draws", "test_inversion") else None
+    kind = registry.get(name).kind_of(method)
+    reps = 49 if kind in ("draws", "test_inversion") else None
     case = METHOD_CASES.get((name, method))
     if case is None:
         res = _fit(name, inference=method, seed=11, reps=reps)
@@ -33,13 +33,13 @@ def test_each_supported_method_gives_its_kind_of_uncertainty(name, method):
         est = registry.get(name)(**case.options)
         res = est.fit(case.data(), inference=method, seed=11, reps=reps)
     assert res.inference.method == method
-    CHECKS[METHOD_KINDS[method]](res)
+    CHECKS[kind](res)
 
 
 @pytest.mark.parametrize("name", registry.names())
 def test_declared_capabilities_follow_supported_methods(name):
     cls = registry.get(name)
-    kinds = {METHOD_KINDS[m] for m in cls.supported_inference}
+    kinds = {cls.kind_of(m) for m in cls.supported_inference}
     assert cls.capabilities() - {"by"} == kinds
     # the automatic choice is one of the supported methods
     res = _fit(name, seed=1)

@@ -47,6 +47,21 @@ class Estimator:
     supported_inference: ClassVar[tuple[str, ...]] = ()
     #: Whether ``fit(..., by=...)`` is supported (it needs per-cluster scores).
     supports_by: ClassVar[bool] = True
+    #: Methods whose kind of uncertainty differs here from :data:`METHOD_KINDS` (e.g. the
+    #: placebo *variance* of synthetic DiD gives standard errors, not a test inversion).
+    method_kinds: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def kind_of(cls, method: str) -> str:
+        """Return the kind of uncertainty ``method`` gives with this estimator.
+
+        Examples
+        --------
+        >>> from evalkit.did import TWFE
+        >>> TWFE.kind_of("cluster")
+        'analytic'
+        """
+        return cls.method_kinds.get(method, METHOD_KINDS[method])
 
     @classmethod
     def capabilities(cls) -> frozenset[str]:
@@ -61,7 +76,7 @@ class Estimator:
         >>> sorted(TWFE.capabilities())
         ['analytic', 'by', 'none']
         """
-        kinds = {METHOD_KINDS[m] for m in cls.supported_inference}
+        kinds = {cls.kind_of(m) for m in cls.supported_inference}
         return frozenset(kinds | ({"by"} if cls.supports_by else set()))
 
     def get_params(self) -> dict[str, Any]:

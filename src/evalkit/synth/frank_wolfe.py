@@ -17,9 +17,9 @@ iterations. :func:`solve_weights` adds the package's two rounds: ``max_iter_pre`
 iterations, then sparsification (weights at or below a quarter of the largest are set
 to zero) and a second run from there.
 
-Everything is vectorised over a leading batch axis, so the placebo replications, which
-all solve problems of one shape, run as one loop with each problem stopping on its own
-rule.
+Problems come in batches (a leading axis), so that the placebo replications, which all
+solve problems of one shape, go to the compiled loop (numba) in one call, each problem
+stopping on its own rule.
 """
 
 from __future__ import annotations
@@ -97,148 +97,39 @@ def frank_wolfe(
     if x0 is None:
         x = np.full((n_batch, n), 1.0 / n)
     else:
-        x = np.array(np.broadcast_to(np.asarray(x0, dtype=float), (n_batch, n)), copy=True)
+        x = np.empty((n_batch, n))  # a fresh C-contiguous array, updated in place
+        x[:] = np.asarray(x0, dtype=float)
     zeta2 = np.array(np.broadcast_to(np.asarray(zeta, dtype=float) ** 2, (n_batch,)))
     tol = np.array(np.broadcast_to(np.asarray(min_decrease, dtype=float) ** 2, (n_batch,)))
-    # The iteration only needs A'A, A'b and b'b: with them every step costs O(n) and the
-    # scalars of the line search and objective are updated in closed form.
-    gram = np.matmul(np.swapaxes(a, 1, 2), a)
-    atb = np.matmul(b[:, None, :], a)[:, 0, :]
+    chunk = max(1, int(_GRAM_BYTES // (8 * n * n)))
+    if n_batch > chunk:  # bound the memory of the Gram matrices
+        parts = [
+            frank_wolfe(
+                a[j : j + chunk],
+                b[j : j + chunk],
+                np.sqrt(zeta2[j : j + chunk]),
+                intercept=False,
+                x0=x[j : j + chunk],
+                min_decrease=np.sqrt(tol[j : j + chunk]),
+                max_iter=max_iter,
+            )
+            for j in range(0, n_batch, chunk)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    # The iteration only needs A'A, A'b and b'b: with them every step costs O(n).
+    geta = np.matmul(np.swapaxes(a, 1, 2), a)  # A'A, then + eta I in place
+    diagonal = np.arange(n)
+    geta[:, diagonal, diagonal] += (rows * zeta2)[:, None]
+    atb = np.ascontiguousarray(np.matmul(b[:, None, :], a)[:, 0, :])
     btb = (b * b).sum(axis=1)
-    eta = rows * zeta2
-    if n_batch == 1:
-        x1, it = _fw_single(
-            gram[0],
-            atb[0],
-            float(btb[0]),
-            x[0],
-            float(zeta2[0]),
-            float(eta[0]),
-            float(tol[0]),
-            rows,
-            max_iter,
-        )
-        return (x1, np.array([it])) if single else (x1[None], np.array([it]))
-    result, n_iter = _fw_batch(gram, atb, btb, x, zeta2, eta, tol, rows, max_iter)
-    return (result[0], n_iter[:1]) if single else (result, n_iter)
+    from evalkit.synth._fw_kernel import fw_many  # compiled on first use (numba)
+
+    n_iter = fw_many(geta, atb, btb, x, tol * rows, max_iter, _REFRESH)
+    return (x[0], n_iter[:1]) if single else (x, n_iter)
 
 
-_REFRESH = 128  # recompute the running scalars exactly every this many iterations
-
-
-def _fw_single(
-    gram: np.ndarray,
-    atb: np.ndarray,
-    btb: float,
-    x: np.ndarray,
-    zeta2: float,
-    eta: float,
-    tol: float,
-    rows: int,
-    max_iter: int,
-) -> tuple[np.ndarray, int]:
-    """Solve one problem: per iteration two vector updates and an argmin.
-
-    With ``G = A'A + eta I``, ``h = G x``, ``r = x'G x`` and ``c = x'A'b``: the half
-    gradient is ``h - A'b``, the objective ``(r - 2c + b'b) / rows``, and for the
-    vertex ``i`` the exact line search is ``(r - c - (h_i - (A'b)_i)) /
-    (G_ii - 2 h_i + r)``, clipped to [0, 1].
-    """
-    x = x.copy()
-    geta = gram + eta * np.eye(len(x))
-    gdiag = np.diagonal(geta).copy()
-    prev = np.inf
-    t = 0
-    while t < max_iter:
-        if t % _REFRESH == 0:
-            h = geta @ x
-            r, c = float(x @ h), float(atb @ x)
-        t += 1
-        i = int(np.argmin(h - atb))
-        hi, ci, gi = float(h[i]), float(atb[i]), float(gdiag[i])
-        num = r - c - (hi - ci)
-        den = gi - 2.0 * hi + r
-        step = min(1.0, max(0.0, num / den)) if den > 0 else 0.0
-        s1 = 1.0 - step
-        r = s1 * s1 * r + 2.0 * step * s1 * hi + step * step * gi
-        c = s1 * c + step * ci
-        x *= s1
-        x[i] += step
-        h *= s1
-        h += step * geta[i]
-        vals = max(r - 2.0 * c + btb, 0.0) / rows
-        if t >= 2 and not prev - vals > tol:
-            break
-        prev = vals
-    return x, t
-
-
-def _fw_batch(
-    gram: np.ndarray,
-    atb: np.ndarray,
-    btb: np.ndarray,
-    x: np.ndarray,
-    zeta2: np.ndarray,
-    eta: np.ndarray,
-    tol: np.ndarray,
-    rows: int,
-    max_iter: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Solve a batch of problems of one shape, each stopping on its own rule."""
-    n_batch, n = x.shape
-    geta = gram + eta[:, None, None] * np.eye(n)
-    result = x.copy()
-    n_iter = np.zeros(n_batch, dtype=np.int64)
-    idx = np.arange(n_batch)
-    prev = np.full(n_batch, np.inf)
-
-    def pack(keep: np.ndarray | slice) -> tuple[np.ndarray, ...]:
-        g = geta[keep]
-        return (
-            g.reshape(-1, n),
-            np.diagonal(g, axis1=1, axis2=2).ravel(),
-            atb[keep],
-            atb[keep].ravel(),
-            btb[keep],
-            tol[keep],
-            np.arange(len(g)) * n,
-        )
-
-    rows_g, gdiag, atb_k, atb_flat, btb_k, tol_k, base = pack(slice(None))
-    t = 0
-    while t < max_iter and len(idx):
-        if t % _REFRESH == 0:
-            h = np.matmul(rows_g.reshape(len(idx), n, n), x[:, :, None])[:, :, 0]
-            r, c = (x * h).sum(axis=1), (x * atb_k).sum(axis=1)
-        t += 1
-        flat = (h - atb_k).argmin(axis=1) + base
-        hi = h.ravel()[flat]
-        ci = atb_flat[flat]
-        gi = gdiag[flat]
-        num = r - c - (hi - ci)
-        den = gi - 2.0 * hi + r
-        step = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-        np.clip(step, 0.0, 1.0, out=step)
-        s1 = 1.0 - step
-        r = s1 * (s1 * r + 2.0 * step * hi) + step * step * gi
-        c = s1 * c + step * ci
-        x *= s1[:, None]
-        x.ravel()[flat] += step
-        h *= s1[:, None]
-        h += step[:, None] * rows_g[flat]
-        vals = np.maximum(r - 2.0 * c + btb_k, 0.0) / rows
-        if t >= 2:
-            keep = prev - vals > tol_k
-            if not keep.all():
-                n_iter[idx[~keep]] = t
-                result[idx[~keep]] = x[~keep]
-                idx, vals, x, h, r, c = idx[keep], vals[keep], x[keep], h[keep], r[keep], c[keep]
-                geta, atb, btb, tol = geta[keep], atb[keep], btb[keep], tol[keep]
-                rows_g, gdiag, atb_k, atb_flat, btb_k, tol_k, base = pack(slice(None))
-        prev = vals
-    result[idx] = x
-    n_iter[idx] = t
-    return result, n_iter
+_GRAM_BYTES = 64 * 2**20  # largest memory for the Gram matrices of one batch
+_REFRESH = 1024  # recompute G x exactly every this many iterations (bounds rounding drift)
 
 
 def solve_weights(

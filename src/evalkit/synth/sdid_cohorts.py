@@ -270,8 +270,9 @@ def jackknife_draws(y: np.ndarray, fit: StaggeredFit) -> Draws:
     for cf in fit.cohorts:
         if len(cf.rows) < 2:
             raise DesignError(
-                "jackknife inference needs at least two treated units in every cohort "
-                f"(the cohort starting at column {cf.start} has {len(cf.rows)})",
+                "jackknife inference needs at least two treated units in every adoption "
+                f"cohort, and one cohort has {len(cf.rows)}: leaving it out leaves nothing "
+                "to compare",
                 hint="use inference='placebo', which is valid with one treated unit",
                 column="inference",
             )

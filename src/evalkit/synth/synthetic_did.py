@@ -13,10 +13,12 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
+from evalkit.core.uncertainty import Analytic, Draws, NoInference, Uncertainty
 from evalkit.data.wide import WideOutcomes, wide_panel
 from evalkit.errors import DesignError
 from evalkit.synth.covariates import project_out
-from evalkit.synth.sdid_cohorts import Draws, StaggeredFit, draw_se, fit_cohorts, variance_draws
+from evalkit.synth.sdid_cohorts import Draws as Draws_
+from evalkit.synth.sdid_cohorts import StaggeredFit, draw_se, fit_cohorts, variance_draws
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -105,6 +107,9 @@ class SyntheticDiD(Estimator):
     sparsify: bool = True
 
     supported_inference: ClassVar[tuple[str, ...]] = ("placebo", "jackknife", "bootstrap", "none")
+    #: The placebo here is a variance (R synthdid's ``vcov(method="placebo")``): standard
+    #: errors from the placebo draws, not a test inversion.
+    method_kinds: ClassVar[dict[str, str]] = {"placebo": "draws"}
 
     def __post_init__(self) -> None:
         for option in ("outcome", "unit", "time"):
@@ -170,14 +175,22 @@ class SyntheticDiD(Estimator):
         )
         method, reason = self._method(ctx, fit)
         reps = ctx.reps or (ctx.inference.reps if ctx.inference else None) or DEFAULT_REPS
-        draws = None
-        if method != "none":
-            draws = variance_draws(method, y, fit, reps, ctx.rng)
-            if method == "jackknife":
-                reps = len(draws.overall)
+        draws = None if method == "none" else variance_draws(method, y, fit, reps, ctx.rng)
         labels = [_label(c.label) for c in cohorts]
         events, event_est = fit.event_effects()
-        views = _views(fit, labels, events, event_est[0], draws, method, wide)
+        if method == "jackknife":
+            reps = len(draws.overall)  # type: ignore[union-attr]
+        inference = InferenceInfo(
+            method=method,
+            description=_describe(method, reps),
+            distribution="normal",
+            reason=reason,
+            reps=None if method == "none" else reps,
+        )
+        unit_labels = wide.units[_jackknife_rows(fit)] if method == "jackknife" else None
+        views = _views(
+            fit, labels, events, event_est[0], draws, method, inference, ctx, unit_labels
+        )
         info = {
             "n_units": wide.n_units,
             "n_donors": wide.n_donors,
@@ -185,6 +198,10 @@ class SyntheticDiD(Estimator):
             "n_periods": wide.n_periods,
             "cohorts": {str(lab): c.n_units for lab, c in zip(labels, cohorts, strict=True)},
             "cohort_weights": dict(zip(map(str, labels), fit.cohort_weights.tolist(), strict=True)),
+            "treatment_start": {
+                str(lab): _label(wide.times[c.start])
+                for lab, c in zip(labels, cohorts, strict=True)
+            },
             "variant": self.variant,
             "zeta_omega": [c.settings.zeta_omega for c in fit.cohorts],
             "zeta_lambda": [c.settings.zeta_lambda for c in fit.cohorts],
@@ -204,44 +221,23 @@ class SyntheticDiD(Estimator):
                 if v
             },
         }
-        inference = InferenceInfo(
-            method=method,
-            description="point estimate only"
-            if method == "none"
-            else _DESCRIPTIONS[method]
-            + (f", {reps} replications" if method != "jackknife" else f", {reps} units"),
-            distribution="normal",
-            reason=reason,
-            reps=None if method == "none" else reps,
-        )
         weights, time_weights, paths = _weights_and_paths(fit, wide, labels)
-        scores = None
-        if draws is not None:
-            unit_labels = wide.units[_jackknife_rows(fit)] if method == "jackknife" else None
-            scores = _scores(method, draws.overall[:, None], unit_labels)
-            views["overall"] = dataclasses.replace(views["overall"], _scores=scores)
+        overall = views["overall"]
         return SyntheticDiDResult(
             estimator=self.registry_name,
-            _table=views["overall"]._table,
-            _scores=scores,
+            _table=overall._table,
+            _scores=overall._scores,
+            uncertainty=overall.uncertainty,
             inference=inference,
             info=info,
             level=ctx.level,
-            weights=weights,
-            time_weights=time_weights,
-            paths=paths,
-            views={
-                k: dataclasses.replace(v, inference=inference, level=ctx.level)
-                for k, v in views.items()
-            },
-            treatment_start={
-                lab: _label(wide.times[c.start]) for lab, c in zip(labels, cohorts, strict=True)
-            },
+            extras={"weights": weights, "time_weights": time_weights, "paths": paths},
+            views=views,
         )
 
     def _method(self, ctx: FitContext, fit: StaggeredFit) -> tuple[str, str | None]:
         if ctx.inference is not None:
-            return ctx.inference.method, None
+            return ctx.inference.method, "requested"
         n1 = sum(len(c.rows) for c in fit.cohorts)
         if fit.n_donors > n1:
             return "placebo", (
@@ -282,14 +278,36 @@ def _label(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _table_from(
-    term: str, estimates: np.ndarray, draws: np.ndarray | None, method: str, **keys: Any
-) -> pd.DataFrame:
+def _describe(method: str, reps: int) -> str:
+    if method == "none":
+        return "point estimates only"
+    what = f"{reps} units left out in turn" if method == "jackknife" else f"{reps} replications"
+    return f"{_DESCRIPTIONS[method]}, {what}"
+
+
+def _uncertainty(
+    method: str,
+    draws: np.ndarray | None,
+    ctx: FitContext,
+    reps: int,
+    labels: np.ndarray | None,
+    reason: str,
+) -> tuple[Uncertainty, Scores | None]:
+    """Wrap replicate estimates ``(B, k)`` in the result's uncertainty (and scores).
+
+    Placebo and bootstrap replicates are kept as :class:`Draws` (centred); the
+    jackknife, whose replicates are leave-one-out estimates rather than draws of
+    ``theta* - theta``, gives :class:`Analytic` standard errors with the jackknife
+    covariance.
+    """
     if draws is None:
-        se = np.full(len(estimates), np.nan)
-    else:
-        se = draw_se(method, draws)
-    return make_table([term] * len(estimates), estimates, se, **keys)
+        return NoInference(reason), None
+    se = draw_se(method, draws)
+    scores = _scores(method, draws, labels)
+    if method == "jackknife":
+        return Analytic(se, vcov=scores.values.T @ scores.values), scores
+    centred = draws - np.nanmean(draws, axis=0)
+    return Draws(centred, se, method=method, reps=reps, seed=ctx.seed), scores
 
 
 def _views(
@@ -297,50 +315,66 @@ def _views(
     labels: list[Any],
     events: np.ndarray,
     event_est: np.ndarray,
-    draws: Draws | None,
+    draws: Draws_ | None,
     method: str,
-    wide: WideOutcomes,
+    inference: InferenceInfo,
+    ctx: FitContext,
+    unit_labels: np.ndarray | None,
 ) -> dict[str, Result]:
-    info = InferenceInfo(method=method, description="")
-    views: dict[str, Result] = {}
-    overall = _table_from(
-        "ATT",
-        np.array([fit.estimate]),
-        None if draws is None else draws.overall[:, None],
-        method,
-    )
-    views["overall"] = Result("synth.SyntheticDiD", overall, info)
+    reps = inference.reps or 0
+    none_reason = "inference='none' was requested"
+
+    def result(table: pd.DataFrame, replicates: np.ndarray | None, reason: str) -> Result:
+        unc, scores = _uncertainty(method, replicates, ctx, reps, unit_labels, reason)
+        return Result(
+            "synth.SyntheticDiD",
+            table,
+            inference,
+            level=ctx.level,
+            uncertainty=unc,
+            _scores=scores,
+        )
+
+    def table(term: str, est: np.ndarray, **keys: Any) -> pd.DataFrame:
+        return make_table([term] * len(est), est, np.full(len(est), np.nan), **keys)
+
     cohort_est = np.array([c.estimate for c in fit.cohorts])
-    views["cohort"] = Result(
-        "synth.SyntheticDiD",
-        _table_from(
-            "ATT(g)", cohort_est, None if draws is None else draws.cohorts.T, method, cohort=labels
+    views = {
+        "overall": result(
+            table("ATT", np.array([fit.estimate])),
+            None if draws is None else draws.overall[:, None],
+            none_reason,
         ),
-        info,
-    )
-    ev_draws = None
-    if draws is not None:
-        ev_draws = draws.events
-    views["event_time"] = Result(
-        "synth.SyntheticDiD",
-        _table_from("ATT(e)", event_est, ev_draws, method, event_time=events.tolist()),
-        info,
-    )
-    rows = []
-    for lab, c in zip(labels, fit.cohorts, strict=True):
-        for t, eff in enumerate(c.effects):
-            rows.append({"cohort": lab, "event_time": t - c.start, "estimate": eff})
-    cells = pd.DataFrame(rows)
+        "cohort": result(
+            table("ATT(g)", cohort_est, cohort=labels),
+            None if draws is None else draws.cohorts.T,
+            none_reason,
+        ),
+        "event_time": result(
+            table("ATT(e)", event_est, event_time=events.tolist()),
+            None if draws is None else draws.events,
+            none_reason,
+        ),
+    }
+    cells = [
+        (lab, t - c.start, eff)
+        for lab, c in zip(labels, fit.cohorts, strict=True)
+        for t, eff in enumerate(c.effects)
+    ]
     views["cohort_event_time"] = Result(
         "synth.SyntheticDiD",
-        make_table(
-            ["ATT(g,e)"] * len(cells),
-            cells["estimate"].to_numpy(),
-            np.full(len(cells), np.nan),
-            cohort=cells["cohort"].tolist(),
-            event_time=cells["event_time"].tolist(),
+        table(
+            "ATT(g,e)",
+            np.array([e for _, _, e in cells]),
+            cohort=[g for g, _, _ in cells],
+            event_time=[e for _, e, _ in cells],
         ),
-        info,
+        inference,
+        level=ctx.level,
+        uncertainty=NoInference(
+            "per-cohort event-time effects are point estimates; standard errors are given "
+            "for the cohort averages (aggregate('event_time')) and the cohorts"
+        ),
     )
     return views
 
@@ -400,23 +434,31 @@ class SyntheticDiDResult(Result):
         the event time (indexed by cohort too when staggered).
     """
 
-    weights: pd.Series = dataclasses.field(default_factory=pd.Series)
-    time_weights: pd.Series = dataclasses.field(default_factory=pd.Series)
-    paths: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     views: Mapping[str, Result] = dataclasses.field(default_factory=dict)
-    treatment_start: Mapping[Any, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "views", MappingProxyType(dict(self.views)))
-        object.__setattr__(self, "treatment_start", MappingProxyType(dict(self.treatment_start)))
-        for name in ("weights", "time_weights", "paths"):
-            object.__setattr__(self, name, getattr(self, name).copy())
+
+    @property
+    def weights(self) -> pd.Series:
+        """Donor unit weights (a copy; indexed by cohort and donor when staggered)."""
+        return self.extras["weights"].copy()
+
+    @property
+    def time_weights(self) -> pd.Series:
+        """Pre-period time weights (a copy; by cohort and period when staggered)."""
+        return self.extras["time_weights"].copy()
+
+    @property
+    def paths(self) -> pd.DataFrame:
+        """Treated mean, synthetic control, counterfactual, effect and event time by period."""
+        return self.extras["paths"].copy()
 
     @property
     def synthetic(self) -> pd.DataFrame:
-        """The treated and synthetic paths (a copy of :attr:`paths`)."""
-        return self.paths.copy()
+        """The treated and synthetic paths (same as :attr:`paths`)."""
+        return self.paths
 
     @property
     def aggregations(self) -> list[str]:
@@ -437,22 +479,6 @@ class SyntheticDiDResult(Result):
         """Return the overall ATT (what subgroup comparisons compare)."""
         return self.views["overall"]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-safe dictionary, with the donor and time weights."""
-        from evalkit.core.result import jsonable
-
-        out = super().to_dict()
-
-        def flat(s: pd.Series) -> dict[str, Any]:
-            return {
-                " / ".join(map(str, k)) if isinstance(k, tuple) else str(k): jsonable(v)
-                for k, v in s.items()
-            }
-
-        out["weights"] = flat(self.weights)
-        out["time_weights"] = flat(self.time_weights)
-        return out
-
     def plot(
         self, ax: Axes | None = None, *, kind: str = "trajectory", cohort: Any = None, **kwargs: Any
     ) -> Axes:
@@ -469,16 +495,16 @@ class SyntheticDiDResult(Result):
         """
         from evalkit.report.synth_plots import trajectory_plot, unit_weights_plot
 
-        staggered = isinstance(self.paths.index, pd.MultiIndex)
+        paths = self.extras["paths"]
+        staggered = isinstance(paths.index, pd.MultiIndex)
         if kind == "event_time":
             return self.views["event_time"].plot(ax=ax, **kwargs)
         if staggered:
-            cohort = next(iter(self.treatment_start)) if cohort is None else cohort
-            if cohort not in self.treatment_start:
+            cohorts = list(dict.fromkeys(paths.index.get_level_values(0)))
+            cohort = cohorts[0] if cohort is None else cohort
+            if cohort not in cohorts:
                 raise DesignError(
-                    f"no cohort {cohort!r}",
-                    hint=f"cohorts: {list(self.treatment_start)}",
-                    column="cohort",
+                    f"no cohort {cohort!r}", hint=f"cohorts: {cohorts}", column="cohort"
                 )
         if kind == "weights":
             w = self.weights.xs(cohort) if staggered else self.weights
@@ -489,11 +515,9 @@ class SyntheticDiDResult(Result):
                 hint="kind='trajectory', 'weights' or 'event_time'",
                 column="kind",
             )
-        path = self.paths.xs(cohort) if staggered else self.paths
+        path = paths.xs(cohort) if staggered else paths
         tw = self.time_weights.xs(cohort) if staggered else self.time_weights
-        start = (
-            self.treatment_start[cohort] if staggered else next(iter(self.treatment_start.values()))
-        )
+        start = path.index[path["event_time"].to_numpy() == 0][0]
         title = f"{self.estimator} ({self.info.get('variant')})" + (
             f", cohort {cohort}" if staggered else ""
         )
