@@ -28,7 +28,11 @@ def stars(p: float) -> str:
 
 
 def _fmt(x: float, digits: int) -> str:
-    return "" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+    if x is None or np.isnan(x):
+        return ""
+    if np.isinf(x):  # an unbounded test-inversion interval
+        return "-inf" if x < 0 else "inf"
+    return f"{x:.{digits}f}"
 
 
 class Summary:
