@@ -106,3 +106,64 @@ CASES: dict[str, Case] = {
         data=triple_cells,
     ),
 }
+
+
+def one_treated_panel(seed: int = 0, n_donors: int = 12, n_periods: int = 10) -> pd.DataFrame:
+    """One treated unit (the last) from period 2007 and a covariate, for synthetic control."""
+    rng = np.random.default_rng(seed)
+    n = n_donors + 1
+    unit = np.repeat(np.arange(n), n_periods)
+    time = np.tile(np.arange(2001, 2001 + n_periods), n)
+    y = (
+        rng.normal(size=n)[unit]
+        + rng.normal(scale=0.3, size=n)[unit] * (time - 2001)
+        + rng.normal(scale=0.2, size=unit.size)
+    )
+    treat = ((unit == n - 1) & (time >= 2007)).astype(int)
+    return pd.DataFrame(
+        {
+            "unit": unit,
+            "time": time,
+            "treat": treat,
+            "x": rng.normal(size=unit.size),
+            "y": y - treat,
+        }
+    )
+
+
+CASES.update(
+    {
+        "synth.SyntheticControl": Case(
+            dict(
+                outcome="y",
+                unit="unit",
+                time="time",
+                treatment="treat",
+                predictors=[("x", (2001, 2006))],
+                lagged_outcomes=(2002, 2004, 2006),
+                random_starts=1,
+            ),
+            data=one_treated_panel,
+        ),
+        "synth.AugmentedSyntheticControl": Case(
+            dict(outcome="y", unit="unit", time="time", treatment="treat"),
+            data=one_treated_panel,
+        ),
+    }
+)
+
+
+def single_start_panel() -> pd.DataFrame:
+    """The staggered panel with one treatment start (2004) for every treated unit."""
+    df = staggered_panel()
+    df["treat"] = ((df["cohort"] > 0) & (df["time"] >= 2004)).astype(int)
+    return df
+
+
+#: Methods that need a particular design get their own example: conformal inference over
+#: time needs one treatment start and no covariates.
+METHOD_CASES: dict[tuple[str, str], Case] = {
+    ("did.TWFE", "conformal"): Case(
+        dict(outcome="y", treatment="treat", unit="unit", time="time"), data=single_start_panel
+    ),
+}

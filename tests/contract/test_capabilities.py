@@ -12,7 +12,7 @@ from evalkit.core.result import InferenceInfo, Result
 from evalkit.core.uncertainty import Analytic, Draws, NoInference, TestInversion
 
 from .capabilities import CHECKS, check_by, check_draws, check_none, check_test_inversion
-from .cases import CASES
+from .cases import CASES, METHOD_CASES
 from .test_estimators import _fit
 
 PAIRS = [
@@ -26,7 +26,12 @@ NO_BY = [name for name in registry.names() if name not in BY]
 def test_each_supported_method_gives_its_kind_of_uncertainty(name, method):
     kind = registry.get(name).kind_of(method)
     reps = 49 if kind in ("draws", "test_inversion") else None
-    res = _fit(name, inference=method, seed=11, reps=reps)
+    case = METHOD_CASES.get((name, method))
+    if case is None:
+        res = _fit(name, inference=method, seed=11, reps=reps)
+    else:
+        est = registry.get(name)(**case.options)
+        res = est.fit(case.data(), inference=method, seed=11, reps=reps)
     assert res.inference.method == method
     CHECKS[kind](res)
 

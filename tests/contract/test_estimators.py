@@ -57,8 +57,11 @@ def test_fit_returns_result_with_tidy_columns(name):
         with pytest.raises(EvalkitError):
             res.ci()
         return
-    # a standard error is never a silent NaN
-    assert np.isfinite(tidy["std_error"]).all()
+    # a standard error is never a silent NaN: defined, or its absence explained
+    if res.uncertainty.kind in ("analytic", "draws"):
+        assert np.isfinite(tidy["std_error"]).all()
+    else:
+        assert res.inference.missing
     assert (tidy["conf_low"] <= tidy["estimate"]).all()
     assert (tidy["estimate"] <= tidy["conf_high"]).all()
 
@@ -151,6 +154,10 @@ def test_ci_level_changes_width(name):
     res = _fit(name, seed=6)
     narrow = res.ci(level=0.5)
     wide = res.ci(level=0.99)
-    assert (
-        (wide["conf_high"] - wide["conf_low"]) > (narrow["conf_high"] - narrow["conf_low"])
-    ).all()
+    width_wide = wide["conf_high"] - wide["conf_low"]
+    width_narrow = narrow["conf_high"] - narrow["conf_low"]
+    if res.uncertainty.kind == "test_inversion":
+        # inverted rank tests move in steps (and may be unbounded at both levels)
+        assert (width_wide >= width_narrow).all() and (width_wide > width_narrow).any()
+    else:
+        assert (width_wide > width_narrow).all()

@@ -29,7 +29,7 @@ def test_study_parses_into_twenty_twfe_and_fifteen_triple_difference_analyses():
         assert a.kwargs["weights"] == ("n_duration" if a.outcome == "duration" else "n")
         if a.family == "twfe":
             assert a.estimator == "did.TWFE"
-            assert a.inference.method == "cr2"
+            assert a.inference is None  # evalkit's default: conformal with one treated city
             assert a.split is None and study.cell_keys(a) == ("city", "month", "treated")
         else:
             assert a.estimator == "did.TripleDiff"
@@ -63,9 +63,10 @@ def test_expected_json_matches_the_study():
         assert row["truth"] is not None
 
 
-def test_readme_states_the_inference_limitation():
+def test_readme_states_the_city_level_inference():
     text = (STUDY / "README.md").read_text()
-    assert "few treated clusters" in text and "later version" in text
+    assert "few treated clusters" in text and "conformal inference over time" in text
+    assert "1/72" in text
 
 
 @pytest.mark.slow

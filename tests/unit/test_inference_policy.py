@@ -112,9 +112,14 @@ def test_few_treated_warning_gives_the_actual_counts():
     df["d"] = ((df["state"] < 3) & (df["period"] >= 4)).astype(int)
     twfe = TWFE(outcome="y", treatment="d", unit="county", time="period", cluster="state")
     with pytest.warns(FewClustersWarning, match="3 treated and 27 untreated clusters of 'state'"):
-        res = twfe.fit(df)
-    assert res.inference.method == "cr2"
-    assert res.inference.reason.startswith("automatic (30 clusters of 'state': 3 treated and 27")
+        res = twfe.fit(df, inference="cr2")
+    assert res.inference.reason.startswith("requested: inference=CR2() (30 clusters of 'state'")
+    # automatic: 2-4 treated clusters -> the wild cluster bootstrap, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewClustersWarning)
+        auto = twfe.fit(df, seed=1)
+    assert auto.inference.method == "wild"
+    assert auto.inference.reason.startswith("automatic (30 clusters of 'state': 3 treated and 27")
 
 
 def test_triple_diff_with_region_clusters_counts_regions_holding_both_as_mixed():
@@ -176,7 +181,11 @@ def test_every_choice_records_its_reason():
     counts = ClusterCounts("city", 10, 1, 9)
     auto = choose_inference(None, supported=REGRESSION, counts=counts)
     asked = choose_inference(inference.Hetero(), supported=REGRESSION, counts=counts)
+    # an estimator without conformal or wild falls back to CR2 and says why
     assert auto.method == "cr2" and "descriptive" in auto.reason
+    assert "prefers conformal, wild" in auto.reason
+    full = choose_inference(None, supported=(*REGRESSION, "wild", "conformal"), counts=counts)
+    assert full.method == "conformal" and full.warning is None
     assert asked.reason.startswith("requested: inference=Hetero()")
     assert "1 treated and 9 untreated" in asked.reason
 

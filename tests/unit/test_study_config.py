@@ -190,8 +190,8 @@ def test_inference_tables_and_unsupported_methods(tmp_path):
     study = check_study(write(tmp_path, text))
     assert study.analyses[0].inference.method == "cluster"
     assert study.analyses[0].inference.cluster == "city"
-    with pytest.raises(InferenceNotSupportedError, match="does not support inference='wild'"):
-        check_study(write(tmp_path, BASE.replace('"cr2"', '"wild"')))
+    with pytest.raises(InferenceNotSupportedError, match="does not support inference='jackknife'"):
+        check_study(write(tmp_path, BASE.replace('"cr2"', '"jackknife"')))
     with pytest.raises(DesignError, match="unknown inference method 'cr3'"):
         check_study(write(tmp_path, BASE.replace('"cr2"', '"cr3"')))
 

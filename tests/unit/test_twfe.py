@@ -34,13 +34,47 @@ def _bergen_like(seed=0, n_per_city=30, n_cities=10, n_periods=12):
 EST = TWFE(outcome="y", treatment="d", unit="person", time="month", cluster="city")
 
 
-def test_automatic_inference_uses_cr2_with_one_treated_cluster_and_says_why():
-    with pytest.warns(FewClustersWarning, match="over-reject"):
-        res = EST.fit(_bergen_like())
-    assert res.inference.method == "cr2"
+def test_automatic_inference_with_one_treated_cluster_is_conformal_and_says_why():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewClustersWarning)
+        res = EST.fit(_bergen_like(), seed=1)
+    assert res.inference.method == "conformal"
+    assert res.inference.kind == "test_inversion"
     assert "1 treated" in res.inference.reason
-    assert "descriptive" in res.inference.reason
+    assert "conformal" in res.inference.reason
     assert res.info["n_treated_clusters"] == 1
+    row = res.tidy().iloc[0]
+    assert np.isnan(row["std_error"]) and 0 < row["p_value"] <= 1
+    assert row["conf_low"] < row["estimate"] < row["conf_high"]
+    assert res.uncertainty.granularity == pytest.approx(1 / 12)
+    # the cluster-robust figure stays available on request
+    with pytest.warns(FewClustersWarning):
+        assert EST.fit(_bergen_like(), inference="cr2").inference.method == "cr2"
+
+
+def test_one_treated_cluster_with_covariates_falls_back_to_wild():
+    df = _bergen_like()
+    df["x"] = np.random.default_rng(5).normal(size=len(df))
+    est = TWFE(
+        outcome="y", treatment="d", unit="person", time="month", cluster="city", covariates="x"
+    )
+    res = est.fit(df, seed=1)
+    assert res.inference.method == "wild"
+    assert res.inference.reps == 1024  # 2^10 sign vectors enumerated
+    assert res.tidy()["p_value"].notna().all()  # the wild bootstrap tests every coefficient
+
+
+def test_two_to_four_treated_clusters_use_the_wild_bootstrap():
+    df = _bergen_like()
+    df["d"] = ((df["city"] < 3) & (df["month"] >= 6)).astype(int)
+    res = EST.fit(df, seed=2)
+    assert res.inference.method == "wild"
+    assert "3 treated" in res.inference.reason
+    again = EST.fit(df, seed=2)
+    pd.testing.assert_frame_equal(res.tidy(), again.tidy())
+    narrow = res.tidy(level=0.8).iloc[0]
+    wide = res.tidy().iloc[0]
+    assert wide["conf_low"] < narrow["conf_low"] < narrow["conf_high"] < wide["conf_high"]
 
 
 def test_cr2_with_enough_treated_clusters_does_not_warn():
@@ -118,7 +152,7 @@ def test_inference_none_gives_point_estimate_only():
 
 def test_unknown_inference_is_listed():
     with pytest.raises(InferenceNotSupportedError, match="cr2"):
-        EST.fit(_bergen_like(), inference="conformal")
+        EST.fit(_bergen_like(), inference="jackknife")
     with pytest.raises(DesignError, match="cluster"):
         EST.fit(_bergen_like(), inference="clster")
 

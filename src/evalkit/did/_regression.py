@@ -827,6 +827,7 @@ class PanelRegression:
     n_treated_clusters: int
     design: UnitDemeanedDesign | None
     n_clusters: int
+    spec: Any = None
 
     @property
     def df_resid(self) -> int:
@@ -879,7 +880,7 @@ def panel_regression(
         else None
     )
     cov = covariance(
-        method,
+        "none" if method == "wild" else method,  # wild: test inversion by the caller
         fit,
         clusters=sample.cluster,
         n_clusters=sample.n_clusters,
@@ -898,6 +899,7 @@ def panel_regression(
         n_treated_clusters=n_treated,
         design=design,
         n_clusters=sample.n_clusters,
+        spec=choice.spec,
     )
 
 

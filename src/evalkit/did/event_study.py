@@ -27,6 +27,7 @@ from evalkit.did._regression import (
     standard_errors,
     wald_test,
 )
+from evalkit.did._test_inversion import inversion_info, run_test_inversion
 from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning
 
 __all__ = ["EventStudy"]
@@ -152,7 +153,7 @@ class EventStudy(Estimator):
     control_group: ControlGroup = "never_treated"
     drop_singletons: bool = True
 
-    supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
+    supported_inference: ClassVar[tuple[str, ...]] = (*REGRESSION_METHODS, "wild")
 
     def __post_init__(self) -> None:
         check_roles(self)
@@ -259,8 +260,25 @@ class EventStudy(Estimator):
             treated=(sample.cohort > 0) & (sample.t >= sample.cohort),
             spec=ctx.inference,
             hint=hint,
+            supported=self.supported_inference,
         )
         m = len(events)
+        wild = None
+        if reg.method == "wild":
+            wild, wild_text, wild_reps = run_test_inversion(
+                reg.spec,
+                y=sample.y,
+                x=x,
+                names=[*names, *self.covariates],
+                unit=sample.unit,
+                time=sample.time,
+                cluster=sample.cluster,
+                w=sample.w,
+                rng=ctx.rng,
+                level=ctx.level,
+                coefs=range(m),
+                n_rows=m,
+            )
         beta, vcov = reg.fit.beta, reg.cov.vcov
         se = standard_errors(vcov, reg.method)
         table = make_table(
@@ -275,6 +293,8 @@ class EventStudy(Estimator):
             pretrend: dict[str, Any] | None = None
         elif reg.method == "none":
             pretrend = {"skipped": "inference='none'"}
+        elif wild is not None:
+            pretrend = {"skipped": "no joint test of the leads with the wild bootstrap yet"}
         else:
             idx = np.array(leads)
             pretrend = wald_test(
@@ -309,6 +329,18 @@ class EventStudy(Estimator):
             "dropped": dict(sample.dropped),
             "seed": ctx.seed,
         }
+        if wild is not None:
+            return EventTimeResult(
+                estimator=self.registry_name,
+                _table=table,
+                inference=inversion_info(
+                    "wild", wild_text, sample.cluster_name, sample.n_clusters, reg.reason, wild_reps
+                ),
+                info=info,
+                level=ctx.level,
+                uncertainty=wild,
+                reference=tuple(sample.key(r) for r in refs),
+            )
         return EventTimeResult(
             estimator=self.registry_name,
             _table=table,

@@ -26,6 +26,7 @@ from evalkit.did._regression import (
     standard_errors,
     warn_dropped,
 )
+from evalkit.did._test_inversion import inversion_info, wild_from_fit
 from evalkit.errors import (
     DataError,
     DesignError,
@@ -145,7 +146,7 @@ class TripleDiff(Estimator):
     separate: bool = False
     drop_singletons: bool = True
 
-    supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
+    supported_inference: ClassVar[tuple[str, ...]] = (*REGRESSION_METHODS, "wild")
 
     def __post_init__(self) -> None:
         check_role_names(
@@ -358,8 +359,21 @@ class TripleDiff(Estimator):
         # nested in the clusters are not counted; every time x group level is.
         k_small = fit.k + tg[1] if nested else k_total
         design = NestedProjectedDesign(x, tg[0], tg[1], (ug[0], ut[0]), w).rows if nested else None
+        wild = None
+        if method == "wild":
+            wild = wild_from_fit(
+                choice.spec,
+                xt=fit.xt,
+                yt=fit.yt,
+                within=within,
+                w=w,
+                cluster=clusters,
+                rng=ctx.rng,
+                level=ctx.level,
+                coefs=range(len(names)),
+            )
         cov = covariance(
-            method,
+            "none" if wild is not None else method,
             fit,
             clusters=clusters,
             n_clusters=n_clusters,
@@ -409,6 +423,16 @@ class TripleDiff(Estimator):
             "dropped": dropped,
             "seed": ctx.seed,
         }
+        if wild is not None:
+            unc, text, reps = wild
+            return Result(
+                estimator=self.registry_name,
+                _table=table,
+                inference=inversion_info("wild", text, cluster_col, n_clusters, reason, reps),
+                info=info,
+                level=ctx.level,
+                uncertainty=unc,
+            )
         return Result(
             estimator=self.registry_name,
             _table=table,

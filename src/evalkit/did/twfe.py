@@ -25,7 +25,9 @@ from evalkit.did._regression import (
     regression_scores,
     warn_dropped,
 )
+from evalkit.did._test_inversion import TEST_INVERSION_METHODS, inversion_info, run_test_inversion
 from evalkit.errors import DesignError, StaggeredAdoptionWarning
+from evalkit.inference.panel import PanelData, conformal_applicable
 from evalkit.numerics.within import WithinTransform
 
 __all__ = ["TWFE"]
@@ -98,7 +100,7 @@ class TWFE(Estimator):
     panel: bool = True
     drop_singletons: bool = True
 
-    supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
+    supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS + TEST_INVERSION_METHODS
 
     def __post_init__(self) -> None:
         check_role_names(self, ("outcome", "treatment", "unit", "time"), ("weights", "cluster"))
@@ -150,9 +152,12 @@ class TWFE(Estimator):
         k_fe = within.n_absorbed()
         k_total = k + k_fe
 
+        supported = self.supported_inference
+        if spec is None and not conformal_applicable(PanelData(y, x, units, times, clusters, w)):
+            supported = tuple(m for m in supported if m != "conformal")
         choice = regression_inference(
             spec,
-            self.supported_inference,
+            supported,
             clusters=clusters,
             time=times,
             treated=panel.values(self.treatment) != 0,
@@ -165,6 +170,50 @@ class TWFE(Estimator):
         nested = cluster_col == self.unit or bool(
             nested_within(units, clusters, panel.n_units).all()
         )
+        info = {
+            "n_obs": n,
+            "n_units": panel.n_units,
+            "n_periods": panel.n_periods,
+            "n_clusters": n_clusters,
+            "n_treated_clusters": treated_clusters,
+            "clusters": choice.counts.to_dict(),
+            "fixed_effects": [self.unit, self.time],
+            "n_fixed_effect_parameters": k_fe,
+            "df_resid": n - k_total,
+            "r2_within": fit.r2_within(),
+            "solver": "closed form (balanced)" if within.closed_form else "alternating projections",
+            "roles": dict(panel.roles),
+            "dropped": dict(panel.dropped),
+            "seed": ctx.seed,
+        }
+        if method in TEST_INVERSION_METHODS:
+            # the wild bootstrap tests every coefficient; the others test the treatment
+            rows = k if method == "wild" else 1
+            unc, text, reps = run_test_inversion(
+                choice.spec,
+                y=y,
+                x=x,
+                names=names,
+                unit=units,
+                time=times,
+                cluster=clusters,
+                w=w,
+                rng=ctx.rng,
+                level=ctx.level,
+                n_rows=rows,
+            )
+            if rows < k:
+                info["covariates"] = {
+                    name: float(b) for name, b in zip(names[1:], fit.beta[1:], strict=True)
+                }
+            return Result(
+                estimator=self.registry_name,
+                _table=make_table(names[:rows], fit.beta[:rows], np.full(rows, np.nan)),
+                inference=inversion_info(method, text, cluster_col, n_clusters, reason, reps),
+                info=info,
+                level=ctx.level,
+                uncertainty=unc,
+            )
         # Parameters in (N-1)/(N-K): unit effects nested in the clusters are not
         # counted; the period effects then carry the constant, so all of their
         # levels count (pyfixest 0.60, ssc defaults).
@@ -185,22 +234,6 @@ class TWFE(Estimator):
             se = np.full(k, np.nan)
         table = make_table(names, fit.beta, se, df=cov.df)
         info_inf = inference_info(method, cluster_col, n_clusters, reason, cov.df)
-        info = {
-            "n_obs": n,
-            "n_units": panel.n_units,
-            "n_periods": panel.n_periods,
-            "n_clusters": n_clusters,
-            "n_treated_clusters": treated_clusters,
-            "clusters": choice.counts.to_dict(),
-            "fixed_effects": [self.unit, self.time],
-            "n_fixed_effect_parameters": k_fe,
-            "df_resid": n - k_total,
-            "r2_within": fit.r2_within(),
-            "solver": "closed form (balanced)" if within.closed_form else "alternating projections",
-            "roles": dict(panel.roles),
-            "dropped": dict(panel.dropped),
-            "seed": ctx.seed,
-        }
         return Result(
             estimator=self.registry_name,
             _table=table,

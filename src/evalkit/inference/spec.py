@@ -412,28 +412,59 @@ class Conformal(Inference):
     scheme
         Permutations of the post-period residuals: ``"moving_block"`` (default) or ``"iid"``.
     q
-        The exponent of the ``S_q`` test statistic (1 by default).
+        The test statistic: ``"mean"`` (default), the absolute mean of the post-period
+        residuals, the statistic for an average effect; or a number ``q`` for
+        Chernozhukov-Wuthrich-Zhu's ``S_q = (mean |u_t|^q)^(1/q)``, which has little power
+        against a constant effect when the post period is longer than the pre period
+        (docs/guide/inference-evidence.md).
     """
 
     method: str = field(default="conformal", init=False, repr=False)
     option_names: ClassVar[tuple[str, ...]] = ("scheme", "q")
 
     scheme: str = "moving_block"
-    q: float = 1.0
+    q: float | str = "mean"
 
     def _validate(self) -> None:
         scheme = _check_choice(self.scheme, "scheme", ("moving_block", "iid"))
         object.__setattr__(self, "scheme", scheme)
-        if isinstance(self.q, bool) or not isinstance(self.q, (int, float)) or self.q <= 0:
-            raise DesignError(f"q must be a positive number, got {self.q!r}", column="q")
+        if self.q != "mean" and (
+            isinstance(self.q, bool) or not isinstance(self.q, int | float) or not self.q > 0
+        ):
+            raise DesignError(
+                f"q must be 'mean' or a positive number, got {self.q!r}",
+                hint="e.g. inference.Conformal(q='mean') or q=1",
+                column="q",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Placebo(Inference):
-    """Placebo (in-space) inference: the estimate among those of every control as treated."""
+    """Placebo (in-space) inference: the estimate among those of every control as treated.
+
+    Parameters
+    ----------
+    cutoff
+        Leave out placebo runs whose pre-treatment mean squared prediction error exceeds
+        ``cutoff`` times the treated unit's (Abadie, Diamond & Hainmueller 2010 use 20, 5
+        and 2); None keeps every run. Used by ``synth.SyntheticControl`` and
+        ``synth.AugmentedSyntheticControl``.
+    """
 
     method: str = field(default="placebo", init=False, repr=False)
-    option_names: ClassVar[tuple[str, ...]] = ()
+    option_names: ClassVar[tuple[str, ...]] = ("cutoff",)
+
+    cutoff: float | None = None
+
+    def _validate(self) -> None:
+        c = self.cutoff
+        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or c < 1):
+            raise DesignError(
+                f"placebo cutoff must be a number >= 1 (a multiple of the treated unit's "
+                f"pre-period MSPE), got {c!r}",
+                hint="ADH (2010) use 20, 5 and 2; None keeps every placebo",
+                column="cutoff",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,7 +28,11 @@ def stars(p: float) -> str:
 
 
 def _fmt(x: float, digits: int) -> str:
-    return "" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+    if x is None or np.isnan(x):
+        return ""
+    if np.isinf(x):  # an unbounded test-inversion interval
+        return "-inf" if x < 0 else "inf"
+    return f"{x:.{digits}f}"
 
 
 class Summary:
@@ -47,8 +51,9 @@ class Summary:
         tidy = self.result.tidy()
         keys = [c for c in ("subgroup", "group", "cohort", "time", "event_time") if c in tidy]
         label = tidy["term"].astype(str)
-        for k in keys:
-            label = label + " [" + k + "=" + tidy[k].astype(str) + "]"
+        for k in keys:  # rows without a key value (e.g. an overall estimate) keep their term
+            present = tidy[k].notna()
+            label = label.where(~present, label + " [" + k + "=" + tidy[k].astype(str) + "]")
         return tidy.assign(label=label)
 
     def _facts(self) -> list[tuple[str, str]]:

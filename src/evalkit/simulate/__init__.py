@@ -18,5 +18,19 @@ Examples
 
 from evalkit.simulate.base import SimulatedData, get, names, options, register, schema
 from evalkit.simulate.bergen import bergen_rates
+from evalkit.simulate.designs import DESIGNS, cities
+from evalkit.simulate.harness import SimulationSummary, simulate_inference
 
-__all__ = ["SimulatedData", "bergen_rates", "get", "names", "options", "register", "schema"]
+__all__ = [
+    "DESIGNS",
+    "SimulatedData",
+    "SimulationSummary",
+    "bergen_rates",
+    "cities",
+    "get",
+    "names",
+    "options",
+    "register",
+    "schema",
+    "simulate_inference",
+]

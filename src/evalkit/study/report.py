@@ -156,6 +156,47 @@ def _caution(entries: Sequence[Mapping[str, Any]]) -> str | None:
     )
 
 
+_TEST_INVERSION_NAMES = {
+    "conformal": "conformal inference over time (Chernozhukov, Wuthrich & Zhu 2021)",
+    "wild": "the wild cluster bootstrap",
+    "permutation": "randomization inference over which clusters are treated",
+    "conley_taber": "Conley-Taber inference",
+    "ferman_pinto": "Ferman-Pinto inference",
+}
+
+
+def _test_inversion_note(entries: Sequence[Mapping[str, Any]]) -> str | None:
+    """Explain p-values and intervals that come from inverting a test (no standard errors)."""
+    mine = [e for e in entries if (e.get("inference") or {}).get("kind") == "test_inversion"]
+    if not mine:
+        return None
+    methods = list(dict.fromkeys((e.get("inference") or {}).get("method") for e in mine))
+    names = ", ".join(_TEST_INVERSION_NAMES.get(m, str(m)) for m in methods)
+    k = (mine[0].get("info") or {}).get("n_treated_clusters")
+    g = (mine[0].get("info") or {}).get("n_clusters")
+    steps = sorted(
+        set(
+            re.findall(
+                r"steps of (1/\d+)",
+                " ".join((e.get("inference") or {}).get("description") or "" for e in mine),
+            )
+        )
+    )
+    gran = ""
+    if steps:
+        gran = (
+            f" Their p-values come in steps of {', '.join(steps)}, so no smaller p-value "
+            "is possible."
+        )
+    return (
+        f"**Inference valid with few treated clusters.** {len(mine)} analyses "
+        f"({k} treated cluster(s) of {g}) use {names}, chosen because cluster-robust "
+        "standard errors are not reliable with so few treated clusters. These methods give "
+        "a p-value and an interval (the effects the test does not reject) but no standard "
+        f"error, so the standard-error column is empty.{gran}"
+    )
+
+
 def _within_note(entries: Sequence[Mapping[str, Any]]) -> str | None:
     """Explain why within-unit comparisons can be trusted where unit-level ones cannot."""
     mine = [e for e in entries if _cell_level(e) and _few_treated(e) and e.get("tidy")]
@@ -357,6 +398,9 @@ def _blocks(
     caution = _caution(entries)
     if caution:
         blocks.append(("p", caution))
+    inverted = _test_inversion_note(entries)
+    if inverted:
+        blocks.append(("p", inverted))
     within_note = _within_note(entries)
     if within_note:
         blocks.append(("p", within_note))
