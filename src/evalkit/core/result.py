@@ -357,7 +357,7 @@ class Result:
         if level is not None and check_level(level) != self.level:
             assert self.uncertainty is not None
             if self.uncertainty.kind == "none":
-                self._no_intervals()
+                self._refuse_intervals()
             est = table["estimate"].to_numpy(dtype=float)
             cols = self.uncertainty.columns(est, check_level(level))
             table["conf_low"] = cols["conf_low"]
@@ -379,12 +379,12 @@ class Result:
         if level is not None:
             check_level(level)
         if self.uncertainty is not None and self.uncertainty.kind == "none":
-            self._no_intervals()
+            self._refuse_intervals()
         tidy = self.tidy(level)
         keys = [c for c in KEY_COLUMNS if c in tidy]
         return tidy[["term", *keys, "conf_low", "conf_high"]]
 
-    def _no_intervals(self) -> None:
+    def _refuse_intervals(self) -> None:
         raise InferenceNotSupportedError(
             f"this result has no confidence intervals: {self.inference.missing}",
             hint="call tidy() without level=, or refit with an inference method that gives "
