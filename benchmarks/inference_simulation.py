@@ -105,7 +105,11 @@ def write_page(rows: list[dict], reps: int) -> None:
         "With unequal cluster sizes (unequal_sizes: the two treated cities are the smallest) "
         "Conley-Taber over-rejects and Ferman-Pinto's correction, a regression of the "
         "controls' squared errors on 1/size fitted on ten controls, is too noisy to repair it "
-        "(it over-rejects more); WCR holds its level there. Interval length is in the "
+        "(it over-rejects more); WCR stays valid there but is conservative with two treated "
+        "clusters (rejects no true null, power 0.56), conformal over-rejects somewhat "
+        "(0.09) and randomization over cities did best (0.06, power 1.00), a candidate "
+        "default for 2 treated clusters that more designs should confirm. CR2 on this "
+        "design is slow and has 50 draws. Interval length is in the "
         "outcome's units; `inf` marks intervals unbounded on a side.",
         "",
         f"Rejection rate of a true null at 5% (size), rejection rate of no effect when the "
