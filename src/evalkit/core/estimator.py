@@ -75,7 +75,7 @@ class Estimator:
         --------
         >>> from evalkit.did import TWFE
         >>> sorted(TWFE.capabilities())
-        ['analytic', 'by', 'none']
+        ['analytic', 'by', 'none', 'test_inversion']
         """
         kinds = {cls.kind_of(m) for m in cls.supported_inference}
         return frozenset(kinds | ({"by"} if cls.supports_by else set()))

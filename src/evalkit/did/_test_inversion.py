@@ -120,12 +120,13 @@ def run_test_inversion(
         note=note,
     )
     reps = None
+    details: Any = first.details
     if method == "wild":
-        reps = int(first.details.reps)
+        reps = int(details.reps)
     elif method == "permutation":
-        reps = int(first.details.n_assignments)
+        reps = int(details.n_assignments)
     elif method in ("conley_taber", "ferman_pinto"):
-        reps = int(first.details.n_draws)
+        reps = int(details.n_draws)
     return unc, note, reps
 
 

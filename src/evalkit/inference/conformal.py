@@ -81,9 +81,10 @@ def _statistic(u: np.ndarray, post: np.ndarray, q: float | str) -> np.ndarray:
     if q == "mean":
         return np.abs(u[idx][:, post].mean(axis=1))
     vals = np.abs(u[idx][:, post])
-    if np.isinf(q):
+    power = float(q)
+    if np.isinf(power):
         return vals.max(axis=1)
-    return np.mean(vals**q, axis=1) ** (1.0 / q)
+    return np.mean(vals**power, axis=1) ** (1.0 / power)
 
 
 def conformal_p_value(

@@ -176,14 +176,14 @@ def conley_taber(
     total = n0**n1
     if total <= reps:
         draws = np.zeros(total)
-        for j, idx in enumerate(zip(*itertools.product(range(n0), repeat=n1), strict=True)):
-            draws += w_ctrl[np.array(idx, dtype=np.int64), j]
+        for j, combo in enumerate(zip(*itertools.product(range(n0), repeat=n1), strict=True)):
+            draws += w_ctrl[np.array(combo, dtype=np.int64), j]
         exact = True
     else:
         if rng is None:
             raise DesignError("pass rng: the combinations are too many to enumerate")
-        idx = rng.integers(0, n0, size=(reps, n1))
-        draws = w_ctrl[idx, np.arange(n1)[None, :]].sum(axis=1)
+        picks = rng.integers(0, n0, size=(reps, n1))
+        draws = w_ctrl[picks, np.arange(n1)[None, :]].sum(axis=1)
         exact = False
     draws = np.sort(draws)
     alpha = 1.0 - level

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ def panel_test(
             demean=lambda v: within.demean(v / sw) * sw,
             grid_time=data.time if _complete_nested_grid(data, within) else None,
         )
-        res = wb.test(null=null, weights=weights, reps=reps, rng=rng, level=level)
+        res: Any = wb.test(null=null, weights=weights, reps=reps, rng=rng, level=level)
         gran = 1.0 / res.reps if res.enumerated else 1.0 / (res.reps + 1)
         return PanelTest(
             method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null, gran,
