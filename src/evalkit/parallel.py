@@ -113,7 +113,7 @@ class Backend:
         streams: list[np.random.SeedSequence | None] = [None] * len(todo)
         if seed is not False:
             used = None if seed is True else seed
-            streams = list(spawn_seeds(used, len(todo)))  # type: ignore[arg-type]
+            streams = list(spawn_seeds(used, len(todo)))
         calls = [(i, x, s) for i, (x, s) in enumerate(zip(todo, streams, strict=True))]
         job = _Job(fn, seeded=seed is not False)
         label = progress if isinstance(progress, str) else "working"
@@ -156,7 +156,9 @@ class Backend:
                 column="scheduler",
             ) from exc
         try:
-            client = Client(self.scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT)
+            client = Client(  # type: ignore[no-untyped-call]
+                self.scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT
+            )
         except OSError as exc:
             raise DesignError(
                 f"cannot reach the Dask scheduler at {self.scheduler}: {exc}",
@@ -166,9 +168,9 @@ class Backend:
             ) from exc
         try:
             futures = client.map(job, calls, pure=False)
-            return list(client.gather(futures))
+            return list(client.gather(futures))  # type: ignore[no-untyped-call]
         finally:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]
 
 
 def map(

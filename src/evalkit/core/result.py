@@ -185,7 +185,7 @@ class Scores:
     sums, kept in memory and never written out.
     """
 
-    labels: np.ndarray
+    labels: np.ndarray | None  # None: every row is a cluster of its own
     values: np.ndarray
 
 

@@ -238,6 +238,7 @@ class Analytic(Uncertainty):
 
     def columns(self, estimate: np.ndarray, level: float) -> dict[str, np.ndarray]:
         """Return the Wald statistic, p-value and ``estimate -/+ crit * se`` at ``level``."""
+        assert self.df is not None  # filled in __post_init__
         return _se_columns(estimate, self.std_error, self.df, level, self.band)
 
     def missing(self) -> str | None:
@@ -246,7 +247,7 @@ class Analytic(Uncertainty):
 
     def to_dict(self) -> dict[str, Any]:
         """Return the kind, reference distribution and band (SEs are in the tidy rows)."""
-        finite = np.isfinite(self.df)
+        finite = np.isfinite(self.df) if self.df is not None else np.zeros(0, dtype=bool)
         return {
             "kind": self.kind,
             "distribution": "t" if finite.any() else "normal",

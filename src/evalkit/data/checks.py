@@ -218,6 +218,8 @@ def check_binary(values: np.ndarray, col: str, role: str = "treatment") -> None:
 def _reject_non_numeric(series: pd.Series, col: str, what: str) -> None:
     """Raise P004 for a column that is not numeric, with the conversion that fixes it."""
     present = series[series.notna()]
+    if not len(present):
+        return  # every value is missing: nothing to reject (the rows are dropped and counted)
     converted = pd.to_numeric(present.astype(object), errors="coerce")
     if len(present) and converted.notna().all():
         example = present.iloc[0]

@@ -264,7 +264,12 @@ def conformal_inference(
                 full_keep[keep] = keep_k
                 return fit(y_null, full_keep)
 
-            def p_one(theta: float, y_k: np.ndarray = y_k, post_k=post_k, fit_k=fit_k) -> float:
+            def p_one(
+                theta: float,
+                y_k: np.ndarray = y_k,
+                post_k: np.ndarray = post_k,
+                fit_k: Callable[[np.ndarray, np.ndarray], np.ndarray] = fit_k,
+            ) -> float:
                 return conformal_p_value(y_k, post_k, fit_k, theta, q)
 
             est_t[i] = _estimate(y_k, post_k, fit_k)

@@ -111,7 +111,9 @@ def control_errors(
     return e_mean[controls] @ w.T  # (N0, N1)
 
 
-def _fp_rescale(w_ctrl: np.ndarray, m_ctrl: np.ndarray, m_treat: np.ndarray) -> tuple:
+def _fp_rescale(
+    w_ctrl: np.ndarray, m_ctrl: np.ndarray, m_treat: np.ndarray
+) -> tuple[np.ndarray, str]:
     """Rescale control errors to the treated clusters' sizes (Ferman-Pinto)."""
     design = np.column_stack([np.ones(len(m_ctrl)), 1.0 / m_ctrl])
     out = np.empty_like(w_ctrl)

@@ -85,7 +85,9 @@ def _transformed(data: PanelData) -> tuple[np.ndarray, np.ndarray, WithinTransfo
     return xt, yt, within, sw
 
 
-def _projection(xt_cov: np.ndarray, within: WithinTransform, sw: np.ndarray):
+def _projection(
+    xt_cov: np.ndarray, within: WithinTransform, sw: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
     """Projection off fixed effects and covariates, in the sqrt-weight scale."""
     q = np.linalg.qr(xt_cov)[0] if xt_cov.shape[1] else None
 

@@ -466,15 +466,18 @@ def choose_inference(
     rule = POLICY[where]
     prefer = rule.within_unit if design == "within_unit" and rule.within_unit else rule.prefer
     why = WITHIN_UNIT_WHY if prefer is rule.within_unit else rule.why
-    method = next((m for m in prefer if m in supported), None)
-    if method is None:
+    found = next((m for m in prefer if m in supported), None)
+    if found is None:
         if own is None:
             raise ValueError(f"no policy method among {prefer} is supported: {supported}")
         method, own_why = own
         why = f"{own_why} (the policy prefers {', '.join(prefer)}, not available here)"
-    elif method == "cr2" and where in ("one_treated", "few_treated") and prefer[0] != "cr2":
+    elif found == "cr2" and where in ("one_treated", "few_treated") and prefer[0] != "cr2":
+        method = found
         skipped = ", ".join(prefer[: prefer.index("cr2")])
         why = f"{FEW_TREATED_CR2_WHY} (the policy prefers {skipped}, not available here)"
+    else:
+        method = found
     reason = f"automatic ({counts.text()}): {why}"
     warning = _warning(method, False, counts, design, thresholds)
     return Choice(spec_class(method)(), reason, False, counts, warning)

@@ -484,7 +484,7 @@ class NoInference(Inference):
 
 
 _CLASSES: dict[str, type[Inference]] = {
-    cls.method: cls  # type: ignore[misc]
+    cls.method: cls
     for cls in (
         IID,
         Hetero,

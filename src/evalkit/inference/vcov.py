@@ -102,7 +102,9 @@ def cr1(
     )
 
 
-def _chunks(order: np.ndarray, starts: np.ndarray, sizes: np.ndarray, budget: int) -> Iterator:
+def _chunks(
+    order: np.ndarray, starts: np.ndarray, sizes: np.ndarray, budget: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield runs of whole clusters of equal size, limited to ``budget`` rows each."""
     i = 0
     g = len(sizes)
@@ -166,6 +168,7 @@ def cr2_nested(
     for _size, _count, idx in _chunks(order, starts, sizes, budget):
         u = design_rows(idx)
         utu = u.T @ u if utu is None else utu + u.T @ u
+    assert utu is not None  # at least one cluster
     vals, vecs = np.linalg.eigh(_sym(utu))
     tiny = vals.max() * 1e-12
     inv = np.where(vals > tiny, 1.0 / np.where(vals > tiny, vals, 1.0), 0.0)
