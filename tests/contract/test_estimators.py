@@ -160,13 +160,14 @@ def test_ci_level_changes_width(name):
 def test_by_subgroups_give_group_rows_and_equality_tests(name):
     case = CASES[name]
     frame = case.data()
-    if _point_only(name):
-        frame["half"] = frame[case.options["unit"]] % 2
+    unit = case.options.get("unit", "unit")
+    if _point_only(name) or not registry.get(name).supports_by:
+        frame["half"] = frame[unit] % 2
         with pytest.raises(EvalkitError, match="by="):
             _fit(name, data=frame, by="half")
         return
     # two subgroups of units (sharing the periods)
-    frame["half"] = np.where(frame[case.options["unit"]] % 2 == 0, "a", "b")
+    frame["half"] = np.where(frame[unit] % 2 == 0, "a", "b")
     res = _fit(name, data=frame, by="half", seed=7)
     tidy = res.tidy()
     assert {"a", "b", "a - b"} <= set(tidy["subgroup"])
