@@ -166,7 +166,7 @@ class IRM(DMLEstimator):
             _data(self, frame, clusters),
             n_folds=self.n_folds,
             n_rep=self.n_rep,
-            score=self.estimand.upper(),
+            score="ATE" if self.estimand == "ate" else "ATTE",
             ps_processor_config=PSProcessorConfig(clipping_threshold=float(self.trimming)),
             draw_sample_splitting=False,
             **learners,

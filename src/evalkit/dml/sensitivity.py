@@ -63,7 +63,7 @@ class Sensitivity:
         rho = self.scenario["rho"] if rho is None else rho
         strength = abs(rho) * np.sqrt(cf_y * cf_d / (1.0 - cf_d))
         sign = 1.0 if self.scenario["null"] > float(np.median(self._theta)) else -1.0
-        all_bounds = self._theta[None, :] + sign * strength[..., None] * self._max_bias[None, :]
+        all_bounds = self._theta + sign * np.multiply.outer(strength, self._max_bias)
         return np.median(all_bounds, axis=-1)
 
     def plot(
