@@ -45,10 +45,8 @@ def diagnose(
         is_clf = learner is not None and is_classifier(learner)
         kind = "classifier" if is_clf else "regressor"
         values = [nuisance_fit(name, kind, target[:, r], pred[:, r]) for r in range(pred.shape[1])]
-        ok = np.isfinite(pred)
-        spread = float(np.ptp(pred[ok])) if ok.any() else 0.0
         scale = float(np.nanstd(target)) if np.isfinite(target).any() else 1.0
-        constant = spread <= 1e-8 * max(scale, 1e-12)
+        constant = _constant_within_folds(pred[:, 0], model.smpls[0], 1e-8 * max(scale, 1e-12))
         row: dict[str, Any] = {
             "nuisance": name,
             "learner": type(learner).__name__ if learner is not None else "external",
@@ -90,3 +88,16 @@ def nuisance_fit(name: str, kind: str, target: np.ndarray, pred: np.ndarray) -> 
         p = np.clip(p, 1e-15, 1 - 1e-15)
         return float(-np.mean(t * np.log(p) + (1 - t) * np.log(1 - p)))
     return float(np.sqrt(np.mean((t - p) ** 2)))
+
+
+def _constant_within_folds(pred: np.ndarray, smpls: list[Any], tol: float) -> bool:
+    """Whether the predictions are constant within every test fold.
+
+    A learner that learned nothing predicts its training fold's mean.
+    """
+    for _, test in smpls:
+        values = pred[np.asarray(test)]
+        values = values[np.isfinite(values)]
+        if values.size and float(np.ptp(values)) > tol:
+            return False
+    return True
