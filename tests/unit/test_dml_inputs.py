@@ -152,3 +152,14 @@ def test_inference_options():
         two.fit(df, seed=1, inference="bootstrap")
     none = est.fit(df, seed=1, inference="none")
     assert none.inference.kind == "none" and np.isnan(none.tidy()["std_error"]).all()
+
+
+@pytest.mark.slow  # starting worker processes takes seconds
+def test_parallel_repetitions_equal_serial():
+    est = PLR(
+        outcome="y", treatment="d", covariates=["x1", "x2"], learner="logit", n_folds=2, n_rep=2
+    )
+    serial = est.fit(sample(), seed=3)
+    both = est.set_params(jobs=2).fit(sample(), seed=3)
+    assert both.estimate() == serial.estimate() and both.std_error() == serial.std_error()
+    pd.testing.assert_frame_equal(both.extras["diagnostics"], serial.extras["diagnostics"])
