@@ -49,7 +49,7 @@ def diagnose(
         constant = _constant_within_folds(pred[:, 0], model.smpls[0], 1e-8 * max(scale, 1e-12))
         row: dict[str, Any] = {
             "nuisance": name,
-            "learner": type(learner).__name__ if learner is not None else "external",
+            "learner": _learner_name(learner),
             "metric": "log_loss" if is_clf else "rmse",
             "value": float(np.mean(values)),
             "constant": bool(constant),
@@ -101,3 +101,13 @@ def _constant_within_folds(pred: np.ndarray, smpls: list[Any], tol: float) -> bo
         if values.size and float(np.ptp(values)) > tol:
             return False
     return True
+
+
+def _learner_name(learner: Any) -> str:
+    """Class name of a learner; a pipeline is named by its last step."""
+    if learner is None:
+        return "external"
+    steps = getattr(learner, "steps", None)
+    if steps:
+        return f"{type(steps[-1][1]).__name__} (pipeline)"
+    return type(learner).__name__
