@@ -381,7 +381,7 @@ class DMLEstimator(Estimator):
             else:
                 description = "DoubleML standard error (heteroskedasticity-robust scores)"
         table = make_table([self.treatment], [theta], [se])
-        from evalkit.dml.diagnostics import diagnose
+        from evalkit.dml.diagnostics import diagnose, learner_name
 
         diagnostics, trimmed = diagnose(model, frame, self, stacklevel=6)
         info = {
@@ -389,7 +389,7 @@ class DMLEstimator(Estimator):
             "n_folds": self.n_folds,
             "n_rep": self.n_rep,
             "score": str(model.score) if isinstance(model.score, str) else "custom",
-            "learners": {k: type(v).__name__ for k, v in model.learner.items()},
+            "learners": {k: learner_name(v) for k, v in model.learner.items()},
             "roles": {
                 "outcome": self.outcome,
                 "treatment": self.treatment,

@@ -17,7 +17,7 @@ import pandas as pd
 
 from evalkit.errors import EvalkitWarning, WeakOverlapWarning
 
-__all__ = ["ConstantLearnerWarning", "diagnose", "nuisance_fit"]
+__all__ = ["ConstantLearnerWarning", "diagnose", "learner_name", "nuisance_fit"]
 
 
 class ConstantLearnerWarning(EvalkitWarning):
@@ -49,7 +49,7 @@ def diagnose(
         constant = _constant_within_folds(pred[:, 0], model.smpls[0], 1e-8 * max(scale, 1e-12))
         row: dict[str, Any] = {
             "nuisance": name,
-            "learner": _learner_name(learner),
+            "learner": learner_name(learner),
             "metric": "log_loss" if is_clf else "rmse",
             "value": float(np.mean(values)),
             "constant": bool(constant),
@@ -103,7 +103,7 @@ def _constant_within_folds(pred: np.ndarray, smpls: list[Any], tol: float) -> bo
     return True
 
 
-def _learner_name(learner: Any) -> str:
+def learner_name(learner: Any) -> str:
     """Class name of a learner; a pipeline is named by its last step."""
     if learner is None:
         return "external"
