@@ -163,3 +163,22 @@ def test_parallel_repetitions_equal_serial():
     both = est.set_params(jobs=2).fit(sample(), seed=3)
     assert both.estimate() == serial.estimate() and both.std_error() == serial.std_error()
     pd.testing.assert_frame_equal(both.extras["diagnostics"], serial.extras["diagnostics"])
+
+
+def test_group_effects_are_clustered_and_reconstruct_the_full_estimate():
+    df = sample(n=400).assign(
+        g=np.arange(400) % 20, half=lambda f: np.where(f["x2"] > 0, "hi", "lo")
+    )
+    est = IRM(outcome="y", treatment="d", cluster="g", **FAST)
+    full = est.fit(df, seed=2)
+    res = est.fit(df, seed=2, by="half")
+    tidy = res.tidy().set_index("subgroup")
+    assert "clustered by g" in res.inference.description
+    assert res.inference.n_clusters == 20  # the groups share the 20 clusters
+    # the ATE is the share-weighted average of the two group ATEs (psi_a = -1)
+    share = (df["half"] == "hi").mean()
+    blend = share * tidy.loc["hi", "estimate"] + (1 - share) * tidy.loc["lo", "estimate"]
+    assert blend == pytest.approx(full.estimate(), rel=1e-10)
+    assert tidy.loc["hi - lo", "estimate"] == pytest.approx(
+        tidy.loc["hi", "estimate"] - tidy.loc["lo", "estimate"]
+    )
