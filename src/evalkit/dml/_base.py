@@ -404,18 +404,17 @@ class DMLEstimator(Estimator):
             "dropped": int(n_dropped),
             "doubleml": _doubleml_version(),
         }
+        where: dict[str, Any] = {
+            "distribution": "normal",
+            "cluster": cluster_names[0] if cluster_names else None,
+            "n_clusters": n_clusters[0] if n_clusters else None,
+            "reason": reason,
+            "reps": getattr(unc, "reps", None),
+        }
         return DMLResult(
             estimator=self.registry_name,
             _table=table,
-            inference=InferenceInfo(
-                method=name,
-                description=description,
-                distribution="normal",
-                cluster=cluster_names[0] if cluster_names else None,
-                n_clusters=n_clusters[0] if n_clusters else None,
-                reason=reason,
-                reps=getattr(unc, "reps", None),
-            ),
+            inference=InferenceInfo(method=name, description=description, **where),
             info=info,
             level=ctx.level,
             _scores=Scores(score_labels, score_values),

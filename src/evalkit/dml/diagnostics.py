@@ -69,7 +69,7 @@ def diagnose(
                 at = (pred <= threshold + 1e-12) | (pred >= 1 - threshold - 1e-12)
                 trimmed = int(at[:, 0].sum())
         rows.append(row)
-    if trimmed:
+    if trimmed and threshold is not None:
         warnings.warn(
             f"{trimmed} of {len(frame)} propensity scores were clipped to "
             f"[{threshold:g}, {1 - threshold:g}] (limited overlap of treated and untreated "
