@@ -31,5 +31,6 @@ def test_401k_within_published_band(cls, learner, estimate, se):
         pytest.importorskip("lightgbm")
     df = evalkit.datasets.load("sipp1991")
     res = cls(outcome="net_tfa", treatment="e401", covariates=X, learner=learner).fit(df, seed=42)
+    print(f"{cls.__name__} {learner}: {res.estimate():.1f} (se {res.std_error():.1f})")
     assert abs(res.estimate() - estimate) < 700
     assert res.std_error() == pytest.approx(se, rel=0.15)
