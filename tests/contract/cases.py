@@ -68,6 +68,46 @@ def triple_cells(seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"city": c, "month": m, "group": g, "post": post, "n": n, "y": y})
 
 
+def iv_sample(seed: int = 0, n: int = 400) -> pd.DataFrame:
+    """A cross-section with a binary instrument, a binary treatment and two covariates."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    z = (rng.random(n) < 0.5).astype(int)
+    d = ((0.8 * z + 0.3 * x1 + rng.normal(size=n)) > 0.4).astype(int)
+    y = 1.0 * d + x1 + 0.5 * x2 + rng.normal(size=n)
+    return pd.DataFrame({"unit": np.arange(n), "z": z, "d": d, "x1": x1, "x2": x2, "y": y})
+
+
+def two_period_panel(seed: int = 0, n: int = 200) -> pd.DataFrame:
+    """A two-period panel: the treated group gains 1 in the second period."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    g = (rng.random(n) < 0.4 + 0.2 * (x > 0)).astype(int)
+    y0 = x + rng.normal(size=n)
+    y1 = y0 + 0.3 * x + g + rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "unit": np.repeat(np.arange(n), 2),
+            "time": np.tile([0, 1], n),
+            "y": np.column_stack([y0, y1]).ravel(),
+            "g": np.repeat(g, 2),
+            "x": np.repeat(x, 2),
+        }
+    )
+
+
+def dose_panel(seed: int = 0, n_units: int = 60, n_periods: int = 4) -> pd.DataFrame:
+    """A panel with unit effects and a continuous treatment correlated with them."""
+    rng = np.random.default_rng(seed)
+    unit = np.repeat(np.arange(n_units), n_periods)
+    alpha = rng.normal(size=n_units)[unit]
+    x = rng.normal(size=unit.size) + 0.5 * alpha
+    dose = 0.5 * x + alpha + rng.normal(size=unit.size)
+    y = 0.7 * dose + x + 2.0 * alpha + rng.normal(size=unit.size)
+    time = np.tile(np.arange(n_periods), n_units)
+    return pd.DataFrame({"unit": unit, "time": time, "x": x, "dose": dose, "y": y})
+
+
 @dataclass(frozen=True)
 class Case:
     """Constructor options, data, and the column whose removal must be reported."""
@@ -104,6 +144,60 @@ CASES: dict[str, Case] = {
             weights="n",
         ),
         data=triple_cells,
+    ),
+    "dml.PLR": Case(
+        dict(outcome="y", treatment="d", covariates=["x1", "x2"], learner="logit", n_folds=2),
+        data=iv_sample,
+    ),
+    "dml.IRM": Case(
+        dict(outcome="y", treatment="d", covariates=["x1", "x2"], learner="logit", n_folds=2),
+        data=iv_sample,
+    ),
+    "dml.IIVM": Case(
+        dict(
+            outcome="y",
+            treatment="d",
+            instrument="z",
+            covariates=["x1", "x2"],
+            learner="logit",
+            n_folds=2,
+        ),
+        data=iv_sample,
+    ),
+    "dml.PLIV": Case(
+        dict(
+            outcome="y",
+            treatment="d",
+            instrument="z",
+            covariates=["x1", "x2"],
+            learner="logit",
+            n_folds=2,
+        ),
+        data=iv_sample,
+    ),
+    "dml.DID": Case(
+        dict(
+            outcome="y",
+            treatment="g",
+            unit="unit",
+            time="time",
+            covariates=["x"],
+            learner="logit",
+            n_folds=2,
+        ),
+        data=two_period_panel,
+    ),
+    "dml.PLPR": Case(
+        dict(
+            outcome="y",
+            treatment="dose",
+            unit="unit",
+            time="time",
+            covariates=["x"],
+            learner="logit",
+            n_folds=2,
+        ),
+        data=dose_panel,
     ),
 }
 

@@ -50,7 +50,8 @@ def test_declared_capabilities_follow_supported_methods(name):
 def test_by_subgroups_capability(name):
     case = CASES[name]
     frame = case.data()
-    frame["half"] = np.where(frame[case.options["unit"]] % 2 == 0, "a", "b")
+    unit = case.options.get("unit", "unit")
+    frame["half"] = np.where(frame[unit] % 2 == 0, "a", "b")
     check_by(_fit(name, data=frame, by="half", seed=7))
 
 
@@ -60,7 +61,7 @@ def test_estimators_without_by_refuse_it(name):
         pytest.skip("every registered estimator supports by=")
     case = CASES[name]
     frame = case.data()
-    frame["half"] = frame[case.options["unit"]] % 2
+    frame["half"] = frame[case.options.get("unit", "unit")] % 2
     with pytest.raises(EvalkitError, match="by="):
         _fit(name, data=frame, by="half")
 

@@ -31,6 +31,7 @@ ROLES: tuple[str, ...] = (
     "covariates",
     "cluster",
     "weights",
+    "instrument",  # for IV designs (dml.IIVM, dml.PLIV)
 )
 
 

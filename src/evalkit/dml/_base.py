@@ -1,0 +1,461 @@
+"""What every double machine learning estimator shares.
+
+Roles, learners, folds, seeds, clustering, inference from the scores, diagnostics and
+the result.
+
+A concrete model (PLR, IRM, ...) declares its nuisances and builds its DoubleML object;
+this module validates the data, draws the folds from the seed, fits, and turns the
+per-observation scores (``psi = psi_a * theta + psi_b``) into evalkit's uncertainty
+(:mod:`evalkit.core.uncertainty`) and subgroup scores (:class:`~evalkit.core.result.Scores`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import warnings
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from evalkit.core.estimator import Estimator, FitContext
+from evalkit.core.random import SeedLike
+from evalkit.core.result import InferenceInfo, Result, Scores, make_table
+from evalkit.core.uncertainty import Analytic, Draws, NoInference
+from evalkit.data.panel import Panel
+from evalkit.dml.learners import learners_for
+from evalkit.dml.result import DMLResult, influence
+from evalkit.dml.splits import fold_splits
+from evalkit.errors import (
+    DataError,
+    DesignError,
+    InferenceNotSupportedError,
+    RowsDroppedWarning,
+)
+from evalkit.inference.spec import Inference
+
+__all__ = ["DML_METHODS", "DMLEstimator", "binary", "check_column"]
+
+DML_METHODS: tuple[str, ...] = ("hetero", "cluster", "bootstrap", "none")
+
+
+def check_column(value: Any, option: str, required: bool = True) -> None:
+    """Raise a DesignError unless ``value`` is a column name (None allowed if optional)."""
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value:
+        raise DesignError(
+            f"{option} must be a column name (a non-empty string), got {value!r}",
+            hint=f"e.g. {option}='my_column'",
+            column=option,
+        )
+
+
+def _names(value: Any, option: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    names = (value,) if isinstance(value, str) else tuple(value)
+    for name in names:
+        check_column(name, option)
+    return names
+
+
+def binary(values: np.ndarray) -> bool:
+    """Whether ``values`` hold exactly the two values 0 and 1."""
+    uniq = np.unique(values)
+    return len(uniq) == 2 and set(uniq.tolist()) == {0, 1}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DMLEstimator(Estimator):
+    """Base of the DML estimators (see :class:`~evalkit.dml.PLR` for the shared options)."""
+
+    outcome: str
+    treatment: str
+    covariates: tuple[str, ...] = ()
+    cluster: str | tuple[str, ...] | None = None
+    learner: Any = "lasso"
+    learners: Mapping[str, Any] | None = None
+    n_folds: int = 5
+    n_rep: int = 1
+    jobs: int | None = None
+
+    supported_inference: ClassVar[tuple[str, ...]] = DML_METHODS
+    #: Role options (besides outcome, treatment, covariates) that name a column.
+    extra_roles: ClassVar[tuple[str, ...]] = ()
+    #: Roles whose values must be 0/1.
+    binary_roles: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        check_column(self.outcome, "outcome")
+        check_column(self.treatment, "treatment")
+        for role in self.extra_roles:
+            check_column(getattr(self, role), role)
+        object.__setattr__(self, "covariates", _names(self.covariates, "covariates"))
+        if not self.covariates:
+            raise DesignError(
+                "covariates must name at least one column: the learners predict the outcome "
+                "and the treatment from them",
+                hint="e.g. covariates=['age', 'inc']",
+                column="covariates",
+            )
+        clusters = _names(self.cluster, "cluster")
+        if len(clusters) > 2:
+            raise DesignError(
+                f"cluster takes one or two columns (one- or two-way clustering), got {clusters}",
+                column="cluster",
+            )
+        for option, low in (("n_folds", 2), ("n_rep", 1)):
+            value = getattr(self, option)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise DesignError(
+                    f"{option} must be a whole number >= {low}, got {value!r}", column=option
+                )
+
+    # ------------------------------------------------------------------ hooks
+    def _roles(self) -> list[str]:
+        return [self.outcome, self.treatment, *(getattr(self, r) for r in self.extra_roles)]
+
+    def _nuisances(self, frame: pd.DataFrame) -> dict[str, str]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _model(
+        self, frame: pd.DataFrame, clusters: tuple[str, ...], learners: dict[str, Any]
+    ) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _check(self, frame: pd.DataFrame) -> None:
+        """Model-specific checks of the cleaned data (binary roles, instruments)."""
+
+    def _prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Reshape the cleaned rows into the model's rows (DID panels: one row per unit)."""
+        return frame
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        data: pd.DataFrame | Panel,
+        *,
+        inference: str | Inference | None = None,
+        seed: SeedLike = None,
+        reps: int | None = None,
+        level: float = 0.95,
+        by: str | None = None,
+    ) -> Result:
+        """Estimate on ``data`` and return a new result (see :meth:`Estimator.fit`).
+
+        With ``by="column"`` the model is fitted once on all rows and the group effects
+        (GATEs) come from the per-observation scores of that one fit: each group's effect
+        solves the score equation on its rows, and the groups' joint covariance (their
+        pairwise differences and the Wald test that they are equal) comes from the
+        scores summed by cluster (by observation without clusters).
+        """
+        if by is None:
+            return super().fit(
+                data, inference=inference, seed=seed, reps=reps, level=level, by=None
+            )
+        from evalkit.core.heterogeneity import split_by
+        from evalkit.dml.heterogeneity import group_effects
+
+        if isinstance(data, Panel):
+            data = data.to_frame()
+        split_by(data, by)  # validates the column (missing values, a single group)
+        full = super().fit(data, inference=inference, seed=seed, reps=reps, level=level)
+        assert isinstance(full, DMLResult)
+        return group_effects(full, data.loc[full._index, by], by)
+
+    def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
+        spec = ctx.inference
+        clusters = _names(
+            spec.cluster if spec is not None and spec.cluster else self.cluster, "cluster"
+        )
+        method = self._method(spec, clusters)
+        frame = self._clean(data, clusters)
+        self._check(frame)
+        n_dropped = len(data) - len(frame)
+        frame = self._prepare(frame)
+        nuisances = self._nuisances(frame)
+        learners = learners_for(nuisances, self.learner, self.learners, ctx.seed)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            model = self._model(frame, clusters, learners)
+        dml_data = model._dml_data
+        labels: list[np.ndarray] = []
+        if dml_data.is_cluster_data:
+            cv = np.asarray(dml_data.cluster_vars)
+            labels = [cv[:, j] for j in range(cv.shape[1])]
+        smpls, smpls_cluster = fold_splits(
+            int(dml_data.n_obs), self.n_folds, self.n_rep, ctx.seed, labels or None
+        )
+        if smpls_cluster is None:
+            model.set_sample_splitting(smpls)
+        else:
+            model.set_sample_splitting(smpls, smpls_cluster)
+        from evalkit import parallel
+
+        backend = parallel.backend(jobs=self.jobs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            if self.n_rep > 1 and (backend.jobs > 1 or backend.scheduler):
+                # each repetition's cross-fitting on its own worker; DoubleML then
+                # combines the out-of-fold predictions exactly as in one serial fit
+                items = [
+                    (self, frame, clusters, learners, smpls[r], smpls_cluster and smpls_cluster[r])
+                    for r in range(self.n_rep)
+                ]
+                parts = backend.map(_fit_repetition, items)
+                preds = {k: np.column_stack([p[0][k] for p in parts]) for k in parts[0][0]}
+                model.fit(
+                    store_predictions=True,
+                    external_predictions={self.treatment: preds},
+                )
+                targets = {k: np.column_stack([p[1][k] for p in parts]) for k in parts[0][1]}
+                model._nuisance_targets = {
+                    k: v[:, :, None] for k, v in targets.items()
+                }  # the workers' targets, which DoubleML does not see with external predictions
+            else:
+                model.fit(store_predictions=True)
+        return self._result(frame, model, method, clusters, labels, ctx, n_dropped)
+
+    def _method(self, spec: Inference | None, clusters: tuple[str, ...]) -> tuple[str, str]:
+        if spec is None:
+            if clusters:
+                return "cluster", f"cluster-robust scores by {', '.join(clusters)} (cluster= given)"
+            return "hetero", "heteroskedasticity-robust variance of the scores (no cluster= given)"
+        method = spec.method
+        if method == "cluster" and not clusters:
+            raise DesignError(
+                "inference='cluster' needs a cluster column",
+                hint="pass cluster='column' to the estimator or Cluster(cluster='column')",
+                column="cluster",
+            )
+        if method == "hetero" and clusters:
+            raise DesignError(
+                f"inference='hetero' ignores the clustering by {', '.join(clusters)}, which "
+                "also shapes the folds",
+                hint="use inference='cluster', or drop cluster=",
+                column="inference",
+            )
+        if method == "bootstrap" and len(clusters) > 1:
+            raise InferenceNotSupportedError(
+                "the cluster multiplier bootstrap is one-way; two-way clustering has "
+                "analytic cluster-robust standard errors only",
+                hint="use inference='cluster'",
+                column="inference",
+            )
+        return method, "requested"
+
+    def _clean(self, data: pd.DataFrame, clusters: tuple[str, ...]) -> pd.DataFrame:
+        cols = list(dict.fromkeys([*self._roles(), *self.covariates, *clusters]))
+        missing = [c for c in cols if c not in data.columns]
+        if missing:
+            close = difflib.get_close_matches(missing[0], [str(c) for c in data.columns], n=2)
+            raise DataError(
+                f"column {missing[0]!r} is not in the data",
+                hint=f"did you mean {' or '.join(map(repr, close))}?" if close else None,
+                code="P002",
+                column=missing[0],
+            )
+        frame = data[cols].copy()
+        numeric = [c for c in cols if c not in clusters]
+        for c in numeric:
+            if not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(
+                frame[c]
+            ):
+                raise DataError(
+                    f"column {c!r} must be numeric, got {frame[c].dtype}",
+                    hint="encode categories as 0/1 dummies before fitting",
+                    column=c,
+                )
+        frame[numeric] = frame[numeric].astype(float)
+        bad = frame.isna() | np.isinf(frame[numeric]).reindex(columns=cols, fill_value=False)
+        drop = bad.any(axis=1).to_numpy()
+        if drop.any():
+            counts = bad.sum()
+            counts = counts[counts > 0]
+            text = ", ".join(f"{c} ({int(k)})" for c, k in counts.items())
+            warnings.warn(
+                f"dropped {int(drop.sum())} of {len(frame)} rows with missing or infinite "
+                f"values in: {text}",
+                RowsDroppedWarning,
+                stacklevel=6,
+            )
+            frame = frame.loc[~drop]
+        if len(frame) < 2 * self.n_folds:
+            raise DataError(
+                f"{len(frame)} usable rows are too few for {self.n_folds}-fold cross-fitting",
+                column=self.outcome,
+            )
+        d = frame[self.treatment].to_numpy()
+        if np.ptp(d) == 0:
+            raise DataError(
+                f"treatment column {self.treatment!r} is constant ({d[0]:g}): there is no "
+                "variation to estimate an effect from",
+                column=self.treatment,
+            )
+        for role in self.binary_roles:
+            col = getattr(self, role)
+            if not binary(frame[col].to_numpy()):
+                raise DataError(
+                    f"{role} column {col!r} must be binary (0/1) for {type(self).__name__}, "
+                    f"got values {np.unique(frame[col])[:5].tolist()}",
+                    hint="code it 0/1, or use dml.PLR for a continuous treatment",
+                    column=col,
+                )
+        for c in self.covariates:
+            if c in (self.outcome, self.treatment):
+                role = "outcome" if c == self.outcome else "treatment"
+                raise DesignError(
+                    f"covariate {c!r} is also the {role}",
+                    column=c,
+                )
+        return frame
+
+    # ------------------------------------------------------------------ result
+    def _result(
+        self,
+        frame: pd.DataFrame,
+        model: Any,
+        method: tuple[str, str],
+        clusters: tuple[str, ...],
+        labels: list[np.ndarray],
+        ctx: FitContext,
+        n_dropped: int,
+    ) -> Result:
+        name, reason = method
+        theta = float(model.coef[0])
+        se = float(model.se[0])
+        inf = influence(model)  # (n, n_rep)
+        n = inf.shape[0]
+        phi = inf.mean(axis=1)  # the repetitions' influence functions, averaged
+        codes = None
+        score_labels: np.ndarray
+        if labels:
+            score_labels, codes = np.unique(labels[0], return_inverse=True)
+            sums = np.bincount(codes, weights=phi, minlength=len(score_labels))
+            score_values = (sums / n)[:, None]
+        else:
+            score_labels = np.asarray(self._score_rows(frame), dtype=object)
+            score_values = (phi / n)[:, None]
+        n_clusters = [len(np.unique(lab)) for lab in labels]
+        cluster_names = list(clusters) or ([self.unit] if labels else [])  # type: ignore[attr-defined]
+        if name == "none":
+            unc: Any = NoInference("inference='none' was requested")
+            description = "none (point estimate only)"
+        elif name == "bootstrap":
+            from evalkit.inference.multiplier import multiplier_bootstrap
+
+            b_reps = spec_reps(ctx) or 999
+            weights = getattr(ctx.inference, "weights", "rademacher")
+            boot = multiplier_bootstrap(
+                phi, cluster=codes, reps=b_reps, weights=weights, seed=ctx.seed
+            )
+            unc = Draws(
+                boot.draws,
+                boot.std_error,
+                method="multiplier",
+                reps=b_reps,
+                weights=weights,
+                seed=ctx.seed,
+            )
+            by_what = (
+                f"cluster of {cluster_names[0]} ({n_clusters[0]} clusters)"
+                if labels
+                else "observation"
+            )
+            description = (
+                f"multiplier bootstrap of the DML scores ({weights} weights, {b_reps} draws, "
+                f"one weight per {by_what})"
+            )
+        else:
+            unc = Analytic(np.array([se]))
+            if labels:
+                ways = " and ".join(
+                    f"{c} ({k})" for c, k in zip(cluster_names, n_clusters, strict=True)
+                )
+                description = f"DoubleML cluster-robust standard error by {ways}"
+            else:
+                description = "DoubleML standard error (heteroskedasticity-robust scores)"
+        table = make_table([self.treatment], [theta], [se])
+        from evalkit.dml.diagnostics import diagnose, learner_name
+
+        diagnostics, trimmed = diagnose(model, frame, self, stacklevel=6)
+        info = {
+            "n_obs": int(n),
+            "n_folds": self.n_folds,
+            "n_rep": self.n_rep,
+            "score": str(model.score) if isinstance(model.score, str) else "custom",
+            "learners": {k: learner_name(v) for k, v in model.learner.items()},
+            "roles": {
+                "outcome": self.outcome,
+                "treatment": self.treatment,
+                "covariates": list(self.covariates),
+                **{r: getattr(self, r) for r in self.extra_roles},
+                "cluster": list(clusters),
+            },
+            "n_clusters": n_clusters,
+            "n_trimmed": trimmed,
+            "all_estimates": [float(v) for v in np.ravel(model.all_coef)],
+            "seed": ctx.seed,
+            "dropped": int(n_dropped),
+            "doubleml": _doubleml_version(),
+        }
+        where: dict[str, Any] = {
+            "distribution": "normal",
+            "cluster": cluster_names[0] if cluster_names else None,
+            "n_clusters": n_clusters[0] if n_clusters else None,
+            "reason": reason,
+            "reps": getattr(unc, "reps", None),
+        }
+        return DMLResult(
+            estimator=self.registry_name,
+            _table=table,
+            inference=InferenceInfo(method=name, description=description, **where),
+            info=info,
+            level=ctx.level,
+            _scores=Scores(score_labels, score_values),
+            uncertainty=unc,
+            extras={"diagnostics": diagnostics},
+            _model=model,
+            _index=frame.index,
+            _codes=codes,
+        )
+
+    def _score_rows(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.array([f"obs{i}" for i in frame.index], dtype=object)
+
+
+def spec_reps(ctx: FitContext) -> int | None:
+    """Bootstrap draws from the spec or ``fit(reps=)``."""
+    spec = ctx.inference
+    return (spec.reps if spec is not None else None) or ctx.reps
+
+
+def _doubleml_version() -> str:
+    import doubleml
+
+    return str(doubleml.__version__)
+
+
+def _fit_repetition(
+    item: tuple[Any, pd.DataFrame, tuple[str, ...], dict[str, Any], Any, Any],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Cross-fit one repetition on a worker; return its out-of-fold predictions and targets."""
+    est, frame, clusters, learners, smpls, smpls_cluster = item
+    one = dataclasses.replace(est, n_rep=1, jobs=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        model = one._model(frame, clusters, learners)
+        if smpls_cluster is None:
+            model.set_sample_splitting([smpls])
+        else:
+            model.set_sample_splitting([smpls], [smpls_cluster])
+        model.fit(store_predictions=True)
+    preds = {k: np.asarray(v)[:, 0, 0] for k, v in model.predictions.items()}
+    targets = {k: np.asarray(v)[:, 0, 0] for k, v in model.nuisance_targets.items()}
+    return preds, targets
