@@ -261,3 +261,20 @@ METHOD_CASES: dict[tuple[str, str], Case] = {
         dict(outcome="y", treatment="treat", unit="unit", time="time"), data=single_start_panel
     ),
 }
+
+
+def _with_clusters(make: Callable[[], pd.DataFrame]) -> Callable[[], pd.DataFrame]:
+    """The same data with a cluster column: 20 or more groups of neighbouring units."""
+
+    def data() -> pd.DataFrame:
+        frame = make()
+        return frame.assign(cl=frame["unit"] // 10)
+
+    return data
+
+
+# DML's cluster-robust scores need the cluster column named in the constructor
+for _name in ("dml.PLR", "dml.IRM", "dml.IIVM", "dml.PLIV", "dml.DID"):
+    METHOD_CASES[(_name, "cluster")] = Case(
+        {**CASES[_name].options, "cluster": "cl"}, data=_with_clusters(CASES[_name].data)
+    )

@@ -1,6 +1,6 @@
 """401(k) eligibility and net financial assets: evalkit.dml against the published DoubleML numbers.
 
-Source (shared/data/reference/PROVENANCE.md; Chernozhukov et al. 2018 and the DoubleML
+Source (src/evalkit/datasets/data/README.md; Chernozhukov et al. 2018, DoubleML
 documentation, DoubleML 0.11, 5 folds): random forests PLR 8,923 (se 1,310), IRM ATE
 8,185 (se 1,094); LightGBM PLR 8,882 (se 1,360). The estimates move with the learners
 and the random split by a few hundred, so the band is +-700 for the estimate (about
