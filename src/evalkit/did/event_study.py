@@ -13,20 +13,16 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import make_table
-from evalkit.did._regression import (
+from evalkit.did._covariance import (
     REGRESSION_METHODS,
-    EventTimeResult,
-    check_role_names,
-    event_term,
     inference_info,
-    panel_regression,
-    prune_sample,
-    reference_periods,
     regression_scores,
-    staggered_sample,
     standard_errors,
     wald_test,
 )
+from evalkit.did._event_time import EventTimeResult, event_term
+from evalkit.did._options import check_role_names, reference_periods
+from evalkit.did._staggered import panel_regression, prune_sample, staggered_sample
 from evalkit.did._test_inversion import inversion_info, run_test_inversion
 from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning
 

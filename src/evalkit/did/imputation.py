@@ -13,16 +13,10 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
-from evalkit.did._regression import (
-    EventTimeResult,
-    StaggeredSample,
-    absorbed_ols,
-    covariance,
-    event_term,
-    staggered_sample,
-    standard_errors,
-    wald_test,
-)
+from evalkit.did._absorbed import absorbed_ols
+from evalkit.did._covariance import covariance, standard_errors, wald_test
+from evalkit.did._event_time import EventTimeResult, event_term
+from evalkit.did._staggered import StaggeredSample, staggered_sample
 from evalkit.did.event_study import _cohort_sizes, _roles, check_roles
 from evalkit.errors import (
     DesignError,

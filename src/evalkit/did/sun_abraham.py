@@ -12,21 +12,22 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
-from evalkit.did._regression import (
+from evalkit.did._covariance import (
     REGRESSION_METHODS,
-    EventTimeResult,
-    PanelRegression,
-    StaggeredSample,
     cr2_contrasts,
-    event_term,
     inference_info,
-    panel_regression,
-    prune_sample,
-    reference_periods,
     regression_scores,
-    staggered_sample,
     standard_errors,
     wald_test,
+)
+from evalkit.did._event_time import EventTimeResult, event_term
+from evalkit.did._options import reference_periods
+from evalkit.did._staggered import (
+    PanelRegression,
+    StaggeredSample,
+    panel_regression,
+    prune_sample,
+    staggered_sample,
 )
 from evalkit.did.event_study import _cohort_sizes, _roles, check_roles
 from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning

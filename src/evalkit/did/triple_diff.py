@@ -13,19 +13,16 @@ from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import Result, make_table
 from evalkit.data.panel import Panel, nested_within
-from evalkit.did._regression import (
+from evalkit.did._absorbed import absorbed_ols, absorbed_rank, prune, warn_dropped
+from evalkit.did._covariance import (
     REGRESSION_METHODS,
     NestedProjectedDesign,
-    absorbed_ols,
-    absorbed_rank,
-    check_role_names,
     covariance,
     inference_info,
-    prune,
     regression_scores,
     standard_errors,
-    warn_dropped,
 )
+from evalkit.did._options import check_role_names
 from evalkit.did._test_inversion import inversion_info, wild_from_fit
 from evalkit.errors import (
     DataError,
