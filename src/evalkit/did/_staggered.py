@@ -25,7 +25,8 @@ from evalkit.did._covariance import (
     covariance,
     regression_inference,
 )
-from evalkit.errors import DataError, RowsDroppedWarning
+from evalkit.did._options import check_role_names
+from evalkit.errors import DataError, DesignError, RowsDroppedWarning
 from evalkit.inference import vcov as sandwich
 from evalkit.numerics.within import WithinTransform
 
@@ -35,8 +36,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "PanelRegression",
     "StaggeredSample",
+    "check_staggered_roles",
+    "cohort_sizes",
     "panel_regression",
     "prune_sample",
+    "staggered_roles",
     "staggered_sample",
 ]
 
@@ -130,6 +134,25 @@ class StaggeredSample:
     def units_in(self, mask: np.ndarray) -> int:
         """Return the number of distinct units among the rows in ``mask``."""
         return int(np.unique(self.unit[mask]).size)
+
+
+def check_staggered_roles(est: Any) -> None:
+    """Validate the roles shared by the staggered-adoption estimators (in place)."""
+    check_role_names(
+        est, ("outcome", "unit", "time"), ("cohort", "treatment", "weights", "cluster")
+    )
+    if (est.cohort is None) == (est.treatment is None):
+        raise DesignError(
+            f"{type(est).__name__} needs exactly one of cohort= (first treated period) or "
+            "treatment= (an absorbing 0/1 column)",
+            hint="e.g. cohort='first.treat' with never-treated units coded 0",
+            column="cohort",
+        )
+    if not isinstance(est.drop_singletons, bool):
+        raise DesignError(
+            f"drop_singletons must be True or False, got {est.drop_singletons!r}",
+            column="drop_singletons",
+        )
 
 
 def staggered_sample(
@@ -328,3 +351,29 @@ def panel_regression(
         n_clusters=sample.n_clusters,
         spec=choice.spec,
     )
+
+
+def cohort_sizes(sample: Any) -> dict[str, int]:
+    """Count the units per cohort (``"never"`` for never-treated), with JSON-safe keys."""
+    first = np.zeros(sample.n_units, dtype=float)
+    first[sample.unit] = sample.cohort
+    values, counts = np.unique(first, return_counts=True)
+    return {
+        ("never" if v == 0 else str(sample.label(v))): int(c)
+        for v, c in zip(values, counts, strict=True)
+    }
+
+
+def staggered_roles(est: Any) -> dict[str, Any]:
+    """Return the role options of a staggered-adoption estimator that are set (for ``info``)."""
+    roles = {
+        "outcome": est.outcome,
+        "unit": est.unit,
+        "time": est.time,
+        "cohort": est.cohort,
+        "treatment": est.treatment,
+        "covariates": list(est.covariates),
+        "cluster": est.cluster,
+        "weights": est.weights,
+    }
+    return {k: v for k, v in roles.items() if v not in (None, [])}

@@ -25,11 +25,13 @@ from evalkit.did._options import reference_periods
 from evalkit.did._staggered import (
     PanelRegression,
     StaggeredSample,
+    check_staggered_roles,
+    cohort_sizes,
     panel_regression,
     prune_sample,
+    staggered_roles,
     staggered_sample,
 )
-from evalkit.did.event_study import _cohort_sizes, _roles, check_roles
 from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning
 from evalkit.inference.vcov import Sandwich
 
@@ -126,7 +128,7 @@ class SunAbraham(Estimator):
     supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
 
     def __post_init__(self) -> None:
-        check_roles(self)
+        check_staggered_roles(self)
         refs = reference_periods(self.reference)
         object.__setattr__(self, "reference", refs[0] if len(refs) == 1 else refs)
         if self.control_cohort not in CONTROL_COHORTS:
@@ -242,7 +244,7 @@ class SunAbraham(Estimator):
             "n_periods": sample.n_periods,
             "n_clusters": sample.n_clusters,
             "n_treated_clusters": reg.n_treated_clusters,
-            "cohorts": _cohort_sizes(sample),
+            "cohorts": cohort_sizes(sample),
             "control_cohort": self.control_cohort,
             "control_cohort_period": None if last is None else sample.label(last),
             "event_times": [sample.key(e) for e in events],
@@ -265,7 +267,7 @@ class SunAbraham(Estimator):
             "n_fixed_effect_parameters": reg.k_total - reg.fit.k,
             "df_resid": reg.df_resid,
             "variance_of_shares": "not included (shares treated as known, as fixest sunab)",
-            "roles": _roles(self),
+            "roles": staggered_roles(self),
             "dropped": dict(sample.dropped),
             "seed": ctx.seed,
         }
