@@ -144,6 +144,8 @@ class TripleDiff(Estimator):
     drop_singletons: bool = True
 
     supported_inference: ClassVar[tuple[str, ...]] = (*REGRESSION_METHODS, "wild")
+    within_unit: ClassVar[bool] = True
+    effect_term: ClassVar[str] = "DDD"
 
     def __post_init__(self) -> None:
         check_role_names(
@@ -304,7 +306,7 @@ class TripleDiff(Estimator):
         clusters = _factor(clusters)[0]
         n_clusters = int(clusters.max()) + 1
         units_codes, n_units = _factor(unit)
-        names = ["DDD"] * len(regs) + list(self.covariates)
+        names = [self.effect_term] * len(regs) + list(self.covariates)
         x = np.column_stack([*regs, covs]) if covs.size else np.column_stack(regs)
         factors = (ug[0], tg[0], ut[0])
         within = WithinTransform(factors, weights=w)

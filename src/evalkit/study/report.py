@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from evalkit.core import registry
 from evalkit.inference.policy import THRESHOLDS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,8 +34,6 @@ __all__ = ["FEW_TREATED_CLUSTERS", "write_report"]
 #: thresholds table, :data:`evalkit.inference.THRESHOLDS`).
 FEW_TREATED_CLUSTERS = THRESHOLDS.few_treated
 _ROBUST = ("iid", "hetero", "cluster", "cr2")
-#: Estimators that compare groups within units (and so difference out unit x time shocks).
-WITHIN_ESTIMATORS = frozenset({"did.TripleDiff"})
 # Inference a within-unit comparison can rest on with few treated clusters: the errors of
 # the cells (not of the treated clusters) carry the information.
 _CELL_LEVEL = ("iid", "hetero")
@@ -69,7 +68,9 @@ def _p(p: Any) -> str:
 # --------------------------------------------------------------------------- blocks
 def _is_within(entry: Mapping[str, Any]) -> bool:
     """Say whether an analysis compares groups within units (a triple difference)."""
-    return entry.get("estimator") in WITHIN_ESTIMATORS or bool(entry.get("split"))
+    name = entry.get("estimator")
+    within = name in registry.names() and registry.get(name).within_unit
+    return within or bool(entry.get("split"))
 
 
 def _label(entry: Mapping[str, Any], key: str) -> str:
