@@ -104,3 +104,12 @@ def test_third_party_estimator_registers_and_is_listed(monkeypatch):
     assert "mine.Constant" in registry.names()
     with pytest.raises(RuntimeError, match="registered twice"):
         registry.register("mine.Constant")(type("Other", (Constant,), {}))
+
+
+def test_get_imports_one_synthetic_control_estimator():
+    loaded = estimator_modules_after(
+        "from evalkit.core import registry\n"
+        "assert registry.get('synth.SyntheticControl').__name__ == 'SyntheticControl'"
+    )
+    assert "evalkit.synth.synthetic_control" in loaded
+    assert not [m for m in loaded if m.endswith(("synthetic_did", "augmented")) or ".did." in m]
