@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalkit.did._regression import absorbed_rank
+from evalkit.did._absorbed import absorbed_rank
 from evalkit.did.triple_diff import TripleDiff
 from evalkit.did.twfe import TWFE
 from evalkit.errors import DesignError, FewClustersWarning, NotEstimableError, RowsDroppedWarning

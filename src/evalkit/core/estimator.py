@@ -51,6 +51,14 @@ class Estimator:
     #: Methods whose kind of uncertainty differs here from :data:`METHOD_KINDS` (e.g. the
     #: placebo *variance* of synthetic DiD gives standard errors, not a test inversion).
     method_kinds: ClassVar[dict[str, str]] = {}
+    #: Whether the estimator compares groups within units (so unit x time shocks cancel);
+    #: the study report trusts such comparisons with few treated clusters (cell-level
+    #: inference), and a study's ``split_by`` adds their group dimension.
+    within_unit: ClassVar[bool] = False
+    #: The term of the estimator's effect in its results when it is not named after the
+    #: treatment column (e.g. ``"DDD"`` for a triple difference); the study runner reads
+    #: the simulator's truth for that term.
+    effect_term: ClassVar[str | None] = None
 
     @classmethod
     def kind_of(cls, method: str) -> str:

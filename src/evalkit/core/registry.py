@@ -1,16 +1,18 @@
 """The registry of estimators: names such as ``"did.TWFE"`` map to estimator classes.
 
-Study files and the command line name estimators by their registry name (``module.Class``
-inside ``evalkit``). Estimators register themselves when their module is imported;
-:func:`get` imports every family's estimators on first use, so looking up a name never requires the
-caller to import the family first.
+Study files and the command line name estimators by their registry name (``family.Class``
+inside ``evalkit``). The built-in estimators are listed in a static table of
+``"module:Class"`` targets, so :func:`names` and an unknown-name error import no
+estimator module and :func:`get` imports only the module that defines the class asked
+for. Third-party estimators register themselves with the :func:`register` decorator
+(the built-in ones use it too, which sets their ``registry_name``).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from evalkit.errors import DesignError
@@ -18,16 +20,32 @@ from evalkit.errors import DesignError
 if TYPE_CHECKING:  # pragma: no cover
     from evalkit.core.estimator import Estimator
 
-__all__ = ["FAMILIES", "get", "names", "register"]
+__all__ = ["BUILTIN", "get", "names", "register"]
 
-FAMILIES: tuple[str, ...] = ("did", "synth", "dml")
+#: The built-in estimators: registry name -> ``"module:Class"`` (imported on first use).
+BUILTIN: Mapping[str, str] = {
+    "did.BaconDecomposition": "evalkit.did.bacon:BaconDecomposition",
+    "did.CallawaySantAnna": "evalkit.did.callaway_santanna:CallawaySantAnna",
+    "did.EventStudy": "evalkit.did.event_study:EventStudy",
+    "did.ImputationDiD": "evalkit.did.imputation:ImputationDiD",
+    "did.SunAbraham": "evalkit.did.sun_abraham:SunAbraham",
+    "did.TWFE": "evalkit.did.twfe:TWFE",
+    "did.TripleDiff": "evalkit.did.triple_diff:TripleDiff",
+    "synth.AugmentedSyntheticControl": "evalkit.synth.augmented:AugmentedSyntheticControl",
+    "synth.SyntheticControl": "evalkit.synth.synthetic_control:SyntheticControl",
+    "synth.SyntheticDiD": "evalkit.synth.synthetic_did:SyntheticDiD",
+}
 _REGISTRY: dict[str, type[Estimator]] = {}
 
 E = TypeVar("E", bound="type[Estimator]")
 
 
 def register(name: str) -> Callable[[E], E]:
-    """Class decorator that registers an estimator under ``name`` (e.g. ``"did.TWFE"``)."""
+    """Class decorator that registers an estimator under ``name`` (e.g. ``"did.TWFE"``).
+
+    A third-party estimator registers itself when its module is imported; after that,
+    :func:`get` and study files find it by ``name``.
+    """
 
     def decorate(cls: E) -> E:
         existing = _REGISTRY.get(name)
@@ -40,32 +58,28 @@ def register(name: str) -> Callable[[E], E]:
     return decorate
 
 
-def _load_families() -> None:
-    for family in FAMILIES:
-        try:
-            module = importlib.import_module(f"evalkit.{family}")
-        except ModuleNotFoundError as exc:  # a family not built yet
-            if exc.name != f"evalkit.{family}":
-                raise
-            continue
-        for name in getattr(module, "__all__", ()):  # a lazy family imports its classes
-            getattr(module, name)
-
-
 def names() -> list[str]:
-    """Return the sorted registry names of every available estimator.
+    """Return the sorted registry names of every available estimator (importing none).
 
     Examples
     --------
     >>> "did.TWFE" in names()
     True
     """
-    _load_families()
-    return sorted(_REGISTRY)
+    return sorted({*BUILTIN, *_REGISTRY})
+
+
+def _load(name: str, target: str) -> type[Estimator]:
+    module_name, _, class_name = target.partition(":")
+    cls: type[Estimator] = getattr(importlib.import_module(module_name), class_name)
+    if cls.registry_name != name:  # the table and the class's @register disagree
+        raise RuntimeError(f"{target} is registered as {cls.registry_name!r}, not {name!r}")
+    _REGISTRY[name] = cls
+    return cls
 
 
 def get(name: str) -> type[Estimator]:
-    """Return the estimator class registered as ``name``.
+    """Return the estimator class registered as ``name``, importing only its module.
 
     Raises
     ------
@@ -77,15 +91,15 @@ def get(name: str) -> type[Estimator]:
     >>> get("did.TWFE").__name__
     'TWFE'
     """
-    if name not in _REGISTRY:
-        _load_families()
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(map(repr, close))}?" if close else None
-        raise DesignError(
-            f"unknown estimator {name!r}; available: {', '.join(sorted(_REGISTRY))}",
-            hint=hint or "run `evalkit estimators` to list the estimators",
-            column="estimator",
-        ) from None
+    if name in BUILTIN:
+        return _load(name, BUILTIN[name])
+    available = names()
+    close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(map(repr, close))}?" if close else None
+    raise DesignError(
+        f"unknown estimator {name!r}; available: {', '.join(available)}",
+        hint=hint or "run `evalkit estimators` to list the estimators",
+        column="estimator",
+    )

@@ -15,7 +15,7 @@ from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, make_table
 from evalkit.core.uncertainty import NoInference
 from evalkit.data.panel import Panel
-from evalkit.did._regression import check_role_names
+from evalkit.did._options import check_role_names
 from evalkit.errors import DataError, DesignError, InferenceNotSupportedError, NotEstimableError
 from evalkit.inference.policy import choose_inference
 from evalkit.numerics.levels import check_level

@@ -13,19 +13,22 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import make_table
-from evalkit.did._regression import (
+from evalkit.did._covariance import (
     REGRESSION_METHODS,
-    EventTimeResult,
-    check_role_names,
-    event_term,
     inference_info,
-    panel_regression,
-    prune_sample,
-    reference_periods,
     regression_scores,
-    staggered_sample,
     standard_errors,
     wald_test,
+)
+from evalkit.did._event_time import EventTimeResult, event_term
+from evalkit.did._options import reference_periods
+from evalkit.did._staggered import (
+    check_staggered_roles,
+    cohort_sizes,
+    panel_regression,
+    prune_sample,
+    staggered_roles,
+    staggered_sample,
 )
 from evalkit.did._test_inversion import inversion_info, run_test_inversion
 from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning
@@ -34,25 +37,6 @@ __all__ = ["EventStudy"]
 
 ControlGroup = Literal["never_treated", "not_yet_treated"]
 CONTROL_GROUPS: tuple[str, ...] = get_args(ControlGroup)
-
-
-def check_roles(est: Any) -> None:
-    """Validate the roles shared by the staggered-adoption estimators (in place)."""
-    check_role_names(
-        est, ("outcome", "unit", "time"), ("cohort", "treatment", "weights", "cluster")
-    )
-    if (est.cohort is None) == (est.treatment is None):
-        raise DesignError(
-            f"{type(est).__name__} needs exactly one of cohort= (first treated period) or "
-            "treatment= (an absorbing 0/1 column)",
-            hint="e.g. cohort='first.treat' with never-treated units coded 0",
-            column="cohort",
-        )
-    if not isinstance(est.drop_singletons, bool):
-        raise DesignError(
-            f"drop_singletons must be True or False, got {est.drop_singletons!r}",
-            column="drop_singletons",
-        )
 
 
 @register("did.EventStudy")
@@ -156,7 +140,7 @@ class EventStudy(Estimator):
     supported_inference: ClassVar[tuple[str, ...]] = (*REGRESSION_METHODS, "wild")
 
     def __post_init__(self) -> None:
-        check_roles(self)
+        check_staggered_roles(self)
         refs = reference_periods(self.reference)
         object.__setattr__(self, "reference", refs[0] if len(refs) == 1 else refs)
         if self.control_group not in CONTROL_GROUPS:
@@ -307,7 +291,7 @@ class EventStudy(Estimator):
             "n_periods": sample.n_periods,
             "n_clusters": sample.n_clusters,
             "n_treated_clusters": reg.n_treated_clusters,
-            "cohorts": _cohort_sizes(sample),
+            "cohorts": cohort_sizes(sample),
             "event_times": [sample.key(e) for e in events],
             "reference": [sample.key(r) for r in refs],
             "window": None if self.window is None else [sample.key(v) for v in self.window],
@@ -325,7 +309,7 @@ class EventStudy(Estimator):
             "solver": "closed form (balanced)"
             if reg.within.closed_form
             else "alternating projections",
-            "roles": _roles(self),
+            "roles": staggered_roles(self),
             "dropped": dict(sample.dropped),
             "seed": ctx.seed,
         }
@@ -375,28 +359,3 @@ class EventStudy(Estimator):
         if self.control_group == "not_yet_treated":
             out[below] = np.nan  # before the window: a comparison observation
         return out
-
-
-def _cohort_sizes(sample: Any) -> dict[str, int]:
-    """Count the units per cohort (``"never"`` for never-treated), with JSON-safe keys."""
-    first = np.zeros(sample.n_units, dtype=float)
-    first[sample.unit] = sample.cohort
-    values, counts = np.unique(first, return_counts=True)
-    return {
-        ("never" if v == 0 else str(sample.label(v))): int(c)
-        for v, c in zip(values, counts, strict=True)
-    }
-
-
-def _roles(est: Any) -> dict[str, Any]:
-    roles = {
-        "outcome": est.outcome,
-        "unit": est.unit,
-        "time": est.time,
-        "cohort": est.cohort,
-        "treatment": est.treatment,
-        "covariates": list(est.covariates),
-        "cluster": est.cluster,
-        "weights": est.weights,
-    }
-    return {k: v for k, v in roles.items() if v not in (None, [])}

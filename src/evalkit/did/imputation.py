@@ -13,17 +13,16 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
-from evalkit.did._regression import (
-    EventTimeResult,
+from evalkit.did._absorbed import absorbed_ols
+from evalkit.did._covariance import covariance, standard_errors, wald_test
+from evalkit.did._event_time import EventTimeResult, event_term
+from evalkit.did._staggered import (
     StaggeredSample,
-    absorbed_ols,
-    covariance,
-    event_term,
+    check_staggered_roles,
+    cohort_sizes,
+    staggered_roles,
     staggered_sample,
-    standard_errors,
-    wald_test,
 )
-from evalkit.did.event_study import _cohort_sizes, _roles, check_roles
 from evalkit.errors import (
     DesignError,
     InferenceUnavailableWarning,
@@ -140,7 +139,7 @@ class ImputationDiD(Estimator):
     drop_singletons: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        check_roles(self)
+        check_staggered_roles(self)
         if self.horizons is not None:
             try:
                 lo, hi = (float(v) for v in self.horizons)
@@ -260,7 +259,7 @@ class ImputationDiD(Estimator):
             "n_clusters": sample.n_clusters,
             "n_treated_clusters": n_treated_clusters,
             "clusters": choice.counts.to_dict(),
-            "cohorts": _cohort_sizes(sample),
+            "cohorts": cohort_sizes(sample),
             "event_times": [sample.key(e) for e in events],
             "n_treated_by_event_time": {
                 str(sample.key(e)): int((treated & (ev == e)).sum()) for e in events
@@ -273,7 +272,7 @@ class ImputationDiD(Estimator):
             "model: cohort x event-time averages (eq. 8)"
             + ("; leave-one-out residuals (app. A.9)" if self.leave_out else ""),
             "pretrend_test": pretrend,
-            "roles": _roles(self),
+            "roles": staggered_roles(self),
             "dropped": dict(sample.dropped),
             "seed": ctx.seed,
         }

@@ -12,23 +12,26 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
-from evalkit.did._regression import (
+from evalkit.did._covariance import (
     REGRESSION_METHODS,
-    EventTimeResult,
-    PanelRegression,
-    StaggeredSample,
     cr2_contrasts,
-    event_term,
     inference_info,
-    panel_regression,
-    prune_sample,
-    reference_periods,
     regression_scores,
-    staggered_sample,
     standard_errors,
     wald_test,
 )
-from evalkit.did.event_study import _cohort_sizes, _roles, check_roles
+from evalkit.did._event_time import EventTimeResult, event_term
+from evalkit.did._options import reference_periods
+from evalkit.did._staggered import (
+    PanelRegression,
+    StaggeredSample,
+    check_staggered_roles,
+    cohort_sizes,
+    panel_regression,
+    prune_sample,
+    staggered_roles,
+    staggered_sample,
+)
 from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning
 from evalkit.inference.vcov import Sandwich
 
@@ -125,7 +128,7 @@ class SunAbraham(Estimator):
     supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS
 
     def __post_init__(self) -> None:
-        check_roles(self)
+        check_staggered_roles(self)
         refs = reference_periods(self.reference)
         object.__setattr__(self, "reference", refs[0] if len(refs) == 1 else refs)
         if self.control_cohort not in CONTROL_COHORTS:
@@ -241,7 +244,7 @@ class SunAbraham(Estimator):
             "n_periods": sample.n_periods,
             "n_clusters": sample.n_clusters,
             "n_treated_clusters": reg.n_treated_clusters,
-            "cohorts": _cohort_sizes(sample),
+            "cohorts": cohort_sizes(sample),
             "control_cohort": self.control_cohort,
             "control_cohort_period": None if last is None else sample.label(last),
             "event_times": [sample.key(e) for e in events],
@@ -264,7 +267,7 @@ class SunAbraham(Estimator):
             "n_fixed_effect_parameters": reg.k_total - reg.fit.k,
             "df_resid": reg.df_resid,
             "variance_of_shares": "not included (shares treated as known, as fixest sunab)",
-            "roles": _roles(self),
+            "roles": staggered_roles(self),
             "dropped": dict(sample.dropped),
             "seed": ctx.seed,
         }

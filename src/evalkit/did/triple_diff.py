@@ -13,19 +13,16 @@ from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import Result, make_table
 from evalkit.data.panel import Panel, nested_within
-from evalkit.did._regression import (
+from evalkit.did._absorbed import absorbed_ols, absorbed_rank, prune, warn_dropped
+from evalkit.did._covariance import (
     REGRESSION_METHODS,
     NestedProjectedDesign,
-    absorbed_ols,
-    absorbed_rank,
-    check_role_names,
     covariance,
     inference_info,
-    prune,
     regression_scores,
     standard_errors,
-    warn_dropped,
 )
+from evalkit.did._options import check_role_names
 from evalkit.did._test_inversion import inversion_info, wild_from_fit
 from evalkit.errors import (
     DataError,
@@ -147,6 +144,8 @@ class TripleDiff(Estimator):
     drop_singletons: bool = True
 
     supported_inference: ClassVar[tuple[str, ...]] = (*REGRESSION_METHODS, "wild")
+    within_unit: ClassVar[bool] = True
+    effect_term: ClassVar[str] = "DDD"
 
     def __post_init__(self) -> None:
         check_role_names(
@@ -307,7 +306,7 @@ class TripleDiff(Estimator):
         clusters = _factor(clusters)[0]
         n_clusters = int(clusters.max()) + 1
         units_codes, n_units = _factor(unit)
-        names = ["DDD"] * len(regs) + list(self.covariates)
+        names = [self.effect_term] * len(regs) + list(self.covariates)
         x = np.column_stack([*regs, covs]) if covs.size else np.column_stack(regs)
         factors = (ug[0], tg[0], ut[0])
         within = WithinTransform(factors, weights=w)

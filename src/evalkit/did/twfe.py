@@ -13,18 +13,16 @@ from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import Result, make_table
 from evalkit.data.panel import Panel, nested_within
-from evalkit.did._regression import (
+from evalkit.did._absorbed import absorbed_ols, prune, warn_dropped
+from evalkit.did._covariance import (
     REGRESSION_METHODS,
     UnitDemeanedDesign,
-    absorbed_ols,
-    check_role_names,
     covariance,
     inference_info,
-    prune,
     regression_inference,
     regression_scores,
-    warn_dropped,
 )
+from evalkit.did._options import check_role_names
 from evalkit.did._test_inversion import TEST_INVERSION_METHODS, inversion_info, run_test_inversion
 from evalkit.errors import DesignError, StaggeredAdoptionWarning
 from evalkit.inference.panel import PanelData, conformal_applicable

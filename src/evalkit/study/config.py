@@ -1156,6 +1156,11 @@ def _collapse_by(
     return tuple(value)
 
 
+def _within_unit() -> str:
+    """Name the registered estimators that compare groups within units (for hints)."""
+    return ", ".join(n for n in registry.names() if registry.get(n).within_unit)
+
+
 def _split(
     src: _Source,
     value: Any,
@@ -1180,7 +1185,8 @@ def _split(
         raise DesignError(
             f"{where}: analysis {aid!r}: split_by adds a group dimension to the cells, "
             f"but {name} does not compare groups (it has no group and target options)",
-            hint='use estimator = "did.TripleDiff", or select rows with group = "..."',
+            hint=f"use an estimator that compares groups within units ({_within_unit()}), "
+            'or select rows with group = "..."',
             column=key,
         )
     if "group" in options:

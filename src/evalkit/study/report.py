@@ -1,14 +1,14 @@
-"""The study report: Markdown and HTML rendered from the protected results, with figures.
+"""The study report: its content built from the protected results, with figures.
 
-The text and tables come only from the results payload that passed the disclosure gate.
+The text and tables come only from the results payload that passed the disclosure gate;
+they are assembled as blocks here and rendered as Markdown and HTML by
+:mod:`evalkit.report.render`.
 Figures show estimates with their intervals (and true values for simulated data) and,
 when the study collapses to cells, the means of unsuppressed cells over time.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 import os
 import re
@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from evalkit.core import registry
 from evalkit.inference.policy import THRESHOLDS
+from evalkit.report.render import Block, markdown_blocks, to_html, to_markdown
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -33,13 +35,9 @@ __all__ = ["FEW_TREATED_CLUSTERS", "write_report"]
 #: thresholds table, :data:`evalkit.inference.THRESHOLDS`).
 FEW_TREATED_CLUSTERS = THRESHOLDS.few_treated
 _ROBUST = ("iid", "hetero", "cluster", "cr2")
-#: Estimators that compare groups within units (and so difference out unit x time shocks).
-WITHIN_ESTIMATORS = frozenset({"did.TripleDiff"})
 # Inference a within-unit comparison can rest on with few treated clusters: the errors of
 # the cells (not of the treated clusters) carry the information.
 _CELL_LEVEL = ("iid", "hetero")
-
-Block = tuple[Any, ...]
 
 
 # --------------------------------------------------------------------------- numbers
@@ -69,7 +67,9 @@ def _p(p: Any) -> str:
 # --------------------------------------------------------------------------- blocks
 def _is_within(entry: Mapping[str, Any]) -> bool:
     """Say whether an analysis compares groups within units (a triple difference)."""
-    return entry.get("estimator") in WITHIN_ESTIMATORS or bool(entry.get("split"))
+    name = entry.get("estimator")
+    within = name in registry.names() and registry.get(name).within_unit
+    return within or bool(entry.get("split"))
 
 
 def _label(entry: Mapping[str, Any], key: str) -> str:
@@ -405,7 +405,7 @@ def _blocks(
     if within_note:
         blocks.append(("p", within_note))
     if study.notes:
-        blocks.extend(_markdown(study.notes))
+        blocks.extend(markdown_blocks(study.notes))
     # ---- results
     families = list(dict.fromkeys(e["family"] for e in entries))
     within = [f for f in families if all(_is_within(e) for e in entries if e["family"] == f)]
@@ -502,106 +502,6 @@ def _blocks(
         )
     )
     return blocks
-
-
-def _markdown(text: str) -> list[Block]:
-    """Paragraphs and bullet lists of a small Markdown text."""
-    out: list[Block] = []
-    for para in re.split(r"\n\s*\n", text.strip()):
-        lines = [ln.strip() for ln in para.splitlines() if ln.strip()]
-        if lines and all(ln.startswith(("- ", "* ")) for ln in lines):
-            out.append(("ul", [ln[2:] for ln in lines]))
-        elif lines:
-            out.append(("p", " ".join(lines)))
-    return out
-
-
-# --------------------------------------------------------------------------- render
-def _md_text(x: Any) -> str:
-    """Text from a study or the data, made inert in Markdown: no raw HTML, no links."""
-    text = str(x).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("[", "\\[").replace("]", "\\]")
-
-
-def _md_cell(x: Any) -> str:
-    return _md_text(x).replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(blocks: Sequence[Block]) -> str:
-    """Render blocks as Markdown."""
-    parts = []
-    for b in blocks:
-        kind = b[0]
-        if kind in ("h1", "h2", "h3"):
-            parts.append("#" * int(kind[1]) + " " + _md_text(b[1]))
-        elif kind == "p":
-            parts.append(_md_text(b[1]))
-        elif kind == "pre":
-            parts.append("```\n" + b[1] + "\n```")
-        elif kind == "ul":
-            parts.append("\n".join(f"- {_md_text(item)}" for item in b[1]))
-        elif kind == "table":
-            head, rows = b[1], b[2]
-            lines = ["| " + " | ".join(map(_md_cell, head)) + " |"]
-            lines.append("|" + "|".join("---" for _ in head) + "|")
-            lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
-            parts.append("\n".join(lines))
-        elif kind == "img":
-            parts.append(f"![{_md_text(b[2])}]({b[1]})")
-    return "\n\n".join(parts) + "\n"
-
-
-def _inline(text: str) -> str:
-    out = html.escape(str(text))
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<em>\1</em>", out)
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:72rem;margin:2rem auto;
-padding:0 1rem;color:#222;line-height:1.45}
-table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
-th,td{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left}
-th{border-bottom:2px solid #888}
-td{font-variant-numeric:tabular-nums}
-code,pre{background:#f5f5f5;border-radius:3px}
-pre{padding:.6rem;overflow-x:auto}
-img{max-width:100%;height:auto;margin:.5rem 0}
-"""
-
-
-def to_html(blocks: Sequence[Block], title: str, root: Path) -> str:
-    """Render blocks as a self-contained HTML page (figures embedded)."""
-    body = []
-    for b in blocks:
-        kind = b[0]
-        if kind in ("h1", "h2", "h3"):
-            body.append(f"<{kind}>{_inline(b[1])}</{kind}>")
-        elif kind == "p":
-            body.append(f"<p>{_inline(b[1])}</p>")
-        elif kind == "pre":
-            body.append(f"<pre>{html.escape(b[1])}</pre>")
-        elif kind == "ul":
-            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b[1]) + "</ul>")
-        elif kind == "table":
-            head = "".join(f"<th>{_inline(h)}</th>" for h in b[1])
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in b[2]
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif kind == "img":
-            data = base64.b64encode((root / b[1]).read_bytes()).decode("ascii")
-            body.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(b[2])}">'
-                f"<figcaption>{html.escape(b[2])}</figcaption></figure>"
-            )
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
 
 
 # --------------------------------------------------------------------------- figures

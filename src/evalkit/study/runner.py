@@ -40,7 +40,6 @@ from evalkit.study.source import DataSource, check_columns, open_source, validat
 __all__ = ["RESULTS_FORMAT", "Fitted", "RunOutcome", "run_study"]
 
 RESULTS_FORMAT = 1
-_DDD_TERM = "DDD"  # the term of a triple difference's effect (did.TripleDiff)
 PACKAGES = (
     "evalkit",
     "numpy",
@@ -282,6 +281,7 @@ def _contrast_lookup(study: Study, sim: Any, spec: AnalysisSpec) -> Any:
     treatment = spec.kwargs.get("treatment")
     outcome = spec.outcome
     rows = study.groups.get(spec.group)
+    effect_term = registry.get(spec.estimator).effect_term  # e.g. "DDD" for TripleDiff
     if split.is_group:
         targets: dict[str, str] = {"1": f"({split.condition})"}
         others = f"NOT ({split.condition})"
@@ -303,7 +303,7 @@ def _contrast_lookup(study: Study, sim: Any, spec: AnalysisSpec) -> Any:
         return f"({rows}) AND ({condition})" if rows else condition
 
     def lookup(row: Mapping[str, Any]) -> float | None:
-        if str(row.get("term")) != _DDD_TERM or sim.term != treatment:
+        if effect_term is None or str(row.get("term")) != effect_term or sim.term != treatment:
             return None
         condition = targets.get(str(row.get("group")))
         if condition is None:
