@@ -257,3 +257,42 @@ def test_conformal_by_is_refused_with_a_hint():
 def test_bad_by_column_is_refused():
     with pytest.raises(EvalkitError, match="by column 'gg'"):
         _fit(_asc(), by_panel(), by="gg")
+
+
+# ---------------------------------------------------------------- synthetic DiD (placebo)
+def _sdid_fit(df, **kw):
+    from evalkit.synth import SyntheticDiD
+
+    est = SyntheticDiD(outcome="y", unit="unit", time="year", treatment="d", max_iter=500)
+    return est.fit(df, seed=3, reps=40, **kw)
+
+
+def test_sdid_placebo_draws_are_paired_across_subgroups():
+    df = by_panel(seed=1, tau=(1.0, 0.0))
+    res = _sdid_fit(df, by="g")
+    a, b = _sdid_fit(df[df["g"] == "a"]), _sdid_fit(df[df["g"] == "b"])
+    tidy = res.tidy()
+    for g, alone in (("a", a), ("b", b)):
+        row = tidy[tidy["subgroup"] == g].iloc[0]
+        assert row["estimate"] == alone.estimate()
+        assert row["std_error"] == pytest.approx(alone.std_error(), rel=1e-12)
+    # the same seed and donors: subgroup a's and b's draws reassign the same donors, so
+    # the difference's placebo draws are the draw-by-draw differences (R's placebo SE)
+    diff = a.uncertainty.draws[:, 0] - b.uncertainty.draws[:, 0]
+    se = np.sqrt(np.mean((diff - diff.mean()) ** 2))
+    row = tidy[tidy["subgroup"] == "a - b"].iloc[0]
+    assert row["estimate"] == pytest.approx(a.estimate() - b.estimate(), abs=1e-12)
+    assert row["std_error"] == pytest.approx(se, rel=1e-10)
+    assert "paired" in res.inference.description
+    # not the independent-subgroups figure
+    assert abs(se - np.hypot(a.std_error(), b.std_error())) > 1e-3
+
+
+def test_sdid_subgroups_of_different_units_count_as_independent():
+    one = by_panel(seed=1).query("g == 'a'").assign(g="x")
+    two = by_panel(seed=2).query("g == 'a'").assign(g="y", unit=lambda d: d["unit"] + 100)
+    res = _sdid_fit(pd.concat([one, two], ignore_index=True), by="g")
+    tidy = res.tidy()
+    se = dict(zip(tidy["subgroup"], tidy["std_error"], strict=True))
+    assert "paired" not in res.inference.description
+    assert se["x - y"] == pytest.approx(np.hypot(se["x"], se["y"]), rel=1e-10)
