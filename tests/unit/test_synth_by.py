@@ -296,3 +296,19 @@ def test_sdid_subgroups_of_different_units_count_as_independent():
     se = dict(zip(tidy["subgroup"], tidy["std_error"], strict=True))
     assert "paired" not in res.inference.description
     assert se["x - y"] == pytest.approx(np.hypot(se["x"], se["y"]), rel=1e-10)
+
+
+def test_pre_fit_cutoff_applies_to_each_run_set_and_the_coarsest_step_is_stated():
+    from evalkit.inference import Placebo
+
+    res = _fit(_asc(), by_panel(seed=4, n_donors=19), by="g", inference=Placebo(cutoff=1.0))
+    kept = {k: int(r.kept[1:].sum()) for k, r in res.placebos.items()}
+    assert res.info["n_placebos"] == kept
+    assert min(kept.values()) < 19  # the cutoff bites in this design
+    assert res.uncertainty.granularity == pytest.approx(1 / (1 + min(kept.values())))
+    # the difference's runs are kept on their own pre-period fit
+    diff = res.placebos["a - b"]
+    mspe = diff.pre_rmspe**2
+    assert diff.kept[1:].tolist() == (mspe[1:] <= mspe[0]).tolist()
+    summary = str(res.summary())
+    assert "placebo rank statistic" in summary and "chi2" not in summary

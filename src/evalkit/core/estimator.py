@@ -127,6 +127,9 @@ class Estimator:
             that they are equal (``info["equality_tests"]``), with a joint covariance from
             the fits' per-cluster influence contributions, which stays right when the
             subgroups share clusters, units or controls (:mod:`evalkit.core.heterogeneity`).
+            One-treated-unit synthetic control estimators instead fit every subgroup with
+            the same placebo runs and rank the differences on them
+            (:mod:`evalkit.synth.subgroups`).
 
         Returns
         -------

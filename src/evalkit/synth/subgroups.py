@@ -198,7 +198,7 @@ def placebo_fit_by(est: Any, data: pd.DataFrame, by: str, ctx: FitContext) -> Re
             tests.append(
                 {
                     "term": term,
-                    "time": t,
+                    **({} if t is None else {"time": t}),
                     "statistic": float(stat[j]),
                     "df": None,
                     "p_value": float(p[j]),
