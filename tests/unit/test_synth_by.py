@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalkit.errors import DataError, EvalkitError, InferenceNotSupportedError
+from evalkit.errors import DataError, DesignError, EvalkitError, InferenceNotSupportedError
 from evalkit.synth import AugmentedSyntheticControl, SyntheticControl
 from evalkit.synth.placebo import rank_p_value
 from evalkit.synth.subgroups import SyntheticControlByResult
@@ -312,3 +312,17 @@ def test_pre_fit_cutoff_applies_to_each_run_set_and_the_coarsest_step_is_stated(
     assert diff.kept[1:].tolist() == (mspe[1:] <= mspe[0]).tolist()
     summary = str(res.summary())
     assert "placebo rank statistic" in summary and "chi2" not in summary
+
+
+@pytest.mark.parametrize("change", ["start", "unit"])
+def test_subgroups_treated_differently_are_refused(change):
+    df = by_panel()
+    in_b = df["g"] == "b"
+    if change == "start":  # subgroup b treated a period later
+        df.loc[in_b & (df["year"] == 2000 + N_PRE), "d"] = 0
+    else:  # subgroup b marks another unit as treated
+        df.loc[in_b, "d"] = ((df["unit"] == 0) & (df["year"] >= 2000 + N_PRE)).astype(int)
+    what = "treatment start" if change == "start" else "treated unit"
+    with pytest.raises(DesignError, match=f"differ in their {what}") as err:
+        _fit(_asc(), df, by="g")
+    assert err.value.column == "g"

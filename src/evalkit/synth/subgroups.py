@@ -165,6 +165,7 @@ def placebo_fit_by(est: Any, data: pd.DataFrame, by: str, ctx: FitContext) -> Re
     check_every_unit(data, by, est.unit, est.time)
     fits: list[tuple[Any, SyntheticControlResult]] = est._fit_groups(data, by, ctx)
     groups = [str(g) for g, _ in fits]
+    _check_same_treatment(fits, by, est.treatment)
     tables = [_keyed(r._table, g) for g, (_, r) in zip(groups, fits, strict=True)]
     n_rows = len(tables[0])
     pairs = list(itertools.combinations(range(len(groups)), 2))
@@ -238,6 +239,22 @@ def placebo_fit_by(est: Any, data: pd.DataFrame, by: str, ctx: FitContext) -> Re
         fits=dict(zip(groups, (r for _, r in fits), strict=True)),
         placebos=runs,
     )
+
+
+def _check_same_treatment(fits: list[tuple[Any, Any]], by: str, treatment: str) -> None:
+    """Refuse subgroups whose treated unit or treatment start differ (no shared runs)."""
+    first_group, first = fits[0]
+    for group, res in fits[1:]:
+        for what in ("treated_unit", "treatment_start"):
+            if res.info[what] != first.info[what]:
+                raise DesignError(
+                    f"subgroups {first_group!r} and {group!r} of {by!r} differ in their "
+                    f"{what.replace('_', ' ')} ({first.info[what]!r} vs {res.info[what]!r}), "
+                    "so they cannot share placebo runs",
+                    hint=f"mark the same unit and periods as treated in {treatment!r} in "
+                    "every subgroup, or fit the subgroups separately",
+                    column=by,
+                )
 
 
 def _placebo_uncertainty(runs: list[PlaceboRuns], level: float) -> tuple[TestInversion, list[str]]:
