@@ -133,7 +133,10 @@ def check_by(res: Result) -> None:
     tidy = res.tidy()
     assert "subgroup" in tidy.columns
     assert {"a", "b", "a - b"} <= set(tidy["subgroup"])
-    assert np.isfinite(tidy["std_error"]).all()
+    if res.inference.kind == "test_inversion":  # placebo tests: p-values, no standard error
+        assert np.isfinite(tidy["p_value"]).all()
+    else:
+        assert np.isfinite(tidy["std_error"]).all()
     tests = res.info["equality_tests"]
     assert tests
     keys = [c for c in ("group", "cohort", "time", "event_time") if c in tidy]

@@ -116,6 +116,9 @@ class Case:
     data: Callable[[], pd.DataFrame] = staggered_panel
     fit: dict[str, Any] = field(default_factory=dict)
     outcome: str = "y"
+    #: by= needs every unit in every subgroup (placebo runs shared by the subgroups): the
+    #: contract's subgroups are then two outcomes of every unit, not two halves of the units
+    by_within_units: bool = False
 
 
 CASES: dict[str, Case] = {
@@ -238,10 +241,12 @@ CASES.update(
                 random_starts=1,
             ),
             data=one_treated_panel,
+            by_within_units=True,
         ),
         "synth.AugmentedSyntheticControl": Case(
             dict(outcome="y", unit="unit", time="time", treatment="treat"),
             data=one_treated_panel,
+            by_within_units=True,
         ),
     }
 )

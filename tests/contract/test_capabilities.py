@@ -50,8 +50,12 @@ def test_declared_capabilities_follow_supported_methods(name):
 def test_by_subgroups_capability(name):
     case = CASES[name]
     frame = case.data()
-    unit = case.options.get("unit", "unit")
-    frame["half"] = np.where(frame[unit] % 2 == 0, "a", "b")
+    if case.by_within_units:
+        other = frame.assign(y=frame["y"] + np.random.default_rng(3).normal(size=len(frame)))
+        frame = pd.concat([frame.assign(half="a"), other.assign(half="b")], ignore_index=True)
+    else:
+        unit = case.options.get("unit", "unit")
+        frame["half"] = np.where(frame[unit] % 2 == 0, "a", "b")
     check_by(_fit(name, data=frame, by="half", seed=7))
 
 

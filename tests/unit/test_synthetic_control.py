@@ -297,8 +297,10 @@ def test_bad_options_raise_at_construction(kwargs, match):
         _sc(**kwargs)
 
 
-def test_by_is_refused_with_a_hint():
-    with pytest.raises(EvalkitError, match="by="):
+def test_by_subgroups_of_units_are_refused_with_a_hint():
+    # by= splits every unit's rows (tests/unit/test_synth_by.py); subgroups that are sets
+    # of units cannot share placebo runs
+    with pytest.raises(DataError, match="by= with placebo inference needs every unit"):
         _sc().fit(sc_panel(), by="unit")
 
 

@@ -135,6 +135,9 @@ class Estimator:
             that they are equal (``info["equality_tests"]``), with a joint covariance from
             the fits' per-cluster influence contributions, which stays right when the
             subgroups share clusters, units or controls (:mod:`evalkit.core.heterogeneity`).
+            One-treated-unit synthetic control estimators instead fit every subgroup with
+            the same placebo runs and rank the differences on them
+            (:mod:`evalkit.synth.subgroups`).
 
         Returns
         -------
@@ -167,17 +170,31 @@ class Estimator:
         ctx = FitContext(inference=spec, seed=used, rng=rng, reps=reps, level=level)
         if by is None:
             return self._fit(data, ctx)
-        from evalkit.core.heterogeneity import combine_groups, split_by
+        return self._fit_by(data, by, ctx)
+
+    def _fit_by(self, data: pd.DataFrame, by: str, ctx: FitContext) -> Result:
+        """Fit every subgroup of ``by`` and compare them by their influence contributions.
+
+        Estimators whose inference is not a standard error (placebo tests) override this
+        and combine :meth:`_fit_groups` their own way.
+        """
+        from evalkit.core.heterogeneity import combine_groups
+
+        return combine_groups(by, self._fit_groups(data, by, ctx), ctx.level)
+
+    def _fit_groups(self, data: pd.DataFrame, by: str, ctx: FitContext) -> list[tuple[Any, Result]]:
+        """Return ``(subgroup, fit)`` pairs, each fit on its subgroup's rows, same seed each."""
+        from evalkit.core.heterogeneity import split_by
 
         # dates: the period unit of the whole data, so that every subgroup counts alike
         data = as_period_columns(data, getattr(self, "time", None), getattr(self, "cohort", None))
         fits = []
         for group, rows in split_by(data, by):
             # every subgroup draws from the same seed, so results do not depend on order
-            sub_rng, _ = make_rng(used)
+            sub_rng, _ = make_rng(ctx.seed)
             sub_ctx = dataclasses.replace(ctx, rng=sub_rng)
             fits.append((group, self._fit(rows, sub_ctx)))
-        return combine_groups(by, fits, level)
+        return fits
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:  # pragma: no cover
         raise NotImplementedError

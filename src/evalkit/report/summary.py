@@ -86,7 +86,7 @@ class Summary:
             keys = ", ".join(
                 f"{k}={v}"
                 for k, v in test.items()
-                if k not in ("term", "statistic", "df", "p_value")
+                if k not in ("term", "statistic", "df", "p_value", "method")
             )
             label = f"Equal across {info.get('by')}: {test['term']}" + (
                 f" [{keys}]" if keys else ""
@@ -97,6 +97,8 @@ class Summary:
                 if stat is not None and np.isfinite(stat)
                 else "not testable"
             )
+            if test.get("method") == "placebo" and stat is not None:  # a rank test, no df
+                text = f"placebo rank statistic {stat:.3f}, p = {test['p_value']:.3f}"
             facts.append((label, text))
         return facts
 

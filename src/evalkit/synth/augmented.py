@@ -34,6 +34,7 @@ from evalkit.synth.placebo import OWN_DEFAULT, placebo_cutoff, placebo_in_space
 from evalkit.synth.problem import UnitFit
 from evalkit.synth.result import build_result
 from evalkit.synth.simplex import simplex_lstsq
+from evalkit.synth.subgroups import placebo_fit_by
 from evalkit.synth.synthetic_control import check_roles
 
 __all__ = ["AugmentedSyntheticControl", "RidgeASCM", "lambda_grid", "ridge_ascm"]
@@ -206,7 +207,6 @@ class AugmentedSyntheticControl(Estimator):
     donors: tuple[Any, ...] | None = None
 
     supported_inference: ClassVar[tuple[str, ...]] = ("placebo", "none")
-    supports_by: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_roles(self, ("outcome", "unit", "time", "treatment"))
@@ -263,6 +263,10 @@ class AugmentedSyntheticControl(Estimator):
         )
         synthetic = fit.weights @ y[donors]
         return UnitFit(row, donors, fit.weights, synthetic, y[row] - synthetic, n_pre, fit)
+
+    def _fit_by(self, data: pd.DataFrame, by: str, ctx: FitContext) -> Result:
+        """One fit per subgroup with the same placebo runs (:mod:`evalkit.synth.subgroups`)."""
+        return placebo_fit_by(self, data, by, ctx)
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
         choice = choose_inference(

@@ -19,6 +19,7 @@ from evalkit.synth.placebo import OWN_DEFAULT, PlaceboRuns, placebo_cutoff, plac
 from evalkit.synth.predictors import parse_periods, parse_predictors
 from evalkit.synth.problem import SCProblem, UnitFit, build_problem
 from evalkit.synth.result import SyntheticControlResult, build_result
+from evalkit.synth.subgroups import placebo_fit_by
 
 __all__ = ["SyntheticControl"]
 
@@ -104,7 +105,6 @@ class SyntheticControl(Estimator):
     random_starts: int = 10
 
     supported_inference: ClassVar[tuple[str, ...]] = ("placebo", "conformal", "none")
-    supports_by: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_roles(self, ("outcome", "unit", "time", "treatment"))
@@ -178,6 +178,10 @@ class SyntheticControl(Estimator):
             rng=rng,
             shift=shift,
         )
+
+    def _fit_by(self, data: pd.DataFrame, by: str, ctx: FitContext) -> Result:
+        """One fit per subgroup with the same placebo runs (:mod:`evalkit.synth.subgroups`)."""
+        return placebo_fit_by(self, data, by, ctx)
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
         choice = choose_inference(

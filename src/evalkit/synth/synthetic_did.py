@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
+from evalkit.core.heterogeneity import combine_groups, split_by
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.core.uncertainty import Analytic, Draws, NoInference, Uncertainty
@@ -235,6 +236,43 @@ class SyntheticDiD(Estimator):
             views=views,
         )
 
+    def _fit_by(self, data: pd.DataFrame, by: str, ctx: FitContext) -> Result:
+        """Subgroups compared by their replicates; placebo draws paired where they can be.
+
+        When every subgroup holds the same units, periods and treatment (each unit's
+        outcome for that subgroup), the placebo draws of every subgroup reassign the same
+        donors (same seed, same donor order), so they are paired draw by draw: the
+        difference's standard error is that of the draw-by-draw differences. Otherwise
+        (subgroups of different units) the subgroups' draws count as independent.
+        """
+        fits = self._fit_groups(data, by, ctx)
+        if fits[0][1].inference.method != "placebo" or not self._same_design(data, by):
+            return combine_groups(by, fits, ctx.level)
+        paired = [(g, _paired_draws(r.headline())) for g, r in fits]
+        res = combine_groups(by, paired, ctx.level)
+        reps = res.inference.reps
+        description = (
+            f"per subgroup of {by}: {fits[0][1].inference.description}; the same donors "
+            f"reassigned in every subgroup, so the {reps} placebo draws are paired across "
+            "subgroups and a difference's standard error is that of the draw-by-draw "
+            "differences"
+        )
+        return dataclasses.replace(
+            res,
+            inference=dataclasses.replace(
+                res.inference, description=description, n_clusters=None, kind=None, missing=None
+            ),
+        )
+
+    def _same_design(self, data: pd.DataFrame, by: str) -> bool:
+        """Whether every subgroup of ``by`` has the same units, periods and treatment."""
+        cols = [c for c in (self.unit, self.time, self.treatment, self.cohort) if c]
+        designs = [
+            rows[cols].drop_duplicates().sort_values(cols[:2]).reset_index(drop=True)
+            for _, rows in split_by(data, by)
+        ]
+        return all(d.equals(designs[0]) for d in designs[1:])
+
     def _method(self, ctx: FitContext, fit: StaggeredFit) -> tuple[str, str | None]:
         if ctx.inference is not None:
             return ctx.inference.method, "requested"
@@ -253,6 +291,14 @@ class SyntheticDiD(Estimator):
             hint="pass inference='none' for the point estimate, or add donors",
             column="inference",
         )
+
+
+def _paired_draws(head: Result) -> Result:
+    """Return the headline with its placebo replicates labelled by draw (paired by subgroup)."""
+    scores = head._scores
+    assert scores is not None
+    labels = np.array([f"placebo draw {i}" for i in range(scores.values.shape[0])], dtype=object)
+    return dataclasses.replace(head, _scores=Scores(labels, scores.values))
 
 
 def _jackknife_rows(fit: StaggeredFit) -> np.ndarray:
