@@ -49,3 +49,12 @@ def test_markdown_blocks_splits_paragraphs_and_lists():
         ("ul", ["x", "y"]),
         ("p", "c"),
     ]
+
+
+def test_markdown_code_spans_are_kept_and_the_rest_made_inert():
+    from evalkit.report.render import to_markdown
+
+    text = to_markdown([("p", "`CAST(month >= 3)` and `n_<m>`, but <script> [x](javascript:y)")])
+    assert "`CAST(month >= 3)`" in text and "`n_<m>`" in text
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "\\[x\\](javascript:y)" in text

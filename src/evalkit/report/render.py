@@ -40,9 +40,33 @@ def markdown_blocks(text: str) -> list[Block]:
     return out
 
 
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+
+
 def _md_text(x: Any) -> str:
-    """Text from a study or the data, made inert in Markdown: no raw HTML, no links."""
-    text = str(x).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text from a study or the data, made inert in Markdown: no raw HTML, no links.
+
+    Code spans are left as they are: Markdown shows their content literally (an escaped
+    ``&gt;`` there would be shown as those four characters).
+
+    Examples
+    --------
+    >>> _md_text("<b>x</b> `month >= 3`")
+    '&lt;b&gt;x&lt;/b&gt; `month >= 3`'
+    """
+    text = str(x)
+    out: list[str] = []
+    end = 0
+    for span in _CODE_SPAN.finditer(text):
+        out.append(_md_inert(text[end : span.start()]))
+        out.append(span.group(0))
+        end = span.end()
+    out.append(_md_inert(text[end:]))
+    return "".join(out)
+
+
+def _md_inert(text: str) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("[", "\\[").replace("]", "\\]")
 
 
