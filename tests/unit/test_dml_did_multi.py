@@ -58,6 +58,13 @@ def _direct(df, learners, seed, n_folds=2, **kwargs):
     return obj, overall
 
 
+def _est(**kw):
+    opts = dict(
+        outcome="y", cohort="g", unit="id", time="t", covariates=["x"], learner="logit", n_folds=2
+    )
+    return DIDMulti(**{**opts, **kw})
+
+
 @pytest.mark.parametrize("learner", ["logit", "forest"])
 def test_equals_doubleml_direct(learner):
     df = staggered()
@@ -96,15 +103,7 @@ def test_equals_doubleml_direct(learner):
 
 def test_same_seed_same_result_other_seed_differs_global_state_kept():
     df = staggered(1)
-    est = DIDMulti(
-        outcome="y",
-        cohort="g",
-        unit="id",
-        time="t",
-        covariates=["x"],
-        learner="logit",
-        n_folds=2,
-    )
+    est = _est()
     before = np.random.get_state()[1].copy()  # noqa: NPY002
     a = est.fit(df, seed=3).tidy()
     b = est.fit(df, seed=3).tidy()
@@ -117,26 +116,11 @@ def test_same_seed_same_result_other_seed_differs_global_state_kept():
 def test_recovers_effect_and_keeps_data():
     df = staggered(2, n=300)
     copy = df.copy()
-    res = DIDMulti(
-        outcome="y",
-        cohort="g",
-        unit="id",
-        time="t",
-        covariates=["x"],
-        learner="logit",
-        n_folds=2,
-    ).fit(df, seed=0)
+    res = _est().fit(df, seed=0)
     pd.testing.assert_frame_equal(df, copy)
     tidy = res.tidy().set_index("term")
     assert abs(tidy.loc["overall", "estimate"] - 1.0) < 4 * tidy.loc["overall", "std_error"]
     assert res.estimator == "dml.DIDMulti"
-
-
-def _est(**kw):
-    opts = dict(
-        outcome="y", cohort="g", unit="id", time="t", covariates=["x"], learner="logit", n_folds=2
-    )
-    return DIDMulti(**{**opts, **kw})
 
 
 def test_bad_inputs_raise_evalkit_errors():
