@@ -55,7 +55,8 @@ def _direct(df, learners, seed, n_folds=2, **kwargs):
             sub.set_sample_splitting(fold_splits(sub.n_obs_subset, n_folds, 1, int(s))[0])
         obj.fit()
         overall = obj.aggregate("group").overall_aggregated_framework
-    return obj, overall
+        events = obj.aggregate("eventstudy").aggregated_frameworks
+    return obj, overall, events
 
 
 def _est(**kw):
@@ -65,8 +66,10 @@ def _est(**kw):
     return DIDMulti(**{**opts, **kw})
 
 
-@pytest.mark.parametrize("learner", ["logit", "forest"])
-def test_equals_doubleml_direct(learner):
+@pytest.mark.parametrize(
+    ("learner", "control"), [("logit", "never_treated"), ("forest", "not_yet_treated")]
+)
+def test_equals_doubleml_direct(learner, control):
     df = staggered()
     if learner == "logit":
         from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -85,8 +88,9 @@ def test_equals_doubleml_direct(learner):
         covariates=["x"],
         learners=learners,
         n_folds=2,
+        control_group=control,
     ).fit(df, seed=5)
-    direct, overall = _direct(df, learners, 5)
+    direct, overall, events = _direct(df, learners, 5, control_group=control)
     tidy = res.tidy()
     gt = tidy[tidy["term"].str.startswith("ATT")]
     assert len(gt) == direct.n_gt_atts == 6
@@ -95,6 +99,9 @@ def test_equals_doubleml_direct(learner):
     row = tidy.set_index("term").loc["overall"]
     assert row["estimate"] == pytest.approx(float(overall.thetas[0]), rel=1e-12, abs=1e-12)
     assert row["std_error"] == pytest.approx(float(overall.ses[0]), rel=1e-12, abs=1e-12)
+    ev = tidy[tidy["term"].str.startswith("event")]
+    np.testing.assert_allclose(ev["estimate"], events.thetas, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ev["std_error"], events.ses, rtol=1e-12, atol=1e-12)
     # keys: cohort and evaluation period of every ATT(g, t)
     combos = np.array(direct.gt_combinations, dtype=float)
     np.testing.assert_array_equal(gt["cohort"], combos[:, 0])
