@@ -190,6 +190,18 @@ CASES: dict[str, Case] = {
         ),
         data=two_period_panel,
     ),
+    "dml.DIDMulti": Case(
+        dict(
+            outcome="y",
+            cohort="cohort",
+            unit="unit",
+            time="time",
+            covariates=["x"],
+            learner="logit",
+            n_folds=2,
+        ),
+        data=staggered_panel,
+    ),
     "dml.PLPR": Case(
         dict(
             outcome="y",

@@ -32,6 +32,7 @@ BUILTIN: Mapping[str, str] = {
     "did.TWFE": "evalkit.did.twfe:TWFE",
     "did.TripleDiff": "evalkit.did.triple_diff:TripleDiff",
     "dml.DID": "evalkit.dml.did:DID",
+    "dml.DIDMulti": "evalkit.dml.did_multi:DIDMulti",
     "dml.IIVM": "evalkit.dml.models:IIVM",
     "dml.IRM": "evalkit.dml.models:IRM",
     "dml.PLIV": "evalkit.dml.models:PLIV",

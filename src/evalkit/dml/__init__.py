@@ -11,6 +11,7 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     attributes={
         "DID": "did",
+        "DIDMulti": "did_multi",
         "IIVM": "models",
         "IRM": "models",
         "PLIV": "models",
