@@ -17,7 +17,7 @@ import pandas as pd
 
 from evalkit.errors import DataError, DesignError
 
-__all__ = ["CATALOGUE", "Check", "fail"]
+__all__ = ["CATALOGUE", "Check", "check_name", "check_names", "fail"]
 
 
 @dataclass(frozen=True)
@@ -269,3 +269,37 @@ def check_time_values(values: Iterable[object], col: str) -> None:
         f"monthly periods: pd.to_datetime(df[{col!r}]).dt.to_period('M')); every estimator "
         "accepts both",
     )
+
+
+def check_name(value: object, option: str, required: bool = True) -> None:
+    """Raise a DesignError unless ``value`` is a column name (or None when optional).
+
+    Examples
+    --------
+    >>> check_name("year", "time")
+    >>> check_name(None, "weights", required=False)
+    """
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value:
+        raise DesignError(
+            f"{option} must be a column name (a non-empty string), got {value!r}",
+            hint=f"e.g. {option}='my_column'",
+            column=option,
+        )
+
+
+def check_names(value: str | Iterable[str] | None, option: str) -> tuple[str, ...]:
+    """Normalise a column or list of columns (None = none) to a tuple of names.
+
+    Examples
+    --------
+    >>> check_names("x", "covariates"), check_names(None, "covariates")
+    (('x',), ())
+    """
+    if value is None:
+        return ()
+    names = (value,) if isinstance(value, str) else tuple(value)
+    for name in names:
+        check_name(name, option)
+    return names

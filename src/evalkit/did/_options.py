@@ -12,43 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.data.checks import check_name, check_names
 from evalkit.errors import DesignError
 
 __all__ = ["check_name", "check_names", "check_role_names", "reference_periods"]
-
-
-def check_name(value: Any, option: str, required: bool = True) -> None:
-    """Raise a DesignError unless ``value`` is a column name (or None when optional).
-
-    Examples
-    --------
-    >>> check_name("year", "time")
-    >>> check_name(None, "weights", required=False)
-    """
-    if value is None and not required:
-        return
-    if not isinstance(value, str) or not value:
-        raise DesignError(
-            f"{option} must be a column name (a non-empty string), got {value!r}",
-            hint=f"e.g. {option}='my_column'",
-            column=option,
-        )
-
-
-def check_names(value: Any, option: str) -> tuple[str, ...]:
-    """Normalise a column or list of columns (None = none) to a tuple of names.
-
-    Examples
-    --------
-    >>> check_names("x", "covariates"), check_names(None, "covariates")
-    (('x',), ())
-    """
-    if value is None:
-        return ()
-    names = (value,) if isinstance(value, str) else tuple(value)
-    for name in names:
-        check_name(name, option)
-    return names
 
 
 def check_role_names(est: Any, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:

@@ -24,6 +24,7 @@ from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.random import SeedLike
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.core.uncertainty import Analytic, Draws, NoInference
+from evalkit.data.checks import check_name, check_names
 from evalkit.data.panel import Panel
 from evalkit.dml.learners import learners_for
 from evalkit.dml.result import DMLResult, influence
@@ -36,30 +37,9 @@ from evalkit.errors import (
 )
 from evalkit.inference.spec import Inference
 
-__all__ = ["DML_METHODS", "DMLEstimator", "binary", "check_column"]
+__all__ = ["DML_METHODS", "DMLEstimator", "binary"]
 
 DML_METHODS: tuple[str, ...] = ("hetero", "cluster", "bootstrap", "none")
-
-
-def check_column(value: Any, option: str, required: bool = True) -> None:
-    """Raise a DesignError unless ``value`` is a column name (None allowed if optional)."""
-    if value is None and not required:
-        return
-    if not isinstance(value, str) or not value:
-        raise DesignError(
-            f"{option} must be a column name (a non-empty string), got {value!r}",
-            hint=f"e.g. {option}='my_column'",
-            column=option,
-        )
-
-
-def _names(value: Any, option: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    names = (value,) if isinstance(value, str) else tuple(value)
-    for name in names:
-        check_column(name, option)
-    return names
 
 
 def binary(values: np.ndarray) -> bool:
@@ -89,11 +69,11 @@ class DMLEstimator(Estimator):
     binary_roles: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
-        check_column(self.outcome, "outcome")
-        check_column(self.treatment, "treatment")
+        check_name(self.outcome, "outcome")
+        check_name(self.treatment, "treatment")
         for role in self.extra_roles:
-            check_column(getattr(self, role), role)
-        object.__setattr__(self, "covariates", _names(self.covariates, "covariates"))
+            check_name(getattr(self, role), role)
+        object.__setattr__(self, "covariates", check_names(self.covariates, "covariates"))
         if not self.covariates:
             raise DesignError(
                 "covariates must name at least one column: the learners predict the outcome "
@@ -101,7 +81,7 @@ class DMLEstimator(Estimator):
                 hint="e.g. covariates=['age', 'inc']",
                 column="covariates",
             )
-        clusters = _names(self.cluster, "cluster")
+        clusters = check_names(self.cluster, "cluster")
         if len(clusters) > 2:
             raise DesignError(
                 f"cluster takes one or two columns (one- or two-way clustering), got {clusters}",
@@ -168,7 +148,7 @@ class DMLEstimator(Estimator):
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
         spec = ctx.inference
-        clusters = _names(
+        clusters = check_names(
             spec.cluster if spec is not None and spec.cluster else self.cluster, "cluster"
         )
         method = self._method(spec, clusters)

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from evalkit.core.registry import register
-from evalkit.dml._base import DMLEstimator, binary, check_column
+from evalkit.data.checks import check_name
+from evalkit.dml._base import DMLEstimator, binary
 from evalkit.errors import DataError, DesignError
 
 __all__ = ["DID"]
@@ -81,11 +82,11 @@ class DID(DMLEstimator):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_column(self.time, "time")
+        check_name(self.time, "time")
         if not isinstance(self.panel, bool):
             raise DesignError(f"panel must be True or False, got {self.panel!r}", column="panel")
         if self.panel:
-            check_column(self.unit, "unit")
+            check_name(self.unit, "unit")
 
     def _roles(self) -> list[str]:
         extra = [self.unit] if self.panel and self.unit else []

@@ -35,8 +35,9 @@ from evalkit.core.random import SeedLike
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, make_table
 from evalkit.core.uncertainty import Analytic, NoInference
+from evalkit.data.checks import check_name
 from evalkit.data.panel import Panel
-from evalkit.dml._base import DMLEstimator, check_column
+from evalkit.dml._base import DMLEstimator
 from evalkit.dml.learners import learners_for
 from evalkit.dml.result import DMLResult
 from evalkit.dml.splits import fold_splits
@@ -149,7 +150,7 @@ class DIDMulti(DMLEstimator):
         )
 
     def __post_init__(self) -> None:
-        check_column(self.cohort, "cohort")
+        check_name(self.cohort, "cohort")
         if self.treatment in ("", None):
             object.__setattr__(self, "treatment", self.cohort)
         elif self.treatment != self.cohort:
@@ -160,8 +161,8 @@ class DIDMulti(DMLEstimator):
                 column="treatment",
             )
         super().__post_init__()
-        check_column(self.unit, "unit")
-        check_column(self.time, "time")
+        check_name(self.unit, "unit")
+        check_name(self.time, "time")
         if self.control_group not in _CONTROL:
             raise DesignError(
                 f"control_group must be one of {_CONTROL}, got {self.control_group!r}",

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from evalkit.core.registry import register
-from evalkit.dml._base import DMLEstimator, binary, check_column
+from evalkit.data.checks import check_name
+from evalkit.dml._base import DMLEstimator, binary
 from evalkit.errors import DataError, DesignError
 
 __all__ = ["IIVM", "IRM", "PLIV", "PLR"]
@@ -239,7 +240,7 @@ class PLIV(DMLEstimator):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_column(self.instrument, "instrument")
+        check_name(self.instrument, "instrument")
 
     def _check(self, frame: pd.DataFrame) -> None:
         _check_instrument(self, frame)

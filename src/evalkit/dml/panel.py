@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from evalkit.core.registry import register
-from evalkit.dml._base import DMLEstimator, check_column
+from evalkit.data.checks import check_name
+from evalkit.dml._base import DMLEstimator
 from evalkit.errors import DesignError
 
 __all__ = ["APPROACHES", "PLPR"]
@@ -52,8 +53,8 @@ class PLPR(DMLEstimator):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_column(self.unit, "unit")
-        check_column(self.time, "time")
+        check_name(self.unit, "unit")
+        check_name(self.time, "time")
         if self.approach not in APPROACHES:
             raise DesignError(
                 f"approach must be one of {', '.join(map(repr, APPROACHES))}, got "

@@ -12,6 +12,7 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import Result
+from evalkit.data.checks import check_name
 from evalkit.errors import DesignError
 from evalkit.inference.policy import choose_inference
 from evalkit.synth.conformal import conformal_uncertainty, sc_counterfactual
@@ -27,13 +28,7 @@ __all__ = ["SyntheticControl"]
 def check_roles(est: Any, required: Sequence[str]) -> None:
     """Check that the role options are column names (strings)."""
     for option in required:
-        value = getattr(est, option)
-        if not isinstance(value, str) or not value:
-            raise DesignError(
-                f"{option} must be a column name, got {value!r}",
-                hint=f"e.g. {option}='my_column'",
-                column=option,
-            )
+        check_name(getattr(est, option), option)
 
 
 @register("synth.SyntheticControl")

@@ -15,6 +15,7 @@ from evalkit.core.heterogeneity import combine_groups, split_by
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.core.uncertainty import Analytic, Draws, NoInference, Uncertainty
+from evalkit.data.checks import check_name
 from evalkit.data.wide import WideOutcomes, wide_panel
 from evalkit.errors import DesignError
 from evalkit.synth.covariates import project_out
@@ -114,13 +115,7 @@ class SyntheticDiD(Estimator):
 
     def __post_init__(self) -> None:
         for option in ("outcome", "unit", "time"):
-            value = getattr(self, option)
-            if not isinstance(value, str) or not value:
-                raise DesignError(
-                    f"{option} must be a column name, got {value!r}",
-                    hint=f"e.g. {option}='my_column'",
-                    column=option,
-                )
+            check_name(getattr(self, option), option)
         if self.treatment is None and self.cohort is None:
             raise DesignError(
                 "SyntheticDiD needs treatment= (a 0/1 column) or cohort= (first treated period)",
