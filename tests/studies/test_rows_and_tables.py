@@ -378,3 +378,26 @@ def test_a_table_query_outside_its_declared_files_is_stopped_by_the_sandbox(tmp_
     )
     with pytest.raises(EvalkitError, match=r"the query of \[data\.tables\.slim\] reads something"):
         check_study(folder)
+
+
+def test_the_report_gives_row_counts_and_tables(persons_run, tables_run):
+    folder, _ = persons_run
+    report = (folder / "out" / "report.md").read_text(encoding="utf-8")
+    assert (
+        "| persons | main | 3600 | `person_id`, `city`, `after`, `treated` | 600 | 300 |" in report
+    )
+    assert "Analyses `persons` use cells" not in report  # rows are not described as cells
+    folder, run = tables_run
+    report = (folder / "out" / "report.md").read_text(encoding="utf-8")
+    sha = run.manifest["data"]["tables"]["other"]["sha256"][:16]
+    assert f"`other` (simulator `bergen_rates`, sha256 `{sha}…`)" in report
+
+
+def test_small_row_counts_are_suppressed_in_the_report():
+    from evalkit.study.report import _rows_blocks
+
+    policy = DisclosurePolicy(5)
+    entry = {"id": "few", "data": {"mode": "rows", "n_rows": 24, "n_units": 2}}
+    safe = _gate({}, [("analyses", [entry], policy)], policy)["analyses"]
+    (_, (_, _, rows)) = _rows_blocks(safe, {})
+    assert rows == [["few", "main", "24", "", "", "suppressed"]]
