@@ -401,3 +401,12 @@ def test_small_row_counts_are_suppressed_in_the_report():
     safe = _gate({}, [("analyses", [entry], policy)], policy)["analyses"]
     (_, (_, _, rows)) = _rows_blocks(safe, {})
     assert rows == [["few", "main", "24", "", "", "suppressed"]]
+
+
+def test_a_text_month_in_a_table_is_named_with_its_table(tmp_path):
+    text = TABLES.replace(
+        "SELECT person_id, city, month, treated, recipient FROM 'slim.csv'",
+        "SELECT * REPLACE (CAST(month AS VARCHAR) AS month) FROM 'slim.csv'",
+    )
+    with pytest.raises(EvalkitError, match=r"column 'month' in table 'slim' \(a DuckDB query\)"):
+        run_study(_write(tmp_path / "s", text), progress=False)

@@ -73,8 +73,10 @@ class DataSource:
 
     def describe(self) -> str:
         """Name the data in messages: the file, the query, or the table."""
-        text = _describe_source(self)
-        return text if self.name is None else f"table {self.name!r} ({text})"
+        if self.name is None:
+            return _describe_source(self)
+        kind = {"file": f"file {self.details.get('file')!r}", "query": "a DuckDB query"}
+        return f"table {self.name!r} ({kind.get(self.kind, 'simulated')})"
 
     def split(self, split: SplitSpec | None) -> duckdb.DuckDBPyRelation:
         """Return the rows with the column of ``split`` added (the rows when None).
