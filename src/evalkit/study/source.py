@@ -351,7 +351,7 @@ def _open(
     table: str | None = None,
 ) -> DataSource:
     spec = study.data if spec is None else spec
-    view = _TABLE if table is None else f"{_TABLE}_{table}"
+    view = _view(table)
     if override is not None:
         if isinstance(override, SimulatedData | pd.DataFrame):
             frame = override.data if isinstance(override, SimulatedData) else override
@@ -422,6 +422,11 @@ def _open(
     )
 
 
+def _view(table: str | None) -> str:
+    """Return the name a table's data frame is registered under (None: the main data)."""
+    return _TABLE if table is None else f"{_TABLE}_{table}"
+
+
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root))
@@ -447,7 +452,7 @@ def _schema_relation(
 ) -> Any:
     """Return a relation with the source's columns, read cheaply (no rows are scanned)."""
     spec = study.data if spec is None else spec
-    view = _TABLE if table is None else f"{_TABLE}_{table}"
+    view = _view(table)
     if spec.kind == "simulator":
         from evalkit import simulate
 
