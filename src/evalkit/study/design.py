@@ -297,8 +297,10 @@ def _missing(src: Source, table: str, key: str | None, index: int | None) -> Des
         "measures": 'e.g. [collapse.measures]\nwork = "mean"',
         "method": 'e.g. inference = {method = "wild", reps = 999}',
     }
+    parent, _, last = table.rpartition(".")
+    at = src.where(parent, last, index) if parent else src.where(table, None, index)
     return DesignError(
-        f"{src.where(table, None, index)}: {table_name(table, index)} needs {key}",
+        f"{at}: {table_name(table, index)} needs {key}",
         hint=hints.get(key or ""),
         column=key,
     )

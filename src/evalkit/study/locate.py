@@ -74,6 +74,15 @@ class Source:
             exact_spans = [s for s in spans if s[2]] or spans
             return exact_spans[0][0]
         pattern = re.compile(r"(^|[{,\s])[\"']?" + re.escape(key) + r"[\"']?\s*=")
+        inline = table.split(".")[-1] if "." in table else None
+        if inline and not any(s[2] for s in spans):  # an inline table: `name = {key = ...}`
+            holder = re.compile(r"(^|[{,\s])[\"']?" + re.escape(inline) + r"[\"']?\s*=\s*\{")
+            for start, stop, _ in spans:
+                for no in range(start, stop):
+                    text = self.lines[no - 1].split("#")[0]
+                    m = holder.search(text)
+                    if m and pattern.search(text[m.end() - 1 :]):
+                        return no
         for exact_first in (True, False):
             for start, stop, exact in spans:
                 if exact != exact_first:
