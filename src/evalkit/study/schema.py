@@ -210,18 +210,20 @@ class Data(DataSource):
 class Roles(_Table):
     """``[roles]``: the study's default column for each role."""
 
-    outcome: str | None = None
-    unit: str | None = None
-    time: str | None = None
-    treatment: str | None = None
-    cohort: str | None = None
+    outcome: str | None = Field(None, description="The outcome column.")
+    unit: str | None = Field(None, description="The unit (panel id) column, e.g. a city.")
+    time: str | None = Field(None, description="The period column.")
+    treatment: str | None = Field(None, description="0/1: a treated unit in a treated period.")
+    cohort: str | None = Field(None, description="First treated period (0 or missing: never).")
     covariates: Annotated[
         Names | None,
         _names("covariates", 'covariates = ["age", "female"]', "a list of column names"),
-    ] = None
-    cluster: str | None = None
-    weights: str | None = None
-    instrument: str | None = None
+    ] = Field(None, description="Control columns.")
+    cluster: str | None = Field(None, description="Cluster column of the standard errors.")
+    weights: str | None = Field(
+        None, description="Weight column; default on cells: the count behind each value."
+    )
+    instrument: str | None = Field(None, description="The instrument (dml.IIVM, dml.PLIV).")
 
 
 # --------------------------------------------------------------------------- [collapse]
@@ -269,8 +271,10 @@ class InferenceTable(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     method: str = Field(description="A method name, e.g. 'wild', 'cr2', 'conformal'.")
-    cluster: str | None = None
-    reps: Annotated[int, Field(ge=1)] | None = None
+    cluster: str | None = Field(None, description="Cluster column, for clustered methods.")
+    reps: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Replications of resampling methods (at most 1,000,000)."
+    )
 
     @field_validator("reps")
     @classmethod
@@ -300,14 +304,14 @@ class Analysis(_Table):
 
     id: str = Field(description="Unique id: letters, digits, '_', '-' and '.'.")
     estimator: str = Field(description="Registry name, e.g. 'did.TWFE'.")
-    title: str | None = None
+    title: str | None = Field(None, description="Title in the report; default: the id.")
     options: dict[str, Any] | None = Field(
         None, description="Constructor options; roles here override [roles]."
     )
     inference: Inference | None = Field(
         None, description="A method name or {method, cluster, reps, ...}."
     )
-    level: Level | None = None
+    level: Level | None = Field(None, description="Confidence level; default: [study] level.")
     seed: Annotated[int, Field(ge=0)] | None = Field(
         None, description="Default: derived from the study seed and the id."
     )
@@ -363,8 +367,8 @@ class Analysis(_Table):
 class ToleranceTable(_Table):
     """How close a re-run must be to expected.json: ``|a - e| <= atol + rtol * |e|``."""
 
-    rtol: Annotated[float, Field(ge=0)] | None = None
-    atol: Annotated[float, Field(ge=0)] | None = None
+    rtol: Annotated[float, Field(ge=0)] | None = Field(None, description="Default 1e-6.")
+    atol: Annotated[float, Field(ge=0)] | None = Field(None, description="Default 1e-8.")
 
 
 class Verify(_Table):
