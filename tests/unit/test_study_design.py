@@ -37,16 +37,19 @@ HOSTILE = sorted((ROOT / "tests" / "security" / "hostile").glob("*.toml"))
 
 
 def _fixture_texts() -> dict[str, str]:
-    """The study.toml texts the study tests write (module constants of tests/studies)."""
+    """The study.toml texts the study tests write (tiny: built in Python; SMALL: text)."""
     import importlib.util
 
     out = {}
-    for name, const in [("conftest", "TINY"), ("test_bergen_triple_diff", "SMALL")]:
+    for name in ("conftest", "test_bergen_triple_diff"):
         path = ROOT / "tests" / "studies" / f"{name}.py"
         spec = importlib.util.spec_from_file_location(f"_fixture_{name}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        out[name] = getattr(module, const).replace("FIGURES", "false")
+        if name == "conftest":
+            out[name] = module.tiny_design(figures=True).to_toml()
+        else:
+            out[name] = module.SMALL.replace("FIGURES", "false")
     return out
 
 
