@@ -96,18 +96,18 @@ DESIGN_LABEL = "<design>"
 class Design(_Table):
     """A whole study design: the tables of study.toml (``analyses`` is ``[[analysis]]``)."""
 
-    study: StudyInfo = Field(default_factory=StudyInfo, description="[study]")
+    study: StudyInfo = Field(default_factory=lambda: StudyInfo(), description="[study]")
     data: Data = Field(description="[data]: where the rows come from.")
     columns: dict[str, str] | None = Field(
-        None, description="Derived columns: name to a DuckDB SQL expression over the rows."
+        default=None, description="Derived columns: name to a DuckDB SQL expression over the rows."
     )
-    roles: Roles | None = Field(None, description="The study's default column per role.")
+    roles: Roles | None = Field(default=None, description="The study's default column per role.")
     groups: dict[str, str] | None = Field(
-        None, description="Subgroup name to a DuckDB SQL condition; 'all' always exists."
+        default=None, description="Subgroup name to a DuckDB SQL condition; 'all' always exists."
     )
-    collapse: Collapse | None = Field(None, description="Collapse rows to cells first.")
+    collapse: Collapse | None = Field(default=None, description="Collapse rows to cells first.")
     analyses: list[Analysis] = Field(alias="analysis", min_length=1)
-    verify: Verify | None = Field(None, description="Tolerances of evalkit verify.")
+    verify: Verify | None = Field(default=None, description="Tolerances of evalkit verify.")
     report: Report | None = None
 
     @field_validator("analyses", mode="before")

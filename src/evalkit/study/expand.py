@@ -81,6 +81,18 @@ def _inference(
     return spec
 
 
+def _undefined(
+    src: Source, key: str, index: int, message: str, name: str, known: list[str], listing: str
+) -> DesignError:
+    """Return the error for a name the study does not define, with the closest known one."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return DesignError(
+        f"{src.where('analysis', key, index)}: {message}",
+        hint=(f"did you mean {close[0]!r}? " if close else "") + listing,
+        column=key,
+    )
+
+
 def _text(src: Source, value: Any, key: str, index: int, example: str = "") -> str:
     """Check that an expanded value of ``key`` is a string."""
     if not isinstance(value, str):
@@ -162,13 +174,14 @@ def analyses(
         group = labels.get("group", table.get("group", "all"))
         _text(src, group, "group", index)
         if group not in groups:
-            close = difflib.get_close_matches(group, list(groups), n=1)
-            raise DesignError(
-                f"{src.where('analysis', 'group', index)}: analysis {aid!r} uses group "
-                f"{group!r}, which [groups] does not define",
-                hint=(f"did you mean {close[0]!r}? " if close else "")
-                + f"groups: {', '.join(groups)}",
-                column="group",
+            raise _undefined(
+                src,
+                "group",
+                index,
+                f"analysis {aid!r} uses group {group!r}, which [groups] does not define",
+                group,
+                list(groups),
+                f"groups: {', '.join(groups)}",
             )
         extra = labels.get("where", table.get("where"))
         if extra is not None:
@@ -269,13 +282,14 @@ def _fit_on(
     """Return the analysis' data table (None: ``[data]``) and ``fit_on``."""
     name = table.get("table")
     if name is not None and name not in tables:
-        close = difflib.get_close_matches(name, list(tables), n=1)
-        raise DesignError(
-            f"{src.where('analysis', 'table', index)}: analysis {table['id']!r} reads table "
-            f"{name!r}, which [data.tables] does not define",
-            hint=(f"did you mean {close[0]!r}? " if close else "")
-            + f"tables: {', '.join(tables) or '(none; add [data.tables.<name>])'}",
-            column="table",
+        raise _undefined(
+            src,
+            "table",
+            index,
+            f"analysis {table['id']!r} reads table {name!r}, which [data.tables] does not define",
+            name,
+            list(tables),
+            f"tables: {', '.join(tables) or '(none; add [data.tables.<name>])'}",
         )
     default = "cells" if collapse is not None and name is None else "rows"
     fit_on = table.get("fit_on", default)

@@ -132,17 +132,17 @@ def _kind(value: Any) -> str | None:
 class StudyInfo(_Table):
     """``[study]``: what the study is called and the settings every analysis shares."""
 
-    name: str | None = Field(None, description="Short name; default: the folder's name.")
-    title: str | None = Field(None, description="Title of the report; default: the name.")
-    description: str | None = Field(None, description="A paragraph for the report.")
+    name: str | None = Field(default=None, description="Short name; default: the folder's name.")
+    title: str | None = Field(default=None, description="Title of the report; default: the name.")
+    description: str | None = Field(default=None, description="A paragraph for the report.")
     seed: Annotated[int, Field(ge=0)] = Field(
-        0, description="Study seed; each analysis derives its own from it and its id."
+        default=0, description="Study seed; each analysis derives its own from it and its id."
     )
     min_cell_size: Annotated[int, _evalkit(check_min_cell_size)] = Field(
-        5, description="No count below this leaves the runner (disclosure control)."
+        default=5, description="No count below this leaves the runner (disclosure control)."
     )
     level: Level = Field(
-        0.95, description="Confidence level of every interval, unless an analysis says."
+        default=0.95, description="Confidence level of every interval, unless an analysis says."
     )
 
 
@@ -151,14 +151,15 @@ class DataSource(_Table):
     """Where rows come from: exactly one of ``file``, ``query`` or ``simulator``."""
 
     file: str | None = Field(
-        None, description="CSV or Parquet file (or folder), relative to the study folder."
+        default=None, description="CSV or Parquet file (or folder), relative to the study folder."
     )
     query: str | None = Field(
-        None, description="DuckDB SELECT; file paths in it are relative to the study folder."
+        default=None,
+        description="DuckDB SELECT; file paths in it are relative to the study folder.",
     )
-    simulator: str | None = Field(None, description="A name from evalkit.simulate.names().")
+    simulator: str | None = Field(default=None, description="A name from evalkit.simulate.names().")
     options: dict[str, Any] | None = Field(
-        None, description="The simulator's options (simulators only)."
+        default=None, description="The simulator's options (simulators only)."
     )
 
     @model_validator(mode="after")
@@ -188,7 +189,7 @@ class Data(DataSource):
     """``[data]``: the main table, and extra tables that analyses name with ``table``."""
 
     tables: dict[str, DataSource] | None = Field(
-        None,
+        default=None,
         description="Extra tables, [data.tables.<name>], with the keys of [data]; an "
         "analysis reads one with table = <name> (and fit_on = 'rows').",
     )
@@ -210,29 +211,35 @@ class Data(DataSource):
 class Roles(_Table):
     """``[roles]``: the study's default column for each role."""
 
-    outcome: str | None = Field(None, description="The outcome column.")
-    unit: str | None = Field(None, description="The unit (panel id) column, e.g. a city.")
-    time: str | None = Field(None, description="The period column.")
-    treatment: str | None = Field(None, description="0/1: a treated unit in a treated period.")
-    cohort: str | None = Field(None, description="First treated period (0 or missing: never).")
+    outcome: str | None = Field(default=None, description="The outcome column.")
+    unit: str | None = Field(default=None, description="The unit (panel id) column, e.g. a city.")
+    time: str | None = Field(default=None, description="The period column.")
+    treatment: str | None = Field(
+        default=None, description="0/1: a treated unit in a treated period."
+    )
+    cohort: str | None = Field(
+        default=None, description="First treated period (0 or missing: never)."
+    )
     covariates: Annotated[
         Names | None,
         _names("covariates", 'covariates = ["age", "female"]', "a list of column names"),
-    ] = Field(None, description="Control columns.")
-    cluster: str | None = Field(None, description="Cluster column of the standard errors.")
+    ] = Field(default=None, description="Control columns.")
+    cluster: str | None = Field(default=None, description="Cluster column of the standard errors.")
     weights: str | None = Field(
-        None, description="Weight column; default on cells: the count behind each value."
+        default=None, description="Weight column; default on cells: the count behind each value."
     )
-    instrument: str | None = Field(None, description="The instrument (dml.IIVM, dml.PLIV).")
+    instrument: str | None = Field(default=None, description="The instrument (dml.IIVM, dml.PLIV).")
 
 
 # --------------------------------------------------------------------------- [collapse]
 class MeasureTable(_Table):
     """A measure given as a table: a statistic of a column, over the rows matching ``where``."""
 
-    column: str | None = Field(None, description="Default: the measure's name.")
-    stat: str | None = Field(None, description='"mean" (default), "sum", "count", ...')
-    where: str | None = Field(None, description="SQL condition selecting the rows measured.")
+    column: str | None = Field(default=None, description="Default: the measure's name.")
+    stat: str | None = Field(default=None, description='"mean" (default), "sum", "count", ...')
+    where: str | None = Field(
+        default=None, description="SQL condition selecting the rows measured."
+    )
 
 
 Measure = Annotated[
@@ -254,7 +261,7 @@ class Collapse(_Table):
     measures: dict[str, Measure] = Field(
         description='Output column to a statistic ("mean") or {column, stat, where}.'
     )
-    count: str = Field("n", description="Name of the count column of each cell.")
+    count: str = Field(default="n", description="Name of the count column of each cell.")
 
     @field_validator("measures")
     @classmethod
@@ -271,9 +278,9 @@ class InferenceTable(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     method: str = Field(description="A method name, e.g. 'wild', 'cr2', 'conformal'.")
-    cluster: str | None = Field(None, description="Cluster column, for clustered methods.")
+    cluster: str | None = Field(default=None, description="Cluster column, for clustered methods.")
     reps: Annotated[int, Field(ge=1)] | None = Field(
-        None, description="Replications of resampling methods (at most 1,000,000)."
+        default=None, description="Replications of resampling methods (at most 1,000,000)."
     )
 
     @field_validator("reps")
@@ -304,31 +311,36 @@ class Analysis(_Table):
 
     id: str = Field(description="Unique id: letters, digits, '_', '-' and '.'.")
     estimator: str = Field(description="Registry name, e.g. 'did.TWFE'.")
-    title: str | None = Field(None, description="Title in the report; default: the id.")
+    title: str | None = Field(default=None, description="Title in the report; default: the id.")
     options: dict[str, Any] | None = Field(
-        None, description="Constructor options; roles here override [roles]."
+        default=None, description="Constructor options; roles here override [roles]."
     )
     inference: Inference | None = Field(
-        None, description="A method name or {method, cluster, reps, ...}."
+        default=None, description="A method name or {method, cluster, reps, ...}."
     )
-    level: Level | None = Field(None, description="Confidence level; default: [study] level.")
+    level: Level | None = Field(
+        default=None, description="Confidence level; default: [study] level."
+    )
     seed: Annotated[int, Field(ge=0)] | None = Field(
-        None, description="Default: derived from the study seed and the id."
+        default=None, description="Default: derived from the study seed and the id."
     )
-    group: str | None = Field(None, description="A name from [groups] selecting the rows.")
-    where: str | None = Field(None, description="An extra SQL condition on the rows.")
+    group: str | None = Field(default=None, description="A name from [groups] selecting the rows.")
+    where: str | None = Field(default=None, description="An extra SQL condition on the rows.")
     collapse_by: Annotated[
         Names | None, _names("collapse_by", 'collapse_by = ["city", "after_reform"]')
-    ] = Field(None, description="The analysis' own cell keys (or, with rows, averaging keys).")
+    ] = Field(
+        default=None, description="The analysis' own cell keys (or, with rows, averaging keys)."
+    )
     split_by: str | None = Field(
-        None, description="A [groups] name or column compared within units (did.TripleDiff)."
+        default=None,
+        description="A [groups] name or column compared within units (did.TripleDiff).",
     )
     fit_on: Literal["cells", "rows"] | None = Field(
-        None, description="Default: 'cells' when the study has [collapse], else 'rows'."
+        default=None, description="Default: 'cells' when the study has [collapse], else 'rows'."
     )
-    table: str | None = Field(None, description="A [data.tables] name; default: [data].")
+    table: str | None = Field(default=None, description="A [data.tables] name; default: [data].")
     expand: dict[str, list[Scalar]] | None = Field(
-        None, description="Key to a list of values: one analysis per combination."
+        default=None, description="Key to a list of values: one analysis per combination."
     )
 
     @field_validator("id")
@@ -367,8 +379,8 @@ class Analysis(_Table):
 class ToleranceTable(_Table):
     """How close a re-run must be to expected.json: ``|a - e| <= atol + rtol * |e|``."""
 
-    rtol: Annotated[float, Field(ge=0)] | None = Field(None, description="Default 1e-6.")
-    atol: Annotated[float, Field(ge=0)] | None = Field(None, description="Default 1e-8.")
+    rtol: Annotated[float, Field(ge=0)] | None = Field(default=None, description="Default 1e-6.")
+    atol: Annotated[float, Field(ge=0)] | None = Field(default=None, description="Default 1e-8.")
 
 
 class Verify(_Table):
@@ -387,14 +399,14 @@ class Verify(_Table):
 class Report(_Table):
     """``[report]``: what the report shows besides the results."""
 
-    notes: str | None = Field(None, description="Markdown shown in the report.")
-    figures: bool | None = Field(None, description="Draw figures (default true).")
+    notes: str | None = Field(default=None, description="Markdown shown in the report.")
+    figures: bool | None = Field(default=None, description="Draw figures (default true).")
     units: dict[str, str] | None = Field(
-        None, description='Outcome to its unit, e.g. income = "NOK per month".'
+        default=None, description='Outcome to its unit, e.g. income = "NOK per month".'
     )
     marks: dict[str, str] | None = Field(
-        None, description="Date to label: a vertical line on every time plot."
+        default=None, description="Date to label: a vertical line on every time plot."
     )
     simulated_notes: str | None = Field(
-        None, description="Markdown shown only when the data are simulated."
+        default=None, description="Markdown shown only when the data are simulated."
     )
