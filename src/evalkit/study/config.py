@@ -81,11 +81,11 @@ from types import MappingProxyType
 from typing import Any
 
 from evalkit.data.collapse import flags, parse_measures
-from evalkit.data.disclosure import DEFAULT_MIN_CELL_SIZE
 from evalkit.data.sandbox import check_expression, check_select, contain, data_roots, localize
 from evalkit.errors import DataError, DesignError
 from evalkit.study.design import DESIGN_LABEL, Design, dumps, read_toml
-from evalkit.study.expand import _within_unit, analyses, derive_seed
+from evalkit.study.expand import _within_unit as _within_unit  # former home
+from evalkit.study.expand import analyses, derive_seed
 from evalkit.study.locate import Source, check_keys, located
 from evalkit.study.schema import MAX_REPS, NAME_PATTERN
 from evalkit.study.spec import (
@@ -121,7 +121,6 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
 #: Kept for imports of the former single module.
 _Source = Source
 _GROUP = NAME_PATTERN
-_ = _within_unit
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -305,9 +304,7 @@ def compile_design(
         title=st.title if st.title is not None else name,
         description=st.description or "",
         seed=seed,
-        min_cell_size=st.min_cell_size
-        if "min_cell_size" in st.model_fields_set
-        else (DEFAULT_MIN_CELL_SIZE),
+        min_cell_size=st.min_cell_size,
         level=level,
         data=data,
         roles=MappingProxyType(roles),

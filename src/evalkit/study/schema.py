@@ -39,7 +39,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from evalkit.data.disclosure import check_min_cell_size
+from evalkit.data.disclosure import DEFAULT_MIN_CELL_SIZE, check_min_cell_size
 from evalkit.errors import EvalkitError
 from evalkit.numerics.levels import check_level
 
@@ -139,7 +139,8 @@ class StudyInfo(_Table):
         default=0, description="Study seed; each analysis derives its own from it and its id."
     )
     min_cell_size: Annotated[int, _evalkit(check_min_cell_size)] = Field(
-        default=5, description="No count below this leaves the runner (disclosure control)."
+        default=DEFAULT_MIN_CELL_SIZE,
+        description="No count below this leaves the runner (disclosure control).",
     )
     level: Level = Field(
         default=0.95, description="Confidence level of every interval, unless an analysis says."
