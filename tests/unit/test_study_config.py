@@ -490,9 +490,9 @@ ERRORS: list[tuple[str, Change, str, str]] = [
     ),
     (
         "bad table name",
-        lambda: changed(base(), **{"data.tables": {"main": {"simulator": "bergen_rates"}}}),
-        r"table name 'main' must be a plain identifier other than 'main'",
-        "main",
+        lambda: changed(base(), **{"data.tables": {"my table": {"simulator": "bergen_rates"}}}),
+        r"table name 'my table' must be a plain identifier",
+        '"my table"',
     ),
     (
         "an extra table with two sources",
@@ -503,7 +503,7 @@ ERRORS: list[tuple[str, Change, str, str]] = [
     (
         "unknown data table",
         lambda: changed(base(), **{"analysis.twfe.table": "peple", "analysis.twfe.fit_on": "rows"}),
-        r"reads table 'peple', which \[data\.tables\] does not define",
+        r"table 'peple' is not defined\n  hint: define it as \[data\.tables\.peple\]",
         "table",
     ),
     (
@@ -516,20 +516,20 @@ ERRORS: list[tuple[str, Change, str, str]] = [
                 "analysis.twfe.fit_on": "cells",
             },
         ),
-        r"reads table 'people', and \[collapse\] applies to the main \[data\] only\n"
+        r"with table = 'people': \[collapse\] applies to the main \[data\] only\n"
         r"  hint: use fit_on = \"rows\"",
         "fit_on",
     ),
     (
         "bad fit_on",
         lambda: changed(base(), **{"analysis.twfe.fit_on": "persons"}),
-        r"fit_on in \[\[analysis\]\] #1: input should be 'cells' or 'rows', got 'persons'",
+        r"fit_on must be one of 'cells', 'rows', got 'persons'",
         "fit_on",
     ),
     (
         "cells without [collapse]",
         lambda: changed(base(), **{"collapse": DROP, "analysis.twfe.fit_on": "cells"}),
-        r"fits on cells, but the study has no \[collapse\]",
+        r"fit_on = \"cells\" needs \[collapse\]",
         "fit_on",
     ),
     (

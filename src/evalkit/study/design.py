@@ -45,6 +45,7 @@ and written back holds the same values (comments and layout are not kept).
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import math
 import re
@@ -248,6 +249,16 @@ def _error(err: Mapping[str, Any], src: Source) -> DesignError:
     if kind in ("missing", "too_short"):
         return _missing(src, table, key, index)
     value = err.get("input")
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        choices = [c.strip("' ") for c in expected.replace(" or ", ", ").split(", ")]
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        return DesignError(
+            f"{src.where(table, key, index)}: {key} must be one of "
+            f"{', '.join(map(repr, choices))}, got {value!r}",
+            hint=f"did you mean {close[0]!r}?" if close else None,
+            column=key,
+        )
     if kind in _TYPES:
         example = _EXAMPLES.get(key or "")
         return DesignError(

@@ -286,25 +286,28 @@ def _fit_on(
             src,
             "table",
             index,
-            f"analysis {table['id']!r} reads table {name!r}, which [data.tables] does not define",
+            f"table {name!r} is not defined",
             name,
             list(tables),
-            f"tables: {', '.join(tables) or '(none; add [data.tables.<name>])'}",
+            f"define it as [data.tables.{name}] (with file, query or simulator)"
+            + (f"; tables: {', '.join(tables)}" if tables else ""),
         )
     default = "cells" if collapse is not None and name is None else "rows"
     fit_on = table.get("fit_on", default)
+    where = src.where("analysis", "fit_on", index)
     if fit_on == "cells" and collapse is None:
         raise DesignError(
-            f"{src.where('analysis', 'fit_on', index)}: analysis {table['id']!r} fits on "
-            "cells, but the study has no [collapse]",
-            hint='add [collapse] (by and measures), or use fit_on = "rows"',
+            f'{where}: fit_on = "cells" needs [collapse] (its cell keys and measures)',
+            hint='add [collapse], or use fit_on = "rows" (with collapse_by to average rows '
+            "within keys)",
             column="fit_on",
         )
     if fit_on == "cells" and name is not None:
         raise DesignError(
-            f"{src.where('analysis', 'fit_on', index)}: analysis {table['id']!r} reads table "
-            f"{name!r}, and [collapse] applies to the main [data] only",
-            hint='use fit_on = "rows" (with collapse_by to average rows within keys)',
+            f'{where}: fit_on = "cells" with table = {name!r}: [collapse] applies to the '
+            "main [data] only",
+            hint=f'use fit_on = "rows" on table {name!r} (collapse_by averages its rows '
+            "within keys), or drop table to use the main data's cells",
             column="fit_on",
         )
     return name, fit_on

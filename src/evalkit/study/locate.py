@@ -16,7 +16,7 @@ from typing import Any
 
 from evalkit.errors import DesignError, EvalkitError
 
-__all__ = ["Source", "located", "table_name", "unknown_key"]
+__all__ = ["Locator", "Source", "located", "table_name", "unknown_key"]
 
 
 class Source:
@@ -53,6 +53,11 @@ class Source:
                 if m.group(1) == "[[" and name == top:
                     counts[top] = counts.get(top, 0) + 1
                 self.sections.append((name, counts.get(top, 0) - 1, no))
+
+    @classmethod
+    def read(cls, file: Path) -> Source:
+        """Return the source of a study file, read from disk."""
+        return cls(file, file.read_text(encoding="utf-8"))
 
     def line(self, table: str, key: str | None = None, index: int | None = None) -> int | None:
         """Best guess of the line defining ``key`` in ``table`` (array element ``index``)."""
@@ -97,6 +102,10 @@ class Source:
         """``file:line`` (or just the file) for messages."""
         no = self.line(table, key, index)
         return f"{self.file}:{no}" if no else str(self.file)
+
+
+#: The name the ``rows`` branch gave the locator.
+Locator = Source
 
 
 def table_name(table: str, index: int | None) -> str:

@@ -199,10 +199,10 @@ class Data(DataSource):
     @classmethod
     def _table_names(cls, value: dict[str, DataSource] | None) -> Any:
         for name in value or {}:
-            if not NAME_PATTERN.match(name) or name == "main":
+            if not NAME_PATTERN.match(name):
                 raise fail(
-                    f"table name {name!r} must be a plain identifier other than 'main'",
-                    hint="use letters, digits and underscores",
+                    f"table name {name!r} must be a plain identifier",
+                    hint="use letters, digits and underscores, e.g. [data.tables.persons]",
                     key=name,
                 )
         return value
