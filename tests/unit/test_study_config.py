@@ -347,7 +347,7 @@ ERRORS: list[tuple[str, Change, str, str]] = [
     (
         "wrong type: figures",
         lambda: changed(base(), **{"report.figures": "yes"}),
-        r"figures in \[report\] must be bool, got 'yes'",
+        r"figures in \[report\] must be bool, got 'yes'\n  hint: e\.g\. figures = true",
         "figures",
     ),
     (
@@ -371,7 +371,8 @@ ERRORS: list[tuple[str, Change, str, str]] = [
     (
         "negative seed",
         lambda: changed(base(), **{"study.seed": -1}),
-        r"seed in \[study\]: input should be greater than or equal to 0, got -1",
+        r"seed in \[study\]: input should be greater than or equal to 0, got -1\n"
+        r"  hint: use a number >= 0",
         "seed",
     ),
     (
@@ -467,7 +468,7 @@ ERRORS: list[tuple[str, Change, str, str]] = [
     (
         "bad tolerance: text",
         lambda: changed(base(), **{"verify.std_error.atol": "small"}),
-        r"atol in \[verify\.std_error\] must be float, got 'small'",
+        r"atol in \[verify\.std_error\] must be float, got 'small'\n  hint: e\.g\. atol = 0\.5",
         "std_error",
     ),
     (
@@ -604,6 +605,7 @@ def test_every_error_names_the_file_the_line_and_the_fix(tmp_path, change, messa
     got, at = rejected(tmp_path, change())
     assert re.search(message, got), got
     assert at.startswith(line), (at, got)
+    assert "\n  hint: " in got, f"no fix suggested: {got}"
 
 
 def test_unknown_estimator_lists_the_registry(tmp_path):

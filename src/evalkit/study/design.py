@@ -186,15 +186,22 @@ _MODELS: dict[str, type[BaseModel]] = {
     "report": Report,
 }
 _WHAT = {"": "table", "roles": "role", "verify": "column"}
-_TYPES = {
-    "string_type": "str",
-    "int_type": "int",
-    "float_type": "float",
-    "bool_type": "bool",
-    "list_type": "a list",
-    "dict_type": "a table",
-    "model_type": "a table",
-    "model_attributes_type": "a table",
+_TYPES = {  # pydantic error type: (what the value must be, an example value)
+    "string_type": ("str", '"..."'),
+    "int_type": ("int", "1"),
+    "float_type": ("float", "0.5"),
+    "bool_type": ("bool", "true"),
+    "list_type": ("a list", '["a", "b"]'),
+    "dict_type": ("a table", "{...}"),
+    "model_type": ("a table", "{...}"),
+    "model_attributes_type": ("a table", "{...}"),
+}
+#: Bounds pydantic checks, and how to say the fix.
+_BOUNDS = {
+    "greater_than_equal": "use a number >= {ge}",
+    "greater_than": "use a number > {gt}",
+    "less_than_equal": "use a number <= {le}",
+    "less_than": "use a number < {lt}",
 }
 _EXAMPLES = {
     "seed": "seed = 12345",
@@ -256,20 +263,21 @@ def _error(err: Mapping[str, Any], src: Source) -> DesignError:
         return DesignError(
             f"{src.where(table, key, index)}: {key} must be one of "
             f"{', '.join(map(repr, choices))}, got {value!r}",
-            hint=f"did you mean {close[0]!r}?" if close else None,
+            hint=(f"did you mean {close[0]!r}? " if close else "")
+            + f"e.g. {key} = {json.dumps(choices[-1])}",
             column=key,
         )
     if kind in _TYPES:
-        example = _EXAMPLES.get(key or "")
+        what, example = _TYPES[kind]
         return DesignError(
-            f"{src.where(table, key, index)}: {key} in {name} must be {_TYPES[kind]}, "
-            f"got {value!r}",
-            hint=f"e.g. {example}" if example else None,
+            f"{src.where(table, key, index)}: {key} in {name} must be {what}, got {value!r}",
+            hint=f"e.g. {_EXAMPLES.get(key or '', f'{key} = {example}')}",
             column=key,
         )
     return DesignError(
         f"{src.where(table, key, index)}: {key} in {name}: {err['msg'][:1].lower()}"
         f"{err['msg'][1:]}, got {value!r}",
+        hint=_BOUNDS[kind].format(**ctx) if kind in _BOUNDS else None,
         column=key,
     )
 
