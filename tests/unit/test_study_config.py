@@ -534,6 +534,18 @@ ERRORS: list[tuple[str, Change, str, str]] = [
         "fit_on",
     ),
     (
+        "a unit for an unknown outcome",
+        lambda: changed(base(), **{"report.units": {"incme": "NOK"}}),
+        r"\[report\] units names 'incme', which is not an outcome of any analysis",
+        "units",
+    ),
+    (
+        "a mark that is not a time",
+        lambda: changed(base(), **{"report.marks": {"March 2020": "reform"}}),
+        r"mark 'March 2020' in \[report\] marks is not a time",
+        "marks",
+    ),
+    (
         "bad group name",
         lambda: changed(base(), **{"groups": {"my group": "work = 1"}}),
         r"group name 'my group' must be a plain identifier",

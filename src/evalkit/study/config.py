@@ -74,6 +74,7 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -323,11 +324,36 @@ def compile_design(
         simulated_notes=(report.simulated_notes if report else None) or "",
         source=src,
     )
+    _check_report(src, study)
     if check_data:
         from evalkit.study.source import check_columns
 
         check_columns(study, src)
     return study
+
+
+def _check_report(src: Source, study: Study) -> None:
+    """Check ``[report]`` against the design: units name outcomes, marks are times."""
+    outcomes = {a.outcome for a in study.analyses if a.outcome}
+    if study.collapse is not None:
+        outcomes |= {m.name for m in study.collapse.measures}
+    for name in study.units:
+        if name not in outcomes:
+            close = difflib.get_close_matches(name, sorted(outcomes), n=1)
+            raise DesignError(
+                f"{src.where('report', 'units')}: [report] units names {name!r}, which is "
+                "not an outcome of any analysis",
+                hint=f"did you mean {close[0]!r}?" if close else f"outcomes: {sorted(outcomes)}",
+                column="units",
+            )
+    for when in study.marks:
+        if not re.fullmatch(r"-?\d+(\.\d+)?|\d{4}-\d{2}(-\d{2})?", when):
+            raise DesignError(
+                f"{src.where('report', 'marks')}: mark {when!r} in [report] marks is not a "
+                "time: give a date (YYYY-MM-DD or YYYY-MM) or a number",
+                hint='e.g. marks = { "2020-03-01" = "first increase" }',
+                column="marks",
+            )
 
 
 def _roles(roles: Mapping[str, Any]) -> dict[str, Any]:
