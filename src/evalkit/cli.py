@@ -201,6 +201,21 @@ def check(study: Path, data: Path | None) -> None:
     click.echo(f"{study}: OK ({len(analyses)} analyses)")
 
 
+@main.command(short_help="Print the JSON Schema of study.toml.")
+@click.option(
+    "--markdown", is_flag=True, help="Print the key tables of the docs' study.toml reference."
+)
+def schema(markdown: bool) -> None:
+    """Print the JSON Schema of study.toml (generated from evalkit's study models).
+
+    Editors that read JSON Schema (e.g. with the Taplo TOML language server) can use it
+    to complete and check study files.
+    """
+    from evalkit.study import reference
+
+    click.echo(reference.markdown() if markdown else reference.schema_text(), nl=False)
+
+
 @main.command(short_help="List the public datasets: files and sources.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per dataset).")
 @_friendly

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 from evalkit.data.disclosure import DisclosurePolicy, audit
 from evalkit.simulate import bergen_rates
 from evalkit.study import check_study, run_study
+from evalkit.study.design import Design
 
 STUDY = Path(__file__).resolve().parents[2] / "studies" / "bergen_rates"
 SIM = {"seed": 23, "n_persons": 4000, "start": "2019-01", "end": "2021-06"}
@@ -232,9 +232,15 @@ def test_monthly_cells_pick_hc1_and_the_report_says_its_limits(small):
 
 
 def test_no_small_counts_and_small_split_cells_are_suppressed(tmp_path):
-    text = SMALL.replace("min_cell_size = 5", "min_cell_size = 40")
-    text = text.replace('split_by = "families"\n', 'split_by = "nw_families"\n')
-    run = run_study(_write(tmp_path / "s", text), progress=False)
+    design = Design.from_text(textwrap.dedent(SMALL).replace("FIGURES", "false"))
+    design.study.min_cell_size = 40
+    for analysis in design.analyses:
+        if analysis.split_by == "families":
+            analysis.split_by = "nw_families"
+    folder = tmp_path / "s"
+    folder.mkdir()
+    design.to_toml(folder / "study.toml")
+    run = run_study(folder, progress=False)
     assert run.ok, run.errors
     by_id = {a["id"]: a for a in run.results["analyses"]}
     monthly = by_id["ddd_monthly"]
@@ -297,24 +303,16 @@ def test_real_extract_gets_no_truth_and_the_same_estimates(tmp_path, small, sim)
 # --------------------------------------------------------------------------- slow
 def _ddd_only(folder: Path, seed: int | None = None, **options) -> Path:
     """The committed study with only its triple differences; seed and simulator changed."""
-    text = (STUDY / "study.toml").read_text()
-    blocks = text.split("\n[[analysis]]\n")
-    assert len(blocks) == 3 and 'id = "ddd"' in blocks[2], "study.toml changed its layout"
-    text = blocks[0] + "\n[[analysis]]\n" + blocks[2]
+    design = Design.from_toml(STUDY)
+    design.analyses = [a for a in design.analyses if a.id == "ddd"]
+    assert len(design.analyses) == 1, "study.toml no longer has the ddd analysis"
     if seed is not None:
-        text = re.sub(r"^seed = \d+$", f"seed = {seed}", text, count=1, flags=re.M)
-    for key, value in options.items():
-        line = f"{key} = {json.dumps(value)}"
-        if re.search(rf"^{key} = ", text, flags=re.M):
-            text = re.sub(rf"^{key} = .*$", line, text, count=1, flags=re.M)
-        else:
-            text = text.replace("[data.options]\n", f"[data.options]\n{line}\n")
-    text = text.replace("[report]\n", "[report]\nfigures = false\n")
-    parsed = tomllib.loads(text)
-    assert seed is None or parsed["study"]["seed"] == seed
-    for key, value in options.items():
-        assert parsed["data"]["options"][key] == value
-    return _write(folder, text)
+        design.study.seed = seed
+    design.data.options = {**(design.data.options or {}), **options}
+    design.report.figures = False
+    folder.mkdir(parents=True, exist_ok=True)
+    design.to_toml(folder / "study.toml")
+    return folder
 
 
 @pytest.mark.slow
@@ -345,12 +343,12 @@ def test_before_after_cells_hold_the_level_where_monthly_hc1_does_not(tmp_path):
         folder = _ddd_only(
             tmp_path / f"s{seed}", n_persons=20_000, effect_scale=0.0, seed=900 + seed
         )
-        text = (folder / "study.toml").read_text()
-        monthly = text.replace('collapse_by = ["city", "after_reform", "treated"]\n', "")
-        monthly = monthly.replace('options = {time = "after_reform"}\n', "")
-        monthly = monthly.replace('inference = "iid"\n', "")
-        assert monthly.count("after_reform") == text.count("after_reform") - 2
-        _write(tmp_path / f"m{seed}", monthly)
+        monthly = Design.from_toml(folder)
+        (ddd,) = monthly.analyses
+        assert ddd.collapse_by and ddd.options == {"time": "after_reform"} and ddd.inference
+        ddd.collapse_by, ddd.options, ddd.inference = None, None, None  # monthly cells, HC1
+        (tmp_path / f"m{seed}").mkdir()
+        monthly.to_toml(tmp_path / f"m{seed}" / "study.toml")
         for name, where in (("before_after_iid", folder), ("monthly_hc1", tmp_path / f"m{seed}")):
             run = run_study(where, progress=False)
             for entry in run.results["analyses"]:

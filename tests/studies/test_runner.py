@@ -16,6 +16,7 @@ from evalkit.data.disclosure import AGGREGATE_KEYS, STRUCTURAL_KEYS, DisclosureP
 from evalkit.errors import DesignError
 from evalkit.simulate import bergen_rates
 from evalkit.study import run_study, verify_study
+from evalkit.study.design import Data, Design, ToleranceTable, Verify
 from evalkit.study.expected import main as expected_main
 from evalkit.study.expected import write_expected
 
@@ -125,11 +126,13 @@ def test_no_microdata_in_any_output(run):
     assert (run.out_dir / "results.json").stat().st_size < 200_000
 
 
-def test_truth_is_attached_where_the_analysis_targets_a_planted_effect(tmp_path, tiny_study):
-    text = (tiny_study / "study.toml").read_text()
-    text = text.replace('families = "family', 'families_with_children = "family')
-    text = text.replace('"all", "families"', '"all", "families_with_children"')
-    (tiny_study / "study.toml").write_text(text)
+def test_truth_is_attached_where_the_analysis_targets_a_planted_effect(
+    tmp_path, tiny_study, tiny, tiny_writer
+):
+    design = tiny()
+    design.groups["families_with_children"] = design.groups.pop("families")
+    design.analyses[0].expand["group"] = ["all", "families_with_children", "nw_families"]
+    tiny_writer(tiny_study, design=design)
     run = run_study(tiny_study, out=tmp_path / "o", progress=False)
     sim = bergen_rates(seed=17, n_persons=1200, start="2019-01", end="2021-06")
     by_id = {a["id"]: a for a in run.results["analyses"]}
@@ -182,13 +185,10 @@ inference = "cr2"
     assert audit(run.results, DisclosurePolicy(5)) == []
 
 
-def test_a_failing_analysis_is_reported_not_fatal(tmp_path, tiny_study):
-    text = (
-        (tiny_study / "study.toml")
-        .read_text()
-        .replace("where = \"city <> 'Oslo'\"", "where = \"city = 'Oslo'\"")
-    )
-    (tiny_study / "study.toml").write_text(text)
+def test_a_failing_analysis_is_reported_not_fatal(tmp_path, tiny_study, tiny, tiny_writer):
+    design = tiny()
+    design.analyses[1].where = "city = 'Oslo'"
+    tiny_writer(tiny_study, design=design)
     run = run_study(tiny_study, out=tmp_path / "o", progress=False)
     assert not run.ok
     assert run.errors[0].startswith("no_oslo: ")
@@ -278,8 +278,9 @@ def test_verify_fails_on_missing_or_extra_rows_and_analyses(with_expected):
 
 
 def test_verify_tolerances_come_from_the_study(with_expected):
-    path = with_expected / "study.toml"
-    path.write_text(path.read_text() + "\n[verify]\nestimate = {rtol = 1e-3}\n")
+    design = Design.from_toml(with_expected)
+    design.verify = Verify(estimate=ToleranceTable(rtol=1e-3))
+    design.to_toml(with_expected / "study.toml")
 
     def nudge(doc):
         row = doc["analyses"][0]["tidy"][0]
@@ -323,24 +324,18 @@ def test_run_leaves_the_simulated_frame_untouched(tmp_path, tiny_study):
 
 
 @pytest.mark.parametrize("source", ["file", "query"])
-def test_same_study_runs_unchanged_on_an_extract(tmp_path, tiny_study, source):
+def test_same_study_runs_unchanged_on_an_extract(tmp_path, tiny_study, source, tiny, tiny_writer):
     """A register extract with the simulator's columns gives the same estimates."""
     sim_run = run_study(tiny_study, out=tmp_path / "sim", progress=False)
     sim = bergen_rates(seed=17, n_persons=1200, start="2019-01", end="2021-06")
     sim.data.to_parquet(tiny_study / "extract.parquet", index=False)
-    data = (
-        'file = "extract.parquet"'
+    design = tiny()
+    design.data = (
+        Data(file="extract.parquet")
         if source == "file"
-        else "query = \"SELECT * FROM 'extract.parquet' WHERE month >= DATE '2019-01-01'\""
+        else Data(query="SELECT * FROM 'extract.parquet' WHERE month >= DATE '2019-01-01'")
     )
-    text = (tiny_study / "study.toml").read_text()
-    text = text.replace(
-        'simulator = "bergen_rates"\noptions = {n_persons = 1200, start = "2019-01", '
-        'end = "2021-06"}',
-        data,
-    )
-    assert data in text
-    (tiny_study / "study.toml").write_text(text)
+    tiny_writer(tiny_study, design=design)
     real = run_study(tiny_study, out=tmp_path / "real", progress=False)
     assert real.results["data"]["kind"] == source
     assert real.results["data"]["simulated"] is False

@@ -12,13 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from evalkit.study.config import AnalysisSpec, CollapseSpec, DataSpec, Study, Tolerance, load_study
+from evalkit.study.design import Analysis, Design
 from evalkit.study.runner import RunOutcome, run_study
 from evalkit.study.verify import Mismatch, VerifyOutcome, verify_study
 
 __all__ = [
+    "Analysis",
     "AnalysisSpec",
     "CollapseSpec",
     "DataSpec",
+    "Design",
     "Mismatch",
     "RunOutcome",
     "Study",
@@ -30,7 +33,9 @@ __all__ = [
 ]
 
 
-def check_study(path: str | Path, *, data: str | Path | None = None) -> Study:
+def check_study(
+    path: str | Path | Design, *, data: str | Path | None = None, root: str | Path | None = None
+) -> Study:
     """Parse and validate a study without running it.
 
     Checks every key (unknown keys are errors that name the file, line and table and
@@ -44,7 +49,11 @@ def check_study(path: str | Path, *, data: str | Path | None = None) -> Study:
     Parameters
     ----------
     path
-        The study folder (or its study.toml).
+        The study folder (or its study.toml), or a
+        :class:`~evalkit.study.design.Design` built in Python.
+    root
+        For a design: the folder its file paths are relative to (default: the working
+        directory).
     data
         A data file (CSV or Parquet) to validate as the study's data, as ``evalkit run
         --data`` would use it: its columns against every name in the design, the types
@@ -77,12 +86,11 @@ def check_study(path: str | Path, *, data: str | Path | None = None) -> Study:
       hint: did you mean 'title'? allowed: name, title, description, seed, min_cell_size, level
     """
     if data is None:
-        return load_study(path, check_data=True)
-    from evalkit.study.locate import Locator
+        return load_study(path, check_data=True, root=root)
     from evalkit.study.source import check_columns, open_source, validate_data
 
-    study = load_study(path, check_data=False)
-    check_columns(study, Locator.read(study.file), data)
+    study = load_study(path, check_data=False, root=root)
+    check_columns(study, study.source, data)
     source = open_source(study, Path(data))
     try:
         validate_data(study, source)

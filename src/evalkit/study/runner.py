@@ -34,7 +34,7 @@ from evalkit.data.collapse import Measure, collapse, quote
 from evalkit.data.disclosure import DisclosurePolicy, audit, protect
 from evalkit.errors import EvalkitError, StudyError
 from evalkit.study.config import AnalysisSpec, SplitSpec, Study, load_study
-from evalkit.study.locate import Locator
+from evalkit.study.design import Design
 from evalkit.study.progress import RunProgress
 from evalkit.study.source import DataSource, check_columns, open_source, validate_data
 
@@ -490,9 +490,10 @@ def _cells_summary(study: Study, cells: _Cells) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- run
 def run_study(
-    path: str | Path,
+    path: str | Path | Design,
     out: str | Path | None = None,
     *,
+    root: str | Path | None = None,
     progress: bool = True,
     data_override: Any = None,
     force: bool = False,
@@ -505,9 +506,13 @@ def run_study(
     Parameters
     ----------
     path
-        The study folder (or its study.toml).
+        The study folder (or its study.toml), or a
+        :class:`~evalkit.study.design.Design` built in Python.
     out
         Output folder; ``<study>/out`` when None. Created if needed.
+    root
+        For a design: the folder its file paths are relative to (and where ``out/``
+        goes by default); the working directory when None.
     progress
         Show progress on standard error: a bar over the analyses in a terminal, one
         line per step otherwise (see :class:`~evalkit.study.progress.RunProgress`).
@@ -573,9 +578,9 @@ def run_study(
     ['manifest.json', 'report.html', 'report.md', 'results.json']
     """
     start = time.perf_counter()
-    study = load_study(path, check_data=data_override is None, overrides=overrides)
+    study = load_study(path, check_data=data_override is None, overrides=overrides, root=root)
     if data_override is not None:
-        check_columns(study, Locator.read(study.file), data_override)
+        check_columns(study, study.source, data_override)
     final_dir = Path(out).expanduser() if out is not None else study.root / "out"
     final_dir = final_dir.resolve()
     _check_out_dir(final_dir, force)
