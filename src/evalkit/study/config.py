@@ -52,7 +52,11 @@ The file
     Tolerances by tidy column, e.g. ``estimate = {rtol = 1e-6, atol = 1e-8}``;
     ``estimate`` and ``std_error`` are always compared.
 ``[report]``
-    ``notes`` (Markdown shown in the report) and ``figures`` (default true).
+    ``notes`` (Markdown shown in the report), ``figures`` (default true), ``units``
+    (outcome to the unit of its values, e.g. ``{income = "NOK per month"}``; shown on
+    every table and axis), ``marks`` (time to a label, e.g. ``{"2020-03-01" = "first
+    increase"}``; a vertical line on every time plot) and ``simulated_notes`` (Markdown
+    shown only when the data are simulated).
 """
 
 from __future__ import annotations
@@ -130,7 +134,7 @@ STUDY_LEVEL_KEYS = ("group", "where", "split_by")
 #: The cell key of ``split_by = "<group>"`` is this prefix plus the group's name.
 SPLIT_PREFIX = "in_"
 
-REPORT_KEYS = ("notes", "figures")
+REPORT_KEYS = ("notes", "figures", "units", "marks", "simulated_notes")
 TOLERANCE_KEYS = ("rtol", "atol")
 VERIFY_COLUMNS = (*TIDY_COLUMNS[1:], "truth")
 #: Columns compared by ``evalkit verify`` unless [verify] says otherwise.
@@ -332,6 +336,9 @@ class Study:
     design_sha256: str
     raw: Mapping[str, Any]
     columns: Mapping[str, str] = field(default_factory=dict)
+    units: Mapping[str, str] = field(default_factory=dict)
+    marks: Mapping[str, str] = field(default_factory=dict)
+    simulated_notes: str = ""
 
     def cell_keys(self, spec: AnalysisSpec) -> tuple[str, ...]:
         """Return the keys of the cells an analysis is fitted on (none without [collapse])."""
@@ -620,6 +627,7 @@ def load_study(
     _unknown_keys(src, rep, REPORT_KEYS, "report")
     notes = _expect(src, rep.get("notes", ""), str, "report", "notes")
     figures = _expect(src, rep.get("figures", True), bool, "report", "figures")
+    units, marks, simulated_notes = _report_extras(src, rep)
 
     tables = raw.get("analysis", [])
     if isinstance(tables, dict):
@@ -667,7 +675,11 @@ def load_study(
         design_sha256=design_hash(raw),
         raw=MappingProxyType(raw),
         columns=MappingProxyType(columns),
+        units=MappingProxyType(units),
+        marks=MappingProxyType(marks),
+        simulated_notes=simulated_notes,
     )
+    _check_units(src, study)
     if check_data:
         from evalkit.study.source import check_columns
 
@@ -678,6 +690,41 @@ def load_study(
 def _located(err: EvalkitError, src: _Source, table: str, index: int | None = None) -> Exception:
     where = src.where(table, err.column, index)
     return type(err)(f"{where}: {err.message}", hint=err.hint, code=err.code, column=err.column)
+
+
+def _report_extras(src: _Source, rep: Mapping[str, Any]) -> tuple[dict, dict, str]:
+    """Parse ``[report] units``, ``marks`` and ``simulated_notes`` (see the module doc)."""
+    units = _expect(src, rep.get("units", {}), dict, "report", "units")
+    for name, unit in units.items():
+        _expect(src, unit, str, "report", name, example=f'{name} = "NOK per month"')
+    marks = _expect(src, rep.get("marks", {}), dict, "report", "marks")
+    for when, label in marks.items():
+        _expect(src, label, str, "report", when, example=f'"{when}" = "reform"')
+        if not re.fullmatch(r"-?\d+(\.\d+)?|\d{4}-\d{2}(-\d{2})?", when):
+            raise DesignError(
+                f"{src.where('report', 'marks')}: mark {when!r} in [report] marks is not a "
+                "time: give a date (YYYY-MM-DD or YYYY-MM) or a number",
+                hint='e.g. marks = { "2020-03-01" = "first increase" }',
+                column="marks",
+            )
+    notes = _expect(src, rep.get("simulated_notes", ""), str, "report", "simulated_notes")
+    return dict(units), dict(marks), notes
+
+
+def _check_units(src: _Source, study: Study) -> None:
+    """Every outcome named in ``[report] units`` is an outcome of some analysis."""
+    outcomes = {a.outcome for a in study.analyses if a.outcome}
+    if study.collapse is not None:
+        outcomes |= {m.name for m in study.collapse.measures}
+    for name in study.units:
+        if name not in outcomes:
+            close = difflib.get_close_matches(name, sorted(outcomes), n=1)
+            raise DesignError(
+                f"{src.where('report', 'units')}: [report] units names {name!r}, which is "
+                "not an outcome of any analysis",
+                hint=f"did you mean {close[0]!r}?" if close else f"outcomes: {sorted(outcomes)}",
+                column="units",
+            )
 
 
 def _roles(src: _Source, roles: Any) -> dict[str, Any]:
