@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Caveat", "concerns", "consolidate", "warning_kind"]
+__all__ = ["FEW_CLUSTER_WARNINGS", "Caveat", "concerns", "consolidate", "warning_kind"]
+
+#: Warning categories that say what the few-treated-clusters caveat says.
+FEW_CLUSTER_WARNINGS = ("FewClustersWarning",)
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`")
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(\.\d+)?(e[-+]?\d+)?")
@@ -196,10 +199,21 @@ def consolidate(
     [('UserWarning', ('a.1', 'a.2'), True)]
     """
     skip = skip_few or (lambda e: False)
-    out: list[Caveat] = []
     few = _few_clusters(entries, few_treated, robust, skip)
-    if few is not None:
-        out.append(few)
+    warned = _warnings(entries)
+    # the estimators' own few-clusters warnings are the same caveat: state it once
+    same = [w for w in warned if w.title in FEW_CLUSTER_WARNINGS]
+    if same:
+        ids = set().union(*(w.analyses for w in same), few.analyses if few else ())
+        few = Caveat(
+            "few_clusters",
+            "Few treated clusters",
+            few.text if few else same[0].text,
+            tuple(e["id"] for e in entries if e["id"] in ids),
+            (few.varies if few else False) or any(w.varies for w in same) or len(same) > 1,
+        )
+        warned = [w for w in warned if w not in same]
+    out = [few] if few is not None else []
     out.extend(_composition(entries, subsets or {}))
-    out.extend(_warnings(entries))
+    out.extend(warned)
     return out

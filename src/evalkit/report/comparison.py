@@ -40,14 +40,28 @@ def group_of(entry: Mapping[str, Any]) -> str:
 
 
 def effect_rows(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """Return the tidy rows of an analysis that are effects, not event-time estimates."""
+    """Return the headline effects of an analysis: rows without a time or event time.
+
+    Rows by event time are left to the event-study figures and rows by calendar time
+    (e.g. a synthetic control's effect in each period) to the path figures; an analysis
+    whose rows all have a calendar time keeps them.
+
+    Examples
+    --------
+    >>> e = {"tidy": [{"term": "att", "estimate": 1.0}, {"term": "effect", "estimate": 2.0,
+    ...       "time": 15}, {"term": "ATT(e)", "estimate": 3.0, "event_time": 0}]}
+    >>> [r["term"] for r in effect_rows(e)]
+    ['att']
+    """
     if entry.get("error"):
         return []
-    return [
+    rows = [
         r
         for r in entry.get("tidy") or []
         if r.get("event_time") is None and r.get("estimate") is not None
     ]
+    headline = [r for r in rows if r.get("time") is None]
+    return headline or rows
 
 
 def _cell(r: Mapping[str, Any], fmt: Fmt) -> str:
@@ -110,7 +124,7 @@ def summary_table(
         if not rows:
             continue
         fam = families.setdefault(
-            e["family"], {"title": e.get("title", ""), "multi": False, "within": False}
+            e["family"], {"title": _title(e), "multi": False, "within": False}
         )
         fam["multi"] |= len(rows) > 1
         fam["within"] |= bool(within(e))
@@ -155,6 +169,11 @@ def summary_table(
             line.append(fmt(common) if common is not None else "")
         body.append(line)
     return head, body, legend
+
+
+def _title(entry: Mapping[str, Any]) -> str:
+    title, name = str(entry.get("title") or ""), str(entry.get("estimator") or "")
+    return name if title in ("", entry.get("family")) else f"{title} ({name})"
 
 
 def _mode(values: Sequence[float]) -> float | None:

@@ -20,7 +20,14 @@ import pandas as pd
 
 from evalkit.report.comparison import group_of
 from evalkit.report.event_plot import event_study_plot
-from evalkit.report.units import axis_kind, draw_marks, mark_times, numeric_time, with_unit
+from evalkit.report.units import (
+    axis_kind,
+    draw_marks,
+    mark_times,
+    numeric_time,
+    period_marks,
+    with_unit,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -195,7 +202,7 @@ def result_grid(fitted: Sequence[Any], unit: Unit) -> Figure | None:
     """
     members = []
     for f in fitted:
-        if f.result is None or len(f.result.terms) < 2:
+        if f.result is None or len(f.result.terms) < 2 or has_path(f.result):
             continue
         tidy = f.result.tidy()
         if "event_time" in tidy and tidy["event_time"].notna().any():
@@ -223,7 +230,8 @@ class EntryResult:
         self.entry = entry
         self.estimator = str(entry.get("estimator", "result"))
         self.level = float(entry.get("level") or 0.95)
-        ref = (entry.get("options") or {}).get("reference")
+        ref = (entry.get("info") or {}).get("reference")
+        ref = (entry.get("options") or {}).get("reference") if ref is None else ref
         refs = ref if isinstance(ref, list | tuple) else [] if ref is None else [ref]
         self.reference = tuple(r for r in refs if isinstance(r, int | float))
 
@@ -284,8 +292,15 @@ def has_path(result: Any) -> bool:
     return False
 
 
-def path_figure(fitted: Sequence[Any], unit: Unit, marks: Mapping[str, str]) -> Figure | None:
-    """Treated and synthetic paths of each analysis with the study's marks."""
+def path_figure(
+    fitted: Sequence[Any], unit: Unit, marks: Mapping[str, str], times: Sequence[Any] = ()
+) -> Figure | None:
+    """Treated and synthetic paths of each analysis with the study's marks.
+
+    ``times`` is the grid of periods of the data: when a path is indexed by period
+    numbers rather than by the data's times, a mark is drawn at the number of the first
+    period at or after it.
+    """
     members = [f for f in fitted if f.result is not None and has_path(f.result)]
     if not members:
         return None
@@ -295,9 +310,15 @@ def path_figure(fitted: Sequence[Any], unit: Unit, marks: Mapping[str, str]) -> 
         f.result.plot(ax=ax)
         ax.set_title(f.spec.id, fontsize=9)
         ax.set_ylabel(with_unit(str(f.spec.outcome or "outcome"), unit(f.spec.outcome)), fontsize=8)
-        times = ax.lines[0].get_xdata() if ax.lines else []
+        xs = ax.lines[0].get_xdata() if ax.lines else []
         ax.set_xlabel(str((f.spec.kwargs or {}).get("time") or "time"), fontsize=8)
-        draw_marks(ax, parsed, axis=axis_kind(times))
+        kind = axis_kind(xs)
+        grid = pd.Index(sorted(pd.unique(pd.Index(times)))) if len(times) else pd.Index([])
+        if kind == "numbers" and axis_kind(grid) == "dates" and len(grid) == len(xs):
+            draw_marks(ax, period_marks(marks, grid, xs), axis="numbers")
+            ax.set_xlabel(f"period (numbered from {grid[0]:%Y-%m})", fontsize=8)
+        else:
+            draw_marks(ax, parsed, axis=kind)
         ax.tick_params(labelsize=7)
         legend = ax.get_legend()
         if legend is not None:

@@ -448,7 +448,8 @@ def _caveat_blocks(
             (
                 "p",
                 f"**C{i}. {c.title}.** {c.text} *Concerns {len(c.analyses)} "
-                f"analyses{varies}: {concerns(c.analyses, families)}.*",
+                f"{'analysis' if len(c.analyses) == 1 else 'analyses'}{varies}: "
+                f"{concerns(c.analyses, families)}.*",
             )
         )
     if notes:
@@ -648,7 +649,7 @@ def share_outcomes(study: Study, cells: Mapping[str, pd.DataFrame]) -> set[str]:
 
 # --------------------------------------------------------------------------- writing
 def _time_grid(
-    study: Study, fitted: Sequence[Fitted], cells: Mapping[str, pd.DataFrame]
+    fitted: Sequence[Fitted], cells: Mapping[str, pd.DataFrame]
 ) -> tuple[list[Any], Any]:
     """Return the periods of the cells and the first treated period (for event-time marks)."""
     for f in fitted:
@@ -686,6 +687,7 @@ def _figures(
         written.append(p)
         figures.setdefault(key, []).append((f"figures/{p.name}", alt))
 
+    times, first = _time_grid(fitted, cells)
     for fam in dict.fromkeys(e["family"] for e in entries):
         members = [e for e in entries if e["family"] == fam]
         within = all(_is_within(e) for e in members)
@@ -705,11 +707,10 @@ def _figures(
         add(fam, figs.result_grid(mine, unit), f"{fam}_plots", f"{fam}: each analysis")
         add(
             fam,
-            figs.path_figure(mine, unit, study.marks),
+            figs.path_figure(mine, unit, study.marks, times),
             f"{fam}_paths",
             f"{fam}: treated and synthetic paths",
         )
-    times, first = _time_grid(study, fitted, cells)
     marks = event_time_marks(study.marks, times, first) if times else []
     outcomes = dict.fromkeys(e.get("outcome") for e in entries if figs.has_event_time(e))
     for outcome in outcomes:

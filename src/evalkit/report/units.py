@@ -25,6 +25,7 @@ __all__ = [
     "looks_like_share",
     "mark_times",
     "numeric_time",
+    "period_marks",
     "unit_of",
     "with_unit",
 ]
@@ -146,6 +147,30 @@ def event_time_marks(
         if pos >= len(grid):
             continue
         out.append((pos - start - 0.5, label))
+    return out
+
+
+def period_marks(
+    marks: Mapping[str, str], grid: Sequence[Any], values: Sequence[Any]
+) -> list[tuple[float, str]]:
+    """Place marks on an axis that numbers the periods of ``grid`` by ``values``.
+
+    Each mark goes to the value of the first period at or after it.
+
+    Examples
+    --------
+    >>> months = pd.date_range("2020-01-01", periods=4, freq="MS")
+    >>> period_marks({"2020-03-01": "reform"}, months, [1, 2, 3, 4])
+    [(3.0, 'reform')]
+    """
+    index = pd.Index(grid)
+    out = []
+    for when, label in mark_times(marks):
+        if not isinstance(when, pd.Timestamp):
+            continue
+        pos = int(index.searchsorted(when, side="left"))
+        if pos < len(values):
+            out.append((float(values[pos]), label))
     return out
 
 
