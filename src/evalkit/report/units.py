@@ -26,6 +26,7 @@ __all__ = [
     "mark_times",
     "numeric_time",
     "period_marks",
+    "plain",
     "unit_of",
     "with_unit",
 ]
@@ -51,15 +52,26 @@ def unit_of(outcome: str | None, units: Mapping[str, str], shares: Iterable[str]
     return SHARE if outcome in set(shares) else ""
 
 
+def plain(text: str) -> str:
+    r"""Make study text literal in matplotlib (no mathtext between dollar signs).
+
+    Examples
+    --------
+    >>> print(plain("USD $ per month"))
+    USD \$ per month
+    """
+    return str(text).replace("$", r"\$")
+
+
 def with_unit(text: str, unit: str) -> str:
-    """Append a unit in parentheses when there is one.
+    """Append a unit in parentheses when there is one (for axis labels; see :func:`plain`).
 
     Examples
     --------
     >>> with_unit("effect on income", "NOK per month"), with_unit("effect", "")
     ('effect on income (NOK per month)', 'effect')
     """
-    return f"{text} ({unit})" if unit else text
+    return plain(f"{text} ({unit})" if unit else text)
 
 
 def looks_like_share(values: Any) -> bool:
@@ -191,7 +203,14 @@ def draw_marks(ax: Axes, marks: Sequence[tuple[Any, str]], *, axis: str = "years
             continue
         ax.axvline(x, color="0.25", ls=":", lw=1.0, zorder=1)
         ax.text(
-            x, 0.98, f"{label} ", transform=trans, rotation=90, va="top", ha="right", fontsize=6
+            x,
+            0.98,
+            plain(f"{label} "),
+            transform=trans,
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=6,
         )
 
 
