@@ -159,3 +159,11 @@ def test_forest_labels_axes_with_units():
     fig = figs.forest(entries, True, lambda o: {"income": "NOK per month"}.get(o, "share"))
     labels = [ax.get_xlabel() for ax in fig.axes if ax.get_visible()]
     assert labels == ["effect (share)", "effect (NOK per month)"]
+
+
+def test_a_within_unit_analysis_keeps_its_own_few_clusters_warning():
+    entries = study_payload()["analyses"]
+    found = consolidate(entries, few_treated=FEW_TREATED_CLUSTERS, skip_few=lambda e: True)
+    assert [(c.key, c.title, c.analyses) for c in found] == [
+        ("warning:1", "FewClustersWarning", ("es.work.all", "es.work.nw"))
+    ]

@@ -142,11 +142,12 @@ def _composition(entries: Sequence[Mapping[str, Any]], subsets: Mapping[str, str
     return out
 
 
-def _warnings(entries: Sequence[Mapping[str, Any]]) -> list[Caveat]:
+def _warnings(entries: Sequence[Mapping[str, Any]], keep: Any) -> list[Caveat]:
     kinds: dict[str, list[tuple[str, str]]] = {}
     for e in entries:
         for message in dict.fromkeys(e.get("warnings") or []):
-            kinds.setdefault(warning_kind(message), []).append((e["id"], message))
+            if keep(e, message):
+                kinds.setdefault(warning_kind(message), []).append((e["id"], message))
     out = []
     for i, hits in enumerate(kinds.values(), start=1):
         category, _, rest = hits[0][1].partition(": ")
@@ -200,9 +201,14 @@ def consolidate(
     """
     skip = skip_few or (lambda e: False)
     few = _few_clusters(entries, few_treated, robust, skip)
-    warned = _warnings(entries)
-    # the estimators' own few-clusters warnings are the same caveat: state it once
-    same = [w for w in warned if w.title in FEW_CLUSTER_WARNINGS]
+
+    def folded(e: Mapping[str, Any], message: str) -> bool:
+        # an estimator's own few-clusters warning on a cluster-level analysis says what
+        # the few-clusters caveat says; on a within-unit analysis it says something else
+        return message.partition(":")[0] in FEW_CLUSTER_WARNINGS and not skip(e)
+
+    same = _warnings(entries, folded)
+    warned = _warnings(entries, lambda e, m: not folded(e, m))
     if same:
         ids = set().union(*(w.analyses for w in same), few.analyses if few else ())
         few = Caveat(
@@ -212,7 +218,6 @@ def consolidate(
             tuple(e["id"] for e in entries if e["id"] in ids),
             (few.varies if few else False) or any(w.varies for w in same) or len(same) > 1,
         )
-        warned = [w for w in warned if w not in same]
     out = [few] if few is not None else []
     out.extend(_composition(entries, subsets or {}))
     out.extend(warned)

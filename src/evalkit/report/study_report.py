@@ -702,7 +702,7 @@ def _figures(
             fam,
             figs.forest(members, simulated, unit, title),
             fam,
-            f"{fam}: estimates with intervals",
+            f"{fam}: estimates with confidence intervals",
         )
         add(fam, figs.result_grid(mine, unit), f"{fam}_plots", f"{fam}: each analysis")
         add(
