@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evalkit.core import registry
-from evalkit.inference.policy import THRESHOLDS
 from evalkit.report import study_figures as figs
 from evalkit.report.caveats import Caveat, concerns, consolidate
 from evalkit.report.comparison import coverage, effect_rows, summary_table
+from evalkit.report.inference_notes import (
+    FEW_TREATED_CLUSTERS,
+    cell_level,
+    is_within,
+    test_inversion_note,
+    within_note,
+)
 from evalkit.report.render import Block, markdown_blocks, to_html, to_markdown
 from evalkit.report.units import event_time_marks, looks_like_share, unit_of
 
@@ -36,13 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FEW_TREATED_CLUSTERS", "write_report"]
 
-#: Below this many treated clusters, cluster-robust intervals get a caution (the one
-#: thresholds table, :data:`evalkit.inference.THRESHOLDS`).
-FEW_TREATED_CLUSTERS = THRESHOLDS.few_treated
 _ROBUST = ("iid", "hetero", "cluster", "cr2")
-# Inference a within-unit comparison can rest on with few treated clusters: the errors of
-# the cells (not of the treated clusters) carry the information.
-_CELL_LEVEL = ("iid", "hetero")
 Unit = Callable[[str | None], str]
 
 
@@ -71,13 +69,6 @@ def _p(p: Any) -> str:
 
 
 # --------------------------------------------------------------------------- blocks
-def _is_within(entry: Mapping[str, Any]) -> bool:
-    """Say whether an analysis compares groups within units (a triple difference)."""
-    name = entry.get("estimator")
-    within = name in registry.names() and registry.get(name).within_unit
-    return within or bool(entry.get("split"))
-
-
 def _label(entry: Mapping[str, Any], key: str) -> str:
     value = entry.get("labels", {}).get(key, entry.get(key, ""))
     if key == "split_by" and entry.get("split"):
@@ -127,123 +118,6 @@ def _family_rows(
                 row.append(fmt(r.get("truth")))
             rows.append(row)
     return head, rows
-
-
-def _few_treated(entry: Mapping[str, Any]) -> bool:
-    k = (entry.get("info") or {}).get("n_treated_clusters")
-    return isinstance(k, int) and k < FEW_TREATED_CLUSTERS
-
-
-def _cell_level(entry: Mapping[str, Any]) -> bool:
-    """Say whether a within-unit comparison takes its standard errors from the cells."""
-    return _is_within(entry) and (entry.get("inference") or {}).get("method") in _CELL_LEVEL
-
-
-_TEST_INVERSION_NAMES = {
-    "conformal": "conformal inference over time (Chernozhukov, Wuthrich & Zhu 2021)",
-    "wild": "the wild cluster bootstrap",
-    "permutation": "randomization inference over which clusters are treated",
-    "conley_taber": "Conley-Taber inference",
-    "ferman_pinto": "Ferman-Pinto inference",
-}
-
-
-def _test_inversion_note(entries: Sequence[Mapping[str, Any]]) -> str | None:
-    """Explain p-values and intervals that come from inverting a test (no standard errors)."""
-    mine = [e for e in entries if (e.get("inference") or {}).get("kind") == "test_inversion"]
-    if not mine:
-        return None
-    methods = list(dict.fromkeys((e.get("inference") or {}).get("method") for e in mine))
-    names = ", ".join(_TEST_INVERSION_NAMES.get(m, str(m)) for m in methods)
-    k = (mine[0].get("info") or {}).get("n_treated_clusters")
-    g = (mine[0].get("info") or {}).get("n_clusters")
-    steps = sorted(
-        set(
-            re.findall(
-                r"steps of (1/\d+)",
-                " ".join((e.get("inference") or {}).get("description") or "" for e in mine),
-            )
-        )
-    )
-    gran = ""
-    if steps:
-        gran = (
-            f" Their p-values come in steps of {', '.join(steps)}, so no smaller p-value "
-            "is possible."
-        )
-    return (
-        f"**Inference valid with few treated clusters.** {len(mine)} analyses "
-        f"({k} treated cluster(s) of {g}) use {names}, chosen because cluster-robust "
-        "standard errors are not reliable with so few treated clusters. These methods give "
-        "a p-value and an interval (the effects the test does not reject) but no standard "
-        f"error, so the standard-error column is empty.{gran}"
-    )
-
-
-def _within_note(entries: Sequence[Mapping[str, Any]]) -> str | None:
-    """Explain why within-unit comparisons can be trusted where unit-level ones cannot."""
-    mine = [e for e in entries if _cell_level(e) and _few_treated(e) and e.get("tidy")]
-    if not mine:
-        return None
-    info = mine[0].get("info") or {}
-    unit = (info.get("roles") or {}).get("unit", "unit")
-    times = list(
-        dict.fromkeys(str(((e.get("info") or {}).get("roles") or {}).get("time")) for e in mine)
-    )
-    k, g = info.get("n_treated_clusters"), info.get("n_clusters")
-    by_method: dict[str, int] = {}
-    for e in mine:
-        method = (e.get("inference") or {}).get("method")
-        by_method[method] = by_method.get(method, 0) + 1
-    text = (
-        f"**Why triple differences can be trusted where the {unit}-level analyses "
-        f"cannot.** With {k} treated {unit} of {g}, a {unit}-level comparison cannot tell "
-        f"the treatment from anything else that hit the treated {unit} and not the others "
-        "in the same periods, and no standard error can learn how large such shocks are "
-        "from a single treated cluster. The triple differences compare a group with the "
-        f"rest of the same {unit} in the same period "
-        f"({', '.join(f'`{t}`' for t in times)}): the {unit} x period fixed effects absorb "
-        f"every shock the two share, so {unit}-level shocks neither bias these estimates "
-        "nor enter their noise. What is left is the noise of the within-unit contrast, "
-        "which the comparison units show as well as the treated one, so it can be "
-        "estimated from the cells rather than from the number of treated clusters."
-    )
-    if by_method.get("iid"):
-        text += (
-            f" The {by_method['iid']} with classical standard errors (weighted by the "
-            "cell counts) assume that this contrast is equally noisy per person in every "
-            "unit and learn its size from the comparison units."
-        )
-        periods = [
-            (e.get("info") or {}).get("n_periods")
-            for e in mine
-            if (e.get("inference") or {}).get("method") == "iid"
-        ]
-        if all(isinstance(n, int) and n <= 2 for n in periods):
-            text += (
-                " Their cells cover the whole period before and after the treatment, so "
-                "following the same persons over time does not make the cells' errors "
-                "dependent."
-            )
-        else:
-            text += (
-                " Where cells of consecutive periods follow the same persons their errors "
-                "are dependent and these standard errors too small: collapse to the periods "
-                "before and after the treatment (`collapse_by`)."
-            )
-    if by_method.get("hetero"):
-        text += (
-            f" The {by_method['hetero']} with heteroskedasticity-robust (HC1) standard "
-            "errors assume that the cells' errors are independent; cells of consecutive "
-            "periods that follow the same persons are not, and then HC1 is too small: "
-            "collapse to longer periods (e.g. before and after, with `collapse_by`) and "
-            'use inference = "iid".'
-        )
-    text += (
-        " All rest on the within-unit contrast evolving in parallel across units (a "
-        "shock that hits one group of the treated unit and not the rest is not absorbed)."
-    )
-    return text
 
 
 def _data_blocks(study: Study, results: Mapping[str, Any], unit: Unit) -> list[Block]:
@@ -377,7 +251,7 @@ def _inference_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
             described[d].append(e["family"])
     for d, fams in described.items():
         blocks.append(("p", f"Inference ({', '.join(f'`{f}`' for f in fams)}): {d}."))
-    for note in (_test_inversion_note(entries), _within_note(entries)):
+    for note in (test_inversion_note(entries), within_note(entries)):
         if note:
             blocks.append(("p", note))
     return blocks
@@ -386,7 +260,7 @@ def _inference_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
 def _summary_blocks(
     entries: Sequence[Mapping[str, Any]], simulated: bool, unit: Unit, has_events: bool
 ) -> list[Block]:
-    table = summary_table(entries, fmt=fmt, unit=unit, simulated=simulated, within=_is_within)
+    table = summary_table(entries, fmt=fmt, unit=unit, simulated=simulated, within=is_within)
     if table is None:
         return []
     head, rows, legend = table
@@ -465,7 +339,7 @@ def _results_blocks(
 ) -> list[Block]:
     blocks: list[Block] = []
     families = list(dict.fromkeys(e["family"] for e in entries))
-    within = [f for f in families if all(_is_within(e) for e in entries if e["family"] == f)]
+    within = [f for f in families if all(is_within(e) for e in entries if e["family"] == f)]
     sections: list[tuple[str, list[Any], str | None]] = [
         ("Results", [f for f in families if f not in within], None)
     ]
@@ -511,32 +385,28 @@ def _results_blocks(
                 )
             for path, alt in figures.get(fam, []):
                 blocks.append(("img", path, alt))
-    if figures.get("__events__"):
-        blocks.append(("h2", "Event studies"))
-        blocks.append(
-            (
-                "p",
-                "Estimates by event time of every analysis that reports them, overlaid per "
-                "outcome and group (each family shifted sideways so that the intervals do "
-                "not overlap); hollow points are reference periods fixed at zero, the "
-                "dashed line is the start of the treatment and the dotted lines are the "
-                "study's marks.",
-            )
-        )
-        for path, alt in figures["__events__"]:
-            blocks.append(("img", path, alt))
-    if figures.get("__trends__"):
-        blocks.append(("h2", "Cell means over time"))
-        blocks.append(
-            (
-                "p",
-                "Means of the unsuppressed cells, weighted by their counts, for the treated "
-                "unit(s) and the comparison units; dotted lines mark the study's marks (or, "
-                "without marks, a dashed line the first treated period).",
-            )
-        )
-        for path, alt in figures["__trends__"]:
-            blocks.append(("img", path, alt))
+    figure_sections = (
+        (
+            "__events__",
+            "Event studies",
+            "Estimates by event time of every analysis that reports them, overlaid per "
+            "outcome and group (each family shifted sideways so that the intervals do "
+            "not overlap); hollow points are reference periods fixed at zero, the "
+            "dashed line is the start of the treatment and the dotted lines are the "
+            "study's marks.",
+        ),
+        (
+            "__trends__",
+            "Cell means over time",
+            "Means of the unsuppressed cells, weighted by their counts, for the treated "
+            "unit(s) and the comparison units; dotted lines mark the study's marks (or, "
+            "without marks, a dashed line the first treated period).",
+        ),
+    )
+    for key, heading, intro in figure_sections:
+        if figures.get(key):
+            blocks += [("h2", heading), ("p", intro)]
+            blocks += [("img", path, alt) for path, alt in figures[key]]
     return blocks
 
 
@@ -610,7 +480,7 @@ def _blocks(
         entries,
         few_treated=FEW_TREATED_CLUSTERS,
         robust=_ROBUST,
-        skip_few=_cell_level,
+        skip_few=cell_level,
         subsets=subsets,
     )
     families: dict[str, list[str]] = {}
@@ -690,7 +560,7 @@ def _figures(
     times, first = _time_grid(fitted, cells)
     for fam in dict.fromkeys(e["family"] for e in entries):
         members = [e for e in entries if e["family"] == fam]
-        within = all(_is_within(e) for e in members)
+        within = all(is_within(e) for e in members)
         title = (
             "How much more the treatment changed each group's outcome than the rest's "
             "(same unit and period)"
