@@ -167,3 +167,20 @@ def test_a_within_unit_analysis_keeps_its_own_few_clusters_warning():
     assert [(c.key, c.title, c.analyses) for c in found] == [
         ("warning:1", "FewClustersWarning", ("es.work.all", "es.work.nw"))
     ]
+
+
+def test_study_text_in_units_and_marks_stays_inert(tmp_path):
+    study = FakeStudy(
+        root=tmp_path,
+        units={"income": "<script>x</script> $ per month"},
+        marks={"2020-03-01": "<b>$reform"},
+    )
+    write_report(study, study_payload(), [], {}, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt; $ per month" in page
+    md = (tmp_path / "report.md").read_text()
+    assert "<script>" not in md
+    # the figures drew the text literally (an unbalanced $ would fail in mathtext)
+    assert (tmp_path / "figures" / "twfe.png").stat().st_size > 0
+    fig = figs.event_figure(study_payload()["analyses"], "work", lambda o: "$", [(0.5, "<b>$")])
+    fig.savefig(tmp_path / "events.png")
