@@ -184,3 +184,27 @@ def test_study_text_in_units_and_marks_stays_inert(tmp_path):
     assert (tmp_path / "figures" / "twfe.png").stat().st_size > 0
     fig = figs.event_figure(study_payload()["analyses"], "work", lambda o: "$", [(0.5, "<b>$")])
     fig.savefig(tmp_path / "events.png")
+
+
+def test_subgroup_rows_go_to_their_groups_and_grids_stay_out():
+    from report_fakes import _entry, _row
+
+    dml = _entry(
+        "dml.work",
+        "dml",
+        "work",
+        "all",
+        [
+            _row("ATT", 0.01, 0.0, 0.02, subgroup="all"),
+            _row("ATT", -0.02, -0.03, -0.01, subgroup="nw"),
+        ],
+    )
+    grid = _entry(
+        "hd.work", "hd", "work", "all", [_row(f"M={m}", 0, -m, m) for m in (0.5, 1, 1.5, 2)]
+    )
+    twfe = study_payload()["analyses"][:3]
+    head, rows, _ = summary_table([*twfe, dml, grid], fmt=str, unit=lambda o: "", simulated=False)
+    assert head == ["Outcome", "Unit", "Group", "twfe", "dml"]  # 4 terms: hd stays out
+    by = {(r[0], r[2]): r for r in rows}
+    assert by[("work", "nw")][4] == "-0.02 [-0.03, -0.01]"
+    assert by[("work", "all")][4] == "0.01 [0.0, 0.02]"

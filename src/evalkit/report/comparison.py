@@ -2,10 +2,12 @@
 
 One row per outcome and group, one column per analysis family (or family and term when
 an analysis reports several effects), each cell the estimate with its interval (or
-p-value). On simulated data a *Truth* column gives the true value most columns of the row
-estimate; a cell whose estimand has another truth (e.g. a triple difference, a group
-against the rest) carries its own. Rows with an event time are left to the event-study
-figure.
+p-value); a row with its own subgroup (e.g. group effects of one fit) goes to that
+group's row, and a family with more than :data:`MAX_TERMS` distinct effects (e.g. a
+sensitivity grid) stays in its own table. On simulated data a *Truth* column gives the
+true value most columns of the row estimate; a cell whose estimand has another truth
+(e.g. a triple difference, a group against the rest) carries its own. Rows with an event
+time are left to the event-study figure.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["coverage", "effect_rows", "group_of", "summary_table"]
+__all__ = ["MAX_TERMS", "coverage", "effect_rows", "group_of", "summary_table"]
+
+#: A family with more distinct effect terms than this stays out of the summary table.
+MAX_TERMS = 3
 
 Fmt = Callable[[Any], str]
 
@@ -120,14 +125,17 @@ def summary_table(
     """
     families: dict[str, dict[str, Any]] = {}
     for e in entries:
-        rows = effect_rows(e)
-        if not rows:
+        by_group = _by_group(e)
+        if not by_group:
             continue
         fam = families.setdefault(
-            e["family"], {"title": _title(e), "multi": False, "within": False}
+            e["family"], {"title": _title(e), "terms": set(), "within": False}
         )
-        fam["multi"] |= len(rows) > 1
+        fam["terms"] |= {str(r["term"]) for rows in by_group.values() for r in rows}
+        fam["multi"] = fam.get("multi", False) or any(len(v) > 1 for v in by_group.values())
         fam["within"] |= bool(within(e))
+    # families with many effects per analysis (e.g. sensitivity grids) keep to their tables
+    families = {k: v for k, v in families.items() if len(v["terms"]) <= MAX_TERMS}
     if not families:
         return None
     columns: list[tuple[str, str | None]] = []
@@ -136,12 +144,13 @@ def summary_table(
         info = families.get(e["family"])
         if info is None:
             continue
-        key = (str(e.get("outcome") or ""), group_of(e))
-        for r in effect_rows(e):
-            col = (e["family"], str(r["term"]) if info["multi"] else None)
-            if col not in columns:
-                columns.append(col)
-            cells.setdefault(key, {}).setdefault(col, r)
+        for group, rows in _by_group(e).items():
+            key = (str(e.get("outcome") or ""), group)
+            for r in rows:
+                col = (e["family"], str(r["term"]) if info["multi"] else None)
+                if col not in columns:
+                    columns.append(col)
+                cells.setdefault(key, {}).setdefault(col, r)
     names = {}
     for fam, term in columns:
         name = fam if term is None else f"{fam}: {term}"
@@ -169,6 +178,15 @@ def summary_table(
             line.append(fmt(common) if common is not None else "")
         body.append(line)
     return head, body, legend
+
+
+def _by_group(entry: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    """Effect rows by the group they are about: a row's own subgroup, else the analysis'."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for r in effect_rows(entry):
+        own = r.get("subgroup")
+        out.setdefault(str(own) if own is not None else group_of(entry), []).append(r)
+    return out
 
 
 def _title(entry: Mapping[str, Any]) -> str:
