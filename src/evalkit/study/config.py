@@ -679,7 +679,7 @@ def load_study(
         marks=MappingProxyType(marks),
         simulated_notes=simulated_notes,
     )
-    _check_units(src, study)
+    _check_report(src, study)
     if check_data:
         from evalkit.study.source import check_columns
 
@@ -693,26 +693,19 @@ def _located(err: EvalkitError, src: _Source, table: str, index: int | None = No
 
 
 def _report_extras(src: _Source, rep: Mapping[str, Any]) -> tuple[dict, dict, str]:
-    """Parse ``[report] units``, ``marks`` and ``simulated_notes`` (see the module doc)."""
+    """Parse the types of ``[report] units``, ``marks`` and ``simulated_notes``."""
     units = _expect(src, rep.get("units", {}), dict, "report", "units")
     for name, unit in units.items():
         _expect(src, unit, str, "report", name, example=f'{name} = "NOK per month"')
     marks = _expect(src, rep.get("marks", {}), dict, "report", "marks")
     for when, label in marks.items():
         _expect(src, label, str, "report", when, example=f'"{when}" = "reform"')
-        if not re.fullmatch(r"-?\d+(\.\d+)?|\d{4}-\d{2}(-\d{2})?", when):
-            raise DesignError(
-                f"{src.where('report', 'marks')}: mark {when!r} in [report] marks is not a "
-                "time: give a date (YYYY-MM-DD or YYYY-MM) or a number",
-                hint='e.g. marks = { "2020-03-01" = "first increase" }',
-                column="marks",
-            )
     notes = _expect(src, rep.get("simulated_notes", ""), str, "report", "simulated_notes")
     return dict(units), dict(marks), notes
 
 
-def _check_units(src: _Source, study: Study) -> None:
-    """Every outcome named in ``[report] units`` is an outcome of some analysis."""
+def _check_report(src: _Source, study: Study) -> None:
+    """Check ``[report]`` against the design: units name outcomes, marks are times."""
     outcomes = {a.outcome for a in study.analyses if a.outcome}
     if study.collapse is not None:
         outcomes |= {m.name for m in study.collapse.measures}
@@ -724,6 +717,14 @@ def _check_units(src: _Source, study: Study) -> None:
                 "not an outcome of any analysis",
                 hint=f"did you mean {close[0]!r}?" if close else f"outcomes: {sorted(outcomes)}",
                 column="units",
+            )
+    for when in study.marks:
+        if not re.fullmatch(r"-?\d+(\.\d+)?|\d{4}-\d{2}(-\d{2})?", when):
+            raise DesignError(
+                f"{src.where('report', 'marks')}: mark {when!r} in [report] marks is not a "
+                "time: give a date (YYYY-MM-DD or YYYY-MM) or a number",
+                hint='e.g. marks = { "2020-03-01" = "first increase" }',
+                column="marks",
             )
 
 
