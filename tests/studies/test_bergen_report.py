@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from evalkit.study import run_study
+from evalkit.study import check_study, run_study
 
 STUDY = """
 [study]
@@ -122,3 +123,28 @@ def test_no_count_below_the_minimum_in_the_report(run):
     for line in [ln for ln in table.splitlines() if ln.startswith(("| twfe", "| es", "| sc"))]:
         obs = line.strip("|").split("|")[2].strip()
         assert obs == "suppressed" or int(obs.replace(",", "")) >= 5
+
+
+BERGEN = Path(__file__).resolve().parents[2] / "studies" / "bergen_rates"
+
+
+def test_bergen_names_a_unit_for_every_outcome_and_marks_both_increases():
+    study = check_study(BERGEN)
+    outcomes = {a.outcome for a in study.analyses}
+    assert outcomes <= set(study.units)
+    assert dict(study.marks) == {"2020-03-01": "first increase", "2021-03-01": "second increase"}
+    assert "illustrative" in study.simulated_notes
+
+
+@pytest.mark.slow
+def test_the_bergen_report_on_a_reduced_run(tmp_path):
+    run = run_study(
+        BERGEN, tmp_path / "out", progress=False, overrides={"data.options.n_persons": 4000}
+    )
+    md = (run.out_dir / "report.md").read_text(encoding="utf-8")
+    page = (run.out_dir / "report.html").read_text(encoding="utf-8")
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert sources and all((run.out_dir / s).is_file() for s in sources)
+    assert "| income | NOK per month | all |" in md
+    assert "These data are simulated." in md
+    assert "intervals cover the truth" in md

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.report.comparison import group_of
-from evalkit.report.event_plot import event_study_plot
+from evalkit.report.event_plot import error_spans, event_study_plot
 from evalkit.report.units import (
     axis_kind,
     draw_marks,
@@ -168,9 +168,10 @@ def forest(
         est = np.array([r[2] for r in sub], dtype=float)
         lo = np.array([r[3] if r[3] is not None else r[2] for r in sub], dtype=float)
         hi = np.array([r[4] if r[4] is not None else r[2] for r in sub], dtype=float)
-        ax.errorbar(
-            est, y, xerr=[est - lo, hi - est], fmt="o", color="C0", capsize=3, label="estimate"
-        )
+        xerr, miss = error_spans(est, lo, hi)
+        ax.errorbar(est, y, xerr=xerr, fmt="o", color="C0", capsize=3, label="estimate")
+        if miss.any():  # an inverted interval that leaves out the estimate
+            ax.hlines(y[miss], lo[miss], hi[miss], color="C0", lw=1.5)
         truth = [(r[5], yy) for r, yy in zip(sub, y, strict=True) if r[5] is not None]
         if simulated and truth:
             ax.scatter(
