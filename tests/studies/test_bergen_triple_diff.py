@@ -214,10 +214,12 @@ def test_monthly_cells_pick_hc1_and_the_report_says_its_limits(small):
     assert "The 1 with heteroskedasticity-robust (HC1) standard errors" in md
     assert "then HC1 is too small" in md
     # the caution about cluster-robust intervals concerns the city-level analysis only
-    assert "**Caution on inference.** 1 analyses" in md
+    caveats = md.split("## Caveats", 1)[1].split("\n## ", 1)[0]
+    assert "**C1. Few treated clusters.**" in caveats
+    assert "*Concerns 1 analysis: " in caveats
     assert (
-        "| Outcome | Comparison | Term |" in md
-        and "| recipient | families vs the rest | DDD |" in md
+        "| Outcome | Comparison | Unit | Term |" in md
+        and "| recipient | families vs the rest | share | DDD |" in md
     )
     assert "![ddd: estimates with confidence intervals](figures/ddd.png)" in md
     assert (run.out_dir / "figures" / "ddd.png").stat().st_size > 0

@@ -85,12 +85,13 @@ def test_manifest_records_versions_hashes_and_seeds(run):
 def test_report_has_tables_figures_and_the_inference_caution(run):
     md = (run.out_dir / "report.md").read_text()
     assert md.startswith("# Tiny test study")
-    assert "| Outcome | Group | Term | Estimate |" in md
+    assert "| Outcome | Group | Unit | Term | Estimate |" in md
     assert "![" in md and "figures/" in md
-    assert "Caution on inference" in md and "1 treated cluster" in md
+    assert "Few treated clusters." in md and "1 treated cluster" in md
     page = (run.out_dir / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
-    assert "data:image/png;base64," in page  # self-contained
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert sources and all((run.out_dir / s).is_file() for s in sources)  # opens as it is
     assert "<table>" in page
 
 

@@ -1,4 +1,4 @@
-"""Rendering report blocks: Markdown and HTML escape study text, HTML embeds figures."""
+"""Rendering report blocks: Markdown and HTML escape study text; HTML figures."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def test_markdown_makes_study_text_inert():
     assert "![cap \\[1\\]](figures/f.png)" in text
 
 
+def test_html_refers_to_figures_by_relative_path(tmp_path):
+    page = to_html([("img", "figures/f.png", "cap")], "T", tmp_path)
+    assert '<img src="figures/f.png" alt="cap">' in page
+    assert "base64" not in page
+
+
 def test_html_escapes_and_embeds_figures(tmp_path):
     png = b"\x89PNG not really"
     (tmp_path / "figures").mkdir()
@@ -34,6 +40,7 @@ def test_html_escapes_and_embeds_figures(tmp_path):
         [("h2", "A `code` *x*"), ("table", ["h"], [["<b>"]]), ("img", "figures/f.png", "c<")],
         "Title & co",
         tmp_path,
+        embed=True,
     )
     assert "<title>Title &amp; co</title>" in page
     assert "<h2>A <code>code</code> <em>x</em></h2>" in page

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from evalkit.core.result import Result
 
-__all__ = ["event_study_plot", "offsets"]
+__all__ = ["error_spans", "event_study_plot", "offsets"]
 
 _MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
 
@@ -34,6 +34,29 @@ def offsets(n: int, dodge: float | None = None) -> np.ndarray:
     """
     step = min(0.2, 0.8 / n) if dodge is None else float(dodge)
     return (np.arange(n) - (n - 1) / 2.0) * step
+
+
+def error_spans(
+    est: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return error-bar lengths (2 x n, never negative) and which intervals miss the estimate.
+
+    An interval by test inversion need not contain the point estimate; matplotlib's
+    error bars cannot draw such an interval, so its bar is left empty and the caller
+    draws the interval itself (a line from ``low`` to ``high``). A missing bound draws
+    no bar.
+
+    Examples
+    --------
+    >>> err, miss = error_spans(np.array([1.0, 1.0]), np.array([0.5, 1.2]), np.array([2.0, 3.0]))
+    >>> err.tolist(), miss.tolist()
+    ([[0.5, 0.0], [1.0, 0.0]], [False, True])
+    """
+    err = np.vstack([est - low, high - est])
+    miss = np.isfinite(err).all(axis=0) & (err < 0).any(axis=0)
+    err = np.nan_to_num(err, nan=0.0)
+    err[:, miss] = 0.0
+    return err, miss
 
 
 def _event_rows(result: Any, label: str, level: float | None) -> pd.DataFrame:
@@ -123,10 +146,12 @@ def event_study_plot(
         rows = _event_rows(res, label, level)
         e = rows["event_time"].to_numpy(dtype=float)
         est = rows["estimate"].to_numpy(dtype=float)
-        lo = est - rows["conf_low"].to_numpy(dtype=float)
-        hi = rows["conf_high"].to_numpy(dtype=float) - est
-        yerr = np.nan_to_num(np.vstack([lo, hi]), nan=0.0)  # no interval: point only
+        low = rows["conf_low"].to_numpy(dtype=float)
+        high = rows["conf_high"].to_numpy(dtype=float)
+        yerr, miss = error_spans(est, low, high)  # no interval: point only
         color, marker = f"C{i}", _MARKERS[i % len(_MARKERS)]
+        if miss.any():  # an inverted interval that leaves out the estimate
+            ax.vlines(e[miss] + shift, low[miss], high[miss], color=color, lw=1.5)
         ax.errorbar(
             e + shift,
             est,

@@ -4,7 +4,9 @@ A report is a list of blocks, tuples whose first item is the kind: ``("h1", text
 (``h2``, ``h3``), ``("p", text)``, ``("pre", text)``, ``("ul", items)``,
 ``("table", header, rows)`` and ``("img", path, caption)``. :func:`to_markdown` and
 :func:`to_html` render them; text from a study or the data is escaped (no raw HTML,
-no links), and :func:`to_html` embeds the figures so the page stands alone.
+no links), and :func:`to_html` refers to the figures by their relative paths (so a run
+folder opens in a browser as it is) or, with ``embed=True``, embeds them so that the page
+stands alone.
 """
 
 from __future__ import annotations
@@ -129,8 +131,12 @@ img{max-width:100%;height:auto;margin:.5rem 0}
 """
 
 
-def to_html(blocks: Sequence[Block], title: str, root: Path) -> str:
-    """Render blocks as a self-contained HTML page (figures under ``root`` embedded).
+def to_html(blocks: Sequence[Block], title: str, root: Path, *, embed: bool = False) -> str:
+    """Render blocks as an HTML page; figures by relative path, or embedded.
+
+    Figure paths are relative to ``root`` (the folder the page is written to). By default
+    the page refers to them (``<img src="figures/x.png">``); ``embed=True`` embeds them
+    as base64 data so that the page stands alone.
 
     Examples
     --------
@@ -156,9 +162,13 @@ def to_html(blocks: Sequence[Block], title: str, root: Path) -> str:
             )
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
-            data = base64.b64encode((root / b[1]).read_bytes()).decode("ascii")
+            if embed:
+                data = base64.b64encode((root / b[1]).read_bytes()).decode("ascii")
+                src = f"data:image/png;base64,{data}"
+            else:
+                src = html.escape(Path(b[1]).as_posix(), quote=True)
             body.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(b[2])}">'
+                f'<figure><img src="{src}" alt="{html.escape(b[2])}">'
                 f"<figcaption>{html.escape(b[2])}</figcaption></figure>"
             )
     return (
