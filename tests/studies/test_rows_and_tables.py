@@ -394,7 +394,7 @@ def test_the_report_gives_row_counts_and_tables(persons_run, tables_run):
 
 
 def test_small_row_counts_are_suppressed_in_the_report():
-    from evalkit.study.report import _rows_blocks
+    from evalkit.report.study_report import _rows_blocks
 
     policy = DisclosurePolicy(5)
     entry = {"id": "few", "data": {"mode": "rows", "n_rows": 24, "n_units": 2}}
