@@ -55,7 +55,7 @@ income = "mean"
 duration = {column = "months_on_assistance", where = "recipient = 1"}
 
 [report]
-figures = FIGURES
+figures = false
 
 [[analysis]]
 id = "twfe"
@@ -101,8 +101,10 @@ split_by = "families"
 
 def _write(folder: Path, text: str = SMALL, figures: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    body = textwrap.dedent(text).replace("FIGURES", "true" if figures else "false")
-    (folder / "study.toml").write_text(body, encoding="utf-8")
+    design = Design.from_text(textwrap.dedent(text))
+    if figures:
+        design.report.figures = True
+    design.to_toml(folder / "study.toml")
     return folder
 
 
@@ -234,7 +236,7 @@ def test_monthly_cells_pick_hc1_and_the_report_says_its_limits(small):
 
 
 def test_no_small_counts_and_small_split_cells_are_suppressed(tmp_path):
-    design = Design.from_text(textwrap.dedent(SMALL).replace("FIGURES", "false"))
+    design = Design.from_text(textwrap.dedent(SMALL))
     design.study.min_cell_size = 40
     for analysis in design.analyses:
         if analysis.split_by == "families":

@@ -49,7 +49,7 @@ def _fixture_texts() -> dict[str, str]:
         if name == "conftest":
             out[name] = module.tiny_design(figures=True).to_toml()
         else:
-            out[name] = module.SMALL.replace("FIGURES", "false")
+            out[name] = module.SMALL
     return out
 
 
