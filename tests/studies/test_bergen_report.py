@@ -9,52 +9,19 @@ tests/unit/test_study_report_fakes.py).
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from evalkit.study import check_study, run_study
 
-STUDY = """
-[study]
-name = "tiny_report"
-title = "Tiny report study"
-seed = 17
-min_cell_size = 5
-
-[data]
-simulator = "bergen_rates"
-options = {n_persons = 1200, start = "2019-06", end = "2021-06"}
-
-[roles]
-unit = "city"
-time = "month"
-treatment = "treated"
-cluster = "city"
-
-[groups]
-families = "family_with_children = 1"
-
-[collapse]
-by = ["city", "month", "treated"]
-
-[collapse.measures]
-recipient = "mean"
-income = "mean"
-duration = {column = "months_on_assistance", where = "recipient = 1"}
-
-[report]
+# the tiny study of conftest.py with report keys, an event study and a synthetic control
+REPORT = """[report]
 units = {income = "NOK per month"}
 marks = {"2020-03-01" = "first increase", "2021-03-01" = "second increase"}
 simulated_notes = "**Simulator.** Every detail of these data is illustrative."
-
-[[analysis]]
-id = "twfe"
-estimator = "did.TWFE"
-inference = "cr2"
-expand = {outcome = ["recipient", "income", "duration"], group = ["all", "families"]}
-
+"""
+EXTRA = """
 [[analysis]]
 id = "es"
 estimator = "did.EventStudy"
@@ -71,10 +38,12 @@ options = {outcome = "income"}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("report") / "tiny_report"
-    folder.mkdir()
-    (folder / "study.toml").write_text(textwrap.dedent(STUDY), encoding="utf-8")
+def run(tmp_path_factory, tiny_writer):
+    folder = tiny_writer(tmp_path_factory.mktemp("report") / "tiny_report")
+    toml = folder / "study.toml"
+    text = toml.read_text(encoding="utf-8")
+    assert "[report]\nfigures = false\n" in text
+    toml.write_text(text.replace("[report]\nfigures = false\n", REPORT) + EXTRA, encoding="utf-8")
     return run_study(folder, progress=False)
 
 
@@ -85,7 +54,7 @@ def test_the_page_opens_with_every_figure(run):
     # the event study has only event-time rows: no forest of its own, the overlaid figure
     assert {"twfe.png", "sc_paths.png", "event_study_recipient.png"} <= names
     assert "es.png" not in names
-    assert {"trends_all.png", "trends_families.png"} <= names
+    assert {"trends_all.png", "trends_families.png", "trends_nw_families.png"} <= names
     for src in sources:
         assert src.startswith("figures/") and (run.out_dir / src).is_file(), src
     md = (run.out_dir / "report.md").read_text(encoding="utf-8")
@@ -97,12 +66,12 @@ def test_units_marks_caveats_and_summary(run):
     assert "| recipient | `recipient` | mean |  | share |" in md  # 0/1 mean: share
     assert "| income | `income` | mean |  | NOK per month |" in md
     summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
-    assert "| Outcome | Unit | Group | twfe | sc | Truth |" in summary
+    assert "| Outcome | Unit | Group | twfe | no_oslo | sc | Truth |" in summary
     assert "Estimates by event time are in the event-study figures below." in summary
     assert "| income | NOK per month | all |" in summary
     caveats = md.split("## Caveats", 1)[1].split("\n## ", 1)[0]
     assert caveats.count("Few treated clusters") == 1
-    assert "all 6 `twfe` analyses; all 2 `es` analyses" in caveats
+    assert "all 9 `twfe` analyses; all 2 `es` analyses" in caveats  # no_oslo: conformal
     assert "`duration` is a mean among a subset of the rows" in caveats
     assert "FewClustersWarning" not in md
     assert "Every detail of these data is illustrative" in md
@@ -120,7 +89,9 @@ def test_no_count_below_the_minimum_in_the_report(run):
                 c == "suppressed" or int(c.replace(",", "")) == 0 or int(c.replace(",", "")) >= 5
             ), line
     table = md.split("## Analyses", 1)[1].split("\n## ", 1)[0]
-    for line in [ln for ln in table.splitlines() if ln.startswith(("| twfe", "| es", "| sc"))]:
+    for line in [
+        ln for ln in table.splitlines() if ln.startswith(("| twfe", "| no_oslo", "| es", "| sc"))
+    ]:
         obs = line.strip("|").split("|")[2].strip()
         assert obs == "suppressed" or int(obs.replace(",", "")) >= 5
 
