@@ -80,10 +80,14 @@ class _SelectionDraws(Draws):
     for ``p_above`` / ``p_below`` (no better than a draw by lot). The statistic is
     ``(estimate - null) / std_error`` against the normal; intervals are percentiles of
     the draws, widened where needed to contain the estimate (a probability whose draws
-    are nearly all 0 has a percentile interval [0, 0] but an estimate above 0).
+    are nearly all 0 has a percentile interval [0, 0] but an estimate above 0). Rows in
+    ``basic`` (``level``, ``prior_cv``: statistics recomputed on resampled data, whose
+    bootstrap distribution is shifted, e.g. resampling adds noise to the spread of the
+    ratios) get the basic bootstrap interval ``2 * estimate - percentiles`` instead.
     """
 
     null: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    basic: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
 
     def columns(self, estimate: np.ndarray, level: float) -> dict[str, np.ndarray]:
         """Return the draws' standard errors, percentile intervals and tests of ``null``."""
@@ -95,8 +99,11 @@ class _SelectionDraws(Draws):
             stat = np.where(se > 0, (estimate - self.null) / se, np.nan)
         cols["statistic"] = stat
         cols["p_value"] = 2.0 * stats.norm.sf(np.abs(stat))
-        cols["conf_low"] = np.minimum(cols["conf_low"], estimate)
-        cols["conf_high"] = np.maximum(cols["conf_high"], estimate)
+        lo, hi = cols["conf_low"].copy(), cols["conf_high"].copy()
+        b = self.basic
+        lo[b], hi[b] = np.maximum(2 * estimate[b] - hi[b], 0.0), 2 * estimate[b] - lo[b]
+        cols["conf_low"] = np.minimum(lo, estimate)
+        cols["conf_high"] = np.maximum(hi, estimate)
         return cols
 
     def to_dict(self) -> dict[str, Any]:
@@ -375,6 +382,7 @@ class ObservedExpected(Estimator):
                 reps=len(draw_cols),
                 seed=ctx.seed,
                 null=null,
+                basic=np.isin(terms, ["level", "prior_cv"]),
             )
         else:
             uncertainty = NoInference(
