@@ -76,6 +76,8 @@ exit                       int8      0/1: NEET the year before and in work or ed
                                      now (a transition; meaningful where neet_prev = 1)
 integration                float64   office's integration index, 0-1 (time-invariant)
 proactive                  int8      0/1: proactive rather than reactive follow-up
+configuration              category  office configuration: ``integrated`` (index >= 0.5)
+                                     or ``coordinated``, and ``proactive`` or ``reactive``
 case_study                 int8      0/1: one of six Norwegian municipalities in which
                                      proactive follow-up was assigned by lot (3 of 6)
 reorg_year                 int16     year of the reorganisation (the cohort); 0 = never
@@ -181,6 +183,7 @@ SCHEMA: dict[str, str] = {
     "exit": "int8",
     "integration": "float64",
     "proactive": "int8",
+    "configuration": "category",
     "case_study": "int8",
     "reorg_year": "int16",
     "reorganised": "int8",
@@ -201,6 +204,13 @@ _MIN_SIZE = 15
 _FIRST_BIRTH, _LAST_BIRTH = 1987, 2007
 _AGE_MIN, _AGE_MAX = 16, 29
 _AGE_GROUPS = ("16-19", "20-24", "25-29")
+#: Office configurations: integration index below / from 0.5, reactive / proactive.
+_CONFIGURATIONS = (
+    "coordinated, reactive",
+    "coordinated, proactive",
+    "integrated, reactive",
+    "integrated, proactive",
+)
 
 
 def _check(value: Any, option: str, *, low: float, high: float = np.inf, integer: bool = False):
@@ -541,6 +551,8 @@ def integration_youth(
     frame["exit"] = ((frame["neet_prev"] == 1) & (frame["neet"] == 0)).astype(np.int8)
     frame["integration"] = integration[mm].round(4)
     frame["proactive"] = proactive[mm].astype(np.int8)
+    config = 2 * (integration[mm] >= 0.5) + proactive[mm]
+    frame["configuration"] = pd.Categorical.from_codes(config, categories=_CONFIGURATIONS)
     frame["case_study"] = case_study[mm]
     frame["reorg_year"] = reorg_year[mm]
     frame["reorganised"] = (
