@@ -17,18 +17,9 @@ import pytest
 
 from evalkit.selection import ObservedExpected
 from evalkit.simulate import integration_youth
+from evalkit.simulate.integration.youth import RISK_FACTORS
 
-COVARIATES = [
-    "age_group",
-    "female",
-    "immigrant",
-    "parents_low_education",
-    "dropout",
-    "health_problems",
-    "unemployment",
-    "low_education",
-    "centrality",
-]
+COVARIATES = list(RISK_FACTORS)
 COUNTRIES = {"Norway": "norway", "Sweden": "sweden", "Denmark": "denmark"}
 
 

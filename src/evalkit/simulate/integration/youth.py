@@ -127,7 +127,15 @@ from evalkit.core.random import resolve_seed
 from evalkit.errors import DesignError
 from evalkit.simulate.base import SimulatedData, register
 
-__all__ = ["COUNTRIES", "EFFECTS", "GROUPS", "MEASURES", "SCHEMA", "integration_youth"]
+__all__ = [
+    "COUNTRIES",
+    "EFFECTS",
+    "GROUPS",
+    "MEASURES",
+    "RISK_FACTORS",
+    "SCHEMA",
+    "integration_youth",
+]
 
 #: Countries with their code prefix.
 COUNTRIES: dict[str, str] = {"Norway": "NO", "Sweden": "SE", "Denmark": "DK"}
@@ -138,6 +146,20 @@ EFFECTS: dict[str, tuple[float, float]] = {
     "integration": (0.02, 0.10),
     "proactive": (0.02, 0.06),
 }
+
+#: The risk factors NEET entry depends on: individual register covariates, then the
+#: municipality's structural factors (the covariates of a case-selection risk model).
+RISK_FACTORS: tuple[str, ...] = (
+    "age_group",
+    "female",
+    "immigrant",
+    "parents_low_education",
+    "dropout",
+    "health_problems",
+    "unemployment",
+    "low_education",
+    "centrality",
+)
 
 #: Subgroups as DuckDB SQL predicates over the data (None: everyone).
 GROUPS: dict[str, str | None] = {
