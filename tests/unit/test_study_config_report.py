@@ -5,14 +5,14 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from test_study_config import BASE
+from test_study_config import base
 
 from evalkit.errors import DesignError
 from evalkit.study import check_study
 
 
 def load(tmp_path, report: str):
-    text = textwrap.dedent(BASE) + "\n[report]\n" + textwrap.dedent(report)
+    text = base().to_toml() + "\n[report]\n" + textwrap.dedent(report)
     (tmp_path / "study.toml").write_text(text, encoding="utf-8")
     return check_study(tmp_path)
 
