@@ -147,3 +147,17 @@ def test_an_item_error_leaves_the_workers_usable():
         parallel.map(_boom, [1, 2, 3, 4], jobs=2)
     assert set(parallel.map(_pid, range(4), jobs=2)) <= before
     parallel.shutdown()
+
+
+def _loaded(name: str) -> bool:
+    import sys
+
+    return name in sys.modules
+
+
+def test_warm_starts_the_workers_with_the_modules_imported():
+    parallel.shutdown()
+    parallel.backend(jobs=2).warm(["evalkit.did.twfe"])
+    assert any(parallel.map(_loaded, ["evalkit.did.twfe"] * 4, jobs=2))
+    parallel.backend(jobs=1).warm(["evalkit.did.twfe"])  # in process: nothing happens
+    parallel.shutdown()
