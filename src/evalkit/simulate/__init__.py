@@ -9,8 +9,8 @@ description.
 Examples
 --------
 >>> from evalkit.simulate import bergen_rates, names
->>> names()
-['bergen_rates']
+>>> "bergen_rates" in names() and "integration_youth" in names()
+True
 >>> sim = bergen_rates(seed=1, n_persons=300)
 >>> sim.term, sorted(sim.truth)
 ('treated', ['activity', 'duration', 'income', 'recipient', 'work'])
@@ -20,6 +20,7 @@ from evalkit.simulate.base import SimulatedData, get, names, options, register, 
 from evalkit.simulate.bergen import bergen_rates
 from evalkit.simulate.designs import DESIGNS, cities
 from evalkit.simulate.harness import SimulationSummary, simulate_inference
+from evalkit.simulate.integration import integration_youth
 
 __all__ = [
     "DESIGNS",
@@ -28,6 +29,7 @@ __all__ = [
     "bergen_rates",
     "cities",
     "get",
+    "integration_youth",
     "names",
     "options",
     "register",
