@@ -144,6 +144,18 @@ def test_bad_input_names_the_column() -> None:
         MixedModel(outcome="office", cluster="kommune", covariates=("age",)).fit(df)
 
 
+def test_numeric_columns_coded_as_levels_when_asked() -> None:
+    df = _data()
+    df["year"] = np.tile([2019, 2020, 2021], len(df) // 3)
+    res = MixedModel(
+        outcome="y", covariates=("age", "year"), categorical=("year",), cluster="kommune"
+    ).fit(df)
+    assert res.terms == ["Intercept", "age", "year[2020]", "year[2021]"]
+    assert res.info["reference_levels"] == {"year": "2019"}
+    with pytest.raises(DesignError, match="categorical"):
+        MixedModel(outcome="y", covariates=("age",), categorical=("year",), cluster="kommune")
+
+
 def test_by_subgroups_and_json() -> None:
     df = _data(n_groups=40)
     df["need"] = np.where(df["age"] > 22, "high", "low")

@@ -55,6 +55,9 @@ class MixedModel(Estimator):
         Further fixed-effect columns (numeric or categorical).
     random_slopes
         Numeric columns whose coefficients also vary by group.
+    categorical
+        Fixed-effect columns coded as levels even when numeric (e.g. ``"year"`` for
+        year effects); text and categorical columns always are.
     reml
         True for REML (as lme4's default), False for maximum likelihood.
     intercept
@@ -95,6 +98,7 @@ class MixedModel(Estimator):
     treatment: str | None = None
     covariates: tuple[str, ...] = ()
     random_slopes: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
     reml: bool = True
     intercept: bool = True
 
@@ -106,6 +110,14 @@ class MixedModel(Estimator):
         check_name(self.treatment, "treatment", required=False)
         object.__setattr__(self, "covariates", check_names(self.covariates, "covariates"))
         object.__setattr__(self, "random_slopes", check_names(self.random_slopes, "random_slopes"))
+        object.__setattr__(self, "categorical", check_names(self.categorical, "categorical"))
+        stray = [c for c in self.categorical if c not in self.terms]
+        if stray:
+            raise DesignError(
+                f"categorical names {stray}, which are not fixed-effect columns",
+                hint="list columns of treatment or covariates in categorical",
+                column="categorical",
+            )
         for option in ("reml", "intercept"):
             if not isinstance(getattr(self, option), bool):
                 raise DesignError(
@@ -168,7 +180,7 @@ class MixedModel(Estimator):
             names.append("Intercept")
         for col in self.terms:
             series = frame[col]
-            if _is_categorical(series):
+            if col in self.categorical or _is_categorical(series):
                 levels = sorted(series.unique(), key=str)
                 if len(levels) < 2:
                     raise NotEstimableError(
@@ -264,6 +276,7 @@ class MixedModel(Estimator):
                 "treatment": self.treatment,
                 "covariates": list(self.covariates),
                 "random_slopes": list(self.random_slopes),
+                "categorical": list(self.categorical),
             },
             "seed": ctx.seed,
         }
