@@ -108,6 +108,30 @@ def dose_panel(seed: int = 0, n_units: int = 60, n_periods: int = 4) -> pd.DataF
     return pd.DataFrame({"unit": unit, "time": time, "x": x, "dose": dose, "y": y})
 
 
+def selection_sample(seed: int = 0, n_units: int = 8) -> pd.DataFrame:
+    """Persons by year in units of varied size with a 0/1 event (case selection)."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(25, 90, n_units)
+    unit = np.repeat(np.arange(n_units), sizes)
+    n = unit.size
+    x1 = (rng.random(n) < 0.4).astype(int)
+    x2 = rng.normal(size=n_units)[unit]
+    eta = -1.2 + 0.6 * x1 + 0.3 * x2 + rng.normal(scale=0.3, size=n_units)[unit]
+    years = np.arange(2001, 2005)
+    rows = pd.DataFrame(
+        {
+            "person": np.repeat(np.arange(n), years.size),
+            "unit": np.repeat(unit, years.size),
+            "time": np.tile(years, n),
+            "x1": np.repeat(x1, years.size),
+            "x2": np.repeat(x2, years.size),
+        }
+    )
+    p = 1 / (1 + np.exp(-np.repeat(eta, years.size)))
+    rows["y"] = (rng.random(len(rows)) < p).astype(int)
+    return rows
+
+
 @dataclass(frozen=True)
 class Case:
     """Constructor options, data, and the column whose removal must be reported."""
@@ -147,6 +171,20 @@ CASES: dict[str, Case] = {
             weights="n",
         ),
         data=triple_cells,
+    ),
+    "selection.ObservedExpected": Case(
+        dict(
+            outcome="y",
+            unit="unit",
+            time="time",
+            cluster="person",
+            covariates=["x1", "x2"],
+            holdout_from=2003,
+            k=2,
+            posterior_draws=50,
+        ),
+        data=selection_sample,
+        fit=dict(reps=40),
     ),
     "dml.PLR": Case(
         dict(outcome="y", treatment="d", covariates=["x1", "x2"], learner="logit", n_folds=2),

@@ -100,6 +100,8 @@ Truth
   totals agree (as a risk model fitted with an intercept makes them). Both counts are
   exact sums of each person-year's marginal NEET probability (forward recursion of the
   Markov chain), not draws.
+- ``("neet", "prior_cv", g)``: the coefficient of variation (sd / mean) of the true
+  ratios of the group's municipalities, which the gamma prior's ``sd / mean`` estimates.
 - ``("neet", "p_above:<code>", g)`` and ``("neet", "p_below:<code>", g)``: whether the
   municipality is truly among the ``k`` with the highest (lowest) true ratio in ``g``:
   1 or 0. Given the simulated world this probability is exact; a selection's estimated
@@ -653,6 +655,7 @@ def _selection_truths(
         ratio = expected[idx] / (scale * structural[idx])
         order = np.argsort(ratio, kind="stable")
         top, bottom = set(order[-k:]), set(order[:k])
+        terms[("neet", "prior_cv", group)] = float(ratio.std() / ratio.mean())
         for pos, i in enumerate(idx):
             terms[("neet", f"ratio:{codes[i]}", group)] = float(ratio[pos])
             terms[("neet", f"p_above:{codes[i]}", group)] = float(pos in top)
