@@ -21,8 +21,8 @@ from evalkit.multilevel import MixedModel
 EFFECT = 0.05
 
 
-def _draw(rng: np.random.Generator, n_groups: int = 40) -> pd.DataFrame:
-    sizes = rng.integers(10, 61, n_groups)
+def _draw(rng: np.random.Generator, n_groups: int = 40, largest: int = 60) -> pd.DataFrame:
+    sizes = rng.integers(10, largest + 1, n_groups)
     g = np.repeat(np.arange(n_groups), sizes)
     config = rng.permutation(np.repeat([0, 1], n_groups // 2))[g]
     x = rng.normal(size=g.size)
@@ -31,12 +31,12 @@ def _draw(rng: np.random.Generator, n_groups: int = 40) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "config": config, "x": x, "municipality": g})
 
 
-def _coverage(reps: int, seed: int) -> dict[str, float]:
+def _coverage(reps: int, seed: int, **design: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     model = MixedModel(outcome="y", treatment="config", covariates=("x",), cluster="municipality")
     hits = {"iid": 0, "cluster": 0}
     for _ in range(reps):
-        df = _draw(rng)
+        df = _draw(rng, **design)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for method in hits:
@@ -46,9 +46,9 @@ def _coverage(reps: int, seed: int) -> dict[str, float]:
 
 
 def test_coverage_fast_subset() -> None:
-    cov = _coverage(reps=25, seed=1)
-    # 25 draws: a 95% interval covers 21 or more with probability 0.97
-    assert cov["iid"] >= 0.84 and cov["cluster"] >= 0.84, cov
+    cov = _coverage(reps=8, seed=1, n_groups=30, largest=30)
+    # 8 draws: a 95% interval covers 6 or more of them with probability 0.994
+    assert cov["iid"] >= 0.75 and cov["cluster"] >= 0.75, cov
 
 
 @pytest.mark.slow
@@ -56,5 +56,6 @@ def test_coverage_of_95_percent_intervals() -> None:
     reps = 400
     cov = _coverage(reps=reps, seed=2)
     band = 2.576 * np.sqrt(0.95 * 0.05 / reps)  # 99% binomial band around 0.95
+    print(f"coverage over {reps} draws: {cov}")
     assert abs(cov["iid"] - 0.95) <= band, cov
     assert abs(cov["cluster"] - 0.95) <= band + 0.01, cov  # t(39) sandwich: slightly under
