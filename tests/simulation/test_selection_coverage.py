@@ -1,0 +1,112 @@
+"""Slow: coverage and calibration of selection.ObservedExpected on the youth simulator.
+
+Over independent simulated data sets (each country separately, as the study runs it):
+
+- the share of true municipality ratios inside their 95% intervals;
+- calibration of ``p_above`` / ``p_below``: among municipalities given a probability in a
+  band, the share truly among the k highest (lowest) true ratios (the simulator's exact
+  0/1 truth) should be about the band's mean probability;
+- how often the selection is exactly the planted outliers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evalkit.selection import ObservedExpected
+from evalkit.simulate import integration_youth
+
+COVARIATES = [
+    "age_group",
+    "female",
+    "immigrant",
+    "parents_low_education",
+    "dropout",
+    "health_problems",
+    "unemployment",
+    "low_education",
+    "centrality",
+]
+COUNTRIES = {"Norway": "norway", "Sweden": "sweden", "Denmark": "denmark"}
+
+
+def replicate(seed: int, reps: int = 100, n_persons: int = 40_000) -> pd.DataFrame:
+    """One simulated data set: a row per municipality with estimates and truths."""
+    sim = integration_youth(seed=seed, n_persons=n_persons)
+    est = ObservedExpected(
+        outcome="neet",
+        unit="municipality",
+        time="year",
+        cluster="person_id",
+        holdout_from=2021,
+        covariates=COVARIATES,
+    )
+    rows = []
+    for country, group in COUNTRIES.items():
+        data = sim.data[sim.data["country"] == country]
+        tidy = est.fit(data, seed=seed, reps=reps).tidy().set_index("term")
+        codes = [t[6:] for t in tidy.index if t.startswith("ratio:")]
+        for code in codes:
+            truth = {
+                k: sim.truth_terms[("neet", f"{k}:{code}", group)]
+                for k in ("ratio", "p_above", "p_below")
+            }
+            rows.append(
+                {
+                    "seed": seed,
+                    "country": country,
+                    "unit": code,
+                    "ratio": tidy.loc[f"ratio:{code}", "estimate"],
+                    "low": tidy.loc[f"ratio:{code}", "conf_low"],
+                    "high": tidy.loc[f"ratio:{code}", "conf_high"],
+                    "p_above": tidy.loc[f"p_above:{code}", "estimate"],
+                    "p_below": tidy.loc[f"p_below:{code}", "estimate"],
+                    "true_ratio": truth["ratio"],
+                    "true_above": truth["p_above"],
+                    "true_below": truth["p_below"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def summarise(table: pd.DataFrame) -> dict[str, float]:
+    """Coverage, calibration by band and exact recovery of the planted outliers."""
+    covered = (table["low"] <= table["true_ratio"]) & (table["true_ratio"] <= table["high"])
+    probs = pd.concat(
+        [
+            table[["p_above", "true_above"]].set_axis(["p", "truth"], axis=1),
+            table[["p_below", "true_below"]].set_axis(["p", "truth"], axis=1),
+        ]
+    )
+    bands = pd.cut(probs["p"], [-0.01, 0.1, 0.3, 0.6, 1.0])
+    calib = probs.groupby(bands, observed=True).agg(p=("p", "mean"), truth=("truth", "mean"))
+    top = table.sort_values("ratio").groupby(["seed", "country"])
+    recovered = top.apply(
+        lambda g: set(g["unit"].iloc[-3:]) == set(g.loc[g["true_above"] == 1, "unit"])
+    )
+    out = {"coverage": float(covered.mean()), "recovered_above": float(recovered.mean())}
+    for band, row in calib.iterrows():
+        out[f"calibration {band}: p"] = float(row["p"])
+        out[f"calibration {band}: truth"] = float(row["truth"])
+    return out
+
+
+@pytest.mark.slow
+def test_selection_coverage_and_calibration():
+    table = pd.concat([replicate(seed) for seed in range(1, 21)], ignore_index=True)
+    s = summarise(table)
+    print(s)
+    # 20 data sets x 90 municipalities: 95% intervals must cover at least 90% of true ratios
+    assert s["coverage"] >= 0.90, s
+    probs = pd.concat(
+        [
+            table[["p_above", "true_above"]].set_axis(["p", "truth"], axis=1),
+            table[["p_below", "true_below"]].set_axis(["p", "truth"], axis=1),
+        ]
+    )
+    # calibration: the mean truth in each band within 0.1 of the mean probability
+    bands = pd.cut(probs["p"], [-0.01, 0.1, 0.3, 0.6, 1.0])
+    calib = probs.groupby(bands, observed=True).agg(p=("p", "mean"), truth=("truth", "mean"))
+    assert (np.abs(calib["p"] - calib["truth"]) < 0.1).all(), calib
