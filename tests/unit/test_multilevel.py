@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalkit.errors import DataError, DesignError, NotEstimableError, RowsDroppedWarning
+from evalkit.errors import (
+    DataError,
+    DesignError,
+    EvalkitWarning,
+    NotEstimableError,
+    RowsDroppedWarning,
+)
 from evalkit.multilevel import MixedModel
 
 
@@ -133,6 +139,12 @@ def test_bad_input_names_the_column() -> None:
     one = df.assign(office="separate")
     with pytest.raises(NotEstimableError, match="'office' has one level"):
         MixedModel(outcome="y", treatment="office", cluster="kommune").fit(one)
+    # a covariate constant in these data (country on one country's extract) is dropped
+    with pytest.warns(EvalkitWarning, match=r"dropped covariate\(s\) \['office'\]"):
+        res = MixedModel(
+            outcome="y", treatment="age", covariates=["office"], cluster="kommune"
+        ).fit(one)
+    assert res.terms == ["Intercept", "age"] and res.info["dropped_covariates"] == ["office"]
     dup = df.assign(age2=df["age"] * 2)
     with pytest.raises(NotEstimableError, match="collinear"):
         MixedModel(outcome="y", covariates=("age", "age2"), cluster="kommune").fit(dup)

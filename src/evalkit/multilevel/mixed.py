@@ -18,6 +18,7 @@ from evalkit.errors import (
     ConvergenceWarning,
     DataError,
     DesignError,
+    EvalkitWarning,
     NotEstimableError,
     RowsDroppedWarning,
 )
@@ -52,7 +53,9 @@ class MixedModel(Estimator):
     treatment
         The configuration of interest (numeric, 0/1, or categorical), reported first.
     covariates
-        Further fixed-effect columns (numeric or categorical).
+        Further fixed-effect columns (numeric or categorical). A covariate that is
+        constant in the data (``country`` on one country's extract) is dropped with a
+        warning and named in ``info["dropped_covariates"]``.
     random_slopes
         Numeric columns whose coefficients also vary by group.
     categorical
@@ -170,17 +173,29 @@ class MixedModel(Estimator):
             raise DataError("no rows are left to fit the mixed model", column=self.outcome)
         return frame
 
-    def _design(self, frame: pd.DataFrame) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-        """Return the fixed-effect matrix, its term names and the reference levels."""
+    def _design(
+        self, frame: pd.DataFrame
+    ) -> tuple[np.ndarray, list[str], dict[str, Any], list[str]]:
+        """Return the fixed effects' matrix, term names, reference levels and dropped columns.
+
+        Covariates constant in these data are dropped (the intercept absorbs them).
+        """
         cols: list[np.ndarray] = []
         names: list[str] = []
         references: dict[str, Any] = {}
+        dropped: list[str] = []
         if self.intercept:
             cols.append(np.ones(len(frame)))
             names.append("Intercept")
         for col in self.terms:
             series = frame[col]
-            if col in self.categorical or _is_categorical(series):
+            categorical = col in self.categorical or _is_categorical(series)
+            values = None if categorical else _numeric(frame, col, _role(self, col))
+            constant = series.nunique() < 2
+            if constant and col != self.treatment and self.intercept:
+                dropped.append(col)  # e.g. country on one country's extract
+                continue
+            if categorical:
                 levels = sorted(series.unique(), key=str)
                 if len(levels) < 2:
                     raise NotEstimableError(
@@ -193,9 +208,15 @@ class MixedModel(Estimator):
                     cols.append((series == level).to_numpy(dtype=float))
                     names.append(f"{col}[{level}]")
             else:
-                role = "treatment" if col == self.treatment else "covariates"
-                cols.append(_numeric(frame, col, role))
+                cols.append(values)
                 names.append(col)
+        if dropped:
+            warnings.warn(
+                f"dropped covariate(s) {dropped}: constant in these data (absorbed by the "
+                "intercept)",
+                EvalkitWarning,
+                stacklevel=5,
+            )
         x = np.column_stack(cols)
         rank = np.linalg.matrix_rank(x)
         if rank < x.shape[1]:
@@ -205,13 +226,13 @@ class MixedModel(Estimator):
                 "that is the same in every row, or a dummy of every level with intercept=True)",
                 column=self.treatment or self.covariates[0],
             )
-        return x, names, references
+        return x, names, references, dropped
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
         frame = self._rows(data)
         y = _numeric(frame, self.outcome, "outcome")
-        x, names, references = self._design(frame)
+        x, names, references, dropped = self._design(frame)
         groups = frame[self.cluster].to_numpy()
         labels, codes = np.unique(groups, return_inverse=True)
         n_groups = len(labels)
@@ -270,6 +291,7 @@ class MixedModel(Estimator):
             "variance_components": _components(cov_re, scale, self.random_slopes, self.cluster),
             "icc": float(cov_re[0, 0] / (cov_re[0, 0] + scale)),
             "reference_levels": {c: str(v) for c, v in references.items()},
+            "dropped_covariates": dropped,
             "roles": {
                 "outcome": self.outcome,
                 "cluster": self.cluster,
@@ -311,6 +333,10 @@ class MixedModel(Estimator):
             f"{THRESHOLDS.few_clusters}): the cluster-robust sandwich is unreliable, so the "
             "model-based standard errors are used; they assume the random-effects structure"
         )
+
+
+def _role(model: MixedModel, col: str) -> str:
+    return "treatment" if col == model.treatment else "covariates"
 
 
 def _is_categorical(series: pd.Series) -> bool:
