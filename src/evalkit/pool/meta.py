@@ -112,6 +112,15 @@ def _arrays(estimates: Sequence[float], std_errors: Sequence[float]) -> tuple[np
     return y, s * s
 
 
+def _check_method(method: str) -> None:
+    if method not in TAU2_METHODS:
+        raise DesignError(
+            f"unknown tau2 method {method!r}",
+            hint=f"choose one of {', '.join(TAU2_METHODS)}",
+            column="tau2",
+        )
+
+
 def _q(y: np.ndarray, v: np.ndarray, tau2: float) -> float:
     w = 1.0 / (v + tau2)
     mu = float(w @ y / w.sum())
@@ -127,12 +136,7 @@ def tau2(estimates: Sequence[float], std_errors: Sequence[float], method: str = 
     0.15
     """
     y, v = _arrays(estimates, std_errors)
-    if method not in TAU2_METHODS:
-        raise DesignError(
-            f"unknown tau2 method {method!r}",
-            hint=f"choose one of {', '.join(TAU2_METHODS)}",
-            column="tau2",
-        )
+    _check_method(method)
     k = y.size
     w = 1.0 / v
     q = _q(y, v, 0.0)
@@ -260,12 +264,7 @@ def meta_analysis(
     level = check_level(level)
     y, v = _arrays(estimates, std_errors)
     for method in methods:
-        if method not in TAU2_METHODS:
-            raise DesignError(
-                f"unknown tau2 method {method!r}",
-                hint=f"choose from {', '.join(TAU2_METHODS)}",
-                column="tau2",
-            )
+        _check_method(method)
     k = y.size
     q = _q(y, v, 0.0)
     fixed = _pooled("fixed", y, v, 0.0, level, knapp_hartung=False)
