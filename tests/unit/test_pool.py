@@ -155,6 +155,12 @@ def test_pool_cli_and_refusals(three_runs: tuple[Path, list[Path]], tmp_path: Pa
     res = cli.invoke(main, ["pool", *map(str, runs), "--out", str(tmp_path / "p"), "--tau2", "dl"])
     assert res.exit_code == 0, res.output
     assert "twfe" in res.output and (tmp_path / "p" / "pooled.md").exists()
+    stale = tmp_path / "p" / "figures" / "forest_old.png"
+    stale.write_bytes(b"")
+    res = cli.invoke(main, ["pool", *map(str, runs), "--out", str(tmp_path / "p")])
+    assert res.exit_code == 2 and "not empty" in res.output
+    res = cli.invoke(main, ["pool", *map(str, runs), "--out", str(tmp_path / "p"), "--force"])
+    assert res.exit_code == 0 and not stale.exists()
     # the same run twice: one country counted twice
     res = cli.invoke(main, ["pool", str(runs[0]), str(runs[0])])
     assert res.exit_code == 2 and "label" in res.output

@@ -207,6 +207,11 @@ class PooledRuns:
                 column="out",
             )
         out_dir.mkdir(parents=True, exist_ok=True)
+        # an earlier pool's own files go, so no stale forest plot is left beside new ones
+        for old in [out_dir / "pooled.json", out_dir / "pooled.md"]:
+            old.unlink(missing_ok=True)
+        for old in (out_dir / "figures").glob("forest_*.png"):
+            old.unlink()
         files = []
         path = out_dir / "pooled.json"
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
