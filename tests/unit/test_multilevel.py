@@ -166,6 +166,10 @@ def test_numeric_columns_coded_as_levels_when_asked() -> None:
     assert res.info["reference_levels"] == {"year": "2019"}
     with pytest.raises(DesignError, match="categorical"):
         MixedModel(outcome="y", covariates=("age",), categorical=("year",), cluster="kommune")
+    # a pandas Categorical keeps its own order: its first category is the reference
+    df["office"] = pd.Categorical(df["office"], ["separate", "integrated", "proactive"])
+    res = MixedModel(outcome="y", treatment="office", cluster="kommune").fit(df)
+    assert res.terms == ["Intercept", "office[integrated]", "office[proactive]"]
 
 
 def test_by_subgroups_and_json() -> None:

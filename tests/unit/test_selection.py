@@ -9,18 +9,9 @@ import pytest
 from evalkit.errors import DataError, DesignError, RowsDroppedWarning
 from evalkit.selection import ObservedExpected
 from evalkit.simulate import integration_youth
+from evalkit.simulate.integration.youth import RISK_FACTORS
 
-COVARIATES = [
-    "age_group",
-    "female",
-    "immigrant",
-    "parents_low_education",
-    "dropout",
-    "health_problems",
-    "unemployment",
-    "low_education",
-    "centrality",
-]
+COVARIATES = list(RISK_FACTORS)
 
 
 def _est(**changes) -> ObservedExpected:

@@ -53,9 +53,10 @@ class MixedModel(Estimator):
     treatment
         The configuration of interest (numeric, 0/1, or categorical), reported first.
     covariates
-        Further fixed-effect columns (numeric or categorical). A covariate that is
-        constant in the data (``country`` on one country's extract) is dropped with a
-        warning and named in ``info["dropped_covariates"]``.
+        Further fixed-effect columns, numeric or categorical (a categorical column's
+        reference is its first level: first in a pandas Categorical's order, else first
+        sorted). A covariate that is constant in the data (``country`` on one country's
+        extract) is dropped with a warning and named in ``info["dropped_covariates"]``.
     random_slopes
         Numeric columns whose coefficients also vary by group.
     categorical
@@ -196,7 +197,11 @@ class MixedModel(Estimator):
                 dropped.append(col)  # e.g. country on one country's extract
                 continue
             if categorical:
-                levels = sorted(series.unique(), key=str)
+                present = set(series.unique())
+                if isinstance(series.dtype, pd.CategoricalDtype):  # its own order
+                    levels = [c for c in series.cat.categories if c in present]
+                else:
+                    levels = sorted(present, key=str)
                 if len(levels) < 2:
                     raise NotEstimableError(
                         f"fixed-effect column {col!r} has one level ({levels[0]!r})",

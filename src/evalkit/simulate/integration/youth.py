@@ -76,6 +76,8 @@ exit                       int8      0/1: NEET the year before and in work or ed
                                      now (a transition; meaningful where neet_prev = 1)
 integration                float64   office's integration index, 0-1 (time-invariant)
 proactive                  int8      0/1: proactive rather than reactive follow-up
+configuration              category  office configuration: ``integrated`` (index >= 0.5)
+                                     or ``coordinated``, and ``proactive`` or ``reactive``
 case_study                 int8      0/1: one of six Norwegian municipalities in which
                                      proactive follow-up was assigned by lot (3 of 6)
 reorg_year                 int16     year of the reorganisation (the cohort); 0 = never
@@ -125,7 +127,15 @@ from evalkit.core.random import resolve_seed
 from evalkit.errors import DesignError
 from evalkit.simulate.base import SimulatedData, register
 
-__all__ = ["COUNTRIES", "EFFECTS", "GROUPS", "MEASURES", "SCHEMA", "integration_youth"]
+__all__ = [
+    "COUNTRIES",
+    "EFFECTS",
+    "GROUPS",
+    "MEASURES",
+    "RISK_FACTORS",
+    "SCHEMA",
+    "integration_youth",
+]
 
 #: Countries with their code prefix.
 COUNTRIES: dict[str, str] = {"Norway": "NO", "Sweden": "SE", "Denmark": "DK"}
@@ -136,6 +146,20 @@ EFFECTS: dict[str, tuple[float, float]] = {
     "integration": (0.02, 0.10),
     "proactive": (0.02, 0.06),
 }
+
+#: The risk factors NEET entry depends on: individual register covariates, then the
+#: municipality's structural factors (the covariates of a case-selection risk model).
+RISK_FACTORS: tuple[str, ...] = (
+    "age_group",
+    "female",
+    "immigrant",
+    "parents_low_education",
+    "dropout",
+    "health_problems",
+    "unemployment",
+    "low_education",
+    "centrality",
+)
 
 #: Subgroups as DuckDB SQL predicates over the data (None: everyone).
 GROUPS: dict[str, str | None] = {
@@ -181,6 +205,7 @@ SCHEMA: dict[str, str] = {
     "exit": "int8",
     "integration": "float64",
     "proactive": "int8",
+    "configuration": "category",
     "case_study": "int8",
     "reorg_year": "int16",
     "reorganised": "int8",
@@ -201,6 +226,13 @@ _MIN_SIZE = 15
 _FIRST_BIRTH, _LAST_BIRTH = 1987, 2007
 _AGE_MIN, _AGE_MAX = 16, 29
 _AGE_GROUPS = ("16-19", "20-24", "25-29")
+#: Office configurations: integration index below / from 0.5, reactive / proactive.
+_CONFIGURATIONS = (
+    "coordinated, reactive",
+    "coordinated, proactive",
+    "integrated, reactive",
+    "integrated, proactive",
+)
 
 
 def _check(value: Any, option: str, *, low: float, high: float = np.inf, integer: bool = False):
@@ -541,6 +573,8 @@ def integration_youth(
     frame["exit"] = ((frame["neet_prev"] == 1) & (frame["neet"] == 0)).astype(np.int8)
     frame["integration"] = integration[mm].round(4)
     frame["proactive"] = proactive[mm].astype(np.int8)
+    config = 2 * (integration[mm] >= 0.5) + proactive[mm]
+    frame["configuration"] = pd.Categorical.from_codes(config, categories=_CONFIGURATIONS)
     frame["case_study"] = case_study[mm]
     frame["reorg_year"] = reorg_year[mm]
     frame["reorganised"] = (
