@@ -20,6 +20,7 @@ OURS = {
     "reorg_cs": "did.CallawaySantAnna",
     "reorg_imputation": "did.ImputationDiD",
     "organisation_mixed": "multilevel.MixedModel",
+    "configuration_mixed": "multilevel.MixedModel",
     "integration_plr.at_risk": "dml.PLR",
     "integration_plr.at_risk_complex": "dml.PLR",
     "integration_plr.at_risk_standard": "dml.PLR",
