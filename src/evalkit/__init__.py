@@ -32,6 +32,7 @@ _SUBPACKAGES = (
     "did",
     "dml",
     "inference",
+    "multilevel",
     "parallel",
     "report",
     "simulate",

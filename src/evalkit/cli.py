@@ -216,6 +216,81 @@ def schema(markdown: bool) -> None:
     click.echo(reference.markdown() if markdown else reference.schema_text(), nl=False)
 
 
+@main.command(short_help="Pool one study's runs across countries (meta-analysis).")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write pooled.json, pooled.md and forest plots here (else print the table only).",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    help="A label per run, in the order of RUN_DIRS (default: the folder names).",
+)
+@click.option(
+    "--tau2",
+    type=click.Choice(["reml", "dl", "pm"]),
+    default="reml",
+    show_default=True,
+    help="Between-country variance estimator of the random-effects column (all three are "
+    "written to pooled.json).",
+)
+@click.option(
+    "--knapp-hartung",
+    is_flag=True,
+    help="Hartung-Knapp-Sidik-Jonkman random-effects intervals (t, k-1 df): advisable with "
+    "few countries.",
+)
+@click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level.")
+@click.option(
+    "--allow-different",
+    is_flag=True,
+    help="Pool runs whose design hashes differ (their shared estimates); refused otherwise.",
+)
+@click.option("--force", is_flag=True, help="Replace files in a non-empty --out folder.")
+@_friendly
+def pool(
+    run_dirs: tuple[Path, ...],
+    out: Path | None,
+    labels: tuple[str, ...],
+    tau2: str,
+    knapp_hartung: bool,
+    level: float,
+    allow_different: bool,
+    force: bool,
+) -> None:
+    """Pool the same estimates from RUN_DIRS (one `evalkit run` folder per country).
+
+    Only each run's results.json is read: aggregates that passed its disclosure gate,
+    so no microdata leave a country. Runs must share the design hash (the same
+    study.toml run on each country's extract with --data) unless --allow-different;
+    two runs on the same data are refused. Every estimate with a standard error in two
+    or more runs is pooled by fixed-effect (inverse-variance) and random-effects
+    meta-analysis (tau^2 by DerSimonian-Laird, REML and Paule-Mandel), with Cochran's Q
+    and I^2.
+    """
+    from evalkit.pool import pool_runs
+
+    pooled = pool_runs(
+        list(run_dirs),
+        labels=list(labels) or None,
+        level=level,
+        tau2=tau2,
+        knapp_hartung=knapp_hartung,
+        allow_different=allow_different,
+    )
+    click.echo(pooled.markdown())
+    if out is not None:
+        files = pooled.write(out, force=force)
+        console = _console()
+        console.print(f"[green]wrote[/] {out}")
+        for path in files:
+            console.print(f"  {path}")
+
+
 @main.command(short_help="List the public datasets: files and sources.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per dataset).")
 @_friendly

@@ -302,6 +302,11 @@ CASES.update(
 )
 
 
+CASES["multilevel.MixedModel"] = Case(
+    dict(outcome="y", treatment="treat", covariates=["x"], cluster="city")
+)
+
+
 def single_start_panel() -> pd.DataFrame:
     """The staggered panel with one treatment start (2004) for every treated unit."""
     df = staggered_panel()

@@ -9,7 +9,7 @@ import evalkit
 
 SRC = Path(evalkit.__file__).resolve().parent
 #: Packages whose modules may import no private name (``_x``) from another module.
-CHECKED = ("core", "did", "synth", "dml", "inference", "numerics", "data", "report")
+CHECKED = ("core", "did", "synth", "dml", "multilevel", "inference", "numerics", "data", "report")
 
 
 def private_imports(package: str) -> list[str]:

@@ -38,6 +38,7 @@ BUILTIN: Mapping[str, str] = {
     "dml.PLIV": "evalkit.dml.models:PLIV",
     "dml.PLPR": "evalkit.dml.panel:PLPR",
     "dml.PLR": "evalkit.dml.models:PLR",
+    "multilevel.MixedModel": "evalkit.multilevel.mixed:MixedModel",
     "selection.ObservedExpected": "evalkit.selection.observed_expected:ObservedExpected",
     "synth.AugmentedSyntheticControl": "evalkit.synth.augmented:AugmentedSyntheticControl",
     "synth.SyntheticControl": "evalkit.synth.synthetic_control:SyntheticControl",
