@@ -78,6 +78,19 @@ def iv_sample(seed: int = 0, n: int = 400) -> pd.DataFrame:
     return pd.DataFrame({"unit": np.arange(n), "z": z, "d": d, "x1": x1, "x2": x2, "y": y})
 
 
+def trial_sample(seed: int = 0, n_offices: int = 30, size: int = 10) -> pd.DataFrame:
+    """A cluster-randomised trial: offices assigned (z), receipt d with two-sided noncompliance."""
+    rng = np.random.default_rng(seed)
+    office = np.repeat(np.arange(n_offices), size)
+    z = (rng.permutation(n_offices) < n_offices // 2).astype(int)[office]
+    x1 = rng.normal(size=office.size)
+    d = (rng.random(office.size) < 0.1 + 0.6 * z).astype(int)
+    y = 0.5 * d + 0.4 * x1 + rng.normal(scale=0.3, size=n_offices)[office]
+    y = y + rng.normal(size=office.size)
+    unit = np.arange(office.size)
+    return pd.DataFrame({"unit": unit, "office": office, "z": z, "d": d, "x1": x1, "y": y})
+
+
 def two_period_panel(seed: int = 0, n: int = 200) -> pd.DataFrame:
     """A two-period panel: the treated group gains 1 in the second period."""
     rng = np.random.default_rng(seed)
@@ -213,6 +226,15 @@ CASES: dict[str, Case] = {
             n_folds=2,
         ),
         data=dose_panel,
+    ),
+    "trial.ITT": Case(
+        dict(outcome="y", treatment="z", covariates=["x1"], cluster="office"),
+        data=trial_sample,
+        fit={"reps": 199},
+    ),
+    "trial.IV2SLS": Case(
+        dict(outcome="y", treatment="d", instrument="z", covariates=["x1"], cluster="office"),
+        data=trial_sample,
     ),
 }
 

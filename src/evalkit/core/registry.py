@@ -41,6 +41,8 @@ BUILTIN: Mapping[str, str] = {
     "synth.AugmentedSyntheticControl": "evalkit.synth.augmented:AugmentedSyntheticControl",
     "synth.SyntheticControl": "evalkit.synth.synthetic_control:SyntheticControl",
     "synth.SyntheticDiD": "evalkit.synth.synthetic_did:SyntheticDiD",
+    "trial.ITT": "evalkit.trial.itt:ITT",
+    "trial.IV2SLS": "evalkit.trial.iv:IV2SLS",
 }
 _REGISTRY: dict[str, type[Estimator]] = {}
 

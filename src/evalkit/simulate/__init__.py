@@ -9,13 +9,14 @@ description.
 Examples
 --------
 >>> from evalkit.simulate import bergen_rates, names
->>> names()
-['bergen_rates']
+>>> "bergen_rates" in names() and "integration_trial" in names()
+True
 >>> sim = bergen_rates(seed=1, n_persons=300)
 >>> sim.term, sorted(sim.truth)
 ('treated', ['activity', 'duration', 'income', 'recipient', 'work'])
 """
 
+from evalkit.simulate import integration as integration
 from evalkit.simulate.base import SimulatedData, get, names, options, register, schema
 from evalkit.simulate.bergen import bergen_rates
 from evalkit.simulate.designs import DESIGNS, cities

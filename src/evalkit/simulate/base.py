@@ -67,6 +67,10 @@ class SimulatedData:
         (the number of rows the outcome's cell measure counts, and the sum of its
         column over them, with the treatment) and ``n0``, ``sum0`` (the same in the
         world without it). None when the simulator does not provide them.
+    truth_terms
+        True values the simulator states directly, keyed by ``(outcome, term, group)``
+        (an intention-to-treat effect, a complier effect, ...); the study runner uses
+        them first for a results row whose outcome, term and group match.
     """
 
     data: pd.DataFrame
@@ -79,10 +83,13 @@ class SimulatedData:
     truth_by_period: pd.DataFrame | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
     truth_strata: pd.DataFrame | None = None
+    truth_terms: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("truth", "groups", "measures", "parameters"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
+        terms = {tuple(map(str, k)): float(v) for k, v in dict(self.truth_terms).items()}
+        object.__setattr__(self, "truth_terms", MappingProxyType(terms))
 
     @property
     def seed(self) -> int | None:
