@@ -91,6 +91,14 @@ def trial_sample(seed: int = 0, n_offices: int = 30, size: int = 10) -> pd.DataF
     return pd.DataFrame({"unit": unit, "office": office, "z": z, "d": d, "x1": x1, "y": y})
 
 
+def pathway_sample(seed: int = 0) -> pd.DataFrame:
+    """Monthly states of 60 persons (the simulated WAA cohort), with a person-level outcome."""
+    from evalkit.simulate import get
+
+    df = get("integration_pathways")(seed=seed + 1, n_persons=60, n_months=12).data
+    return df.rename(columns={"person_id": "unit", "decent_income": "y"})
+
+
 def two_period_panel(seed: int = 0, n: int = 200) -> pd.DataFrame:
     """A two-period panel: the treated group gains 1 in the second period."""
     rng = np.random.default_rng(seed)
@@ -226,6 +234,10 @@ CASES: dict[str, Case] = {
             n_folds=2,
         ),
         data=dose_panel,
+    ),
+    "sequence.Typology": Case(
+        dict(unit="unit", time="month", state="state", outcomes=["y"], n_types=3),
+        data=pathway_sample,
     ),
     "trial.ITT": Case(
         dict(outcome="y", treatment="z", covariates=["x1"], cluster="office"),
