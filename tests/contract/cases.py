@@ -99,6 +99,14 @@ def pathway_sample(seed: int = 0) -> pd.DataFrame:
     return df.rename(columns={"person_id": "unit", "decent_income": "y"})
 
 
+def jem_sample(seed: int = 0) -> pd.DataFrame:
+    """Survey and register rows of the simulated job exposure matrix (``y``: sickness days)."""
+    from evalkit.simulate import get
+
+    df = get("integration_jem")(seed=seed + 1, n_occupations=20, n_survey=300, n_register=400)
+    return df.data.rename(columns={"sickness_days": "y"}).assign(unit=lambda d: d["person_id"])
+
+
 def two_period_panel(seed: int = 0, n: int = 200) -> pd.DataFrame:
     """A two-period panel: the treated group gains 1 in the second period."""
     rng = np.random.default_rng(seed)
@@ -234,6 +242,18 @@ CASES: dict[str, Case] = {
             n_folds=2,
         ),
         data=dose_panel,
+    ),
+    "exposure.JobExposure": Case(
+        dict(
+            outcome="y",
+            exposure="physical_strain",
+            occupation="occupation",
+            sample="source",
+            covariates=["age", "female", "low_education"],
+            learner="logit",
+            n_folds=2,
+        ),
+        data=jem_sample,
     ),
     "sequence.Typology": Case(
         dict(unit="unit", time="month", state="state", outcomes=["y"], n_types=3),

@@ -38,6 +38,7 @@ BUILTIN: Mapping[str, str] = {
     "dml.PLIV": "evalkit.dml.models:PLIV",
     "dml.PLPR": "evalkit.dml.panel:PLPR",
     "dml.PLR": "evalkit.dml.models:PLR",
+    "exposure.JobExposure": "evalkit.exposure.job_exposure:JobExposure",
     "sequence.Typology": "evalkit.sequence.typology:Typology",
     "synth.AugmentedSyntheticControl": "evalkit.synth.augmented:AugmentedSyntheticControl",
     "synth.SyntheticControl": "evalkit.synth.synthetic_control:SyntheticControl",
