@@ -88,7 +88,15 @@ def test_effect_equals_plr_on_the_linked_register(jem):
         n_folds=3,
     ).fit(reg[["sickness_days", "physical_strain", "occupation", *COVS]], seed=5)
     assert res.estimate("physical_strain") == pytest.approx(direct.estimate(), rel=1e-10)
-    assert res.std_error("physical_strain") == pytest.approx(direct.std_error(), rel=1e-10)
+    # the standard error adds the matrix's own sampling error to PLR's
+    extra = res.info["matrix_std_error"]
+    assert extra > 0
+    assert res.std_error("physical_strain") == pytest.approx(
+        np.hypot(direct.std_error(), extra), rel=1e-10
+    )
+    known = est.set_params(matrix_reps=0).fit(df, seed=5)
+    assert known.std_error() == pytest.approx(direct.std_error(), rel=1e-10)
+    assert known.info["matrix_std_error"] is None
     assert res.inference.method == "cluster"
     assert "Berkson" in res.info["berkson"]
     assert 0 < res.info["split_half_reliability"] < res.info["spearman_brown"] < 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -14,10 +13,11 @@ import pandas as pd
 from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import Result
-from evalkit.data.checks import check_name, check_names, numeric_column
+from evalkit.core.uncertainty import Analytic
+from evalkit.data.checks import check_columns, check_name, check_names, numeric_column
 from evalkit.data.disclosure import check_min_cell_size
 from evalkit.errors import DataError, DesignError, RowsDroppedWarning
-from evalkit.exposure.matrix import build_matrix, split_half_reliability
+from evalkit.exposure.matrix import build_matrix, redraw_shrunk, split_half_reliability
 
 __all__ = ["JobExposure"]
 
@@ -28,9 +28,7 @@ BERKSON_NOTE = (
     "effect (it widens the interval); with a non-linear effect, or deviations related to "
     "covariates, it can. The survey's occupation means carry classical sampling error "
     "as well, which would attenuate the effect: shrinking them towards the overall mean "
-    "(empirical Bayes) corrects that (regression calibration). The interval treats the "
-    "matrix as known; clustering by occupation absorbs the error it shares within each "
-    "occupation."
+    "(empirical Bayes) corrects that (regression calibration)."
 )
 
 
@@ -67,6 +65,9 @@ class JobExposure(Estimator):
         ``extras["matrix"]`` (they still get a shrunk value for the analysis).
     reliability_splits
         Random splits averaged for the split-half reliability.
+    matrix_reps
+        Redraws of the matrix from the survey's sampling error whose spread of the
+        effect is added to the variance (0: treat the matrix as known).
 
     Notes
     -----
@@ -99,6 +100,7 @@ class JobExposure(Estimator):
     n_folds: int = 5
     min_cell_size: int = 5
     reliability_splits: int = 20
+    matrix_reps: int = 200
 
     supported_inference: ClassVar[tuple[str, ...]] = ("cluster", "bootstrap", "none")
     supports_by: ClassVar[bool] = False
@@ -115,27 +117,27 @@ class JobExposure(Estimator):
             )
         if not isinstance(self.shrink, bool):
             raise DesignError(f"shrink must be True or False, got {self.shrink!r}", column="shrink")
-        value = self.reliability_splits
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DesignError(
-                f"reliability_splits must be a whole number >= 1, got {value!r}",
-                column="reliability_splits",
-            )
+        for option, low in (("reliability_splits", 1), ("matrix_reps", 0)):
+            value = getattr(self, option)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise DesignError(
+                    f"{option} must be a whole number >= {low}, got {value!r}", column=option
+                )
         object.__setattr__(self, "min_cell_size", check_min_cell_size(self.min_cell_size))
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
         from evalkit.dml import PLR
 
-        needed = [self.outcome, self.exposure, self.occupation, self.sample, *self.covariates]
-        for col in dict.fromkeys(needed):
-            if col not in data.columns:
-                close = difflib.get_close_matches(col, [str(c) for c in data.columns], n=2)
-                raise DataError(
-                    f"column {col!r} is not in the data",
-                    hint=f"did you mean {' or '.join(map(repr, close))}?" if close else None,
-                    code="P002",
-                    column=col,
-                )
+        check_columns(
+            data,
+            {
+                "outcome": self.outcome,
+                "exposure": self.exposure,
+                "occupation": self.occupation,
+                "sample": self.sample,
+                "covariates": list(self.covariates),
+            },
+        )
         is_survey = (data[self.sample] == self.survey).to_numpy()
         if not is_survey.any() or is_survey.all():
             raise DataError(
@@ -183,6 +185,13 @@ class JobExposure(Estimator):
             n_folds=self.n_folds,
         )
         inner = plr.fit(reg, inference=ctx.inference, seed=ctx.seed, level=ctx.level)
+        unc = inner.uncertainty
+        matrix_se = None
+        if self.shrink and self.matrix_reps and isinstance(unc, Analytic):
+            matrix_se = self._matrix_se(matrix, reg, ctx)
+            se = np.sqrt(unc.std_error**2 + matrix_se**2)
+            v = None if unc.vcov is None else np.diag(se**2)
+            unc = Analytic(se, df=unc.df, vcov=v, note=unc.note)
         shown = matrix.table[matrix.table["respondents"] >= self.min_cell_size]
         info: Mapping[str, Any] = {
             **dict(inner.info),
@@ -198,6 +207,14 @@ class JobExposure(Estimator):
             "mean_shrinkage_weight": float(matrix.table["weight"].mean()),
             "share_register_linked": float(1 - unlinked.mean()) if len(unlinked) else 1.0,
             "matrix": "shrunk (empirical Bayes)" if self.shrink else "raw occupation means",
+            "matrix_std_error": matrix_se,
+            "matrix_uncertainty": (
+                f"standard error combines the DML variance (clustered by occupation) with the "
+                f"spread of the effect over {self.matrix_reps} redraws of the matrix from the "
+                "survey's sampling error (exposure partialled out of the covariates linearly)"
+                if matrix_se is not None
+                else "the matrix is treated as known"
+            ),
             "berkson": BERKSON_NOTE,
             "seed": ctx.seed,
         }
@@ -211,6 +228,25 @@ class JobExposure(Estimator):
             inference=inner.inference,
             info=info,
             level=ctx.level,
-            uncertainty=inner.uncertainty,
+            uncertainty=unc,
             extras=extras,
         )
+
+    def _matrix_se(self, matrix: Any, reg: pd.DataFrame, ctx: FitContext) -> float:
+        """Spread of the effect over redraws of the matrix, register rows held fixed.
+
+        The outcome and each redrawn exposure are partialled out of the covariates by
+        least squares (a linear stand-in for the learners, enough for a variance
+        component) and the slope recomputed.
+        """
+        frame = reg.dropna(subset=[self.outcome, *self.covariates])
+        x = np.column_stack([np.ones(len(frame)), frame[list(self.covariates)].to_numpy(float)])
+        q, _ = np.linalg.qr(x)
+        y = frame[self.outcome].to_numpy(float)
+        y_res = y - q @ (q.T @ y)
+        codes = pd.Index(matrix.table.index).get_indexer(frame[self.occupation].astype(str))
+        draws = redraw_shrunk(matrix, np.random.default_rng([ctx.seed, 2]), self.matrix_reps)
+        e = draws[:, codes].T  # (rows, reps)
+        e_res = e - q @ (q.T @ e)
+        slopes = (e_res * y_res[:, None]).sum(axis=0) / (e_res**2).sum(axis=0)
+        return float(np.std(slopes, ddof=1))

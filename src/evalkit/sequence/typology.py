@@ -14,7 +14,7 @@ from evalkit.core.estimator import Estimator, FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, make_table
 from evalkit.core.uncertainty import Analytic, NoInference
-from evalkit.data.checks import check_name, check_names, numeric_column
+from evalkit.data.checks import check_columns, check_name, check_names, numeric_column
 from evalkit.data.disclosure import check_min_cell_size
 from evalkit.errors import DataError, DesignError, RowsDroppedWarning
 from evalkit.inference import vcov as sandwich
@@ -180,17 +180,17 @@ class Typology(Estimator):
         if self.compare_with:
             cols.append(self.compare_with)
         cols = list(dict.fromkeys(cols))
-        for c in cols:
-            if c not in data.columns:
-                import difflib
-
-                close = difflib.get_close_matches(c, [str(x) for x in data.columns], n=2)
-                raise DataError(
-                    f"column {c!r} is not in the data",
-                    hint=f"did you mean {' or '.join(map(repr, close))}?" if close else None,
-                    code="P002",
-                    column=c,
-                )
+        check_columns(
+            data,
+            {
+                "unit": self.unit,
+                "time": self.time,
+                "state": self.state,
+                "outcomes": list(self.outcomes),
+                "covariates": list(self.covariates),
+                "compare_with": self.compare_with,
+            },
+        )
         frame = data[cols]
         numeric = {c: numeric_column(frame, c, "outcome or covariate") for c in [
             *self.outcomes, *self.covariates]}  # fmt: skip

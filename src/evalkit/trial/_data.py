@@ -2,17 +2,83 @@
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import warnings
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from evalkit.data.checks import check_binary, numeric_column
+from evalkit.core.estimator import Estimator
+from evalkit.data.checks import check_binary, check_columns, check_name, check_names, numeric_column
 from evalkit.errors import DataError, DesignError, RowsDroppedWarning
 
-__all__ = ["TrialRows", "check_spillover_share", "spillover_note", "trial_rows"]
+__all__ = [
+    "TrialEstimator",
+    "TrialRows",
+    "check_spillover_share",
+    "spillover_note",
+    "trial_rows",
+]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrialEstimator(Estimator):
+    """What the trial estimators share: roles, the spillover bound and the method choice."""
+
+    outcome: str
+    treatment: str
+    covariates: tuple[str, ...] = ()
+    cluster: str | None = None
+    spillover_share: float | None = None
+
+    #: Role options besides outcome and treatment that name a column.
+    extra_roles: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        roles = ("outcome", "treatment", *self.extra_roles)
+        for role in roles:
+            check_name(getattr(self, role), role)
+        check_name(self.cluster, "cluster", required=False)
+        object.__setattr__(self, "covariates", check_names(self.covariates, "covariates"))
+        columns = [getattr(self, r) for r in roles]
+        if len(set(columns)) < len(columns):
+            raise DesignError(
+                f"{', '.join(roles)} must be different columns, got {columns}",
+                column=roles[-1],
+            )
+        for c in self.covariates:
+            if c in columns or c == "const":
+                raise DesignError(f"covariate {c!r} is also a role column (or 'const')", column=c)
+        object.__setattr__(self, "spillover_share", check_spillover_share(self.spillover_share))
+
+    def _method(self, spec: Any, cluster: str | None) -> tuple[str, str]:
+        """Return the inference method and why: cluster-robust by the randomisation unit."""
+        if spec is None:
+            if cluster:
+                return "cluster", f"cluster-robust by the unit of randomisation {cluster!r}"
+            return "hetero", "heteroskedasticity-robust: persons randomised (no cluster= given)"
+        if spec.method == "cluster" and not cluster:
+            raise DesignError(
+                "inference='cluster' needs the unit of randomisation",
+                hint="pass cluster='office' (the column randomised), or use inference='hetero'",
+                column="cluster",
+            )
+        return spec.method, "requested"
+
+    def _rows(
+        self,
+        data: Any,
+        cluster: str | None,
+        numeric: Sequence[str],
+        binary: Sequence[tuple[str, str]],
+    ) -> TrialRows:
+        roles = {r: getattr(self, r) for r in ("outcome", "treatment", *self.extra_roles)}
+        check_columns(data, {**roles, "covariates": list(self.covariates)})
+        if cluster:
+            check_columns(data, {"cluster": cluster})
+        return trial_rows(data, numeric=numeric, binary=binary, cluster=cluster, stacklevel=6)
 
 
 class TrialRows:
@@ -45,16 +111,6 @@ def trial_rows(
     must be 0/1 and vary; ``cluster`` (any type) must have no missing value either.
     """
     used = list(dict.fromkeys([*numeric, *(c for c, _ in binary)]))
-    wanted = [*used, *([cluster] if cluster and cluster not in used else [])]
-    for col in wanted:
-        if col not in data.columns:
-            close = difflib.get_close_matches(col, [str(c) for c in data.columns], n=2)
-            raise DataError(
-                f"column {col!r} is not in the data",
-                hint=f"did you mean {' or '.join(map(repr, close))}?" if close else None,
-                code="P002",
-                column=col,
-            )
     values = {c: numeric_column(data, c, "covariate") for c in used}
     bad = np.zeros(len(data), dtype=bool)
     counts: dict[str, int] = {}

@@ -8,21 +8,20 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from evalkit.core.estimator import Estimator, FitContext
+from evalkit.core.estimator import FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, make_table
 from evalkit.core.uncertainty import Analytic, NoInference, TestInversion
-from evalkit.data.checks import check_name, check_names
 from evalkit.errors import DesignError, NotEstimableError
 from evalkit.inference import vcov as sandwich
-from evalkit.trial._data import check_spillover_share, spillover_note, trial_rows
+from evalkit.trial._data import TrialEstimator, spillover_note
 
 __all__ = ["ITT"]
 
 
 @register("trial.ITT")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ITT(Estimator):
+class ITT(TrialEstimator):
     """Intention-to-treat effect: the outcome regressed on random assignment and covariates.
 
     The coefficient of ``treatment`` (the randomised offer, 0/1) in an OLS regression of
@@ -72,33 +71,15 @@ class ITT(Estimator):
     (['assigned'], 'cluster')
     """
 
-    outcome: str
-    treatment: str
-    covariates: tuple[str, ...] = ()
-    cluster: str | None = None
-    spillover_share: float | None = None
-
     supported_inference: ClassVar[tuple[str, ...]] = ("hetero", "cluster", "permutation", "none")
     supports_by: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        check_name(self.outcome, "outcome")
-        check_name(self.treatment, "treatment")
-        check_name(self.cluster, "cluster", required=False)
-        object.__setattr__(self, "covariates", check_names(self.covariates, "covariates"))
-        for c in self.covariates:
-            if c in (self.outcome, self.treatment):
-                raise DesignError(f"covariate {c!r} is also a role column", column=c)
-        object.__setattr__(self, "spillover_share", check_spillover_share(self.spillover_share))
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
         spec = ctx.inference
         cluster = (spec.cluster if spec is not None else None) or self.cluster
-        rows = trial_rows(
-            data,
-            numeric=[self.outcome, *self.covariates],
-            binary=[(self.treatment, "treatment")],
-            cluster=cluster,
+        method, reason = self._method(spec, cluster)
+        rows = self._rows(
+            data, cluster, [self.outcome, *self.covariates], [(self.treatment, "treatment")]
         )
         y = rows[self.outcome]
         d = rows[self.treatment]
@@ -117,21 +98,6 @@ class ITT(Estimator):
         beta = bread @ (x.T @ y)
         resid = y - x @ beta
 
-        if spec is None:
-            method = "cluster" if cluster else "hetero"
-            reason = (
-                f"cluster-robust by the unit of randomisation {cluster!r} (cluster= given)"
-                if cluster
-                else "heteroskedasticity-robust: persons randomised (no cluster= given)"
-            )
-        else:
-            method, reason = spec.method, "requested"
-        if method == "cluster" and not cluster:
-            raise DesignError(
-                "inference='cluster' needs the unit of randomisation",
-                hint="pass cluster='office' (the column randomised), or use inference='hetero'",
-                column="cluster",
-            )
         codes = rows.cluster
         n_clusters = int(codes.max()) + 1 if codes is not None else None
         if method == "permutation" and codes is not None and n_clusters is not None:

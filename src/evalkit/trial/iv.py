@@ -9,13 +9,12 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from evalkit.core.estimator import Estimator, FitContext
+from evalkit.core.estimator import FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, make_table
 from evalkit.core.uncertainty import Analytic, NoInference
-from evalkit.data.checks import check_name, check_names
-from evalkit.errors import DataError, DesignError, EvalkitWarning, NotEstimableError
-from evalkit.trial._data import check_spillover_share, spillover_note, trial_rows
+from evalkit.errors import DataError, EvalkitWarning, NotEstimableError
+from evalkit.trial._data import TrialEstimator, spillover_note
 
 __all__ = ["IV2SLS"]
 
@@ -24,7 +23,7 @@ _COV_TYPES = {"iid": "unadjusted", "hetero": "robust", "cluster": "clustered"}
 
 @register("trial.IV2SLS")
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class IV2SLS(Estimator):
+class IV2SLS(TrialEstimator):
     """Complier effect (LATE) of receipt, instrumented by random assignment, by 2SLS.
 
     Fits ``outcome = b * treatment + covariates + e`` with ``treatment`` (receipt of the
@@ -69,53 +68,20 @@ class IV2SLS(Estimator):
     True
     """
 
-    outcome: str
-    treatment: str
     instrument: str
-    covariates: tuple[str, ...] = ()
-    cluster: str | None = None
-    spillover_share: float | None = None
 
     supported_inference: ClassVar[tuple[str, ...]] = ("iid", "hetero", "cluster", "none")
     supports_by: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        for role in ("outcome", "treatment", "instrument"):
-            check_name(getattr(self, role), role)
-        check_name(self.cluster, "cluster", required=False)
-        object.__setattr__(self, "covariates", check_names(self.covariates, "covariates"))
-        roles = (self.outcome, self.treatment, self.instrument)
-        if len(set(roles)) < 3:
-            raise DesignError(
-                "outcome, treatment and instrument must be three different columns",
-                column="instrument",
-            )
-        for c in self.covariates:
-            if c in roles or c == "const":
-                raise DesignError(f"covariate {c!r} is also a role column (or 'const')", column=c)
-        object.__setattr__(self, "spillover_share", check_spillover_share(self.spillover_share))
+    extra_roles: ClassVar[tuple[str, ...]] = ("instrument",)
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
         from linearmodels.iv import IV2SLS as LMIV2SLS
 
         spec = ctx.inference
         cluster = (spec.cluster if spec is not None else None) or self.cluster
-        if spec is None:
-            method = "cluster" if cluster else "hetero"
-            reason = "cluster-robust by the unit of randomisation" if cluster else "robust"
-        else:
-            method, reason = spec.method, "requested"
-        if method == "cluster" and not cluster:
-            raise DesignError(
-                "inference='cluster' needs the unit of randomisation",
-                hint="pass cluster='office', or use inference='hetero'",
-                column="cluster",
-            )
-        rows = trial_rows(
-            data,
-            numeric=[self.outcome, self.treatment, self.instrument, *self.covariates],
-            binary=[],
-            cluster=cluster,
+        method, reason = self._method(spec, cluster)
+        rows = self._rows(
+            data, cluster, [self.outcome, self.treatment, self.instrument, *self.covariates], []
         )
         n = rows.n
         for role in ("instrument", "treatment"):
