@@ -104,7 +104,7 @@ def test_typology_recovers_planted_types(pathways):
         compare_with="planted_type",
     ).fit(pathways)
     assert res.estimate("adjusted_rand") >= 0.8
-    assert res.info["n_types"] == 6  # chosen by the silhouette among 2..8
+    assert res.info["number_of_types"] == 6  # chosen by the silhouette among 2..8
     best = max(res.info["silhouette"], key=res.info["silhouette"].get)
     assert int(best) == 6
     tidy = res.tidy()
@@ -132,7 +132,7 @@ def test_types_below_min_cell_size_are_never_reported():
     df = _with_rare_pattern()
     res = Typology(unit="id", time="month", state="state", outcomes=["y"], n_types=3).fit(df)
     assert res.info["types_suppressed"] == 1
-    assert res.info["n_types"] == 2
+    assert res.info["number_of_types"] == 2
     sizes = res.extras["sizes"]
     assert min(sizes.values()) >= 5 and sum(sizes.values()) == 40
     # no share of persons in any type, month and state rests on 1-4 persons
@@ -145,7 +145,7 @@ def test_types_below_min_cell_size_are_never_reported():
     assert rates["rate"].isna().any()
     # with a minimum of 3 the rare type is shown
     small = Typology(unit="id", time="month", state="state", n_types=3, min_cell_size=3).fit(df)
-    assert small.info["n_types"] == 3 and small.info["types_suppressed"] == 0
+    assert small.info["number_of_types"] == 3 and small.info["types_suppressed"] == 0
 
 
 def test_nothing_individual_in_the_result():
@@ -190,3 +190,14 @@ def test_person_with_a_missing_state_is_dropped_whole():
     with pytest.warns(RowsDroppedWarning, match="dropped 12 of 480"):
         res = Typology(unit="id", time="month", state="state", n_types=2).fit(df)
     assert res.info["n_persons"] == 39
+
+
+def test_result_passes_the_disclosure_gate_untouched(pathways):
+    from evalkit.data.disclosure import audit, protect
+
+    res = Typology(
+        unit="person_id", time="month", state="state", n_types=3, compare_with="planted_type"
+    ).fit(pathways)
+    payload = res.to_dict()
+    protected, paths = protect(payload, 5)
+    assert paths == [] and audit(protected, 5) == []

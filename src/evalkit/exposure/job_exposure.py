@@ -197,7 +197,7 @@ class JobExposure(Estimator):
             **dict(inner.info),
             "n_survey": int(usable.sum()),
             "n_occupations": len(matrix.table),
-            "occupations_below_min_cell_size": int(
+            "occupations_with_few_respondents": int(
                 (matrix.table["respondents"] < self.min_cell_size).sum()
             ),
             "split_half_reliability": r_half,

@@ -44,7 +44,7 @@ def state_bars(result: Any, ax: Axes | None = None) -> Axes:
     >>> df = get("integration_pathways")(seed=1, n_persons=60, n_months=12).data
     >>> res = Typology(unit="person_id", time="month", state="state", n_types=3).fit(df)
     >>> ax = res.plot()
-    >>> len(ax.get_yticklabels()) == res.info["n_types"]
+    >>> len(ax.get_yticklabels()) == res.info["number_of_types"]
     True
     """
     ax = _axes(ax)

@@ -318,7 +318,7 @@ class Typology(Estimator):
             "n_persons": n,
             "n_periods": len(times),
             "states": states,
-            "n_types": k,
+            "number_of_types": k,
             "types_suppressed": n_folded,
             "silhouette": {str(key): v for key, v in silhouette.items()},
             "distance": self.distance,
