@@ -206,6 +206,10 @@ class SimulatedData:
             "groups": dict(self.groups),
             "measures": jsonable(_thaw(self.measures)),
             "parameters": jsonable(_thaw(self.parameters)),
+            "truth_terms": [
+                {"outcome": o, "term": t, "group": g, "value": v}
+                for (o, t, g), v in self.truth_terms.items()
+            ],
             "description": self.description,
         }
         sidecar = target.with_name(target.name.removesuffix(".parquet") + ".truth.json")
