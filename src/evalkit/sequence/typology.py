@@ -29,7 +29,10 @@ from evalkit.sequence.distance import (
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-__all__ = ["Typology", "TypologyResult"]
+__all__ = ["MAX_PERSONS", "Typology", "TypologyResult"]
+
+#: The most persons a typology accepts: its distances take ``8 n^2`` bytes (1.8 GB here).
+MAX_PERSONS = 15_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +109,8 @@ class Typology(Estimator):
     -----
     Inference: ``"hetero"`` (binomial and sample-mean standard errors, HC1 for the
     membership regressions; conditional on the estimated typology) and ``"none"``.
+    Distances are computed once per distinct sequence (compiled dynamic programming),
+    but clustering needs all ``n^2`` of them: at most :data:`MAX_PERSONS` persons.
     The adjusted Rand row has no standard error.
 
     Examples
@@ -232,6 +237,14 @@ class Typology(Estimator):
             raise DataError(
                 f"{len(units)} persons are too few for a typology reported with "
                 f"min_cell_size={self.min_cell_size}",
+                column=self.unit,
+            )
+        if len(units) > MAX_PERSONS:
+            raise DataError(
+                f"{len(units)} persons: the typology needs a matrix of all pairwise distances "
+                f"({len(units)}^2 numbers); at most {MAX_PERSONS} persons are accepted",
+                hint="draw a random sample of persons (e.g. in the study's `where`), or fit "
+                "each entry cohort separately",
                 column=self.unit,
             )
         seqs = np.zeros((len(units), len(times)), dtype=np.int64)
