@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from evalkit.core.estimator import Estimator
+from evalkit.core.result import InferenceInfo, Result
+from evalkit.core.uncertainty import NoInference
 from evalkit.data.checks import check_binary, check_columns, check_name, check_names, numeric_column
 from evalkit.errors import DataError, DesignError, RowsDroppedWarning
 
@@ -66,6 +68,17 @@ class TrialEstimator(Estimator):
                 column="cluster",
             )
         return spec.method, "requested"
+
+    def _point_only(self, table: Any, info: dict, ctx: Any, reason: str) -> Result:
+        """Return the point estimates with no inference (``inference="none"``)."""
+        return Result(
+            estimator=self.registry_name,
+            _table=table,
+            inference=InferenceInfo("none", "point estimates only", reason=reason),
+            info=info,
+            level=ctx.level,
+            uncertainty=NoInference(),
+        )
 
     def _rows(
         self,

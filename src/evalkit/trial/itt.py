@@ -11,7 +11,7 @@ import pandas as pd
 from evalkit.core.estimator import FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, make_table
-from evalkit.core.uncertainty import Analytic, NoInference, TestInversion
+from evalkit.core.uncertainty import Analytic, TestInversion
 from evalkit.errors import DesignError, NotEstimableError
 from evalkit.inference import vcov as sandwich
 from evalkit.trial._data import TrialEstimator, spillover_note
@@ -122,14 +122,7 @@ class ITT(TrialEstimator):
         table = make_table(terms, estimates, np.full(len(terms), np.nan))
         unit = cluster or "person"
         if method == "none":
-            return Result(
-                estimator=self.registry_name,
-                _table=table,
-                inference=InferenceInfo("none", "point estimates only", reason=reason),
-                info=info,
-                level=ctx.level,
-                uncertainty=NoInference(),
-            )
+            return self._point_only(table, info, ctx, reason)
         if method == "permutation":
             return self._permutation(y, d, base, codes, scale, table, info, ctx, unit, reason)
         if method == "cluster":

@@ -12,7 +12,7 @@ import pandas as pd
 from evalkit.core.estimator import FitContext
 from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, make_table
-from evalkit.core.uncertainty import Analytic, NoInference
+from evalkit.core.uncertainty import Analytic
 from evalkit.errors import DataError, EvalkitWarning, NotEstimableError
 from evalkit.trial._data import TrialEstimator, spillover_note
 
@@ -147,14 +147,7 @@ class IV2SLS(TrialEstimator):
         }
         table = make_table(terms, est, np.full(len(terms), np.nan))
         if method == "none":
-            return Result(
-                estimator=self.registry_name,
-                _table=table,
-                inference=InferenceInfo("none", "point estimates only", reason=reason),
-                info=info,
-                level=ctx.level,
-                uncertainty=NoInference(),
-            )
+            return self._point_only(table, info, ctx, reason)
         label = {
             "iid": "classical",
             "hetero": "heteroskedasticity-robust",
