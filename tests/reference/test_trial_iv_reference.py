@@ -78,6 +78,8 @@ def test_equals_linearmodels_called_directly(method):
     for name in ["educ", *covs, "const"]:
         assert tidy.loc[name, "estimate"] == pytest.approx(direct.params[name], rel=1e-10)
         assert tidy.loc[name, "std_error"] == pytest.approx(direct.std_errors[name], rel=1e-10)
+    diag = direct.first_stage.diagnostics
+    assert res.info["first_stage_f"] == pytest.approx(diag.loc["educ", "f.stat"], rel=1e-8)
     df_expected = 36 if method == "cluster" else 428 - 4
     crit = tidy.loc["educ", "conf_high"] - tidy.loc["educ", "estimate"]
     from scipy import stats

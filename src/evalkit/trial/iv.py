@@ -31,7 +31,9 @@ class IV2SLS(TrialEstimator):
     :class:`linearmodels.iv.IV2SLS`. With contamination (controls who get similar help:
     always-takers) and never-takers, and under monotonicity (nobody refuses help
     *because* of the offer), ``b`` is the average effect of receipt on compliers. The
-    first-stage F statistic is reported in ``info``; a weak first stage (F < 10) warns.
+    first-stage F statistic (the squared t statistic of the instrument in the first stage,
+    with the same covariance; linearmodels' ``first_stage.diagnostics`` F for one
+    instrument) is reported in ``info``; a weak first stage (F < 10) warns.
 
     Parameters
     ----------
@@ -113,7 +115,13 @@ class IV2SLS(TrialEstimator):
         names = [self.treatment, *self.covariates, "const"]
         beta = fitted.params[names].to_numpy()
         vcov = fitted.cov.loc[names, names].to_numpy()
-        f_stat = _first_stage_f(fitted, self.treatment)
+        first = LMIV2SLS(
+            pd.Series(rows[self.treatment], name=self.treatment),
+            exog.assign(**{self.instrument: rows[self.instrument]}),
+            None,
+            None,
+        ).fit(**fit_kw)
+        f_stat = float(first.tstats[self.instrument] ** 2)
         if f_stat < 10:
             warnings.warn(
                 f"weak first stage: F = {f_stat:.1f} < 10 for {self.instrument!r} on "
@@ -137,9 +145,7 @@ class IV2SLS(TrialEstimator):
             "n_obs": n,
             "n_clusters": n_clusters,
             "first_stage_f": f_stat,
-            "first_stage": float(
-                fitted.first_stage.individual[self.treatment].params[self.instrument]
-            ),
+            "first_stage": float(first.params[self.instrument]),
             "spillover_share": share,
             "bounds": None if share is None else spillover_note(self.treatment, share),
             "package": "linearmodels.iv.IV2SLS",
@@ -170,8 +176,3 @@ class IV2SLS(TrialEstimator):
                 np.sqrt(np.clip(np.diag(v), 0, None)), df=np.full(len(terms), float(df)), vcov=v
             ),
         )
-
-
-def _first_stage_f(fitted: object, endog: str) -> float:
-    diag = fitted.first_stage.diagnostics  # type: ignore[attr-defined]
-    return float(diag.loc[endog, "f.stat"])
