@@ -78,6 +78,35 @@ def iv_sample(seed: int = 0, n: int = 400) -> pd.DataFrame:
     return pd.DataFrame({"unit": np.arange(n), "z": z, "d": d, "x1": x1, "x2": x2, "y": y})
 
 
+def trial_sample(seed: int = 0, n_offices: int = 30, size: int = 10) -> pd.DataFrame:
+    """A cluster-randomised trial: offices assigned (z), receipt d with two-sided noncompliance."""
+    rng = np.random.default_rng(seed)
+    office = np.repeat(np.arange(n_offices), size)
+    z = (rng.permutation(n_offices) < n_offices // 2).astype(int)[office]
+    x1 = rng.normal(size=office.size)
+    d = (rng.random(office.size) < 0.1 + 0.6 * z).astype(int)
+    y = 0.5 * d + 0.4 * x1 + rng.normal(scale=0.3, size=n_offices)[office]
+    y = y + rng.normal(size=office.size)
+    unit = np.arange(office.size)
+    return pd.DataFrame({"unit": unit, "office": office, "z": z, "d": d, "x1": x1, "y": y})
+
+
+def pathway_sample(seed: int = 0) -> pd.DataFrame:
+    """Monthly states of 60 persons (the simulated WAA cohort), with a person-level outcome."""
+    from evalkit.simulate import get
+
+    df = get("integration_pathways")(seed=seed + 1, n_persons=60, n_months=12).data
+    return df.rename(columns={"person_id": "unit", "decent_income": "y"})
+
+
+def jem_sample(seed: int = 0) -> pd.DataFrame:
+    """Survey and register rows of the simulated job exposure matrix (``y``: sickness days)."""
+    from evalkit.simulate import get
+
+    df = get("integration_jem")(seed=seed + 1, n_occupations=20, n_survey=300, n_register=400)
+    return df.data.rename(columns={"sickness_days": "y"}).assign(unit=lambda d: d["person_id"])
+
+
 def two_period_panel(seed: int = 0, n: int = 200) -> pd.DataFrame:
     """A two-period panel: the treated group gains 1 in the second period."""
     rng = np.random.default_rng(seed)
@@ -251,6 +280,31 @@ CASES: dict[str, Case] = {
             n_folds=2,
         ),
         data=dose_panel,
+    ),
+    "exposure.JobExposure": Case(
+        dict(
+            outcome="y",
+            exposure="physical_strain",
+            occupation="occupation",
+            sample="source",
+            covariates=["age", "female", "low_education"],
+            learner="logit",
+            n_folds=2,
+        ),
+        data=jem_sample,
+    ),
+    "sequence.Typology": Case(
+        dict(unit="unit", time="month", state="state", outcomes=["y"], n_types=3),
+        data=pathway_sample,
+    ),
+    "trial.ITT": Case(
+        dict(outcome="y", treatment="z", covariates=["x1"], cluster="office"),
+        data=trial_sample,
+        fit={"reps": 199},
+    ),
+    "trial.IV2SLS": Case(
+        dict(outcome="y", treatment="d", instrument="z", covariates=["x1"], cluster="office"),
+        data=trial_sample,
     ),
 }
 

@@ -40,9 +40,13 @@ BUILTIN: Mapping[str, str] = {
     "dml.PLR": "evalkit.dml.models:PLR",
     "multilevel.MixedModel": "evalkit.multilevel.mixed:MixedModel",
     "selection.ObservedExpected": "evalkit.selection.observed_expected:ObservedExpected",
+    "exposure.JobExposure": "evalkit.exposure.job_exposure:JobExposure",
+    "sequence.Typology": "evalkit.sequence.typology:Typology",
     "synth.AugmentedSyntheticControl": "evalkit.synth.augmented:AugmentedSyntheticControl",
     "synth.SyntheticControl": "evalkit.synth.synthetic_control:SyntheticControl",
     "synth.SyntheticDiD": "evalkit.synth.synthetic_did:SyntheticDiD",
+    "trial.ITT": "evalkit.trial.itt:ITT",
+    "trial.IV2SLS": "evalkit.trial.iv:IV2SLS",
 }
 _REGISTRY: dict[str, type[Estimator]] = {}
 

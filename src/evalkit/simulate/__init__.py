@@ -9,18 +9,24 @@ description.
 Examples
 --------
 >>> from evalkit.simulate import bergen_rates, names
->>> "bergen_rates" in names() and "integration_youth" in names()
+>>> "bergen_rates" in names() and "integration_trial" in names()
 True
 >>> sim = bergen_rates(seed=1, n_persons=300)
 >>> sim.term, sorted(sim.truth)
 ('treated', ['activity', 'duration', 'income', 'recipient', 'work'])
 """
 
+from evalkit.simulate import integration as integration
 from evalkit.simulate.base import SimulatedData, get, names, options, register, schema
 from evalkit.simulate.bergen import bergen_rates
 from evalkit.simulate.designs import DESIGNS, cities
 from evalkit.simulate.harness import SimulationSummary, simulate_inference
-from evalkit.simulate.integration import integration_youth
+from evalkit.simulate.integration import (
+    integration_jem,
+    integration_pathways,
+    integration_trial,
+    integration_youth,
+)
 
 __all__ = [
     "DESIGNS",
@@ -29,6 +35,9 @@ __all__ = [
     "bergen_rates",
     "cities",
     "get",
+    "integration_jem",
+    "integration_pathways",
+    "integration_trial",
     "integration_youth",
     "names",
     "options",
