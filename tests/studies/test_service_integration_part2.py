@@ -1,7 +1,8 @@
 """The part-2 analyses of the service-integration study, fitted straight from their blocks.
 
 Reads the blocks of studies/service_integration/study.toml that name an extra table
-(``table = ...``), fits each analysis directly on its table's simulator with the same options and inference, and checks the planted
+(``table = ...``), fits each analysis directly on its table's simulator with the same
+options and inference, and checks the planted
 truths: typology agreement (adjusted Rand >= 0.8), ITT and complier intervals covering
 their truths, spillover bounds covering the spillover-free truths. Slow (about 30 s).
 """
