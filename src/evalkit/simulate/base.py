@@ -67,6 +67,11 @@ class SimulatedData:
         (the number of rows the outcome's cell measure counts, and the sum of its
         column over them, with the treatment) and ``n0``, ``sum0`` (the same in the
         world without it). None when the simulator does not provide them.
+    truth_terms
+        True values of estimands the simulator states directly, by ``(outcome, term,
+        group)``: e.g. an intention-to-treat effect, a complier effect or a selection
+        probability. The study runner uses them first for a results row with that
+        outcome, term and group (the group's condition must equal :attr:`groups`').
     """
 
     data: pd.DataFrame
@@ -79,10 +84,19 @@ class SimulatedData:
     truth_by_period: pd.DataFrame | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
     truth_strata: pd.DataFrame | None = None
+    truth_terms: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("truth", "groups", "measures", "parameters"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
+        terms = {tuple(map(str, k)): float(v) for k, v in dict(self.truth_terms).items()}
+        if any(len(k) != 3 for k in terms):
+            raise DesignError(
+                "truth_terms keys must be (outcome, term, group)",
+                hint="e.g. {('employed', 'ITT', 'all'): 0.05}",
+                column="truth_terms",
+            )
+        object.__setattr__(self, "truth_terms", MappingProxyType(terms))
 
     @property
     def seed(self) -> int | None:
@@ -200,6 +214,7 @@ class SimulatedData:
             "measures": jsonable(_thaw(self.measures)),
             "parameters": jsonable(_thaw(self.parameters)),
             "description": self.description,
+            "truth_terms": [[*k, v] for k, v in self.truth_terms.items()],
         }
         sidecar = target.with_name(target.name.removesuffix(".parquet") + ".truth.json")
         sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
