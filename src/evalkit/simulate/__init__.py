@@ -12,8 +12,8 @@ Examples
 >>> names()
 ['bergen_rates']
 >>> sim = bergen_rates(seed=1, n_persons=300)
->>> sim.term, sorted(sim.truth)
-('treated', ['activity', 'duration', 'income', 'recipient', 'work'])
+>>> sim.term, sorted(sim.truth)[:4]
+('treated', ['activity', 'benefit', 'duration', 'earnings'])
 """
 
 from evalkit.simulate.base import SimulatedData, get, names, options, register, schema

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +54,7 @@ class DataSource:
     hash_method: str
     simulated: SimulatedData | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    scratch: Path | None = None  # a folder of this run's simulated rows, removed on close
 
     @property
     def columns(self) -> list[str]:
@@ -100,8 +104,10 @@ class DataSource:
             ) from exc
 
     def close(self) -> None:
-        """Close the DuckDB connection."""
+        """Close the DuckDB connection (and remove the run's simulated rows, if any)."""
         self.connection.close()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def frame_sha256(frame: pd.DataFrame) -> str:
@@ -131,7 +137,9 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _connect(study: Study, override: Any = None) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+def _connect(
+    study: Study, override: Any = None, scratch: Path | None = None
+) -> tuple[duckdb.DuckDBPyConnection, str | None]:
     """Open the run's locked-down DuckDB and return it with the query to run (if any).
 
     The connection may read only the declared data: the study's file (or folder), the
@@ -150,7 +158,7 @@ def _connect(study: Study, override: Any = None) -> tuple[duckdb.DuckDBPyConnect
         roots = [study.root, *sandbox.data_roots()]
         local = sandbox.localize(spec.query, roots, key="query")
         return sandbox.connect(local.files, local.folders), local.query
-    return sandbox.connect(), None
+    return sandbox.connect(folders=[scratch] if scratch is not None else []), None
 
 
 def _connect_path(path: Path) -> duckdb.DuckDBPyConnection:
@@ -204,14 +212,38 @@ def open_source(study: Study, data_override: Any = None) -> DataSource:
         Run on these data instead of the study's [data]: a DataFrame, a
         :class:`~evalkit.simulate.SimulatedData`, or the path of a CSV/Parquet file.
     """
-    con, query = _connect(study, data_override)
+    scratch = _scratch(study) if data_override is None else None
     try:
-        source = _open(study, con, data_override, query)
+        con, query = _connect(study, data_override, scratch)
+    except BaseException:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    try:
+        source = _open(study, con, data_override, query, scratch)
         source.relation = derive(source.relation, study.columns)
         return source
     except BaseException:
         con.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         raise
+
+
+def _scratch(study: Study) -> Path | None:
+    """Return a new temporary folder for a simulator that writes its rows in chunks.
+
+    Simulators with a ``store`` option (e.g. ``bergen_rates``) write Parquet files there,
+    which DuckDB reads in a streaming fashion: the rows are never all in memory. The
+    folder is in the system's temporary folder (``TMPDIR``) and is removed on close.
+    """
+    if study.data.kind != "simulator":
+        return None
+    from evalkit import simulate
+
+    if "store" not in inspect.signature(simulate.get(study.data.simulator)).parameters:
+        return None
+    return Path(tempfile.mkdtemp(prefix="evalkit-simulated-"))
 
 
 def derive(relation: duckdb.DuckDBPyRelation, columns: Any) -> duckdb.DuckDBPyRelation:
@@ -241,7 +273,11 @@ def derive(relation: duckdb.DuckDBPyRelation, columns: Any) -> duckdb.DuckDBPyRe
 
 
 def _open(
-    study: Study, con: duckdb.DuckDBPyConnection, override: Any, query: str | None
+    study: Study,
+    con: duckdb.DuckDBPyConnection,
+    override: Any,
+    query: str | None,
+    scratch: Path | None = None,
 ) -> DataSource:
     spec = study.data
     if override is not None:
@@ -279,16 +315,32 @@ def _open(
 
         options = dict(spec.options)
         options.setdefault("seed", study.seed)
-        sim = simulate.get(spec.simulator)(**options)
-        con.register(_VIEW, sim.data)
+        if scratch is None:
+            sim = simulate.get(spec.simulator)(**options)
+            con.register(_VIEW, sim.data)
+            return DataSource(
+                con,
+                con.table(_VIEW),
+                "simulator",
+                frame_sha256(sim.data),
+                "sha256 of the data frame (pandas row hashes)",
+                sim,
+                {"simulator": spec.simulator, "options": dict(sim.parameters)},
+            )
+        sim = simulate.get(spec.simulator)(**options, store=scratch)
+        public = list(simulate.schema(spec.simulator))
+        rel = con.read_parquet(str(scratch / "*.parquet")).select(
+            ", ".join(quote(c) for c in public)
+        )
         return DataSource(
             con,
-            con.table(_VIEW),
+            rel,
             "simulator",
-            frame_sha256(sim.data),
-            "sha256 of the data frame (pandas row hashes)",
+            _relation_fingerprint(con, rel),
+            "sha256 of the row count and the sum of DuckDB row hashes (order-independent)",
             sim,
             {"simulator": spec.simulator, "options": dict(sim.parameters)},
+            scratch,
         )
     if spec.kind == "file":
         rel = _file_relation(con, spec.file)
