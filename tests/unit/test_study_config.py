@@ -394,7 +394,8 @@ def test_collapse_by_needs_collapse_and_cannot_be_expanded(tmp_path):
     start = DDD.index("[collapse]")
     stop = DDD.index("[[analysis]]")
     text = DDD[:start] + DDD[stop:]
-    with pytest.raises(DesignError, match=r"collapse_by needs \[collapse\]"):
+    text = text.replace("collapse_by = [", 'fit_on = "cells"\ncollapse_by = [', 1)
+    with pytest.raises(DesignError, match=r'fit_on = "cells" needs \[collapse\]'):
         check_study(write(tmp_path, text))
 
 

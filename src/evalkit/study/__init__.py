@@ -78,11 +78,11 @@ def check_study(path: str | Path, *, data: str | Path | None = None) -> Study:
     """
     if data is None:
         return load_study(path, check_data=True)
-    from evalkit.study.config import _Source
+    from evalkit.study.locate import Locator
     from evalkit.study.source import check_columns, open_source, validate_data
 
     study = load_study(path, check_data=False)
-    check_columns(study, _Source(study.file, study.file.read_text(encoding="utf-8")), data)
+    check_columns(study, Locator.read(study.file), data)
     source = open_source(study, Path(data))
     try:
         validate_data(study, source)

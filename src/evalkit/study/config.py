@@ -81,6 +81,7 @@ from evalkit.data.panel import ROLES
 from evalkit.data.sandbox import check_expression, check_select, contain, data_roots, localize
 from evalkit.errors import DataError, DesignError, EvalkitError, InferenceNotSupportedError
 from evalkit.inference.spec import Inference, method_name
+from evalkit.study.locate import Locator as _Source
 
 __all__ = [
     "AnalysisSpec",
@@ -124,7 +125,13 @@ ANALYSIS_KEYS = (
     "collapse_by",
     "split_by",
     "expand",
+    "fit_on",
+    "table",
 )
+#: What an analysis is fitted on: the collapsed cells or the table's rows.
+FIT_ON = ("cells", "rows")
+#: The key of [data] that holds the extra tables (``[data.tables.<name>]``).
+TABLES_KEY = "tables"
 #: Analysis keys that describe the study's rows, never estimator options.
 STUDY_LEVEL_KEYS = ("group", "where", "split_by")
 #: The cell key of ``split_by = "<group>"`` is this prefix plus the group's name.
@@ -268,7 +275,13 @@ class AnalysisSpec:
     split
         The group dimension added by ``split_by``, or None.
     collapse_by
-        The analysis' own cell keys (``collapse_by``), or None for ``[collapse] by``.
+        The analysis' own cell keys (``collapse_by``), or None for ``[collapse] by``;
+        with ``fit_on = "rows"``, the keys within which the rows are averaged.
+    fit_on
+        ``"cells"`` (the collapsed cells of the main table) or ``"rows"`` (the table's
+        rows, averaged within ``collapse_by`` when given).
+    table
+        The name of the ``[data.tables.<name>]`` the analysis reads; None for ``[data]``.
     """
 
     id: str
@@ -286,6 +299,8 @@ class AnalysisSpec:
     table_index: int = 0
     split: SplitSpec | None = None
     collapse_by: tuple[str, ...] | None = None
+    fit_on: str = "cells"
+    table: str | None = None
 
     @property
     def outcome(self) -> str | None:
@@ -332,17 +347,18 @@ class Study:
     design_sha256: str
     raw: Mapping[str, Any]
     columns: Mapping[str, str] = field(default_factory=dict)
+    tables: Mapping[str, DataSpec] = field(default_factory=dict)
 
     def cell_keys(self, spec: AnalysisSpec) -> tuple[str, ...]:
         """Return the keys of the cells an analysis is fitted on (none without [collapse])."""
-        if self.collapse is None:
+        if self.collapse is None or spec.fit_on != "cells":
             return ()
         keys = spec.collapse_by if spec.collapse_by is not None else self.collapse.by
         return (*keys, spec.split.column) if spec.split is not None else tuple(keys)
 
     def cell_columns(self, spec: AnalysisSpec) -> list[str]:
         """Return every column of the cells an analysis is fitted on."""
-        if self.collapse is None:
+        if self.collapse is None or spec.fit_on != "cells":
             return []
         return [*self.cell_keys(spec), *flags(self.collapse.measures, self.collapse.count)]
 
@@ -355,61 +371,6 @@ class Study:
 
 
 # --------------------------------------------------------------------------- locating
-class _Source:
-    """The text of study.toml, to point errors at lines."""
-
-    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
-
-    def __init__(self, file: Path, text: str) -> None:
-        self.file = file
-        self.lines = text.splitlines()
-        self.sections: list[tuple[str, int, int]] = []  # (header, array index, line no.)
-        counts: dict[str, int] = {}
-        for no, line in enumerate(self.lines, start=1):
-            m = self._HEADER.match(line)
-            if m:
-                name = m.group(2).replace(" ", "")
-                top = name.split(".")[0]
-                if m.group(1) == "[[" and name == top:
-                    counts[top] = counts.get(top, 0) + 1
-                self.sections.append((name, counts.get(top, 0) - 1, no))
-
-    def line(self, table: str, key: str | None = None, index: int | None = None) -> int | None:
-        """Best guess of the line defining ``key`` in ``table`` (array element ``index``)."""
-        if not table and key is not None:  # a top-level table: find its header
-            for name, _, no in self.sections:
-                if name.split(".")[0] == key:
-                    return no
-            return None
-        top = table.split(".")[0]
-        spans: list[tuple[int, int, bool]] = []
-        bounds = [*(s[2] for s in self.sections), len(self.lines) + 1]
-        for i, (name, idx, no) in enumerate(self.sections):
-            if name.split(".")[0] != top or (index is not None and idx != index):
-                continue
-            spans.append((no, bounds[i + 1], name == table))
-        if not spans:
-            return None
-        if key is None:
-            exact_spans = [s for s in spans if s[2]] or spans
-            return exact_spans[0][0]
-        pattern = re.compile(r"(^|[{,\s])[\"']?" + re.escape(key) + r"[\"']?\s*=")
-        for exact_first in (True, False):
-            for start, stop, exact in spans:
-                if exact != exact_first:
-                    continue
-                for no in range(start, stop):
-                    text = self.lines[no - 1].split("#")[0]
-                    if pattern.search(text):
-                        return no
-        return spans[0][0]
-
-    def where(self, table: str, key: str | None = None, index: int | None = None) -> str:
-        """``file:line`` (or just the file) for messages."""
-        no = self.line(table, key, index)
-        return f"{self.file}:{no}" if no else str(self.file)
-
-
 def _table_name(table: str, index: int | None) -> str:
     if not table:
         return "the file"
@@ -614,7 +575,8 @@ def load_study(
     columns = _derived(src, raw.get("columns", {}))
     groups = _groups(src, raw.get("groups", {}))
     collapse = _collapse(src, raw["collapse"]) if "collapse" in raw else None
-    data = _data(src, raw.get("data"), root, check_files=check_data)
+    data = _data(src, _main_data(raw.get("data")), root, check_files=check_data)
+    data_tables = _tables(src, raw.get("data"), root, check_files=check_data)
     tolerances = _verify(src, raw.get("verify", {}))
     rep = _expect(src, raw.get("report", {}), dict, "report", "report")
     _unknown_keys(src, rep, REPORT_KEYS, "report")
@@ -634,7 +596,15 @@ def load_study(
     for i, table in enumerate(tables):
         analyses.extend(
             _analyses(
-                src, table, i, roles=roles, groups=groups, collapse=collapse, seed=seed, level=level
+                src,
+                table,
+                i,
+                roles=roles,
+                groups=groups,
+                collapse=collapse,
+                seed=seed,
+                level=level,
+                tables=data_tables,
             )
         )
     seen: dict[str, int] = {}
@@ -667,6 +637,7 @@ def load_study(
         design_sha256=design_hash(raw),
         raw=MappingProxyType(raw),
         columns=MappingProxyType(columns),
+        tables=MappingProxyType(data_tables),
     )
     if check_data:
         from evalkit.study.source import check_columns
@@ -789,7 +760,9 @@ def _collapse(src: _Source, table: Any) -> CollapseSpec:
     return CollapseSpec(tuple(by), measures, count)
 
 
-def _data(src: _Source, table: Any, root: Path, check_files: bool) -> DataSpec:
+def _data(
+    src: _Source, table: Any, root: Path, check_files: bool, section: str = "data"
+) -> DataSpec:
     if table is None:
         raise DesignError(
             f"{src.file}: the study names no data ([data] is missing)",
@@ -797,30 +770,30 @@ def _data(src: _Source, table: Any, root: Path, check_files: bool) -> DataSpec:
             'simulator = "bergen_rates"',
             column="data",
         )
-    _expect(src, table, dict, "data", "data")
-    _unknown_keys(src, table, DATA_KEYS, "data")
+    _expect(src, table, dict, section, "data")
+    _unknown_keys(src, table, DATA_KEYS, section)
     kinds = [k for k in ("file", "query", "simulator") if k in table]
     if len(kinds) != 1:
         raise DesignError(
-            f"{src.where('data')}: [data] needs exactly one of file, query or simulator"
+            f"{src.where(section)}: [{section}] needs exactly one of file, query or simulator"
             + (f" (found {', '.join(kinds)})" if kinds else ""),
             hint='e.g. simulator = "bergen_rates" for simulated data',
             column="data",
         )
     kind = kinds[0]
-    options = _expect(src, table.get("options", {}), dict, "data", "options")
+    options = _expect(src, table.get("options", {}), dict, section, "options")
     if options and kind != "simulator":
         raise DesignError(
-            f"{src.where('data', 'options')}: [data.options] applies to simulators only",
+            f"{src.where(section, 'options')}: [{section}.options] applies to simulators only",
             hint="filter or transform files with a DuckDB query instead",
             column="options",
         )
-    value = _expect(src, table[kind], str, "data", kind, example=f'{kind} = "..."')
+    value = _expect(src, table[kind], str, section, kind, example=f'{kind} = "..."')
     if kind == "file":
-        path = contain(value, [root, *data_roots()], key="file", where=src.where("data", "file"))
+        path = contain(value, [root, *data_roots()], key="file", where=src.where(section, "file"))
         if check_files and not path.exists():
             raise DataError(
-                f"{src.where('data', 'file')}: data file {value!r} not found in {root}",
+                f"{src.where(section, 'file')}: data file {value!r} not found in {root}",
                 hint="paths are relative to the study folder; or use simulator = ... to run "
                 "on simulated data",
                 column="file",
@@ -829,25 +802,101 @@ def _data(src: _Source, table: Any, root: Path, check_files: bool) -> DataSpec:
             path.is_dir()
         ):
             raise DesignError(
-                f"{src.where('data', 'file')}: cannot tell the format of {value!r}",
+                f"{src.where(section, 'file')}: cannot tell the format of {value!r}",
                 hint="use a .csv or .parquet file, or a DuckDB query",
                 column="file",
             )
         return DataSpec("file", file=path)
     if kind == "query":
         if not value.strip():
-            raise DesignError(f"{src.where('data', 'query')}: the query is empty", column="query")
-        check_select(value, key="query", where=src.where("data", "query"))
-        localize(value, [root, *data_roots()], key="query", where=src.where("data", "query"))
+            raise DesignError(f"{src.where(section, 'query')}: the query is empty", column="query")
+        check_select(value, key="query", where=src.where(section, "query"))
+        localize(value, [root, *data_roots()], key="query", where=src.where(section, "query"))
         return DataSpec("query", query=value)
     from evalkit import simulate
 
     try:
         known = simulate.options(value)
     except DesignError as err:
-        raise _located(err, src, "data") from None
-    _unknown_keys(src, options, list(known), "data.options", what="simulator option")
+        raise _located(err, src, section) from None
+    _unknown_keys(src, options, list(known), f"{section}.options", what="simulator option")
     return DataSpec("simulator", simulator=value, options=MappingProxyType(dict(options)))
+
+
+def _main_data(table: Any) -> Any:
+    """Return [data] without its extra tables (``[data.tables.<name>]``)."""
+    if not isinstance(table, dict) or TABLES_KEY not in table:
+        return table
+    return {k: v for k, v in table.items() if k != TABLES_KEY}
+
+
+def _tables(src: _Source, table: Any, root: Path, check_files: bool) -> dict[str, DataSpec]:
+    """Parse ``[data.tables.<name>]``: extra tables, each with the keys of [data]."""
+    if not isinstance(table, dict) or TABLES_KEY not in table:
+        return {}
+    given = _expect(src, table[TABLES_KEY], dict, "data.tables", "tables")
+    out: dict[str, DataSpec] = {}
+    for name, spec in given.items():
+        section = f"data.tables.{name}"
+        if not _GROUP.match(name):
+            raise DesignError(
+                f"{src.where(section)}: table name {name!r} must be a plain identifier",
+                hint="use letters, digits and underscores, e.g. [data.tables.persons]",
+                column=name,
+            )
+        out[name] = _data(src, spec, root, check_files, section=section)
+    return out
+
+
+def _fit_on(
+    src: _Source,
+    table: Mapping[str, Any],
+    index: int,
+    collapse: CollapseSpec | None,
+    tables: Mapping[str, DataSpec],
+) -> tuple[str, str | None]:
+    """Return an analysis' ``fit_on`` and ``table`` (None: the main [data]), validated."""
+    name = table.get("table")
+    if name is not None:
+        _expect(src, name, str, "analysis", "table", index, example='table = "persons"')
+        if name not in tables:
+            close = difflib.get_close_matches(name, list(tables), n=1)
+            raise DesignError(
+                f"{src.where('analysis', 'table', index)}: table {name!r} is not defined",
+                hint=(f"did you mean {close[0]!r}? " if close else "")
+                + f"define it as [data.tables.{name}] (with file, query or simulator)"
+                + (f"; tables: {', '.join(tables)}" if tables else ""),
+                column="table",
+            )
+    default = "cells" if collapse is not None and name is None else "rows"
+    fit_on = _expect(
+        src, table.get("fit_on", default), str, "analysis", "fit_on", index, 'fit_on = "rows"'
+    )
+    where = src.where("analysis", "fit_on", index)
+    if fit_on not in FIT_ON:
+        close = difflib.get_close_matches(fit_on, FIT_ON, n=1)
+        raise DesignError(
+            f"{where}: fit_on must be one of {', '.join(map(repr, FIT_ON))}, got {fit_on!r}",
+            hint=(f"did you mean {close[0]!r}? " if close else "")
+            + '"cells": the collapsed cells of [collapse]; "rows": the rows of the table',
+            column="fit_on",
+        )
+    if fit_on == "cells" and collapse is None:
+        raise DesignError(
+            f'{where}: fit_on = "cells" needs [collapse] (its cell keys and measures)',
+            hint='add [collapse], or use fit_on = "rows" (with collapse_by to average rows '
+            "within keys)",
+            column="fit_on",
+        )
+    if fit_on == "cells" and name is not None:
+        raise DesignError(
+            f'{where}: fit_on = "cells" with table = {name!r}: [collapse] applies to the '
+            "main [data] only",
+            hint=f'use fit_on = "rows" on table {name!r} (collapse_by averages its rows '
+            "within keys), or drop table to use the main data's cells",
+            column="fit_on",
+        )
+    return fit_on, name
 
 
 def _verify(src: _Source, table: Any) -> dict[str, Tolerance]:
@@ -944,6 +993,7 @@ def _analyses(
     collapse: CollapseSpec | None,
     seed: int,
     level: float,
+    tables: Mapping[str, DataSpec] | None = None,
 ) -> list[AnalysisSpec]:
     _expect(src, table, dict, "analysis", "analysis", index)
     _unknown_keys(src, table, ANALYSIS_KEYS, "analysis", index)
@@ -1003,7 +1053,9 @@ def _analyses(
                 hint="keep one",
                 column=key,
             )
-    collapse_by = _collapse_by(src, table.get("collapse_by"), index, collapse)
+    fit_on, table_name = _fit_on(src, table, index, collapse, tables or {})
+    cells = collapse if fit_on == "cells" else None  # the collapse behind this analysis
+    collapse_by = _collapse_by(src, table.get("collapse_by"), index, cells, rows=cells is None)
     title = _expect(src, table.get("title", base), str, "analysis", "title", index)
     a_level = table.get("level", level)
     try:
@@ -1055,15 +1107,15 @@ def _analyses(
             options=options,
             groups=groups,
             group=group,
-            collapse=collapse,
+            collapse=cells,
             keys=collapse_by,
         )
         if split is not None:
             kwargs["group"] = split.column
             if split.is_group:
                 kwargs["target"] = 1
-        if collapse is not None and "weights" in fields and kwargs.get("weights") is None:
-            kwargs["weights"] = collapse.weight_for(kwargs.get("outcome"))
+        if cells is not None and "weights" in fields and kwargs.get("weights") is None:
+            kwargs["weights"] = cells.weight_for(kwargs.get("outcome"))
         if isinstance(kwargs.get("covariates"), list):
             kwargs["covariates"] = tuple(kwargs["covariates"])
         missing = [
@@ -1114,19 +1166,21 @@ def _analyses(
                 table_index=index,
                 split=split,
                 collapse_by=collapse_by,
+                fit_on=fit_on,
+                table=table_name,
             )
         )
     return out
 
 
 def _collapse_by(
-    src: _Source, value: Any, index: int, collapse: CollapseSpec | None
+    src: _Source, value: Any, index: int, collapse: CollapseSpec | None, rows: bool = False
 ) -> tuple[str, ...] | None:
-    """Validate an analysis' own cell keys."""
+    """Validate an analysis' own cell keys (with ``rows``: the keys rows are averaged in)."""
     if value is None:
         return None
     where = src.where("analysis", "collapse_by", index)
-    if collapse is None:
+    if collapse is None and not rows:
         raise DesignError(
             f"{where}: collapse_by needs [collapse] (its measures and count)",
             hint="add [collapse] with by and measures, or drop collapse_by",
@@ -1146,7 +1200,11 @@ def _collapse_by(
             hint="name each key once",
             column="collapse_by",
         )
-    clash = [v for v in value if v in flags(collapse.measures, collapse.count)]
+    clash = (
+        []
+        if collapse is None
+        else [v for v in value if v in flags(collapse.measures, collapse.count)]
+    )
     if clash:
         raise DesignError(
             f"{where}: cell key {clash[0]!r} is also a measure or count column of [collapse]",

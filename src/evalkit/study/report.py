@@ -263,6 +263,56 @@ def _within_note(entries: Sequence[Mapping[str, Any]]) -> str | None:
     return text
 
 
+def _rows_blocks(
+    entries: Sequence[Mapping[str, Any]], tables: Mapping[str, Mapping[str, Any]]
+) -> list[Block]:
+    """Describe the extra tables and the analyses fitted on rows (counts of rows and units)."""
+    blocks: list[Block] = []
+    if tables:
+        described = []
+        for name, t in tables.items():
+            what = {
+                "simulator": f"simulator `{t.get('simulator')}`",
+                "file": f"file `{t.get('file')}`",
+            }
+            described.append(
+                f"`{name}` ({what.get(t.get('kind'), 'a DuckDB query')}, sha256 "
+                f"`{str(t.get('sha256'))[:16]}…`)"
+            )
+        blocks.append(("p", "Extra tables: " + "; ".join(described) + "."))
+    rows = []
+    for e in entries:
+        d = e.get("data") or {}
+        if d.get("mode") != "rows":
+            continue
+
+        def count(key: str, d: Mapping[str, Any] = d) -> str:
+            value = d.get(key)
+            if value is None:
+                return "suppressed" if key in (d.get("suppressed_fields") or ()) else ""
+            return fmt(value)
+
+        rows.append(
+            [
+                e["id"],
+                f"`{d['table']}`" if d.get("table") else "main",
+                count("n_rows"),
+                ", ".join(f"`{k}`" for k in d.get("collapse_by") or ()),
+                count("n_averaged_rows"),
+                count("n_units"),
+            ]
+        )
+    if not rows:
+        return blocks
+    text = (
+        "Analyses fitted on rows read only the columns they use from DuckDB; with "
+        "averaging keys, every numeric column they use is averaged within those keys first. "
+        "No row is written anywhere; counts below the minimum cell size are suppressed."
+    )
+    head = ["Analysis", "Table", "Rows used", "Averaged within", "Averaged rows", "Units"]
+    return [*blocks, ("p", text), ("table", head, rows)]
+
+
 def _blocks(
     study: Study, results: Mapping[str, Any], figures: Mapping[str, list[tuple[str, str]]]
 ) -> list[Block]:
@@ -332,7 +382,7 @@ def _blocks(
             dict.fromkeys(
                 (a.family, tuple(a.collapse_by or ()), a.split is not None)
                 for a in study.analyses
-                if a.collapse_by is not None or a.split is not None
+                if a.fit_on == "cells" and (a.collapse_by is not None or a.split is not None)
             )
         )
         other = "".join(
@@ -385,6 +435,7 @@ def _blocks(
                 rows,
             )
         )
+    blocks.extend(_rows_blocks(results["analyses"], data.get("tables") or {}))
     # ---- inference
     entries = results["analyses"]
     blocks.append(("h2", "Inference"))

@@ -32,7 +32,8 @@ from evalkit.core.result import Result, jsonable
 from evalkit.data.collapse import collapse
 from evalkit.data.disclosure import DisclosurePolicy, audit, protect
 from evalkit.errors import EvalkitError, StudyError
-from evalkit.study.config import AnalysisSpec, SplitSpec, Study, _Source, load_study
+from evalkit.study.config import AnalysisSpec, SplitSpec, Study, load_study
+from evalkit.study.locate import Locator
 from evalkit.study.progress import RunProgress
 from evalkit.study.source import DataSource, check_columns, open_source, validate_data
 from evalkit.study.truth import truth_lookup
@@ -166,13 +167,8 @@ def _analysis_frame(
     study: Study, source: DataSource, spec: AnalysisSpec, cells: _Cells
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Return the rows an analysis is fitted on, and aggregate facts about them."""
-    if study.collapse is None:
-        available = source.columns
-        if spec.split is not None and spec.split.column not in available:
-            available = [*available, spec.split.column]
-        wanted = _columns_used(spec, available)
-        frame = source.rows(spec.where, wanted, spec.split)
-        return frame, {"mode": "rows", "n_rows": len(frame)}
+    if spec.fit_on == "rows":
+        return _rows_frame(source.table(spec.table), spec)
     table = cells.get(spec.where, spec.group, spec.custom_where, spec.split, study.cell_keys(spec))
     outcome = spec.outcome
     hidden = table["suppressed"].to_numpy(dtype=bool).copy()
@@ -190,6 +186,34 @@ def _analysis_frame(
         "n_suppressed_cells": int(hidden.sum()),
         "n_microdata_rows": int(frame[count].sum()) if len(frame) else 0,
     }
+    return frame, info
+
+
+def _rows_frame(source: DataSource, spec: AnalysisSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read an analysis' rows in DuckDB: only the columns it uses.
+
+    Averaged within ``collapse_by`` when given; the rows never reach an output, only
+    their counts (``n_rows``, ``n_units``), which the disclosure gate checks.
+    """
+    available = source.columns
+    if spec.split is not None and spec.split.column not in available:
+        available = [*available, spec.split.column]
+    wanted = _columns_used(spec, available)
+    info: dict[str, Any] = {"mode": "rows"}
+    if spec.table is not None:
+        info["table"] = spec.table
+    if spec.collapse_by:
+        keys = list(spec.collapse_by)
+        if spec.split is not None and spec.split.column not in keys:
+            keys.append(spec.split.column)
+        frame, n_rows = source.averaged(spec.where, wanted, keys, spec.split)
+        info.update(n_rows=n_rows, n_averaged_rows=len(frame), collapse_by=keys)
+    else:
+        frame = source.rows(spec.where, wanted, spec.split)
+        info["n_rows"] = len(frame)
+    unit = spec.kwargs.get("unit")
+    if isinstance(unit, str) and unit in frame:
+        info["n_units"] = int(frame[unit].nunique())
     return frame, info
 
 
@@ -269,7 +293,7 @@ def _entry(study: Study, source: DataSource, f: Fitted) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     if f.result is not None:
         rows = [jsonable(r) for r in f.result.tidy().to_dict(orient="records")]
-        lookup = truth_lookup(study, source.simulated, spec)
+        lookup = truth_lookup(study, source.table(spec.table).simulated, spec)
         if lookup is not None:
             for r, value in zip(rows, lookup(rows), strict=True):
                 r["truth"] = jsonable(value)
@@ -304,24 +328,26 @@ def _split_entry(split: SplitSpec | None) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- the gate
 def _gate(
     envelope: Mapping[str, Any],
-    sections: Iterable[tuple[str, Any, DisclosurePolicy]],
+    sections: Iterable[tuple[str, Any, DisclosurePolicy | list[DisclosurePolicy]]],
     policy: DisclosurePolicy,
 ) -> dict[str, Any]:
     """Make outputs safe in one place: protect, audit, and assemble.
 
     ``sections`` are ``(key, value, policy)``: parts of the payload with their own policy
     (an analysis on cells exempts counts of cells and units). A list value is protected
-    element by element with that policy.
+    element by element with that policy, or with the policy at the same position when
+    ``policy`` is a list (analyses on cells and on rows side by side).
     """
     safe, _ = protect(dict(envelope), policy)
     if audit(safe, policy):  # pragma: no cover - protect guarantees this
         raise RuntimeError("disclosure audit failed on the results envelope")
     for key, value, pol in sections:
         items = value if isinstance(value, list) else [value]
+        policies = pol if isinstance(pol, list) else [pol] * len(items)
         done = []
-        for item in items:
-            item_safe, _ = protect(item, pol)
-            problems = audit(item_safe, pol)
+        for item, item_pol in zip(items, policies, strict=True):
+            item_safe, _ = protect(item, item_pol)
+            problems = audit(item_safe, item_pol)
             if problems:  # pragma: no cover - protect guarantees this
                 raise RuntimeError(f"disclosure audit failed: {problems}")
             done.append(item_safe)
@@ -440,7 +466,7 @@ def run_study(
     start = time.perf_counter()
     study = load_study(path, check_data=data_override is None, overrides=overrides)
     if data_override is not None:
-        check_columns(study, _Source(study.file, study.file.read_text("utf-8")), data_override)
+        check_columns(study, Locator.read(study.file), data_override)
     final_dir = Path(out).expanduser() if out is not None else study.root / "out"
     final_dir = final_dir.resolve()
     _check_out_dir(final_dir, force)
@@ -458,10 +484,9 @@ def run_study(
         try:
             with shown.stage("checking the data"):
                 missing = validate_data(study, source)
-            source.details["missing_values"] = {
-                c: (n if n >= study.min_cell_size else f"<{study.min_cell_size}")
-                for c, n in missing.items()
-            }
+            source.details["missing_values"] = _masked(missing, study.min_cell_size)
+            for table in source.details.get("tables", {}).values():
+                table["missing_values"] = _masked(table["missing_values"], study.min_cell_size)
             cells = _Cells(study, source)
             if runner.jobs == 1 and not runner.scheduler:
                 with shown.analyses() as step:
@@ -507,6 +532,11 @@ def run_study(
         raise
     _replace(out_dir, final_dir)
     return outcome
+
+
+def _masked(counts: Mapping[str, int], min_cell_size: int) -> dict[str, int | str]:
+    """Missing-value counts by column, with counts below the minimum cell size masked."""
+    return {c: (n if n >= min_cell_size else f"<{min_cell_size}") for c, n in counts.items()}
 
 
 def _check_out_dir(final_dir: Path, force: bool) -> None:
@@ -569,7 +599,7 @@ def _write_outputs(
         "seed": study.seed,
         "min_cell_size": study.min_cell_size,
     }
-    analysis_policy = cell_policy if study.collapse is not None else policy
+    analysis_policy = [cell_policy if f.spec.fit_on == "cells" else policy for f in fitted]
     results = _gate(
         envelope, [("cells", summary, cell_policy), ("analyses", entries, analysis_policy)], policy
     )

@@ -7,6 +7,7 @@ import inspect
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,11 +22,18 @@ from evalkit.simulate import SimulatedData
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
-    from evalkit.study.config import SplitSpec, Study, _Source
+    from evalkit.study.config import SplitSpec, Study
+    from evalkit.study.locate import Locator
 
 __all__ = ["DataSource", "check_columns", "frame_sha256", "open_source", "validate_data"]
 
 _VIEW = "study_data"
+#: The name a data frame is registered under in the connection. It differs from the
+#: alias ``_VIEW`` that queries on a relation use: with the same name, a query on a
+#: relation with derived columns would read the registered frame instead, without them.
+_TABLE = "evalkit_data"
+#: The row count column of :meth:`DataSource.averaged` (dropped before fitting).
+_ROWS = "__evalkit_rows"
 _ROLE_COLUMNS = ("outcome", "unit", "time", "treatment", "cohort", "cluster", "weights")
 
 
@@ -55,11 +63,24 @@ class DataSource:
     simulated: SimulatedData | None = None
     details: dict[str, Any] = field(default_factory=dict)
     scratch: Path | None = None  # a folder of this run's simulated rows, removed on close
+    tables: dict[str, DataSource] = field(default_factory=dict)
+    name: str | None = None
 
     @property
     def columns(self) -> list[str]:
         """Column names of the data."""
         return list(self.relation.columns)
+
+    def table(self, name: str | None) -> DataSource:
+        """Return the source of table ``name`` (``[data.tables.<name>]``); self for None."""
+        return self if name is None else self.tables[name]
+
+    def describe(self) -> str:
+        """Name the data in messages: the file, the query, or the table."""
+        if self.name is None:
+            return _describe_source(self)
+        kind = {"file": f"file {self.details.get('file')!r}", "query": "a DuckDB query"}
+        return f"table {self.name!r} ({kind.get(self.kind, 'simulated')})"
 
     def split(self, split: SplitSpec | None) -> duckdb.DuckDBPyRelation:
         """Return the rows with the column of ``split`` added (the rows when None).
@@ -81,8 +102,53 @@ class DataSource:
 
         ``columns`` may name the column a ``split`` adds.
         """
+        return self._select(self._rows_sql(where, columns, split))
+
+    def averaged(
+        self,
+        where: str | None,
+        columns: list[str],
+        by: tuple[str, ...] | list[str],
+        split: SplitSpec | None = None,
+    ) -> tuple[pd.DataFrame, int]:
+        """Average ``columns`` within the keys ``by`` in DuckDB; return them and the row count.
+
+        One row per combination of ``by`` among the rows satisfying ``where``, ordered by
+        the keys; every other column must be numeric (booleans count as 0/1).
+        """
         import duckdb
 
+        keys = list(dict.fromkeys(by))
+        inner = self._rows_sql(where, list(dict.fromkeys([*keys, *columns])), split)
+        try:
+            rel = self.relation.query(_VIEW, inner)
+        except duckdb.Error as exc:
+            raise self._failed(exc) from exc
+        types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
+        values = [c for c in rel.columns if c not in keys]
+        for c in values:
+            if not any(types[c].startswith(k) for k in _NUMERIC):
+                raise DataError(
+                    f"column {c!r} in {self.describe()} is {types[c]}: collapse_by averages "
+                    "every column the estimator uses within its keys",
+                    hint=f"add {c!r} to collapse_by, or cast it to a number in the query",
+                    column=c,
+                )
+        picked = [quote(k) for k in keys] + [
+            f"avg(CAST({quote(c)} AS DOUBLE)) AS {quote(c)}" for c in values
+        ]
+        group = ", ".join(quote(k) for k in keys)
+        sql = (
+            f"SELECT {', '.join(picked)}, count(*) AS {quote(_ROWS)} FROM {_VIEW} "
+            f"GROUP BY {group} ORDER BY {group}"
+        )
+        frame = self._select(sql, rel)
+        n_rows = int(frame.pop(_ROWS).sum()) if len(frame) else 0
+        return frame, n_rows
+
+    def _rows_sql(
+        self, where: str | None, columns: list[str] | None, split: SplitSpec | None
+    ) -> str:
         if columns:
             picked = [c for c in columns if split is None or c != split.column]
             if split is not None:
@@ -93,15 +159,22 @@ class DataSource:
             )
         else:
             cols = "*" + (f", {split.select()}" if split is not None and split.is_group else "")
-        sql = f"SELECT {cols} FROM {_VIEW}" + (f" WHERE {where}" if where else "")
+        return f"SELECT {cols} FROM {_VIEW}" + (f" WHERE {where}" if where else "")
+
+    def _select(self, sql: str, relation: Any = None) -> pd.DataFrame:
+        import duckdb
+
         try:
-            return self.relation.query(_VIEW, sql).df()
+            return (self.relation if relation is None else relation).query(_VIEW, sql).df()
         except duckdb.Error as exc:
-            raise DataError(
-                f"selecting the rows failed: {str(exc).splitlines()[0]}",
-                hint="check the group and where conditions of the analysis",
-                column="where",
-            ) from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> DataError:
+        return DataError(
+            f"selecting the rows of {self.describe()} failed: {str(exc).splitlines()[0]}",
+            hint="check the group and where conditions of the analysis",
+            column="where",
+        )
 
     def close(self) -> None:
         """Close the DuckDB connection (and remove the run's simulated rows, if any)."""
@@ -139,26 +212,37 @@ def _file_sha256(path: Path) -> str:
 
 def _connect(
     study: Study, override: Any = None, scratch: Path | None = None
-) -> tuple[duckdb.DuckDBPyConnection, str | None]:
-    """Open the run's locked-down DuckDB and return it with the query to run (if any).
+) -> tuple[duckdb.DuckDBPyConnection, dict[str | None, str]]:
+    """Open the run's locked-down DuckDB and return it with the queries to run, by table.
 
-    The connection may read only the declared data: the study's file (or folder), the
-    files its query names (checked and made absolute by :func:`evalkit.data.sandbox.localize`)
-    or the ``--data`` override; see :mod:`evalkit.data.sandbox`.
+    One connection holds the main data (key None) and every ``[data.tables.<name>]``.
+    It may read only the declared data: the study's files (or folders), the files its
+    queries name (checked and made absolute by :func:`evalkit.data.sandbox.localize`) or
+    the ``--data`` override; see :mod:`evalkit.data.sandbox`.
     """
-    spec = study.data
-    if override is not None:
-        if isinstance(override, SimulatedData | pd.DataFrame):
-            return sandbox.connect(), None
-        path = Path(override).expanduser().resolve()
-        return _connect_path(path), None
-    if spec.kind == "file":
-        return _connect_path(spec.file), None
-    if spec.kind == "query":
-        roots = [study.root, *sandbox.data_roots()]
-        local = sandbox.localize(spec.query, roots, key="query")
-        return sandbox.connect(local.files, local.folders), local.query
-    return sandbox.connect(folders=[scratch] if scratch is not None else []), None
+    files: list[Path] = []
+    folders: list[Path] = []
+    queries: dict[str | None, str] = {}
+    roots = [study.root, *sandbox.data_roots()]
+    for name, spec in {None: study.data, **study.tables}.items():
+        path: Path | None = None
+        if name is None and override is not None:
+            if isinstance(override, SimulatedData | pd.DataFrame):
+                continue
+            path = Path(override).expanduser().resolve()
+        elif spec.kind == "file":
+            path = spec.file
+        elif spec.kind == "query":
+            key = "query" if name is None else f"[data.tables.{name}] query"
+            local = sandbox.localize(spec.query, roots, key=key)
+            files.extend(local.files)
+            folders.extend(local.folders)
+            queries[name] = local.query
+        if path is not None:
+            (folders if path.is_dir() else files).append(path)
+    if scratch is not None:
+        folders.append(scratch)
+    return sandbox.connect(files, folders), queries
 
 
 def _connect_path(path: Path) -> duckdb.DuckDBPyConnection:
@@ -181,21 +265,25 @@ def _file_relation(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBP
         ) from exc
 
 
-def _query_relation(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyRelation:
+def _query_relation(
+    con: duckdb.DuckDBPyConnection, query: str, table: str | None = None
+) -> duckdb.DuckDBPyRelation:
     import duckdb
+
+    whose = "the study's query" if table is None else f"the query of [data.tables.{table}]"
 
     try:
         return con.sql(query)
     except duckdb.PermissionException as exc:
         raise DataError(
-            f"the study's query reads something it did not declare: {str(exc).splitlines()[0]}",
+            f"{whose} reads something it did not declare: {str(exc).splitlines()[0]}",
             hint="a study may read only its data files: name them as literal paths in the "
             "query (SELECT ... FROM 'extract.parquet'), inside the study folder or a data root",
             column="query",
         ) from exc
     except duckdb.Error as exc:
         raise DataError(
-            f"the study's query failed: {str(exc).splitlines()[0]}",
+            f"{whose} failed: {str(exc).splitlines()[0]}",
             hint="file paths in the query are relative to the study folder",
             column="query",
         ) from exc
@@ -214,14 +302,28 @@ def open_source(study: Study, data_override: Any = None) -> DataSource:
     """
     scratch = _scratch(study) if data_override is None else None
     try:
-        con, query = _connect(study, data_override, scratch)
+        con, queries = _connect(study, data_override, scratch)
     except BaseException:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
         raise
     try:
-        source = _open(study, con, data_override, query, scratch)
+        source = _open(study, con, data_override, queries.get(None), scratch=scratch)
         source.relation = derive(source.relation, study.columns)
+        for name, spec in study.tables.items():
+            table = _open(study, con, None, queries.get(name), spec, name)
+            table.name = name
+            source.tables[name] = table
+        if source.tables:
+            source.details["tables"] = {
+                name: {
+                    "kind": t.kind,
+                    "sha256": t.sha256,
+                    "hash_method": t.hash_method,
+                    **t.details,
+                }
+                for name, t in source.tables.items()
+            }
         return source
     except BaseException:
         con.close()
@@ -277,20 +379,23 @@ def _open(
     con: duckdb.DuckDBPyConnection,
     override: Any,
     query: str | None,
+    spec: Any = None,
+    table: str | None = None,
     scratch: Path | None = None,
 ) -> DataSource:
-    spec = study.data
+    spec = study.data if spec is None else spec
+    view = _view(table)
     if override is not None:
         if isinstance(override, SimulatedData | pd.DataFrame):
             frame = override.data if isinstance(override, SimulatedData) else override
             sim = override if isinstance(override, SimulatedData) else None
-            con.register(_VIEW, frame)
+            con.register(_TABLE, frame)
             details: dict[str, Any] = {"override": "data frame"}
             if sim is not None:
                 details.update(simulator=sim.name, options=dict(sim.parameters))
             return DataSource(
                 con,
-                con.table(_VIEW),
+                con.table(_TABLE),
                 "simulator" if sim else "frame",
                 frame_sha256(frame),
                 "sha256 of the data frame (pandas row hashes)",
@@ -317,10 +422,10 @@ def _open(
         options.setdefault("seed", study.seed)
         if scratch is None:
             sim = simulate.get(spec.simulator)(**options)
-            con.register(_VIEW, sim.data)
+            con.register(view, sim.data)
             return DataSource(
                 con,
-                con.table(_VIEW),
+                con.table(view),
                 "simulator",
                 frame_sha256(sim.data),
                 "sha256 of the data frame (pandas row hashes)",
@@ -353,7 +458,7 @@ def _open(
             None,
             {"file": _relative(spec.file, study.root)},
         )
-    rel = _query_relation(con, query or spec.query)
+    rel = _query_relation(con, query or spec.query, table)
     digest = _relation_fingerprint(con, rel)
     return DataSource(
         con,
@@ -364,6 +469,11 @@ def _open(
         None,
         {"query": spec.query},
     )
+
+
+def _view(table: str | None) -> str:
+    """Return the name a table's data frame is registered under (None: the main data)."""
+    return _TABLE if table is None else f"{_TABLE}_{table}"
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -382,121 +492,164 @@ def _relation_fingerprint(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRe
 
 
 # --------------------------------------------------------------------------- checks
-def _schema_relation(study: Study, con: duckdb.DuckDBPyConnection, query: str | None) -> Any:
+def _schema_relation(
+    study: Study,
+    con: duckdb.DuckDBPyConnection,
+    query: str | None,
+    spec: Any = None,
+    table: str | None = None,
+) -> Any:
     """Return a relation with the source's columns, read cheaply (no rows are scanned)."""
-    spec = study.data
+    spec = study.data if spec is None else spec
+    view = _view(table)
     if spec.kind == "simulator":
         from evalkit import simulate
 
         schema = simulate.schema(spec.simulator)
         empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema.items()})
-        con.register(_VIEW, empty)
-        return con.table(_VIEW)
+        con.register(view, empty)
+        return con.table(view)
     if spec.kind == "file":
         return _file_relation(con, spec.file)
-    return _query_relation(con, query or spec.query)
+    return _query_relation(con, query or spec.query, table)
 
 
-def check_columns(study: Study, src: _Source, data_override: Any = None) -> None:
+def check_columns(study: Study, src: Locator, data_override: Any = None) -> None:
     """Check names against the data's columns, where they can be read cheaply.
 
     Checks the collapse keys and measures, the group and where conditions (bound by
     DuckDB against the columns, so a misspelt column is caught), and every role of every
-    analysis against the columns the estimator will see (the cells when the study
-    collapses, else the data).
+    analysis against the columns the estimator will see (the cells when the analysis is
+    fitted on cells, else the rows of the table it reads: ``[data]`` or a
+    ``[data.tables.<name>]``).
     """
-    import duckdb
-
-    con, query = _connect(study, data_override)
+    con, queries = _connect(study, data_override)
     try:
         if data_override is not None:
             rel = _override_relation(con, data_override)
         else:
-            rel = _schema_relation(study, con, query)
-        for name, expression in study.columns.items():
-            if name in rel.columns:
-                raise DesignError(
-                    f"{src.where('columns', name)}: derived column {name!r} is already a "
-                    "column of the data",
-                    hint="give the derived column another name",
-                    column=name,
-                )
-            try:
-                rel = derive(rel, {name: expression})
-            except DataError as err:
-                raise DesignError(
-                    f"{src.where('columns', name)}: derived column {name!r} = "
-                    f"{expression!r} does not work on the data: {err.message.split(': ', 1)[1]}",
-                    hint=err.hint,
-                    column=name,
-                ) from None
-        columns = list(rel.columns)
-
-        def bind(condition: str, table: str, key: str, index: int | None = None) -> None:
-            try:
-                rel.query(_VIEW, f"SELECT * FROM {_VIEW} WHERE {condition} LIMIT 0")
-            except duckdb.Error as exc:
-                raise DesignError(
-                    f"{src.where(table, key, index)}: condition {condition!r} does not work "
-                    f"on the data: {str(exc).splitlines()[0]}",
-                    hint=f"columns: {', '.join(columns)}",
-                    column=key,
-                ) from None
-
-        def need(column: str, table: str, key: str, index: int | None, among: list[str]) -> None:
-            if column not in among:
-                import difflib
-
-                close = difflib.get_close_matches(column, among, n=1)
-                raise DesignError(
-                    f"{src.where(table, key, index)}: column {column!r} ({key}) is not in "
-                    f"the {'cells' if among is not columns else 'data'}",
-                    hint=(f"did you mean {close[0]!r}? " if close else "")
-                    + f"available: {', '.join(among)}",
-                    column=column,
-                )
-
-        for name, condition in study.groups.items():
-            if condition:
-                bind(condition, "groups", name)
-        if study.collapse is not None:
-            for b in study.collapse.by:
-                need(b, "collapse", "by", None, columns)
-            for m in study.collapse.measures:
-                if m.column is not None:
-                    need(m.column, "collapse.measures", m.name, None, columns)
-                if m.where:
-                    bind(m.where, "collapse.measures", m.name)
-        target = study.collapse.columns if study.collapse is not None else columns
-        for role, value in study.roles.items():
-            for col in [value] if isinstance(value, str) else list(value or []):
-                need(col, "roles", role, None, target)
-        for a in study.analyses:
-            if a.custom_where and a.where:
-                bind(a.where, "analysis", "where", a.table_index)
-            for b in a.collapse_by or ():
-                need(b, "analysis", "collapse_by", a.table_index, columns)
-            among = study.cell_columns(a) if study.collapse is not None else columns
-            if a.split is not None:
-                _check_split(study, src, a, columns)
-                if study.collapse is None:
-                    among = [*among, a.split.column]
-            for role in (*_ROLE_COLUMNS, "covariates", "group"):
-                value = a.kwargs.get(role)
-                for col in [value] if isinstance(value, str) else list(value or []):
-                    need(col, "analysis", role, a.table_index, among)
-            cluster = a.inference.cluster if a.inference is not None else None
-            if cluster:
-                need(cluster, "analysis", "inference", a.table_index, target)
+            rel = _schema_relation(study, con, queries.get(None))
+        rel = _check_derived(study, src, rel)
+        relations: dict[str | None, Any] = {None: rel}
+        for name, spec in study.tables.items():
+            relations[name] = _schema_relation(study, con, queries.get(name), spec, name)
+        _check_names(study, src, relations)
     finally:
         con.close()
+
+
+def _check_derived(study: Study, src: Locator, rel: Any) -> Any:
+    """Add the derived [columns] to the main relation, checking each."""
+    for name, expression in study.columns.items():
+        if name in rel.columns:
+            raise DesignError(
+                f"{src.where('columns', name)}: derived column {name!r} is already a "
+                "column of the data",
+                hint="give the derived column another name",
+                column=name,
+            )
+        try:
+            rel = derive(rel, {name: expression})
+        except DataError as err:
+            raise DesignError(
+                f"{src.where('columns', name)}: derived column {name!r} = "
+                f"{expression!r} does not work on the data: {err.message.split(': ', 1)[1]}",
+                hint=err.hint,
+                column=name,
+            ) from None
+    return rel
+
+
+def _table_label(name: str | None) -> str:
+    return "the data" if name is None else f"table {name!r}"
+
+
+def _check_names(study: Study, src: Locator, relations: Mapping[str | None, Any]) -> None:
+    import duckdb
+
+    columns = list(relations[None].columns)
+
+    def bind(
+        condition: str, table: str, key: str, index: int | None = None, name: str | None = None
+    ) -> None:
+        rel = relations[name]
+        try:
+            rel.query(_VIEW, f"SELECT * FROM {_VIEW} WHERE {condition} LIMIT 0")
+        except duckdb.Error as exc:
+            raise DesignError(
+                f"{src.where(table, key, index)}: condition {condition!r} does not work "
+                f"on {_table_label(name)}: {str(exc).splitlines()[0]}",
+                hint=f"columns of {_table_label(name)}: {', '.join(rel.columns)}",
+                column=key,
+            ) from None
+
+    def need(
+        column: str, table: str, key: str, index: int | None, among: list[str], what: str
+    ) -> None:
+        if column not in among:
+            import difflib
+
+            close = difflib.get_close_matches(column, among, n=1)
+            raise DesignError(
+                f"{src.where(table, key, index)}: column {column!r} ({key}) is not in {what}",
+                hint=(f"did you mean {close[0]!r}? " if close else "")
+                + f"available: {', '.join(among)}",
+                column=column,
+            )
+
+    tables_of: dict[str, set[str | None]] = {}
+    for a in study.analyses:
+        used = [a.group] + ([a.split.by] if a.split is not None and a.split.is_group else [])
+        for g in used:
+            tables_of.setdefault(g, set()).add(a.table)
+    for name, condition in study.groups.items():
+        if condition:
+            for table in sorted(tables_of.get(name, {None}), key=str):
+                bind(condition, "groups", name, None, table)
+    if study.collapse is not None:
+        for b in study.collapse.by:
+            need(b, "collapse", "by", None, columns, "the data")
+        for m in study.collapse.measures:
+            if m.column is not None:
+                need(m.column, "collapse.measures", m.name, None, columns, "the data")
+            if m.where:
+                bind(m.where, "collapse.measures", m.name)
+    target = study.collapse.columns if study.collapse is not None else columns
+    what = "the cells" if study.collapse is not None else "the data"
+    if any(a.table is None for a in study.analyses):
+        for role, value in study.roles.items():
+            for col in [value] if isinstance(value, str) else list(value or []):
+                need(col, "roles", role, None, target, what)
+    for a in study.analyses:
+        mine = list(relations[a.table].columns)
+        label = _table_label(a.table)
+        if a.custom_where and a.where:
+            bind(a.where, "analysis", "where", a.table_index, a.table)
+        if a.fit_on == "cells":
+            among, what = study.cell_columns(a), "the cells"
+        else:
+            among, what = mine, label
+        for b in a.collapse_by or ():
+            need(b, "analysis", "collapse_by", a.table_index, mine, label)
+        if a.split is not None:
+            _check_split(study, src, a, mine)
+            if a.fit_on == "rows":
+                among = [*among, a.split.column]
+        for role in (*_ROLE_COLUMNS, "covariates", "group", "instrument"):
+            value = a.kwargs.get(role)
+            for col in [value] if isinstance(value, str) else list(value or []):
+                need(col, "analysis", role, a.table_index, among, what)
+        cluster = a.inference.cluster if a.inference is not None else None
+        if cluster:
+            cluster_among = target if a.fit_on == "cells" else mine
+            need(cluster, "analysis", "inference", a.table_index, cluster_among, what)
 
 
 def _override_relation(con: duckdb.DuckDBPyConnection, override: Any) -> Any:
     if isinstance(override, SimulatedData | pd.DataFrame):
         frame = override.data if isinstance(override, SimulatedData) else override
-        con.register(_VIEW, frame)
-        return con.table(_VIEW)
+        con.register(_TABLE, frame)
+        return con.table(_TABLE)
     return _file_relation(con, Path(override).expanduser().resolve())
 
 
@@ -530,12 +683,32 @@ def validate_data(study: Study, source: DataSource) -> dict[str, int]:
     ------
     evalkit.errors.DataError
         Naming the column, the data (file or query) and how to fix it.
+
+    Notes
+    -----
+    Each ``[data.tables.<name>]`` is checked the same way for the roles of the analyses
+    that read it; its missing-value counts go to ``details["tables"][name]``.
     """
+    for name, table in source.tables.items():
+        mine = [a for a in study.analyses if a.table == name]
+        missing = _validate(study, table, {}, mine, with_collapse=False)
+        source.details.setdefault("tables", {}).setdefault(name, {})["missing_values"] = missing
+    return _validate(
+        study, source, dict(study.roles), [a for a in study.analyses if a.table is None]
+    )
+
+
+def _validate(
+    study: Study,
+    source: DataSource,
+    roles: dict[str, Any],
+    analyses: list[Any],
+    with_collapse: bool = True,
+) -> dict[str, int]:
     rel = source.relation
     types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
-    where = _describe_source(source)
-    roles = dict(study.roles)
-    for a in study.analyses:
+    where = source.describe()
+    for a in analyses:
         for role in ("unit", "time", "treatment", "cohort", "cluster", "weights"):
             value = a.kwargs.get(role)
             if isinstance(value, str) and value in types:
@@ -571,8 +744,9 @@ def validate_data(study: Study, source: DataSource) -> dict[str, int]:
                 f"store {col!r} as a number (0/1 for a treatment) or cast it in the query",
             )
     used: list[str] = []
-    if study.collapse is not None:
-        for m in study.collapse.measures:
+    collapse = study.collapse if with_collapse else None
+    if collapse is not None:
+        for m in collapse.measures:
             if m.column is not None and m.stat != "count":
                 need(
                     m.column,
@@ -584,8 +758,8 @@ def validate_data(study: Study, source: DataSource) -> dict[str, int]:
     role_cols = [v for k, v in roles.items() if isinstance(v, str) and k != "covariates"]
     used = list(
         dict.fromkeys(
-            [*role_cols, *used, *(c for c in study.collapse.by if c in types)]
-            if study.collapse is not None
+            [*role_cols, *used, *(c for c in collapse.by if c in types)]
+            if collapse is not None
             else [*role_cols, *used]
         )
     )
@@ -619,7 +793,7 @@ def _describe_source(source: DataSource) -> str:
     return "the data" if source.kind == "frame" else "the simulated data"
 
 
-def _check_split(study: Study, src: _Source, spec: Any, columns: list[str]) -> None:
+def _check_split(study: Study, src: Locator, spec: Any, columns: list[str]) -> None:
     """Check ``split_by`` of one analysis against the data's columns."""
     import difflib
 

@@ -1,0 +1,412 @@
+"""Person-level analyses (``fit_on = "rows"``, ``collapse_by``) and extra data tables.
+
+Each study is small and written into a temporary folder. The person-level fits are
+compared with the obviously-correct path: the same rows averaged with pandas and the
+estimator called directly.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evalkit.data.disclosure import DisclosurePolicy
+from evalkit.did import TWFE
+from evalkit.dml import PLR
+from evalkit.errors import DesignError, EvalkitError
+from evalkit.simulate import get as simulator
+from evalkit.study import check_study, load_study, run_study
+from evalkit.study.runner import _Cells, _gate, _materialise
+from evalkit.study.source import frame_sha256, open_source
+
+OPTIONS = {"n_persons": 300, "start": "2019-09", "end": "2020-08"}
+
+PERSONS = """
+[study]
+name = "persons"
+seed = 3
+
+[data]
+simulator = "bergen_rates"
+options = {n_persons = 300, start = "2019-09", end = "2020-08"}
+
+[columns]
+after = "CAST(month >= DATE '2020-03-01' AS INTEGER)"
+
+[roles]
+unit = "city"
+time = "month"
+treatment = "treated"
+
+[collapse]
+by = ["city", "month", "treated"]
+measures = {income = "mean"}
+
+[report]
+figures = false
+
+[[analysis]]
+id = "cells"
+estimator = "did.TWFE"
+options = {outcome = "income"}
+inference = "cr2"
+
+[[analysis]]
+id = "persons"
+estimator = "did.TWFE"
+fit_on = "rows"
+options = {outcome = "income", unit = "person_id", time = "after"}
+collapse_by = ["person_id", "city", "after", "treated"]
+inference = {method = "cluster", cluster = "city"}
+
+[[analysis]]
+id = "plr"
+estimator = "dml.PLR"
+fit_on = "rows"
+where = "after = 1"
+collapse_by = ["person_id", "treated", "family_with_children"]
+
+[analysis.options]
+outcome = "income"
+covariates = ["family_with_children"]
+learner = "lasso"
+n_folds = 2
+"""
+
+TABLES = """
+[study]
+name = "tables"
+seed = 3
+
+[data]
+simulator = "bergen_rates"
+options = {n_persons = 300, start = "2019-09", end = "2020-08"}
+
+[data.tables.other]
+simulator = "bergen_rates"
+options = {n_persons = 200, start = "2019-09", end = "2020-08", seed = 11}
+
+[data.tables.slim]
+query = "SELECT person_id, city, month, treated, recipient FROM 'slim.csv'"
+
+[roles]
+unit = "person_id"
+time = "month"
+treatment = "treated"
+
+[groups]
+families = "family_with_children = 1"
+
+[report]
+figures = false
+
+[[analysis]]
+id = "main"
+estimator = "did.TWFE"
+options = {outcome = "recipient"}
+inference = "hetero"
+
+[[analysis]]
+id = "other"
+estimator = "did.TWFE"
+table = "other"
+options = {outcome = "recipient"}
+inference = "hetero"
+
+[[analysis]]
+id = "slim"
+estimator = "did.TWFE"
+table = "slim"
+options = {outcome = "recipient"}
+inference = "hetero"
+"""
+
+
+def _sim(**extra):
+    return simulator("bergen_rates")(**{"seed": 3, **OPTIONS, **extra})
+
+
+def _write(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "study.toml").write_text(textwrap.dedent(text), encoding="utf-8")
+    slim = _sim(seed=5, n_persons=100).data
+    slim[["person_id", "city", "month", "treated", "recipient"]].to_csv(
+        folder / "slim.csv", index=False
+    )
+    return folder
+
+
+def _entry(results, analysis_id):
+    return next(a for a in results["analyses"] if a["id"] == analysis_id)
+
+
+@pytest.fixture(scope="module")
+def persons_run(tmp_path_factory):
+    folder = _write(tmp_path_factory.mktemp("persons"), PERSONS)
+    return folder, run_study(folder, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tables_run(tmp_path_factory):
+    folder = _write(tmp_path_factory.mktemp("tables"), TABLES)
+    return folder, run_study(folder, progress=False)
+
+
+# --------------------------------------------------------------------------- fit_on = rows
+def _person_periods() -> pd.DataFrame:
+    """The obviously-correct path: pandas averages of the simulated person-months."""
+    data = _sim().data
+    data = data.assign(after=(data["month"] >= "2020-03-01").astype(int))
+    keys = ["person_id", "city", "after", "treated"]
+    return data.groupby(keys, observed=True, as_index=False)["income"].mean()
+
+
+def test_person_level_twfe_equals_twfe_on_pandas_averages(persons_run):
+    _, run = persons_run
+    assert run.ok, run.errors
+    entry = _entry(run.results, "persons")
+    frame = _person_periods()
+    direct = TWFE(
+        outcome="income", treatment="treated", unit="person_id", time="after", cluster="city"
+    )
+    expected = direct.fit(frame, inference="cluster", seed=entry["seed"]).tidy().iloc[0]
+    row = entry["tidy"][0]
+    assert row["term"] == "treated"
+    assert row["estimate"] == pytest.approx(expected["estimate"], rel=1e-10)
+    assert row["std_error"] == pytest.approx(expected["std_error"], rel=1e-10)
+    # 300 persons x 12 months, averaged to one row per person and before/after
+    assert entry["data"] == {
+        "mode": "rows",
+        "n_rows": 3600,
+        "n_averaged_rows": 600,
+        "collapse_by": ["person_id", "city", "after", "treated"],
+        "n_units": 300,
+    }
+    assert _entry(run.results, "cells")["data"]["mode"] == "cells"
+
+
+def test_person_level_dml_equals_plr_on_pandas_averages(persons_run):
+    _, run = persons_run
+    entry = _entry(run.results, "plr")
+    data = _sim().data
+    data = data.loc[data["month"] >= "2020-03-01"]
+    keys = ["person_id", "treated", "family_with_children"]
+    frame = data.groupby(keys, as_index=False)["income"].mean()
+    plr = PLR(
+        outcome="income",
+        treatment="treated",
+        covariates=("family_with_children",),
+        learner="lasso",
+        n_folds=2,
+    )
+    expected = plr.fit(frame, seed=entry["seed"]).tidy().iloc[0]
+    row = entry["tidy"][0]
+    assert row["estimate"] == pytest.approx(expected["estimate"], rel=1e-10)
+    assert row["std_error"] == pytest.approx(expected["std_error"], rel=1e-10)
+    assert entry["data"]["n_rows"] == 300 * 6
+    assert entry["data"]["n_averaged_rows"] == len(frame)
+
+
+def test_the_fit_job_gets_only_the_columns_it_uses(tmp_path):
+    study = load_study(_write(tmp_path / "s", PERSONS))
+    source = open_source(study)
+    try:
+        cells = _Cells(study, source)
+        jobs = {a.id: _materialise(study, source, a, cells)[0] for a in study.analyses}
+    finally:
+        source.close()
+    assert sorted(jobs["persons"].frame.columns) == [
+        "after",
+        "city",
+        "income",
+        "person_id",
+        "treated",
+    ]
+    assert sorted(jobs["plr"].frame.columns) == [
+        "family_with_children",
+        "income",
+        "person_id",
+        "treated",
+    ]
+    assert "weights" not in jobs["persons"].kwargs  # no cell counts behind person rows
+    assert jobs["cells"].kwargs["weights"] == "n"
+
+
+def test_row_counts_pass_the_strict_gate_and_cell_counts_the_cell_gate():
+    policy = DisclosurePolicy(5)
+    entries = [
+        {"id": "cells", "data": {"n_cells": 3, "n_rows": 3}},
+        {"id": "rows", "data": {"n_rows": 3, "n_units": 2}},
+    ]
+    safe = _gate({}, [("analyses", entries, [policy.for_cells(), policy])], policy)
+    assert safe["analyses"][0]["data"]["n_cells"] == 3
+    rows = safe["analyses"][1]["data"]
+    assert rows["n_rows"] != 3 and rows["n_units"] != 2  # suppressed
+    assert entries[1]["data"]["n_rows"] == 3  # the caller's payload is not modified
+
+
+# --------------------------------------------------------------------------- tables
+def test_each_table_has_its_own_data_truth_and_fingerprint(tables_run):
+    _, run = tables_run
+    assert run.ok, run.errors
+    main, other = _sim(), _sim(seed=11, n_persons=200)
+    truth = {
+        "main": main.truth_for("treated", "recipient", "all"),
+        "other": other.truth_for("treated", "recipient", "all"),
+    }
+    assert truth["main"] != truth["other"]
+    for name in ("main", "other"):
+        assert _entry(run.results, name)["tidy"][0]["truth"] == pytest.approx(truth[name])
+    assert "truth" not in _entry(run.results, "slim")["tidy"][0]  # a file: no truth
+    assert _entry(run.results, "other")["data"]["n_rows"] == 200 * 12
+    assert _entry(run.results, "other")["data"]["table"] == "other"
+    tables = run.manifest["data"]["tables"]
+    assert tables["other"]["sha256"] == frame_sha256(other.data)
+    assert tables["other"]["kind"] == "simulator"
+    assert tables["slim"]["kind"] == "query"
+    assert len(tables["slim"]["sha256"]) == 64
+    assert run.manifest["data"]["sha256"] == frame_sha256(main.data)
+    assert run.results["data"]["tables"]["other"]["sha256"] == tables["other"]["sha256"]
+
+
+def test_an_analysis_on_a_table_equals_the_same_fit_on_its_rows(tables_run):
+    _, run = tables_run
+    entry = _entry(run.results, "other")
+    data = _sim(seed=11, n_persons=200).data
+    twfe = TWFE(outcome="recipient", treatment="treated", unit="person_id", time="month")
+    expected = twfe.fit(data, inference="hetero", seed=entry["seed"]).tidy().iloc[0]
+    assert entry["tidy"][0]["estimate"] == pytest.approx(expected["estimate"], rel=1e-10)
+
+
+def test_check_with_data_replaces_the_main_table_only(tmp_path):
+    folder = _write(tmp_path / "s", TABLES)
+    extract = tmp_path / "extract.parquet"
+    _sim(seed=4).data.to_parquet(extract)
+    study = check_study(folder, data=extract)
+    assert set(study.tables) == {"other", "slim"}
+
+
+# --------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("text", "edit", "pattern"),
+    [
+        (TABLES, ('table = "other"', 'table = "othr"'), r"table 'othr' is not defined"),
+        (TABLES, ('table = "other"', 'fit_on = "cell"'), r"fit_on must be one of"),
+        (TABLES, ('table = "other"', 'table = "other"\nfit_on = "cells"'), r"needs \[collapse\]"),
+        (
+            PERSONS,
+            ('id = "plr"', 'id = "plr"\ntable = "other"\n'),
+            r"table 'other' is not defined.*\n.*\[data\.tables\.other\]",
+        ),
+        (
+            TABLES,
+            (
+                'simulator = "bergen_rates"\noptions = {n_persons = 200',
+                'simulater = "x"\noptions = {n_persons = 200',
+            ),
+            r"unknown key 'simulater' in \[data\.tables\.other\]",
+        ),
+        (
+            TABLES,
+            (
+                'table = "slim"\noptions = {outcome = "recipient"}',
+                'table = "slim"\noptions = {outcome = "income"}',
+            ),
+            r"column 'income' \(outcome\) is not in table 'slim'\n  hint: available: person_id",
+        ),
+        (
+            TABLES,
+            ('table = "slim"\n', 'table = "slim"\ngroup = "families"\n'),
+            r"condition 'family_with_children = 1' does not work on table 'slim'",
+        ),
+    ],
+    ids=[
+        "unknown_table",
+        "fit_on_value",
+        "cells_without_collapse",
+        "hint_names_the_section",
+        "unknown_table_key",
+        "missing_column_in_table",
+        "group_column_missing_in_table",
+    ],
+)
+def test_errors_name_the_key_table_and_fix(tmp_path, text, edit, pattern):
+    old, new = edit
+    text = textwrap.dedent(text)
+    assert old in text
+    folder = _write(tmp_path / "s", text.replace(old, new, 1))
+    with pytest.raises(EvalkitError, match=pattern):
+        check_study(folder)
+
+
+def test_cells_on_another_table_is_refused(tmp_path):
+    text = PERSONS + '\n[data.tables.other]\nsimulator = "bergen_rates"\n'
+    text = text.replace('id = "cells"', 'id = "cells"\ntable = "other"\nfit_on = "cells"')
+    folder = _write(tmp_path / "s", text)
+    with pytest.raises(
+        DesignError, match=r"\[collapse\] applies to the main \[data\] only"
+    ) as info:
+        load_study(folder, check_data=False)
+    assert 'fit_on = "rows"' in str(info.value)
+
+
+def test_averaging_a_text_column_names_it(tmp_path):
+    text = PERSONS.replace(
+        'collapse_by = ["person_id", "city", "after", "treated"]',
+        'collapse_by = ["person_id", "after", "treated"]',
+    )
+    run = run_study(_write(tmp_path / "s", text), progress=False)
+    (error,) = [e for e in run.errors if e.startswith("persons:")]
+    assert "column 'city'" in error and "add 'city' to collapse_by" in error
+    assert np.isfinite(_entry(run.results, "cells")["tidy"][0]["estimate"])
+
+
+def test_a_table_query_outside_its_declared_files_is_stopped_by_the_sandbox(tmp_path):
+    """The extra tables share the run's locked-down connection (data/sandbox.py)."""
+    folder = _write(tmp_path / "s", TABLES)
+    outside = tmp_path / "secret.csv"
+    outside.write_text("person_id\n1\n", encoding="utf-8")
+    text = (folder / "study.toml").read_text(encoding="utf-8")
+    dynamic = f"SELECT * FROM read_csv(concat('{tmp_path}', '/secret', '.csv'))"
+    (folder / "study.toml").write_text(
+        text.replace("SELECT person_id, city, month, treated, recipient FROM 'slim.csv'", dynamic),
+        encoding="utf-8",
+    )
+    with pytest.raises(EvalkitError, match=r"the query of \[data\.tables\.slim\] reads something"):
+        check_study(folder)
+
+
+def test_the_report_gives_row_counts_and_tables(persons_run, tables_run):
+    folder, _ = persons_run
+    report = (folder / "out" / "report.md").read_text(encoding="utf-8")
+    assert (
+        "| persons | main | 3600 | `person_id`, `city`, `after`, `treated` | 600 | 300 |" in report
+    )
+    assert "Analyses `persons` use cells" not in report  # rows are not described as cells
+    folder, run = tables_run
+    report = (folder / "out" / "report.md").read_text(encoding="utf-8")
+    sha = run.manifest["data"]["tables"]["other"]["sha256"][:16]
+    assert f"`other` (simulator `bergen_rates`, sha256 `{sha}…`)" in report
+
+
+def test_small_row_counts_are_suppressed_in_the_report():
+    from evalkit.study.report import _rows_blocks
+
+    policy = DisclosurePolicy(5)
+    entry = {"id": "few", "data": {"mode": "rows", "n_rows": 24, "n_units": 2}}
+    safe = _gate({}, [("analyses", [entry], policy)], policy)["analyses"]
+    (_, (_, _, rows)) = _rows_blocks(safe, {})
+    assert rows == [["few", "main", "24", "", "", "suppressed"]]
+
+
+def test_a_text_month_in_a_table_is_named_with_its_table(tmp_path):
+    text = TABLES.replace(
+        "SELECT person_id, city, month, treated, recipient FROM 'slim.csv'",
+        "SELECT * REPLACE (CAST(month AS VARCHAR) AS month) FROM 'slim.csv'",
+    )
+    with pytest.raises(EvalkitError, match=r"column 'month' in table 'slim' \(a DuckDB query\)"):
+        run_study(_write(tmp_path / "s", text), progress=False)
