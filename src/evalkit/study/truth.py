@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from evalkit.core import registry
@@ -111,6 +112,9 @@ def period_effects(
 
 
 def _months(later: Any, earlier: Any) -> int:
+    """Months from ``earlier`` to ``later``: dates, or period numbers counting months."""
+    if isinstance(later, int | np.integer) and isinstance(earlier, int | np.integer):
+        return int(later - earlier)
     a, b = pd.Timestamp(later), pd.Timestamp(earlier)
     return (a.year - b.year) * 12 + (a.month - b.month)
 
@@ -296,7 +300,15 @@ def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any)
         return _contrast(study, sim, spec, rows, rules)
     effects = period_effects(sim, spec.outcome, spec.where, time)
     if effects is None:
-        return out
+        # a condition on other columns (a city, a cohort, a derived column): the mean of
+        # the rows' exact effects, when the simulator keeps them, gives the treated-cells
+        # average; the other rules need the effects by period and stay unknown
+        if treatment != sim.term:
+            return out
+        value = sim.truth_where(sim.term, spec.outcome, spec.where, columns=study.columns)
+        return [
+            value if rules.get(str(r.get("term"))) == "treated_cells" else None for r in rows
+        ]
     if not effects.empty and treatment != sim.term:
         return out  # another treatment column on treated rows: not determined here
     window = spec.kwargs.get("window")
