@@ -42,8 +42,12 @@ ROW_FAMILIES = {
 COHORT = "pre_reform_recipient = 1"
 
 
-def test_study_parses_into_every_family_for_every_outcome_and_group():
-    study = check_study(STUDY)
+@pytest.fixture(scope="module")
+def study():
+    return check_study(STUDY)
+
+
+def test_study_parses_into_every_family_for_every_outcome_and_group(study):
     ids = [a.id for a in study.analyses]
     cells = list(CELL_FAMILIES)
     expected = [f"{f}.{o}.{g}" for f in cells[:6] for o in OUTCOMES for g in GROUPS]
@@ -71,11 +75,10 @@ def test_study_parses_into_every_family_for_every_outcome_and_group():
     assert tuple(event.kwargs["window"]) == (-12, 12) and event.kwargs["bin_endpoints"]
 
 
-def test_measures_are_the_simulators_so_truth_is_reported():
+def test_measures_are_the_simulators_so_truth_is_reported(study):
     from evalkit.simulate.bergen import GROUPS as SIM_GROUPS
     from evalkit.simulate.bergen import MEASURES
 
-    study = check_study(STUDY)
     for name, condition in study.groups.items():
         assert SIM_GROUPS[name] == condition
     for m in study.collapse.measures:
@@ -83,8 +86,7 @@ def test_measures_are_the_simulators_so_truth_is_reported():
             assert m.to_dict() == {"stat": "mean", **MEASURES[m.name]}
 
 
-def test_expected_json_matches_the_study_and_has_truth_for_every_effect():
-    study = check_study(STUDY)
+def test_expected_json_matches_the_study_and_has_truth_for_every_effect(study):
     doc = json.loads((STUDY / "expected.json").read_text())
     assert [a["id"] for a in doc["analyses"]] == [a.id for a in study.analyses]
     assert doc["design_sha256"] == study.design_sha256, "regenerate expected.json"

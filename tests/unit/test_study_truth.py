@@ -193,3 +193,45 @@ def test_truth_terms_are_frozen_and_checked():
         sim.truth_terms[("a", "b", "c")] = 1.0  # type: ignore[index]
     with pytest.raises(DesignError, match="truth_terms"):
         SimulatedData(data=pd.DataFrame(), truth={}, description="", truth_terms={("a",): 1.0})
+
+
+def test_a_condition_beyond_the_strata_uses_the_rows_exact_effects(tmp_path):
+    from evalkit.study import load_study
+    from evalkit.study.truth import truth_lookup
+
+    (tmp_path / "study.toml").write_text(
+        """
+[study]
+name = "t"
+[data]
+simulator = "bergen_rates"
+[roles]
+unit = "city"
+time = "month"
+treatment = "treated"
+[collapse]
+by = ["city", "month", "treated"]
+measures = {earnings = "mean"}
+[[analysis]]
+id = "twfe"
+estimator = "did.TWFE"
+options = {outcome = "earnings"}
+where = "city <> 'Oslo' AND age < 40"
+[[analysis]]
+id = "sc"
+estimator = "synth.SyntheticControl"
+options = {outcome = "earnings"}
+where = "city <> 'Oslo' AND age < 40"
+"""
+    )
+    study = load_study(tmp_path, check_data=False)
+    sim = bergen_rates(seed=2, n_persons=1500, start="2019-06", end="2021-06")
+    want = sim.truth_where("treated", "earnings", "city <> 'Oslo' AND age < 40")
+    assert want is not None and want < 0
+    twfe, sc = study.analyses
+    assert truth_lookup(study, sim, twfe)([{"term": "treated"}]) == [pytest.approx(want)]
+    # the rows' effects give no monthly effects: the per-period rules stay unknown
+    assert truth_lookup(study, sim, sc)([{"term": "att"}, {"term": "effect", "time": 1}]) == [
+        None,
+        None,
+    ]

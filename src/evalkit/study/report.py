@@ -623,8 +623,16 @@ def _forest(
         est = np.array([r[2] for r in sub], dtype=float)
         lo = np.array([r[3] if r[3] is not None else r[2] for r in sub], dtype=float)
         hi = np.array([r[4] if r[4] is not None else r[2] for r in sub], dtype=float)
+        # a test-inversion interval need not contain the point estimate (e.g. a wild
+        # bootstrap's): its bar then starts at the estimate
         ax.errorbar(
-            est, y, xerr=[est - lo, hi - est], fmt="o", color="C0", capsize=3, label="estimate"
+            est,
+            y,
+            xerr=[np.clip(est - lo, 0, None), np.clip(hi - est, 0, None)],
+            fmt="o",
+            color="C0",
+            capsize=3,
+            label="estimate",
         )
         truth = [(r[5], yy) for r, yy in zip(sub, y, strict=True) if r[5] is not None]
         if simulated and truth:
