@@ -34,10 +34,11 @@ CELL_FAMILIES = {
     "placebo_2018": "did.TWFE",
     "placebo_2019": "did.TWFE",
 }
-ROW_FAMILIES = {
+LATER_FAMILIES = {  # the families after the triple differences
     "twfe_unemployment": "did.TWFE",
     "person_did": "did.TWFE",
     "dml_did": "dml.DID",
+    "event_pretrend": "did.EventStudy",
 }
 COHORT = "pre_reform_recipient = 1"
 
@@ -57,10 +58,11 @@ def test_study_parses_into_every_family_for_every_outcome_and_group(study):
         ("twfe_unemployment", ROW_OUTCOMES),
         ("person_did", ROW_OUTCOMES),
         ("dml_did", ["activity", "earnings"]),
+        ("event_pretrend", ["work", "recipient", "activity", "earnings"]),
     ):
         expected += [f"{family}.{o}.{g}" for o in outcomes for g in GROUPS]
     assert ids == expected
-    by_family = {**CELL_FAMILIES, **ROW_FAMILIES, "ddd": "did.TripleDiff"}
+    by_family = {**CELL_FAMILIES, **LATER_FAMILIES, "ddd": "did.TripleDiff"}
     for a in study.analyses:
         assert a.estimator == by_family[a.family], a.id
         if a.family in ("person_did", "dml_did"):
@@ -93,7 +95,7 @@ def test_expected_json_matches_the_study_and_has_truth_for_every_effect(study):
     main_term = {"sc": "att", "sc_placebo": "att", "asc": "att", "sdid": "ATT", "ddd": "DDD"}
     for a in doc["analyses"]:
         family = a["id"].split(".")[0]
-        if family == "event":
+        if family.startswith("event"):
             rows = [r for r in a["tidy"] if r["term"] == "ATT(e)"]
             assert len(rows) == 24 and all(r["truth"] is not None for r in rows), a["id"]
             continue
@@ -145,7 +147,7 @@ def test_reduced_study_runs_every_family(reduced):
     _, run = reduced
     assert run.ok, run.errors
     families = {a["family"] for a in run.results["analyses"]}
-    assert families == {*CELL_FAMILIES, *ROW_FAMILIES, "ddd"}
+    assert families == {*CELL_FAMILIES, *LATER_FAMILIES, "ddd"}
     estimators = {a["estimator"].split(".")[0] for a in run.results["analyses"]}
     assert estimators == {"did", "synth", "dml"}
 
