@@ -306,9 +306,7 @@ def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any)
         if treatment != sim.term:
             return out
         value = sim.truth_where(sim.term, spec.outcome, spec.where, columns=study.columns)
-        return [
-            value if rules.get(str(r.get("term"))) == "treated_cells" else None for r in rows
-        ]
+        return [value if rules.get(str(r.get("term"))) == "treated_cells" else None for r in rows]
     if not effects.empty and treatment != sim.term:
         return out  # another treatment column on treated rows: not determined here
     window = spec.kwargs.get("window")
