@@ -49,7 +49,7 @@ def test_different_seeds_give_different_data():
 
 def test_data_do_not_depend_on_chunk_size_or_storage(tmp_path):
     n = BLOCK + 700  # a full block and a partial one
-    opts = {"seed": 8, "n_persons": n, "start": "2019-06", "end": "2020-12", "burn_in": 6}
+    opts = {"seed": 8, "n_persons": n, "start": "2019-12", "end": "2020-06", "burn_in": 3}
     whole = bergen_rates(**opts)  # one chunk
     stored = bergen_rates(**opts, chunk_persons=1, store=tmp_path / "rows")  # two chunks
     assert stored.data is None and len(list((tmp_path / "rows").glob("*.parquet"))) == 2

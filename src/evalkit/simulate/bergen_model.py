@@ -32,6 +32,7 @@ The model (see the docstring of :mod:`evalkit.simulate.bergen` for the whole des
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -171,6 +172,18 @@ class Grids:
     unemployment: np.ndarray  # (n_t, N_CITIES) percent
 
 
+def _quantile(p: np.ndarray) -> np.ndarray:
+    """Standard normal quantiles of a (small) array, without importing SciPy.
+
+    Examples
+    --------
+    >>> _quantile(np.array([0.5, 0.975])).round(6).tolist()
+    [0.0, 1.959964]
+    """
+    inv = np.frompyfunc(NormalDist().inv_cdf, 1, 1)
+    return inv(p).astype(float)
+
+
 def _cells(q: np.ndarray) -> np.ndarray:
     """(n_t, group, city) -> (group * N_CITIES + city, n_t), float32, contiguous."""
     n_t = q.shape[0]
@@ -209,8 +222,6 @@ def make_grids(
     city_noise: float,
 ) -> Grids:
     """Draw the city effects and shocks and build the probability grids (once per seed)."""
-    from scipy import stats  # imported on first use: SciPy is slow to import
-
     n_c = N_CITIES
     shape = covid_shape(n_t, covid, COVID_HALF_LIFE)
     covid_points = PEAK_UNEMPLOYMENT * COVID_INTENSITY[None, :] * shape  # (n_t, n_c)
@@ -234,11 +245,11 @@ def make_grids(
             + city_eff[None, None, :]
             + city_noise * shock[:, None, :]
         )  # (n_t, group, city)
-        thr[k] = _cells(stats.norm.ppf(np.clip(p, *P_RANGE)))
+        thr[k] = _cells(_quantile(np.clip(p, *P_RANGE)))
         if k == "measure":
             p1 = p.copy()
             p1[:, :, 0] += phase[:, None] * EFFECTS["measure"][None, :]
-            thr_reform = _cells(stats.norm.ppf(np.clip(p1, *P_RANGE)))
+            thr_reform = _cells(_quantile(np.clip(p1, *P_RANGE)))
     growth = (1 + WAGE_GROWTH) ** years
     earnings_level = growth[:, None] * (1 - HOURS_PER_POINT * covid_points)
     post = (np.arange(n_t) >= reform).astype(float)

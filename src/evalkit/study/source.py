@@ -148,6 +148,8 @@ def _connect(
     """
     spec = study.data
     if override is not None:
+        if isinstance(override, SimulatedData) and override.data is None:
+            return sandbox.connect(folders=[override.store]), None
         if isinstance(override, SimulatedData | pd.DataFrame):
             return sandbox.connect(), None
         path = Path(override).expanduser().resolve()
@@ -281,6 +283,21 @@ def _open(
 ) -> DataSource:
     spec = study.data
     if override is not None:
+        if isinstance(override, SimulatedData) and override.data is None:
+            rel = _stored_relation(con, override)
+            return DataSource(
+                con,
+                rel,
+                "simulator",
+                _relation_fingerprint(con, rel),
+                "sha256 of the row count and the sum of DuckDB row hashes (order-independent)",
+                override,
+                {
+                    "override": "simulated data",
+                    "simulator": override.name,
+                    "options": dict(override.parameters),
+                },
+            )
         if isinstance(override, SimulatedData | pd.DataFrame):
             frame = override.data if isinstance(override, SimulatedData) else override
             sim = override if isinstance(override, SimulatedData) else None
@@ -328,10 +345,7 @@ def _open(
                 {"simulator": spec.simulator, "options": dict(sim.parameters)},
             )
         sim = simulate.get(spec.simulator)(**options, store=scratch)
-        public = list(simulate.schema(spec.simulator))
-        rel = con.read_parquet(str(scratch / "*.parquet")).select(
-            ", ".join(quote(c) for c in public)
-        )
+        rel = _stored_relation(con, sim)
         return DataSource(
             con,
             rel,
@@ -364,6 +378,14 @@ def _open(
         None,
         {"query": spec.query},
     )
+
+
+def _stored_relation(con: duckdb.DuckDBPyConnection, sim: SimulatedData) -> Any:
+    """Return the rows a simulator wrote to its store, without the hidden effect columns."""
+    assert sim.store is not None
+    rel = con.read_parquet(str(sim.store / "*.parquet"))
+    hidden = {c for c in sim.row_effects.values() if c}
+    return rel.select(", ".join(quote(c) for c in rel.columns if c not in hidden))
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -493,6 +515,8 @@ def check_columns(study: Study, src: _Source, data_override: Any = None) -> None
 
 
 def _override_relation(con: duckdb.DuckDBPyConnection, override: Any) -> Any:
+    if isinstance(override, SimulatedData) and override.data is None:
+        return _stored_relation(con, override)
     if isinstance(override, SimulatedData | pd.DataFrame):
         frame = override.data if isinstance(override, SimulatedData) else override
         con.register(_VIEW, frame)
