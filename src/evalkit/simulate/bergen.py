@@ -320,14 +320,13 @@ class _Chunk:
                 seed = np.random.SeedSequence(s.blocks.entropy, spawn_key=(*s.blocks.spawn_key, b))
                 out = model.simulate_block(s.grids, seed, size, b * model.BLOCK)
                 acc += _accumulate(out, s)
-                frame = _frame(out, s)
+                columns = _columns(out, s)
                 if self.store is None:
-                    frames.append(frame)
+                    frames.append(_frame(columns))
                     continue
-                import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                table = pa.Table.from_pandas(frame, preserve_index=False)
+                table = _arrow(columns)
                 if writer is None:
                     path = Path(self.store) / f"part-{first:07d}.parquet"
                     # dictionary only for the city and no statistics: about twice as
@@ -346,26 +345,44 @@ class _Chunk:
         return (pd.concat(frames, ignore_index=True) if frames else None), acc
 
 
-def _frame(out: dict[str, np.ndarray], s: _Setting) -> pd.DataFrame:
-    """Return the block's rows with the study's columns (and the hidden effect columns)."""
-    t = out.pop("t")
-    code = out.pop("city_code")
+def _columns(out: dict[str, np.ndarray], s: _Setting) -> dict[str, np.ndarray]:
+    """Return the block's columns in schema order, then the hidden effect columns.
+
+    ``city`` holds the codes into :data:`CITIES` (made categorical by the caller).
+    """
+    t, code = out["t"], out["city_code"]
     bergen = code == 0
     period = (t + 1).astype(np.int16)
-    data: dict[str, Any] = {
-        "person_id": out.pop("person_id"),
-        "city": pd.Categorical.from_codes(code, categories=CITIES),
+    data = {
+        "person_id": out["person_id"],
+        "city": code,
         "month": s.months[t],
         "period": period,
         "cohort": np.where(bergen, s.reform_period, 0).astype(np.int16),
         "treated": (bergen & (period >= s.reform_period)).astype(np.int8),
         "treated_2021": (bergen & (period >= s.second_period)).astype(np.int8),
+        "city_unemployment": s.grids.unemployment[s.grids.burn_in :][t, code].astype(np.float32),
     }
-    data.update(out)
-    unemployment = s.grids.unemployment[s.grids.burn_in :]
-    data["city_unemployment"] = unemployment[t, code].astype(np.float32)
-    frame = pd.DataFrame(data)
-    return frame[[*SCHEMA, *(c for c in ROW_EFFECTS.values() if c)]]
+    names = [*SCHEMA, *(c for c in ROW_EFFECTS.values() if c)]
+    return {c: data[c] if c in data else out[c] for c in names}
+
+
+def _frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Return the columns as a DataFrame (``city`` categorical)."""
+    frame = dict(columns)
+    frame["city"] = pd.Categorical.from_codes(columns["city"], categories=CITIES)
+    return pd.DataFrame(frame)
+
+
+def _arrow(columns: dict[str, np.ndarray]) -> Any:
+    """Return the columns as an Arrow table (``city`` dictionary-encoded), as pandas would."""
+    import pyarrow as pa
+
+    arrays = {c: pa.array(v) for c, v in columns.items() if c != "city"}
+    arrays["city"] = pa.DictionaryArray.from_arrays(
+        pa.array(columns["city"], pa.int8()), pa.array(CITIES, pa.string())
+    )
+    return pa.table({c: arrays[c] for c in columns})
 
 
 def _accumulate(out: dict[str, np.ndarray], s: _Setting) -> np.ndarray:

@@ -173,7 +173,7 @@ class Grids:
 
 
 def _quantile(p: np.ndarray) -> np.ndarray:
-    """Standard normal quantiles of a (small) array, without importing SciPy.
+    """Return standard normal quantiles of a (small) array, without importing SciPy.
 
     Examples
     --------
