@@ -45,6 +45,7 @@ def test_different_seeds_give_different_data():
     b = bergen_rates(seed=6, **SMALL)
     assert a.data.shape == b.data.shape
     assert not a.data["income"].equals(b.data["income"])
+    assert a.content_sha256 != b.content_sha256
 
 
 def test_data_do_not_depend_on_chunk_size_or_storage(tmp_path):
@@ -56,6 +57,7 @@ def test_data_do_not_depend_on_chunk_size_or_storage(tmp_path):
     back = stored.read().sort_values(["person_id", "period"], ignore_index=True)
     pd.testing.assert_frame_equal(back, whole.data, check_dtype=False, check_categorical=False)
     pd.testing.assert_frame_equal(whole.truth_strata, stored.truth_strata)
+    assert whole.content_sha256 == stored.content_sha256
     # a smaller population is a prefix of a larger one
     fewer = bergen_rates(**{**opts, "n_persons": 500})
     pd.testing.assert_frame_equal(fewer.data, whole.data.iloc[: len(fewer.data)])

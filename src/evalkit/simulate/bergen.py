@@ -105,10 +105,14 @@ with its own random stream (child ``b`` of a :class:`numpy.random.SeedSequence` 
 from the seed), so the data are identical for any ``chunk_persons`` and any number of
 ``jobs``. With ``store`` the chunks are written to Parquet files in that folder and the
 rows are never held in memory together (see :attr:`SimulatedData.store`).
+:attr:`SimulatedData.content_sha256` fingerprints the rows as they are made: the SHA-256
+of each block's BLAKE2b digest of its data columns (names, dtypes, values), in block
+order, so it too does not depend on the chunk size or the number of jobs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 import os
 import shutil
@@ -307,11 +311,12 @@ class _Chunk:
     setting: _Setting
     store: str | None
 
-    def __call__(self, span: tuple[int, int]) -> tuple[Any, np.ndarray]:
+    def __call__(self, span: tuple[int, int]) -> tuple[Any, np.ndarray, list[bytes]]:
         first, last = span
         s = self.setting
         frames = []
         acc = np.zeros((len(MEASURES), s.n_post, 8, 3))
+        digests = []
         writer = None
         try:
             for b in range(first, last):
@@ -321,6 +326,7 @@ class _Chunk:
                 out = model.simulate_block(s.grids, seed, size, b * model.BLOCK)
                 acc += _accumulate(out, s)
                 columns = _columns(out, s)
+                digests.append(_digest(columns))
                 if self.store is None:
                     frames.append(_frame(columns))
                     continue
@@ -342,7 +348,16 @@ class _Chunk:
         finally:
             if writer is not None:
                 writer.close()
-        return (pd.concat(frames, ignore_index=True) if frames else None), acc
+        return (pd.concat(frames, ignore_index=True) if frames else None), acc, digests
+
+
+def _digest(columns: dict[str, np.ndarray]) -> bytes:
+    """Return a BLAKE2b digest of a block's data columns (names, dtypes and values)."""
+    h = hashlib.blake2b(digest_size=32)
+    for name in SCHEMA:
+        h.update(f"{name}:{columns[name].dtype.str}".encode())
+        h.update(np.ascontiguousarray(columns[name]).view(np.uint8).data)
+    return h.digest()
 
 
 def _columns(out: dict[str, np.ndarray], s: _Setting) -> dict[str, np.ndarray]:
@@ -574,6 +589,7 @@ def bergen_rates(
         _Chunk(setting, None if folder is None else str(folder)), spans
     )
     acc = sum(r[1] for r in results)
+    content = hashlib.sha256(b"".join(d for r in results for d in r[2])).hexdigest()
     data = effects = None
     if folder is None:
         frame = pd.concat([r[0] for r in results], ignore_index=True)
@@ -611,6 +627,7 @@ def bergen_rates(
         store=folder,
         row_effects=ROW_EFFECTS,
         n_rows=n * n_obs,
+        content_sha256=content,
     )
 
 

@@ -38,7 +38,6 @@ import numpy as np
 
 __all__ = [
     "BLOCK",
-    "OUTPUT_COLUMNS",
     "Grids",
     "make_grids",
     "simulate_block",
@@ -119,32 +118,6 @@ EFFECTS: dict[str, np.ndarray] = {
     "measure": np.array([0.0, -0.012, -0.015, -0.030]),
     "earnings": np.array([0.0, -0.06, -0.07, -0.15]),
     "rate": np.array([0.05, 0.05, 0.05, 0.05]),
-}
-
-#: Columns :func:`simulate_block` returns, in order, with their numpy dtypes.
-OUTPUT_COLUMNS: dict[str, str] = {
-    "person_id": "int32",
-    "city_code": "int8",
-    "t": "int16",
-    "age": "int8",
-    "female": "int8",
-    "family_with_children": "int8",
-    "non_western": "int8",
-    "pre_reform_recipient": "int8",
-    "recipient": "int8",
-    "spell_months": "int16",
-    "months_on_assistance": "int16",
-    "work": "int8",
-    "measure_or_education": "int8",
-    "activity": "int8",
-    "earnings": "int32",
-    "benefit": "int32",
-    "income": "int32",
-    "effect__measure_or_education": "int8",
-    "effect__activity": "int8",
-    "effect__earnings": "int32",
-    "effect__benefit": "int32",
-    "effect__income": "int32",
 }
 
 
@@ -341,8 +314,9 @@ def simulate_block(
 
     The block always draws its candidates as for a full :data:`BLOCK` and keeps the first
     ``size`` persons of the population, so a partial last block is a prefix of the full
-    one. Returns the columns of :data:`OUTPUT_COLUMNS` (``t`` is the month index from the
-    first observed month, ``city_code`` the index into the cities).
+    one. Returns the person-month columns of the simulator's schema that do not follow
+    from the calendar (``t`` is the month index from the first observed month,
+    ``city_code`` the index into the cities) and the ``effect__*`` columns.
     """
     rng = np.random.default_rng(seed)
     parts = []

@@ -284,20 +284,7 @@ def _open(
     spec = study.data
     if override is not None:
         if isinstance(override, SimulatedData) and override.data is None:
-            rel = _stored_relation(con, override)
-            return DataSource(
-                con,
-                rel,
-                "simulator",
-                _relation_fingerprint(con, rel),
-                "sha256 of the row count and the sum of DuckDB row hashes (order-independent)",
-                override,
-                {
-                    "override": "simulated data",
-                    "simulator": override.name,
-                    "options": dict(override.parameters),
-                },
-            )
+            return _stored_source(con, override, {"override": "simulated data"}, None)
         if isinstance(override, SimulatedData | pd.DataFrame):
             frame = override.data if isinstance(override, SimulatedData) else override
             sim = override if isinstance(override, SimulatedData) else None
@@ -345,17 +332,7 @@ def _open(
                 {"simulator": spec.simulator, "options": dict(sim.parameters)},
             )
         sim = simulate.get(spec.simulator)(**options, store=scratch)
-        rel = _stored_relation(con, sim)
-        return DataSource(
-            con,
-            rel,
-            "simulator",
-            _relation_fingerprint(con, rel),
-            "sha256 of the row count and the sum of DuckDB row hashes (order-independent)",
-            sim,
-            {"simulator": spec.simulator, "options": dict(sim.parameters)},
-            scratch,
-        )
+        return _stored_source(con, sim, {}, scratch)
     if spec.kind == "file":
         rel = _file_relation(con, spec.file)
         return DataSource(
@@ -377,6 +354,31 @@ def _open(
         "sha256 of the row count and the sum of DuckDB row hashes (order-independent)",
         None,
         {"query": spec.query},
+    )
+
+
+def _stored_source(
+    con: duckdb.DuckDBPyConnection,
+    sim: SimulatedData,
+    details: dict[str, Any],
+    scratch: Path | None,
+) -> DataSource:
+    """Return the source of simulated rows that a simulator wrote to Parquet files."""
+    rel = _stored_relation(con, sim)
+    if sim.content_sha256 is not None:
+        digest, method = sim.content_sha256, "the simulator's content hash of the rows"
+    else:
+        digest = _relation_fingerprint(con, rel)
+        method = "sha256 of the row count and the sum of DuckDB row hashes (order-independent)"
+    return DataSource(
+        con,
+        rel,
+        "simulator",
+        digest,
+        method,
+        sim,
+        {**details, "simulator": sim.name, "options": dict(sim.parameters)},
+        scratch,
     )
 
 
