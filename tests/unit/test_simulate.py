@@ -302,3 +302,12 @@ def test_save_writes_parquet_and_truth(tmp_path):
     meta = json.loads((tmp_path / "sim.truth.json").read_text())
     assert meta["truth"]["earnings"]["all"] == pytest.approx(sim.truth["earnings"]["all"])
     assert meta["parameters"]["seed"] == 1
+
+
+@pytest.mark.slow
+def test_data_do_not_depend_on_the_number_of_processes(tmp_path):
+    opts = {"seed": 3, "n_persons": 2 * BLOCK + 5, "start": "2020-01", "end": "2020-06"}
+    serial = bergen_rates(**opts, chunk_persons=BLOCK, burn_in=2)
+    pooled = bergen_rates(**opts, chunk_persons=BLOCK, burn_in=2, jobs=2, store=tmp_path / "rows")
+    assert serial.content_sha256 == pooled.content_sha256
+    pd.testing.assert_frame_equal(serial.truth_strata, pooled.truth_strata)
