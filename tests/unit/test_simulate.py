@@ -45,17 +45,19 @@ def test_different_seeds_give_different_data():
     b = bergen_rates(seed=6, **SMALL)
     assert a.data.shape == b.data.shape
     assert not a.data["income"].equals(b.data["income"])
+    assert a.content_sha256 != b.content_sha256
 
 
 def test_data_do_not_depend_on_chunk_size_or_storage(tmp_path):
     n = BLOCK + 700  # a full block and a partial one
-    opts = {"seed": 8, "n_persons": n, "start": "2019-06", "end": "2020-12", "burn_in": 6}
+    opts = {"seed": 8, "n_persons": n, "start": "2019-12", "end": "2020-06", "burn_in": 3}
     whole = bergen_rates(**opts)  # one chunk
     stored = bergen_rates(**opts, chunk_persons=1, store=tmp_path / "rows")  # two chunks
     assert stored.data is None and len(list((tmp_path / "rows").glob("*.parquet"))) == 2
     back = stored.read().sort_values(["person_id", "period"], ignore_index=True)
     pd.testing.assert_frame_equal(back, whole.data, check_dtype=False, check_categorical=False)
     pd.testing.assert_frame_equal(whole.truth_strata, stored.truth_strata)
+    assert whole.content_sha256 == stored.content_sha256
     # a smaller population is a prefix of a larger one
     fewer = bergen_rates(**{**opts, "n_persons": 500})
     pd.testing.assert_frame_equal(fewer.data, whole.data.iloc[: len(fewer.data)])
@@ -300,3 +302,12 @@ def test_save_writes_parquet_and_truth(tmp_path):
     meta = json.loads((tmp_path / "sim.truth.json").read_text())
     assert meta["truth"]["earnings"]["all"] == pytest.approx(sim.truth["earnings"]["all"])
     assert meta["parameters"]["seed"] == 1
+
+
+@pytest.mark.slow
+def test_data_do_not_depend_on_the_number_of_processes(tmp_path):
+    opts = {"seed": 3, "n_persons": 2 * BLOCK + 5, "start": "2020-01", "end": "2020-06"}
+    serial = bergen_rates(**opts, chunk_persons=BLOCK, burn_in=2)
+    pooled = bergen_rates(**opts, chunk_persons=BLOCK, burn_in=2, jobs=2, store=tmp_path / "rows")
+    assert serial.content_sha256 == pooled.content_sha256
+    pd.testing.assert_frame_equal(serial.truth_strata, pooled.truth_strata)

@@ -83,6 +83,10 @@ class SimulatedData:
         Columns missing here have no known per-row effect.
     n_rows
         Number of rows (also when they are in :attr:`store`).
+    content_sha256
+        A fingerprint of the rows computed while they were generated (how, is the
+        simulator's to document), so a study need not read them all again to hash them;
+        None when the simulator gives none.
     truth_terms
         True values the simulator states directly, ``{(outcome, term, group): value}``
         (e.g. an intention-to-treat effect); a study's truth lookup uses them first.
@@ -102,6 +106,7 @@ class SimulatedData:
     store: Path | None = None
     row_effects: Mapping[str, str | None] = field(default_factory=dict)
     n_rows: int | None = None
+    content_sha256: str | None = None
     truth_terms: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
     _cache: dict[Any, float | None] = field(
         default_factory=dict, init=False, repr=False, compare=False

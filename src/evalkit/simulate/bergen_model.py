@@ -32,12 +32,12 @@ The model (see the docstring of :mod:`evalkit.simulate.bergen` for the whole des
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 __all__ = [
     "BLOCK",
-    "OUTPUT_COLUMNS",
     "Grids",
     "make_grids",
     "simulate_block",
@@ -120,32 +120,6 @@ EFFECTS: dict[str, np.ndarray] = {
     "rate": np.array([0.05, 0.05, 0.05, 0.05]),
 }
 
-#: Columns :func:`simulate_block` returns, in order, with their numpy dtypes.
-OUTPUT_COLUMNS: dict[str, str] = {
-    "person_id": "int32",
-    "city_code": "int8",
-    "t": "int16",
-    "age": "int8",
-    "female": "int8",
-    "family_with_children": "int8",
-    "non_western": "int8",
-    "pre_reform_recipient": "int8",
-    "recipient": "int8",
-    "spell_months": "int16",
-    "months_on_assistance": "int16",
-    "work": "int8",
-    "measure_or_education": "int8",
-    "activity": "int8",
-    "earnings": "int32",
-    "benefit": "int32",
-    "income": "int32",
-    "effect__measure_or_education": "int8",
-    "effect__activity": "int8",
-    "effect__earnings": "int32",
-    "effect__benefit": "int32",
-    "effect__income": "int32",
-}
-
 
 @dataclass(frozen=True)
 class Grids:
@@ -169,6 +143,18 @@ class Grids:
     rate_reform: np.ndarray  # (n_t,) Bergen's rate multiplier with the reform
     child_kept: np.ndarray  # (n_t,) share of child benefit kept with the reform
     unemployment: np.ndarray  # (n_t, N_CITIES) percent
+
+
+def _quantile(p: np.ndarray) -> np.ndarray:
+    """Return standard normal quantiles of a (small) array, without importing SciPy.
+
+    Examples
+    --------
+    >>> _quantile(np.array([0.5, 0.975])).round(6).tolist()
+    [0.0, 1.959964]
+    """
+    inv = np.frompyfunc(NormalDist().inv_cdf, 1, 1)
+    return inv(p).astype(float)
 
 
 def _cells(q: np.ndarray) -> np.ndarray:
@@ -209,8 +195,6 @@ def make_grids(
     city_noise: float,
 ) -> Grids:
     """Draw the city effects and shocks and build the probability grids (once per seed)."""
-    from scipy import stats  # imported on first use: SciPy is slow to import
-
     n_c = N_CITIES
     shape = covid_shape(n_t, covid, COVID_HALF_LIFE)
     covid_points = PEAK_UNEMPLOYMENT * COVID_INTENSITY[None, :] * shape  # (n_t, n_c)
@@ -234,11 +218,11 @@ def make_grids(
             + city_eff[None, None, :]
             + city_noise * shock[:, None, :]
         )  # (n_t, group, city)
-        thr[k] = _cells(stats.norm.ppf(np.clip(p, *P_RANGE)))
+        thr[k] = _cells(_quantile(np.clip(p, *P_RANGE)))
         if k == "measure":
             p1 = p.copy()
             p1[:, :, 0] += phase[:, None] * EFFECTS["measure"][None, :]
-            thr_reform = _cells(stats.norm.ppf(np.clip(p1, *P_RANGE)))
+            thr_reform = _cells(_quantile(np.clip(p1, *P_RANGE)))
     growth = (1 + WAGE_GROWTH) ** years
     earnings_level = growth[:, None] * (1 - HOURS_PER_POINT * covid_points)
     post = (np.arange(n_t) >= reform).astype(float)
@@ -330,8 +314,9 @@ def simulate_block(
 
     The block always draws its candidates as for a full :data:`BLOCK` and keeps the first
     ``size`` persons of the population, so a partial last block is a prefix of the full
-    one. Returns the columns of :data:`OUTPUT_COLUMNS` (``t`` is the month index from the
-    first observed month, ``city_code`` the index into the cities).
+    one. Returns the person-month columns of the simulator's schema that do not follow
+    from the calendar (``t`` is the month index from the first observed month,
+    ``city_code`` the index into the cities) and the ``effect__*`` columns.
     """
     rng = np.random.default_rng(seed)
     parts = []

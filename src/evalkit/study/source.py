@@ -227,6 +227,9 @@ def _connect(
     for name, spec in {None: study.data, **study.tables}.items():
         path: Path | None = None
         if name is None and override is not None:
+            if isinstance(override, SimulatedData) and override.data is None:
+                folders.append(override.store)
+                continue
             if isinstance(override, SimulatedData | pd.DataFrame):
                 continue
             path = Path(override).expanduser().resolve()
@@ -386,6 +389,8 @@ def _open(
     spec = study.data if spec is None else spec
     view = _view(table)
     if override is not None:
+        if isinstance(override, SimulatedData) and override.data is None:
+            return _stored_source(con, override, {"override": "simulated data"}, None)
         if isinstance(override, SimulatedData | pd.DataFrame):
             frame = override.data if isinstance(override, SimulatedData) else override
             sim = override if isinstance(override, SimulatedData) else None
@@ -433,20 +438,7 @@ def _open(
                 {"simulator": spec.simulator, "options": dict(sim.parameters)},
             )
         sim = simulate.get(spec.simulator)(**options, store=scratch)
-        public = list(simulate.schema(spec.simulator))
-        rel = con.read_parquet(str(scratch / "*.parquet")).select(
-            ", ".join(quote(c) for c in public)
-        )
-        return DataSource(
-            con,
-            rel,
-            "simulator",
-            _relation_fingerprint(con, rel),
-            "sha256 of the row count and the sum of DuckDB row hashes (order-independent)",
-            sim,
-            {"simulator": spec.simulator, "options": dict(sim.parameters)},
-            scratch,
-        )
+        return _stored_source(con, sim, {}, scratch)
     if spec.kind == "file":
         rel = _file_relation(con, spec.file)
         return DataSource(
@@ -474,6 +466,39 @@ def _open(
 def _view(table: str | None) -> str:
     """Return the name a table's data frame is registered under (None: the main data)."""
     return _TABLE if table is None else f"{_TABLE}_{table}"
+
+
+def _stored_source(
+    con: duckdb.DuckDBPyConnection,
+    sim: SimulatedData,
+    details: dict[str, Any],
+    scratch: Path | None,
+) -> DataSource:
+    """Return the source of simulated rows that a simulator wrote to Parquet files."""
+    rel = _stored_relation(con, sim)
+    if sim.content_sha256 is not None:
+        digest, method = sim.content_sha256, "the simulator's content hash of the rows"
+    else:
+        digest = _relation_fingerprint(con, rel)
+        method = "sha256 of the row count and the sum of DuckDB row hashes (order-independent)"
+    return DataSource(
+        con,
+        rel,
+        "simulator",
+        digest,
+        method,
+        sim,
+        {**details, "simulator": sim.name, "options": dict(sim.parameters)},
+        scratch,
+    )
+
+
+def _stored_relation(con: duckdb.DuckDBPyConnection, sim: SimulatedData) -> Any:
+    """Return the rows a simulator wrote to its store, without the hidden effect columns."""
+    assert sim.store is not None
+    rel = con.read_parquet(str(sim.store / "*.parquet"))
+    hidden = {c for c in sim.row_effects.values() if c}
+    return rel.select(", ".join(quote(c) for c in rel.columns if c not in hidden))
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -646,6 +671,8 @@ def _check_names(study: Study, src: Locator, relations: Mapping[str | None, Any]
 
 
 def _override_relation(con: duckdb.DuckDBPyConnection, override: Any) -> Any:
+    if isinstance(override, SimulatedData) and override.data is None:
+        return _stored_relation(con, override)
     if isinstance(override, SimulatedData | pd.DataFrame):
         frame = override.data if isinstance(override, SimulatedData) else override
         con.register(_TABLE, frame)
