@@ -149,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="fits per contender (best of N)")
     p.add_argument("--quick", action="store_true", help="100 trees instead of 500")
     p.add_argument("--markdown", type=Path, default=None, help="also write the report here")
+    p.add_argument(
+        "--reps-only",
+        action="store_true",
+        help="only the n_rep part (serial against two workers; with --repeat 2 or more the "
+        "best jobs=2 fit reuses the workers the first one started)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         os.environ["DML_BENCH_TREES"] = "100"
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dml_bench_") as tmp:
         data = Path(tmp) / "sipp1991.parquet"
         evalkit.datasets.load("sipp1991").to_parquet(data)
-        for learner in learners:
+        for learner in [] if args.reps_only else learners:
             for model in ("PLR", "IRM"):
                 pair = _pair(model, learner)
                 results, c = run(

@@ -413,3 +413,15 @@ def test_a_text_month_in_a_table_is_named_with_its_table(tmp_path):
     )
     with pytest.raises(EvalkitError, match=r"column 'month' in table 'slim' \(a DuckDB query\)"):
         run_study(_write(tmp_path / "s", text), progress=False)
+
+
+@pytest.mark.slow  # ~10 s: starts two worker processes that import DoubleML
+def test_rows_analyses_give_identical_results_on_two_workers(persons_run, tmp_path):
+    folder, run = persons_run
+    two = run_study(folder, out=tmp_path / "two", progress=False, jobs=2)
+    assert [a["tidy"] for a in two.results["analyses"]] == [
+        a["tidy"] for a in run.results["analyses"]
+    ]
+    assert [a["data"] for a in two.results["analyses"]] == [
+        a["data"] for a in run.results["analyses"]
+    ]

@@ -103,3 +103,61 @@ def test_items_and_results_that_plain_pickle_refuses_travel():
     items = [types.MappingProxyType({"x": i}) for i in range(3)]
     out = parallel.map(_proxy_item, items, jobs=2)
     assert [dict(o) for o in out] == [{"x": 0}, {"x": 2}, {"x": 4}]
+
+
+def _pid(x: int) -> int:
+    import os
+
+    return os.getpid()
+
+
+def _die(x: int) -> int:
+    import os
+
+    if x == 1:
+        os._exit(3)
+    return x
+
+
+def test_workers_are_kept_for_the_next_map_until_shutdown():
+    import os
+
+    first = set(parallel.map(_pid, range(8), jobs=2))
+    second = set(parallel.map(_pid, range(8), jobs=2))
+    assert os.getpid() not in first
+    assert first & second and len(first | second) <= 2  # the same two workers, started once
+    parallel.shutdown()
+    third = set(parallel.map(_pid, range(8), jobs=2))
+    assert not third & first  # fresh workers after shutdown
+    parallel.shutdown()
+
+
+def test_a_dead_worker_breaks_one_map_only():
+    from concurrent.futures.process import BrokenProcessPool
+
+    with pytest.raises(BrokenProcessPool):
+        parallel.map(_die, [0, 1, 2, 3], jobs=2)
+    assert parallel.map(_square, [1, 2, 3], jobs=2) == [1, 4, 9]
+    parallel.shutdown()
+
+
+def test_an_item_error_leaves_the_workers_usable():
+    before = set(parallel.map(_pid, range(4), jobs=2))
+    with pytest.raises(ValueError, match="three"):
+        parallel.map(_boom, [1, 2, 3, 4], jobs=2)
+    assert set(parallel.map(_pid, range(4), jobs=2)) <= before
+    parallel.shutdown()
+
+
+def _loaded(name: str) -> bool:
+    import sys
+
+    return name in sys.modules
+
+
+def test_warm_starts_the_workers_with_the_modules_imported():
+    parallel.shutdown()
+    parallel.backend(jobs=2).warm(["evalkit.did.twfe"])
+    assert any(parallel.map(_loaded, ["evalkit.did.twfe"] * 4, jobs=2))
+    parallel.backend(jobs=1).warm(["evalkit.did.twfe"])  # in process: nothing happens
+    parallel.shutdown()

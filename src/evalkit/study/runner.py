@@ -264,6 +264,12 @@ def _materialise(
     return job, data, messages
 
 
+def _fit_modules(study: Study) -> list[str]:
+    """Return the modules a worker imports to fit the study's analyses."""
+    targets = (registry.BUILTIN.get(a.estimator) for a in study.analyses)
+    return [__name__, *dict.fromkeys(t.split(":")[0] for t in targets if t)]
+
+
 def _run_fit(job: _FitJob) -> tuple[Result | None, list[str], str | None]:
     """Fit one analysis (runs in this process or on a worker)."""
     if job.error is not None:
@@ -475,6 +481,7 @@ def run_study(
     policy = DisclosurePolicy(study.min_cell_size)
     cell_policy = policy.for_cells()
     runner = parallel.backend(jobs=jobs, scheduler=scheduler)
+    runner.warm(_fit_modules(study))  # workers start while the data are read
 
     try:
         shown = RunProgress(study.name, total=len(study.analyses), enabled=progress)
