@@ -141,9 +141,17 @@ def test_truth_is_attached_where_the_analysis_targets_a_planted_effect(
         for group in ("all", "families_with_children"):
             row = by_id[f"twfe.{outcome}.{group}"]["tidy"][0]
             assert row["truth"] == pytest.approx(sim.truth[outcome][group], rel=1e-12)
-    # a group the simulator does not define, or an extra condition: the truth is unknown
-    assert by_id["twfe.recipient.nw_families"]["tidy"][0]["truth"] is None
-    assert by_id["no_oslo"]["tidy"][0]["truth"] is None
+    # a group the simulator does not name but defines by its stratum columns: the truth
+    # is the effect on those strata; a condition on another column: the mean of the
+    # rows' exact effects (the simulator keeps them), for an average over treated cells
+    condition = "non_western = 1 AND family_with_children = 1"
+    assert by_id["twfe.recipient.nw_families"]["tidy"][0]["truth"] == pytest.approx(
+        sim.truth_where("treated", "recipient", condition), rel=1e-12
+    )
+    no_oslo = by_id["no_oslo"]
+    assert no_oslo["tidy"][0]["truth"] == pytest.approx(
+        sim.truth_where("treated", "recipient", no_oslo["where"]), rel=1e-12
+    )
 
 
 def test_data_override_with_a_frame_has_no_truth(tmp_path, tiny_study):

@@ -9,6 +9,8 @@ options; they hold no data and no fitted state. ``fit`` validates the data into 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -59,6 +61,16 @@ class Estimator:
     #: treatment column (e.g. ``"DDD"`` for a triple difference); the study runner reads
     #: the simulator's truth for that term.
     effect_term: ClassVar[str | None] = None
+    #: How each reported effect averages the effects of the treated observations, by
+    #: term (``"{treatment}"`` stands for the treatment column's name), so the study
+    #: runner can compute the truth of the same estimand on simulated data:
+    #: ``"treated_cells"`` (mean over the treated observations, weighted like them: over
+    #: treated person-months when cells are weighted by their counts), ``"treated_periods"``
+    #: (unweighted mean over the treated unit's treated periods of its period effects),
+    #: ``"period"`` (one treated period, the row's ``time``, in order), ``"event_time"``
+    #: (the treated observations at the row's ``event_time``, end points binned as the
+    #: estimator bins them, minus those at the reference). Empty: no rule declared.
+    effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     @classmethod
     def kind_of(cls, method: str) -> str:

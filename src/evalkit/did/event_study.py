@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
@@ -138,6 +140,7 @@ class EventStudy(Estimator):
     drop_singletons: bool = True
 
     supported_inference: ClassVar[tuple[str, ...]] = (*REGRESSION_METHODS, "wild")
+    effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({"ATT(e)": "event_time"})
 
     def __post_init__(self) -> None:
         check_staggered_roles(self)

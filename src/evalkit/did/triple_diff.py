@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -146,6 +148,7 @@ class TripleDiff(Estimator):
     supported_inference: ClassVar[tuple[str, ...]] = (*REGRESSION_METHODS, "wild")
     within_unit: ClassVar[bool] = True
     effect_term: ClassVar[str] = "DDD"
+    effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({"DDD": "treated_cells"})
 
     def __post_init__(self) -> None:
         check_role_names(

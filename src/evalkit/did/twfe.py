@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
@@ -99,6 +101,7 @@ class TWFE(Estimator):
     drop_singletons: bool = True
 
     supported_inference: ClassVar[tuple[str, ...]] = REGRESSION_METHODS + TEST_INVERSION_METHODS
+    effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({"{treatment}": "treated_cells"})
 
     def __post_init__(self) -> None:
         check_role_names(self, ("outcome", "treatment", "unit", "time"), ("weights", "cluster"))

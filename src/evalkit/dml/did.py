@@ -14,6 +14,8 @@ models. *The Econometrics Journal* 23(2), 177-191.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -79,6 +81,7 @@ class DID(DMLEstimator):
     panel: bool = True
     trimming: float = 0.01
     binary_roles: ClassVar[tuple[str, ...]] = ("treatment",)
+    effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({"{treatment}": "treated_cells"})
 
     def __post_init__(self) -> None:
         super().__post_init__()

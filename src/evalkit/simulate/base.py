@@ -67,14 +67,32 @@ class SimulatedData:
         (the number of rows the outcome's cell measure counts, and the sum of its
         column over them, with the treatment) and ``n0``, ``sum0`` (the same in the
         world without it). None when the simulator does not provide them.
+    effects
+        Each row's exact effect of the treatment, row-aligned with :attr:`data`: one
+        column per affected data column (named by :attr:`row_effects`). Hidden from
+        studies; used by :meth:`truth_where`. None when the simulator gives none, or
+        when the rows are in :attr:`store`.
+    store
+        A folder of Parquet files holding the rows (the data columns followed by the
+        effect columns) when the simulator wrote them in chunks instead of returning
+        them in memory; :attr:`data` is then None. Read them with DuckDB, selecting the
+        columns of the simulator's schema (:meth:`read` loads them into pandas).
+    row_effects
+        Data column to the column of :attr:`effects` (or :attr:`store`) with each row's
+        effect on it, or to None when the treatment does not change the column at all.
+        Columns missing here have no known per-row effect.
+    n_rows
+        Number of rows (also when they are in :attr:`store`).
+    content_sha256
+        A fingerprint of the rows computed while they were generated (how, is the
+        simulator's to document), so a study need not read them all again to hash them;
+        None when the simulator gives none.
     truth_terms
-        True values of estimands the simulator states directly, by ``(outcome, term,
-        group)``: e.g. an intention-to-treat effect, a complier effect or a selection
-        probability. The study runner uses them first for a results row with that
-        outcome, term and group (the group's condition must equal :attr:`groups`').
+        True values the simulator states directly, ``{(outcome, term, group): value}``
+        (e.g. an intention-to-treat effect); a study's truth lookup uses them first.
     """
 
-    data: pd.DataFrame
+    data: pd.DataFrame | None
     truth: Mapping[str, Mapping[str, float]]
     description: str
     name: str = ""
@@ -84,10 +102,18 @@ class SimulatedData:
     truth_by_period: pd.DataFrame | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
     truth_strata: pd.DataFrame | None = None
+    effects: pd.DataFrame | None = field(default=None, repr=False)
+    store: Path | None = None
+    row_effects: Mapping[str, str | None] = field(default_factory=dict)
+    n_rows: int | None = None
+    content_sha256: str | None = None
     truth_terms: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    _cache: dict[Any, float | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        for name in ("truth", "groups", "measures", "parameters"):
+        for name in ("truth", "groups", "measures", "parameters", "row_effects"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         terms = {tuple(map(str, k)): float(v) for k, v in dict(self.truth_terms).items()}
         if any(len(k) != 3 for k in terms):
@@ -97,6 +123,10 @@ class SimulatedData:
                 column="truth_terms",
             )
         object.__setattr__(self, "truth_terms", MappingProxyType(terms))
+        if self.data is None and self.store is None:
+            raise DesignError("SimulatedData needs data or a store", column="data")
+        if self.n_rows is None:
+            object.__setattr__(self, "n_rows", len(self.data) if self.data is not None else None)
 
     @property
     def seed(self) -> int | None:
@@ -127,33 +157,59 @@ class SimulatedData:
             return ()
         return tuple(c for c in self.truth_strata.columns if c not in _STRATA_FIXED)
 
-    def truth_where(self, term: str, outcome: str, condition: str | None) -> float | None:
+    def truth_where(
+        self,
+        term: str,
+        outcome: str,
+        condition: str | None,
+        *,
+        columns: Mapping[str, str] | None = None,
+    ) -> float | None:
         """Return the planted effect of ``term`` on ``outcome`` among rows meeting ``condition``.
 
         The effect is the same average effect on the treated as :attr:`truth` (for the
         outcome's cell measure: the count-weighted mean over treated periods of the
-        measure with the treatment minus the measure without it), for the union of the
-        strata that satisfy ``condition``, a DuckDB SQL condition over the stratum
-        columns (None: every stratum). Rows for which the condition is NULL are left
-        out, as a ``WHERE`` clause would.
+        measure with the treatment minus the measure without it) among the treated rows
+        that satisfy ``condition``, a DuckDB SQL condition (None: every treated row).
+        Rows for which the condition is NULL are left out, as a ``WHERE`` clause would.
 
-        Returns None when the simulator has no :attr:`truth_strata`, when ``term`` is
-        not the treatment it planted effects of, when the outcome is unknown, when the
-        condition refers to other columns than the strata's (the effect is then not
-        determined by them), or when no treated row satisfies it.
+        A condition on the columns of :attr:`truth_strata` only is answered from them;
+        any other condition (a city, a cohort, an age band...) from each row's exact
+        effect (:attr:`effects` or :attr:`store`), which requires that the rows the
+        measure counts are the same with and without the treatment (the simulator lists
+        the measure's column in :attr:`row_effects` only then). ``columns`` adds derived
+        columns (name to SQL expression over the data's columns) the condition may use.
+
+        Returns None when ``term`` is not the treatment the simulator planted effects
+        of, when the outcome is unknown, when the condition does not work on the data,
+        when the effect is not known for it, or when no treated row satisfies it.
 
         Examples
         --------
         >>> from evalkit.simulate import bergen_rates
         >>> sim = bergen_rates(seed=1, n_persons=400)
-        >>> a = sim.truth_where("treated", "recipient", "family_with_children = 1")
-        >>> abs(a - sim.truth["recipient"]["families_with_children"]) < 1e-12
+        >>> a = sim.truth_where("treated", "earnings", "family_with_children = 1")
+        >>> abs(a - sim.truth["earnings"]["families_with_children"]) < 1e-9
         True
-        >>> sim.truth_where("treated", "recipient", "city = 'Bergen'") is None
+        >>> everyone = sim.truth["earnings"]["all"]
+        >>> sim.truth_where("treated", "earnings", "city = 'Bergen'") == everyone
         True
+        >>> sim.truth_where("treated", "recipient", "age < 30")
+        0.0
         """
+        if term != self.term:
+            return None
+        key = (outcome, condition, tuple(sorted((columns or {}).items())))
+        if key not in self._cache:
+            value = self._strata_truth(outcome, condition) if not columns else None
+            if value is None:
+                value = self._row_truth(outcome, condition, columns)
+            self._cache[key] = value
+        return self._cache[key]
+
+    def _strata_truth(self, outcome: str, condition: str | None) -> float | None:
         strata = self.truth_strata
-        if strata is None or term != self.term:
+        if strata is None:
             return None
         rows = strata[strata["outcome"] == outcome]
         if rows.empty:
@@ -183,6 +239,68 @@ class SimulatedData:
         weight = by["n1"].astype(float)
         return float((effect * weight).sum() / weight.sum())
 
+    def _row_truth(
+        self, outcome: str, condition: str | None, columns: Mapping[str, str] | None
+    ) -> float | None:
+        """Mean of the rows' exact effects over the treated rows meeting the condition."""
+        import duckdb
+
+        measure = self.measures.get(outcome)
+        if measure is None or measure.get("stat", "mean") != "mean":
+            return None
+        column = measure.get("column", outcome)
+        if column not in self.row_effects:
+            return None
+        effect = self.row_effects[column]
+        if self.store is not None:
+            if not self.store.exists():
+                return None
+            con = sandbox.connect(folders=[self.store])
+            rel = con.read_parquet(str(self.store / "*.parquet"))
+        elif self.effects is not None or effect is None:
+            con = sandbox.connect()
+            con.register("data_", self.data)
+            if self.effects is None:
+                rel = con.table("data_")
+            else:
+                con.register("effects_", self.effects)
+                rel = con.sql("SELECT * FROM data_ POSITIONAL JOIN effects_")
+        else:
+            return None
+        try:
+            if columns:
+                items = ", ".join(f'{expr} AS "{name}"' for name, expr in columns.items())
+                rel = rel.query("r", f"SELECT *, {items} FROM r")
+            where = [f'"{self.term}" = 1']
+            if measure.get("where"):
+                where.append(f"({measure['where']})")
+            if condition:
+                where.append(f"({condition})")
+            total = f'sum("{effect}")' if effect else "0"
+            sql = f"SELECT count(*), {total} FROM r WHERE {' AND '.join(where)}"
+            n, value = rel.query("r", sql).fetchall()[0]
+        except duckdb.Error:
+            return None
+        finally:
+            con.close()
+        return None if not n else float(value) / n
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """Return the rows (``columns`` of them, default all data columns) as a DataFrame.
+
+        Loads :attr:`store` into memory: meant for small data and tests.
+        """
+        if self.data is not None:
+            return self.data if columns is None else self.data[columns]
+        assert self.store is not None
+        con = sandbox.connect(folders=[self.store])
+        try:
+            rel = con.read_parquet(str(self.store / "*.parquet"))
+            names = columns or [c for c in rel.columns if c not in set(self.row_effects.values())]
+            return rel.select(", ".join(f'"{c}"' for c in names)).df()
+        finally:
+            con.close()
+
     def save(self, path: str | Path) -> Path:
         """Write the microdata to a Parquet file and the truth beside it as JSON.
 
@@ -205,7 +323,7 @@ class SimulatedData:
 
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.data.to_parquet(target, index=False)
+        self.read().to_parquet(target, index=False)
         meta = {
             "name": self.name,
             "term": self.term,
@@ -222,8 +340,9 @@ class SimulatedData:
 
     def __repr__(self) -> str:
         return (
-            f"<SimulatedData {self.name or 'simulation'}: {len(self.data)} rows, "
-            f"{len(self.data.columns)} columns, truth for {sorted(self.truth)}>"
+            f"<SimulatedData {self.name or 'simulation'}: {self.n_rows} rows"
+            + (f" in {self.store}" if self.store is not None else "")
+            + f", truth for {sorted(self.truth)}>"
         )
 
 

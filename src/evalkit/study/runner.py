@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import shutil
@@ -30,13 +29,14 @@ import pandas as pd
 from evalkit import parallel
 from evalkit.core import registry
 from evalkit.core.result import Result, jsonable
-from evalkit.data.collapse import Measure, collapse, quote
+from evalkit.data.collapse import collapse
 from evalkit.data.disclosure import DisclosurePolicy, audit, protect
 from evalkit.errors import EvalkitError, StudyError
 from evalkit.study.config import AnalysisSpec, SplitSpec, Study, load_study
 from evalkit.study.design import Design
 from evalkit.study.progress import RunProgress
 from evalkit.study.source import DataSource, check_columns, open_source, validate_data
+from evalkit.study.truth import truth_lookup
 
 __all__ = ["RESULTS_FORMAT", "Fitted", "RunOutcome", "run_study"]
 
@@ -110,10 +110,6 @@ def _versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             out[name] = None
     return out
-
-
-def _norm(text: str | None) -> str | None:
-    return None if text is None else " ".join(text.lower().split())
 
 
 # --------------------------------------------------------------------------- data
@@ -234,111 +230,6 @@ def _columns_used(spec: AnalysisSpec, available: list[str]) -> list[str]:
     return cols or list(available)
 
 
-# --------------------------------------------------------------------------- truth
-def _truth_lookup(study: Study, source: DataSource, spec: AnalysisSpec) -> Any:
-    """Return a function tidy row -> true value (or None) for simulated data; else None."""
-    sim = source.simulated
-    if sim is None:
-        return None
-
-    def unknown(row: Mapping[str, Any]) -> None:
-        return None
-
-    outcome = spec.outcome
-    if spec.custom_where or outcome is None or outcome not in sim.truth:
-        return unknown
-    if not _same_measure(study, sim, spec):
-        return unknown
-    if spec.split is not None:
-        return _contrast_lookup(study, sim, spec)
-    if spec.group not in sim.groups or _norm(sim.groups[spec.group]) != _norm(
-        study.groups.get(spec.group)
-    ):
-        return unknown
-    treatment = spec.kwargs.get("treatment")
-
-    def lookup(row: Mapping[str, Any]) -> float | None:
-        term = str(row.get("term"))
-        if term != treatment:
-            return None
-        return sim.truth_for(term, outcome, spec.group)
-
-    return lookup
-
-
-def _same_measure(study: Study, sim: Any, spec: AnalysisSpec) -> bool:
-    """Say whether the analysis' outcome is the cell measure the simulator's truth is for."""
-    outcome = spec.outcome
-    sim_measure = sim.measures.get(outcome)
-    if study.collapse is not None:
-        mine = study.collapse.measure(outcome)
-        theirs = Measure(outcome, **dict(sim_measure)) if sim_measure else None
-        if mine is None or theirs is None or mine.to_dict() != theirs.to_dict():
-            return False
-        if spec.kwargs.get("treatment") not in study.cell_keys(spec):
-            return False
-    elif dict(sim_measure or {}) != {"column": outcome, "stat": "mean"}:
-        return False
-    return True
-
-
-def _sql_literal(value: Any) -> str | None:
-    """Return a scalar as a DuckDB literal, or None for other values."""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float) and math.isfinite(value):
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return None
-
-
-def _contrast_lookup(study: Study, sim: Any, spec: AnalysisSpec) -> Any:
-    """Truth of a triple difference: the target rows' effect minus the other rows' effect.
-
-    Both are the simulator's average effect on the treated (:meth:`truth_where`) among
-    the analysis' rows (its group) that are in, and not in, the targeted split group.
-    The truth is known when the conditions involve only the simulator's stratum columns.
-    """
-    split = spec.split
-    assert split is not None
-    treatment = spec.kwargs.get("treatment")
-    outcome = spec.outcome
-    rows = study.groups.get(spec.group)
-    effect_term = registry.get(spec.estimator).effect_term  # e.g. "DDD" for TripleDiff
-    if split.is_group:
-        targets: dict[str, str] = {"1": f"({split.condition})"}
-        others = f"NOT ({split.condition})"
-    else:
-        raw = spec.kwargs.get("target")
-        values = list(raw) if isinstance(raw, list | tuple) else [raw]
-        literals = [_sql_literal(v) for v in values]
-        if any(v is None for v in literals):
-            return lambda row: None
-        col = quote(split.column)
-        others = f"{col} NOT IN ({', '.join(literals)})"  # type: ignore[arg-type]
-        if spec.kwargs.get("separate") and len(values) > 1:
-            targets = {str(v): f"{col} = {lit}" for v, lit in zip(values, literals, strict=True)}
-        else:
-            label = ", ".join(map(str, values))
-            targets = {label: f"{col} IN ({', '.join(literals)})"}  # type: ignore[arg-type]
-
-    def within(condition: str) -> str:
-        return f"({rows}) AND ({condition})" if rows else condition
-
-    def lookup(row: Mapping[str, Any]) -> float | None:
-        if effect_term is None or str(row.get("term")) != effect_term or sim.term != treatment:
-            return None
-        condition = targets.get(str(row.get("group")))
-        if condition is None:
-            return None
-        mine = sim.truth_where(treatment, outcome, within(condition))
-        theirs = sim.truth_where(treatment, outcome, within(others))
-        return None if mine is None or theirs is None else mine - theirs
-
-    return lookup
-
-
 # --------------------------------------------------------------------------- fitting
 @dataclass(frozen=True)
 class _FitJob:
@@ -408,10 +299,10 @@ def _entry(study: Study, source: DataSource, f: Fitted) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     if f.result is not None:
         rows = [jsonable(r) for r in f.result.tidy().to_dict(orient="records")]
-        lookup = _truth_lookup(study, source.table(spec.table), spec)
+        lookup = truth_lookup(study, source.table(spec.table).simulated, spec)
         if lookup is not None:
-            for r in rows:
-                r["truth"] = jsonable(lookup(r))
+            for r, value in zip(rows, lookup(rows), strict=True):
+                r["truth"] = jsonable(value)
     return {
         "id": spec.id,
         "family": spec.family,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +62,7 @@ class DataSource:
     hash_method: str
     simulated: SimulatedData | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    scratch: Path | None = None  # a folder of this run's simulated rows, removed on close
     tables: dict[str, DataSource] = field(default_factory=dict)
     name: str | None = None
 
@@ -173,8 +177,10 @@ class DataSource:
         )
 
     def close(self) -> None:
-        """Close the DuckDB connection."""
+        """Close the DuckDB connection (and remove the run's simulated rows, if any)."""
         self.connection.close()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def frame_sha256(frame: pd.DataFrame) -> str:
@@ -205,7 +211,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def _connect(
-    study: Study, override: Any = None
+    study: Study, override: Any = None, scratch: Path | None = None
 ) -> tuple[duckdb.DuckDBPyConnection, dict[str | None, str]]:
     """Open the run's locked-down DuckDB and return it with the queries to run, by table.
 
@@ -221,6 +227,9 @@ def _connect(
     for name, spec in {None: study.data, **study.tables}.items():
         path: Path | None = None
         if name is None and override is not None:
+            if isinstance(override, SimulatedData) and override.data is None:
+                folders.append(override.store)
+                continue
             if isinstance(override, SimulatedData | pd.DataFrame):
                 continue
             path = Path(override).expanduser().resolve()
@@ -234,6 +243,8 @@ def _connect(
             queries[name] = local.query
         if path is not None:
             (folders if path.is_dir() else files).append(path)
+    if scratch is not None:
+        folders.append(scratch)
     return sandbox.connect(files, folders), queries
 
 
@@ -292,9 +303,15 @@ def open_source(study: Study, data_override: Any = None) -> DataSource:
         Run on these data instead of the study's [data]: a DataFrame, a
         :class:`~evalkit.simulate.SimulatedData`, or the path of a CSV/Parquet file.
     """
-    con, queries = _connect(study, data_override)
+    scratch = _scratch(study) if data_override is None else None
     try:
-        source = _open(study, con, data_override, queries.get(None))
+        con, queries = _connect(study, data_override, scratch)
+    except BaseException:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    try:
+        source = _open(study, con, data_override, queries.get(None), scratch=scratch)
         source.relation = derive(source.relation, study.columns)
         for name, spec in study.tables.items():
             table = _open(study, con, None, queries.get(name), spec, name)
@@ -313,7 +330,25 @@ def open_source(study: Study, data_override: Any = None) -> DataSource:
         return source
     except BaseException:
         con.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         raise
+
+
+def _scratch(study: Study) -> Path | None:
+    """Return a new temporary folder for a simulator that writes its rows in chunks.
+
+    Simulators with a ``store`` option (e.g. ``bergen_rates``) write Parquet files there,
+    which DuckDB reads in a streaming fashion: the rows are never all in memory. The
+    folder is in the system's temporary folder (``TMPDIR``) and is removed on close.
+    """
+    if study.data.kind != "simulator":
+        return None
+    from evalkit import simulate
+
+    if "store" not in inspect.signature(simulate.get(study.data.simulator)).parameters:
+        return None
+    return Path(tempfile.mkdtemp(prefix="evalkit-simulated-"))
 
 
 def derive(relation: duckdb.DuckDBPyRelation, columns: Any) -> duckdb.DuckDBPyRelation:
@@ -349,10 +384,13 @@ def _open(
     query: str | None,
     spec: Any = None,
     table: str | None = None,
+    scratch: Path | None = None,
 ) -> DataSource:
     spec = study.data if spec is None else spec
     view = _view(table)
     if override is not None:
+        if isinstance(override, SimulatedData) and override.data is None:
+            return _stored_source(con, override, {"override": "simulated data"}, None)
         if isinstance(override, SimulatedData | pd.DataFrame):
             frame = override.data if isinstance(override, SimulatedData) else override
             sim = override if isinstance(override, SimulatedData) else None
@@ -387,17 +425,20 @@ def _open(
 
         options = dict(spec.options)
         options.setdefault("seed", study.seed)
-        sim = simulate.get(spec.simulator)(**options)
-        con.register(view, sim.data)
-        return DataSource(
-            con,
-            con.table(view),
-            "simulator",
-            frame_sha256(sim.data),
-            "sha256 of the data frame (pandas row hashes)",
-            sim,
-            {"simulator": spec.simulator, "options": dict(sim.parameters)},
-        )
+        if scratch is None:
+            sim = simulate.get(spec.simulator)(**options)
+            con.register(view, sim.data)
+            return DataSource(
+                con,
+                con.table(view),
+                "simulator",
+                frame_sha256(sim.data),
+                "sha256 of the data frame (pandas row hashes)",
+                sim,
+                {"simulator": spec.simulator, "options": dict(sim.parameters)},
+            )
+        sim = simulate.get(spec.simulator)(**options, store=scratch)
+        return _stored_source(con, sim, {}, scratch)
     if spec.kind == "file":
         rel = _file_relation(con, spec.file)
         return DataSource(
@@ -425,6 +466,39 @@ def _open(
 def _view(table: str | None) -> str:
     """Return the name a table's data frame is registered under (None: the main data)."""
     return _TABLE if table is None else f"{_TABLE}_{table}"
+
+
+def _stored_source(
+    con: duckdb.DuckDBPyConnection,
+    sim: SimulatedData,
+    details: dict[str, Any],
+    scratch: Path | None,
+) -> DataSource:
+    """Return the source of simulated rows that a simulator wrote to Parquet files."""
+    rel = _stored_relation(con, sim)
+    if sim.content_sha256 is not None:
+        digest, method = sim.content_sha256, "the simulator's content hash of the rows"
+    else:
+        digest = _relation_fingerprint(con, rel)
+        method = "sha256 of the row count and the sum of DuckDB row hashes (order-independent)"
+    return DataSource(
+        con,
+        rel,
+        "simulator",
+        digest,
+        method,
+        sim,
+        {**details, "simulator": sim.name, "options": dict(sim.parameters)},
+        scratch,
+    )
+
+
+def _stored_relation(con: duckdb.DuckDBPyConnection, sim: SimulatedData) -> Any:
+    """Return the rows a simulator wrote to its store, without the hidden effect columns."""
+    assert sim.store is not None
+    rel = con.read_parquet(str(sim.store / "*.parquet"))
+    hidden = {c for c in sim.row_effects.values() if c}
+    return rel.select(", ".join(quote(c) for c in rel.columns if c not in hidden))
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -597,6 +671,8 @@ def _check_names(study: Study, src: Locator, relations: Mapping[str | None, Any]
 
 
 def _override_relation(con: duckdb.DuckDBPyConnection, override: Any) -> Any:
+    if isinstance(override, SimulatedData) and override.data is None:
+        return _stored_relation(con, override)
     if isinstance(override, SimulatedData | pd.DataFrame):
         frame = override.data if isinstance(override, SimulatedData) else override
         con.register(_TABLE, frame)

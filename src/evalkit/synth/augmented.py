@@ -19,6 +19,8 @@ error of the smallest (``min_1se``), or the smallest-error penalty.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -207,6 +209,9 @@ class AugmentedSyntheticControl(Estimator):
     donors: tuple[Any, ...] | None = None
 
     supported_inference: ClassVar[tuple[str, ...]] = ("placebo", "none")
+    effect_average: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"att": "treated_periods", "effect": "period"}
+    )
 
     def __post_init__(self) -> None:
         check_roles(self, ("outcome", "unit", "time", "treatment"))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -100,6 +101,9 @@ class SyntheticControl(Estimator):
     random_starts: int = 10
 
     supported_inference: ClassVar[tuple[str, ...]] = ("placebo", "conformal", "none")
+    effect_average: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"att": "treated_periods", "effect": "period"}
+    )
 
     def __post_init__(self) -> None:
         check_roles(self, ("outcome", "unit", "time", "treatment"))

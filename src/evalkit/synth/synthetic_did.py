@@ -112,6 +112,7 @@ class SyntheticDiD(Estimator):
     #: The placebo here is a variance (R synthdid's ``vcov(method="placebo")``): standard
     #: errors from the placebo draws, not a test inversion.
     method_kinds: ClassVar[dict[str, str]] = {"placebo": "draws"}
+    effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({"ATT": "treated_periods"})
 
     def __post_init__(self) -> None:
         for option in ("outcome", "unit", "time"):

@@ -1,0 +1,261 @@
+"""Scaling of the Bergen study with the number of simulated persons: wall time and peak memory.
+
+Three measurements, each in a fresh process timed by ``/usr/bin/time -v`` (wall clock and
+maximum resident set size of the process and its children):
+
+- ``study``: ``evalkit run studies/bergen_rates --set data.options.n_persons=N`` (simulate
+  into Parquet chunks, read them with DuckDB, collapse to cells, fit every analysis,
+  write the outputs);
+- ``simulate``: only the chunked simulation into a Parquet folder (``bergen_rates(...,
+  store=DIR)``), to see what the simulator costs on its own;
+- ``dask``: the chunked simulation as tasks on a local Dask cluster (``--dask``: workers
+  started by this script on 127.0.0.1, each writing its own Parquet files), followed by
+  one DuckDB pass over all rows (the share receiving assistance by city and month), for
+  sizes up to 10^9 person-months.
+
+Usage (from the repository root)::
+
+    python benchmarks/bench_study_scale.py --persons 50000,400000,1500000
+    python benchmarks/bench_study_scale.py --simulate 1500000,5000000 --jobs 2
+    python benchmarks/bench_study_scale.py --dask 13900000 --workers 2
+    python benchmarks/bench_study_scale.py ... --markdown benchmarks/results/study_scale.md
+
+The machine is shared: the script records the load average before and after each run;
+read the table with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+MONTHS = 72  # 2017-01 to 2022-12
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _timed(
+    cmd: list[str], env: dict[str, str] | None = None, keep_stdout: bool = False
+) -> dict[str, Any]:
+    """Run ``cmd`` under /usr/bin/time -v, sampling the memory of its whole process tree.
+
+    Returns the wall seconds, the CPU seconds of the process and the children it waited
+    for (worker pools started through a fork server are not among them), the peak RSS
+    of the largest single process (``time -v``) and the peak of the summed RSS of the
+    process tree (sampled every 0.2 s), and the load average before and after.
+    """
+    load_before = _load()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            ["/usr/bin/time", "-v", *cmd],
+            stdout=out,
+            stderr=err,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        watched = psutil.Process(proc.pid)
+        tree_peak = 0
+        while proc.poll() is None:
+            tree_peak = max(tree_peak, _tree_rss(watched))
+            time.sleep(0.2)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", stderr)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
+    user = re.search(r"User time \(seconds\): (\S+)", stderr)
+    system = re.search(r"System time \(seconds\): (\S+)", stderr)
+    seconds = None
+    if wall:
+        parts = [float(p) for p in wall.group(1).split(":")]
+        seconds = sum(p * 60**i for i, p in enumerate(reversed(parts)))
+    return {
+        "ok": proc.returncode == 0,
+        "seconds": seconds,
+        "cpu_seconds": float(user.group(1)) + float(system.group(1)) if user and system else None,
+        "peak_gib": int(rss.group(1)) / 2**20 if rss else None,
+        "tree_peak_gib": tree_peak / 2**30,
+        "load": f"{load_before} -> {_load()}",
+        "tail": "" if proc.returncode == 0 else (stdout + stderr)[-2000:],
+        **({"stdout": stdout.strip()[-2000:]} if keep_stdout else {}),
+    }
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def run_study(n: int, jobs: int, figures: bool = True) -> dict[str, Any]:
+    out = Path(tempfile.mkdtemp(prefix="bench-scale-")) / "run"
+    exe = [sys.executable, "-m", "evalkit.cli"]
+    cmd = [
+        *exe,
+        "run",
+        str(ROOT / "studies" / "bergen_rates"),
+        "--set",
+        f"data.options.n_persons={n}",
+        "--out",
+        str(out),
+        "--jobs",
+        str(jobs),
+        *([] if figures else ["--set", "report.figures=false"]),
+    ]
+    env = {"PYTHONPATH": str(ROOT / "src"), "EVALKIT_JOBS": str(jobs)}
+    result = _timed(cmd, env)
+    shutil.rmtree(out.parent, ignore_errors=True)
+    what = "study" if figures else "study, no figures"
+    return {"what": what, "persons": n, "jobs": jobs, **result}
+
+
+def run_simulate(n: int, jobs: int) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="bench-sim-")) / "rows"
+    code = (
+        "from evalkit.simulate import bergen_rates\n"
+        f"sim = bergen_rates(seed=1, n_persons={n}, store={str(folder)!r}, jobs={jobs})\n"
+        "print(sim.content_sha256)\n"
+    )
+    proc_env = {"PYTHONPATH": str(ROOT / "src")}
+    result = _timed(_python(code), proc_env, keep_stdout=True)
+    size = sum(p.stat().st_size for p in folder.glob("*.parquet")) if folder.exists() else 0
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    return {"what": "simulate", "persons": n, "jobs": jobs, "disk_gib": size / 2**30, **result}
+
+
+DASK_CODE = """
+import json, os, sys, time
+from pathlib import Path
+
+
+def main():
+    from dask.distributed import LocalCluster
+
+    n, workers, folder = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1",
+                           dashboard_address=None, processes=True)
+    # evalkit.parallel sends the simulator's chunks to the cluster named here; every
+    # worker writes its chunks' Parquet files into the same folder (on a real cluster:
+    # storage that every worker and the client can reach)
+    os.environ["EVALKIT_SCHEDULER"] = cluster.scheduler_address
+    from evalkit.simulate import bergen_rates
+
+    t0 = time.perf_counter()
+    sim = bergen_rates(seed=1, n_persons=n, store=folder / "rows", chunk_persons=131072)
+    t1 = time.perf_counter()
+    cluster.close()
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads = %d" % workers)
+    cells = con.sql(
+        "SELECT city, month, count(*) AS n, avg(recipient) AS recipient "
+        f"FROM read_parquet('{folder}/rows/*.parquet') GROUP BY city, month"
+    ).df()
+    t2 = time.perf_counter()
+    print(json.dumps({"rows": int(cells["n"].sum()), "simulate_s": t1 - t0,
+                      "collapse_s": t2 - t1, "cells": len(cells),
+                      "content_sha256": sim.content_sha256}))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def run_dask(n: int, workers: int) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="bench-dask-"))
+    script = folder / "dask_run.py"
+    script.write_text(DASK_CODE, encoding="utf-8")
+    env = {"PYTHONPATH": str(ROOT / "src")}
+    result = _timed(
+        [sys.executable, str(script), str(n), str(workers), str(folder)], env, keep_stdout=True
+    )
+    size = sum(p.stat().st_size for p in (folder / "rows").rglob("*.parquet"))
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"what": "dask", "persons": n, "jobs": workers, "disk_gib": size / 2**30, **result}
+
+
+def _fmt(x: Any, spec: str) -> str:
+    return "" if x is None else format(x, spec)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| run | persons | person-months | jobs | wall s | CPU s (waited) | peak RSS GiB "
+        "(largest process) | peak RSS GiB (process tree) | Parquet GiB "
+        "| load (1/5/15 min) before -> after |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+    )
+    body = ""
+    for r in rows:
+        status = "" if r["ok"] else " (failed)"
+        body += (
+            f"| {r['what']}{status} | {r['persons']:,} | {r['persons'] * MONTHS:,} | "
+            f"{r['jobs']} | {_fmt(r['seconds'], '.1f')} | {_fmt(r['cpu_seconds'], '.1f')} | "
+            f"{_fmt(r['peak_gib'], '.2f')} | {_fmt(r['tree_peak_gib'], '.2f')} | "
+            f"{_fmt(r.get('disk_gib'), '.2f')} | {r['load']} |\n"
+        )
+    return head + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--persons", default="", help="study runs, e.g. 50000,1500000")
+    parser.add_argument("--simulate", default="", help="simulation-only runs")
+    parser.add_argument("--dask", default="", help="Dask runs (persons)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-figures", action="store_true", help="--set report.figures=false")
+    parser.add_argument("--markdown", type=Path, default=None, help="append the table here")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    def sizes(text: str) -> list[int]:
+        return [int(float(x)) for x in text.split(",") if x.strip()]
+
+    rows = []
+    for n in sizes(args.persons):
+        rows.append(run_study(n, args.jobs, figures=not args.no_figures))
+        print(json.dumps(rows[-1]), flush=True)
+    for n in sizes(args.simulate):
+        rows.append(run_simulate(n, args.jobs))
+        print(json.dumps(rows[-1]), flush=True)
+    for n in sizes(args.dask):
+        rows.append(run_dask(n, args.workers))
+        print(json.dumps(rows[-1]), flush=True)
+    text = table(rows)
+    print(text)
+    if args.markdown is not None:
+        with args.markdown.open("a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

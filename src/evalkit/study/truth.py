@@ -1,0 +1,386 @@
+"""The true value of each reported estimate on simulated data, on the same estimand.
+
+A simulator plants effects and returns, with the data, the sufficient statistics of the
+effect of its treatment by stratum and treated period
+(:attr:`~evalkit.simulate.SimulatedData.truth_strata`: per outcome, period and stratum the
+count and sum of the outcome's measure with and without the treatment). Estimators
+declare how each reported effect averages the effects of the treated observations
+(:attr:`~evalkit.core.estimator.Estimator.effect_average`): over the treated cells
+weighted by their counts (person-months), unweighted over the treated periods, one
+period, or one event time. This module computes the truth of that average over exactly
+the rows the analysis uses (its group and ``where`` condition, evaluated on the stratum
+columns and the time column), so an interval's coverage is a fair test.
+
+Effects the simulator states directly (:attr:`~evalkit.simulate.SimulatedData.truth_terms`,
+e.g. an intention-to-treat effect) are used first. Strata that no stratum row describes
+carry no planted effect: an analysis none of whose rows is treated in the simulator
+(e.g. a placebo reform date before the real one) has a true effect of zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evalkit.core import registry
+from evalkit.data import sandbox
+from evalkit.data.collapse import Measure, quote
+
+__all__ = [
+    "RULES",
+    "Lookup",
+    "average",
+    "period_effects",
+    "truth_lookup",
+]
+
+#: The averaging rules an estimator can declare (see ``Estimator.effect_average``).
+RULES = ("treated_cells", "treated_periods", "period", "event_time")
+
+#: Truth of every results row of an analysis (None where unknown).
+Lookup = Callable[[Sequence[Mapping[str, Any]]], list[float | None]]
+
+_FIXED = ("outcome", "period", "n1", "sum1", "n0", "sum0")
+
+
+def _norm(text: str | None) -> str | None:
+    return None if text is None else " ".join(text.lower().split())
+
+
+def period_effects(
+    sim: Any, outcome: str, condition: str | None, time: str | None = None
+) -> pd.DataFrame | None:
+    """Return the planted effect by treated period among the rows meeting ``condition``.
+
+    ``condition`` is a DuckDB SQL condition over the simulator's stratum columns, the
+    time column (named ``time``, holding each period's date) and the simulator's
+    treatment column (1 on every stratum row). The result has one row per period (index,
+    sorted) with ``n1`` (rows the outcome's measure counts with the treatment) and
+    ``effect`` (the measure with the treatment minus without it on the union of the
+    chosen strata). Empty when no treated row meets the condition; None when the truth
+    is not determined (no strata, unknown outcome, or the condition names other columns).
+
+    Examples
+    --------
+    >>> from evalkit.simulate import bergen_rates
+    >>> sim = bergen_rates(seed=1, n_persons=400)
+    >>> eff = period_effects(sim, "work", "non_western = 1", time="month")
+    >>> len(eff), list(eff.columns)
+    (34, ['n1', 'effect'])
+    >>> period_effects(sim, "work", "month < DATE '2020-01-01'", time="month").empty
+    True
+    >>> period_effects(sim, "work", "city = 'Oslo'", time="month") is None
+    True
+    """
+    strata = getattr(sim, "truth_strata", None)
+    if strata is None:
+        return None
+    rows = strata[strata["outcome"] == outcome]
+    if rows.empty:
+        return None
+    keys = [c for c in rows.columns if c not in _FIXED]
+    if condition is not None:
+        import duckdb
+
+        distinct = rows[[*keys, "period"]].drop_duplicates().reset_index(drop=True)
+        view = distinct.copy()
+        if time and time not in view:
+            view[time] = view["period"]
+        term = getattr(sim, "term", None)
+        if term and term not in view:
+            view[term] = 1
+        con = sandbox.connect()
+        try:
+            con.register("strata", view)
+            chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()
+        except duckdb.Error:
+            return None
+        finally:
+            con.close()
+        chosen = chosen[[*keys, "period"]].astype(distinct.dtypes.to_dict())
+        rows = rows.merge(chosen, on=[*keys, "period"], how="inner")
+    by = rows.groupby("period", sort=True)[["n1", "sum1", "n0", "sum0"]].sum()
+    by = by[(by["n1"] > 0) & (by["n0"] > 0)]
+    out = pd.DataFrame(
+        {"n1": by["n1"].astype(float), "effect": by["sum1"] / by["n1"] - by["sum0"] / by["n0"]},
+        index=by.index,
+    )
+    return out
+
+
+def _months(later: Any, earlier: Any) -> int:
+    """Months from ``earlier`` to ``later``: dates, or period numbers counting months."""
+    if isinstance(later, int | np.integer) and isinstance(earlier, int | np.integer):
+        return int(later - earlier)
+    a, b = pd.Timestamp(later), pd.Timestamp(earlier)
+    return (a.year - b.year) * 12 + (a.month - b.month)
+
+
+def average(
+    effects: pd.DataFrame,
+    rule: str,
+    *,
+    position: int | None = None,
+    event_time: float | None = None,
+    window: Sequence[int] | None = None,
+    bin_endpoints: bool = False,
+    reference: Sequence[float] = (-1,),
+) -> float | None:
+    """Average period effects (from :func:`period_effects`) by an estimator's rule.
+
+    Periods without a row have no planted effect (zero). ``position`` is the index of
+    the period for ``"period"``; ``event_time``, ``window``, ``bin_endpoints`` and
+    ``reference`` describe an event-study term (event times count months from the first
+    treated period; binned end points pool every month that far or farther).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> eff = pd.DataFrame({"n1": [1.0, 3.0], "effect": [0.2, 0.4]},
+    ...                    index=pd.to_datetime(["2020-03-01", "2020-04-01"]))
+    >>> round(average(eff, "treated_cells"), 6), round(average(eff, "treated_periods"), 6)
+    (0.35, 0.3)
+    >>> average(eff, "period", position=1)
+    0.4
+    >>> average(eff, "event_time", event_time=-2)
+    0.0
+    >>> round(average(eff, "event_time", event_time=1, window=(-3, 1), bin_endpoints=True), 6)
+    0.4
+    """
+    if rule not in RULES:
+        return None
+    if effects.empty:
+        return 0.0
+    if rule == "treated_cells":
+        return float((effects["effect"] * effects["n1"]).sum() / effects["n1"].sum())
+    if rule == "treated_periods":
+        return float(effects["effect"].mean())
+    if rule == "period":
+        if position is None or not 0 <= position < len(effects):
+            return None
+        return float(effects["effect"].iloc[position])
+    if event_time is None:
+        return None
+    first = effects.index.min()
+    ev = pd.Series([_months(t, first) for t in effects.index], index=effects.index)
+    low, high = (None, None) if window is None else (min(window), max(window))
+
+    def at(e: float) -> float:
+        chosen = ev == e
+        if bin_endpoints and high is not None and e == high:
+            chosen = ev >= e
+        elif bin_endpoints and low is not None and e == low:
+            chosen = ev <= e
+        part = effects[chosen.to_numpy()]
+        if part.empty:
+            return 0.0
+        return float((part["effect"] * part["n1"]).sum() / part["n1"].sum())
+
+    return at(event_time) - sum(at(r) for r in reference) / max(len(reference), 1)
+
+
+def _same_measure(study: Any, sim: Any, spec: Any) -> bool:
+    """Say whether the analysis' outcome is the measure the simulator's truth is for."""
+    outcome = spec.outcome
+    sim_measure = sim.measures.get(outcome)
+    on_rows = study.collapse is None or getattr(spec, "fit_on", "cells") == "rows"
+    if not on_rows:
+        mine = study.collapse.measure(outcome)
+        theirs = Measure(outcome, **dict(sim_measure)) if sim_measure else None
+        if mine is None or theirs is None or mine.to_dict() != theirs.to_dict():
+            return False
+        return spec.kwargs.get("treatment") in study.cell_keys(spec)
+    return dict(sim_measure or {}) == {"column": outcome, "stat": "mean"}
+
+
+def _sql_literal(value: Any) -> str | None:
+    """Return a scalar as a DuckDB literal, or None for other values."""
+    import math
+
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float) and math.isfinite(value):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
+def _rules(spec: Any) -> dict[str, str]:
+    """Return the estimator's declared rules by term, the treatment column filled in."""
+    declared = getattr(registry.get(spec.estimator), "effect_average", {}) or {}
+    treatment = spec.kwargs.get("treatment")
+    out = {}
+    for term, rule in declared.items():
+        if term == "{treatment}":
+            if not isinstance(treatment, str):
+                continue
+            term = treatment
+        out[term] = rule
+    return out
+
+
+def _direct(study: Any, sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Return the truths the simulator states for (outcome, term, group) of the same group."""
+    terms = getattr(sim, "truth_terms", None) or {}
+    same_group = not spec.custom_where and (
+        (spec.group == "all" and spec.where is None)
+        or (
+            spec.group in sim.groups
+            and _norm(sim.groups[spec.group]) == _norm(study.groups.get(spec.group))
+        )
+    )
+    if not terms or not same_group:
+        return [None] * len(rows)
+    return [terms.get((spec.outcome, str(r.get("term")), spec.group)) for r in rows]
+
+
+def truth_lookup(study: Any, sim: Any, spec: Any) -> Lookup | None:
+    """Return a function results rows -> true values, or None when the data are not simulated.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from evalkit.study import load_study
+    >>> from evalkit.simulate import bergen_rates
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "study.toml").write_text('''
+    ... [study]
+    ... name = "t"
+    ... [data]
+    ... simulator = "bergen_rates"
+    ... [roles]
+    ... unit = "city"
+    ... time = "month"
+    ... treatment = "treated"
+    ... [collapse]
+    ... by = ["city", "month", "treated"]
+    ... measures = {work = "mean"}
+    ... [[analysis]]
+    ... id = "twfe"
+    ... estimator = "did.TWFE"
+    ... options = {outcome = "work"}
+    ... ''')
+    >>> study = load_study(folder, check_data=False)
+    >>> sim = bergen_rates(seed=1, n_persons=400)
+    >>> lookup = truth_lookup(study, sim, study.analyses[0])
+    >>> value = lookup([{"term": "treated"}, {"term": "other"}])
+    >>> abs(value[0] - sim.truth["work"]["all"]) < 1e-12, value[1]
+    (True, None)
+    """
+    if sim is None:
+        return None
+    outcome = spec.outcome
+    if outcome is None:
+        return lambda rows: [None] * len(rows)
+
+    def lookup(rows: Sequence[Mapping[str, Any]]) -> list[float | None]:
+        out = _direct(study, sim, spec, rows)
+        if outcome in sim.measures and _same_measure(study, sim, spec):
+            computed = _by_rule(sim, spec, rows, study)
+            out = [d if d is not None else c for d, c in zip(out, computed, strict=True)]
+        return out
+
+    return lookup
+
+
+def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any) -> list[Any]:
+    """Return the truths by the estimator's declared rule over the analysis' rows."""
+    rules = _rules(spec)
+    treatment = spec.kwargs.get("treatment")
+    time = spec.kwargs.get("time")
+    time = time if isinstance(time, str) else None
+    out: list[float | None] = [None] * len(rows)
+    if not rules:
+        return out
+    if spec.split is not None:
+        return _contrast(study, sim, spec, rows, rules)
+    effects = period_effects(sim, spec.outcome, spec.where, time)
+    if effects is None:
+        # a condition on other columns (a city, a cohort, a derived column): the mean of
+        # the rows' exact effects, when the simulator keeps them, gives the treated-cells
+        # average; the other rules need the effects by period and stay unknown
+        if treatment != sim.term:
+            return out
+        value = sim.truth_where(sim.term, spec.outcome, spec.where, columns=study.columns)
+        return [value if rules.get(str(r.get("term"))) == "treated_cells" else None for r in rows]
+    if not effects.empty and treatment != sim.term:
+        return out  # another treatment column on treated rows: not determined here
+    window = spec.kwargs.get("window")
+    reference = spec.kwargs.get("reference", -1)
+    refs = tuple(reference) if isinstance(reference, list | tuple) else (reference,)
+    periods = sorted(
+        (r.get("time"), i)
+        for i, r in enumerate(rows)
+        if rules.get(str(r.get("term"))) == "period" and r.get("time") is not None
+    )
+    position = {i: k for k, (_, i) in enumerate(periods)}
+    for i, r in enumerate(rows):
+        rule = rules.get(str(r.get("term")))
+        if rule is None:
+            continue
+        if rule == "period" and len(periods) != len(effects) and not effects.empty:
+            continue
+        event = r.get("event_time")
+        out[i] = average(
+            effects,
+            rule,
+            position=position.get(i),
+            event_time=None if event is None else float(event),
+            window=window,
+            bin_endpoints=bool(spec.kwargs.get("bin_endpoints", False)),
+            reference=refs,
+        )
+    return out
+
+
+def _contrast(
+    study: Any, sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], rules: Mapping[str, str]
+) -> list[Any]:
+    """Return the truths of a within-unit contrast: target rows' effect minus the others'.
+
+    Both are averaged by the estimator's rule among the analysis' rows that are in, and
+    not in, the targeted split group (e.g. a triple difference).
+    """
+    split = spec.split
+    treatment = spec.kwargs.get("treatment")
+    time = spec.kwargs.get("time")
+    time = time if isinstance(time, str) else None
+    out: list[float | None] = [None] * len(rows)
+    if treatment != sim.term:
+        return out
+    if split.is_group:
+        targets: dict[str, str] = {"1": f"({split.condition})"}
+        others = f"NOT ({split.condition})"
+    else:
+        raw = spec.kwargs.get("target")
+        values = list(raw) if isinstance(raw, list | tuple) else [raw]
+        literals = [_sql_literal(v) for v in values]
+        if any(v is None for v in literals):
+            return out
+        col = quote(split.column)
+        others = f"{col} NOT IN ({', '.join(literals)})"  # type: ignore[arg-type]
+        if spec.kwargs.get("separate") and len(values) > 1:
+            targets = {str(v): f"{col} = {lit}" for v, lit in zip(values, literals, strict=True)}
+        else:
+            label = ", ".join(map(str, values))
+            targets = {label: f"{col} IN ({', '.join(literals)})"}  # type: ignore[arg-type]
+
+    def within(condition: str) -> str:
+        return f"({spec.where}) AND ({condition})" if spec.where else condition
+
+    for i, r in enumerate(rows):
+        rule = rules.get(str(r.get("term")))
+        condition = targets.get(str(r.get("group")))
+        if rule != "treated_cells" or condition is None:
+            continue
+        mine = period_effects(sim, spec.outcome, within(condition), time)
+        theirs = period_effects(sim, spec.outcome, within(others), time)
+        if mine is None or theirs is None or mine.empty or theirs.empty:
+            continue
+        a, b = average(mine, rule), average(theirs, rule)
+        out[i] = None if a is None or b is None else a - b
+    return out
