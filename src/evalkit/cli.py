@@ -8,6 +8,7 @@ traceback. Exit status 1 means a study ran but did not verify.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -72,11 +73,27 @@ def _run_options(func: F) -> F:
         type=int,
         default=None,
         help="Fit the analyses on N local processes (-1: every core); default: "
-        "EVALKIT_JOBS, else 1. Results are identical for any N.",
+        "EVALKIT_JOBS, else every core up to 4. Results are identical for any N.",
     )(func)
     return click.option(
         "--force", is_flag=True, help="Replace an earlier run in the output folder."
     )(func)
+
+
+def _default_jobs(jobs: int | None) -> int | None:
+    """Return the number of processes a study run uses when --jobs is not given.
+
+    ``EVALKIT_JOBS`` decides when it is set; otherwise every core, up to 4 (results are
+    identical for any number of processes, so only the wall time changes).
+
+    Examples
+    --------
+    >>> _default_jobs(3)
+    3
+    """
+    if jobs is not None or os.environ.get("EVALKIT_JOBS"):
+        return jobs
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 @main.command(short_help="Run a study: results, report and manifest.")
@@ -129,7 +146,7 @@ def run(
         progress=progress,
         data_override=data,
         force=force,
-        jobs=jobs,
+        jobs=_default_jobs(jobs),
         scheduler=scheduler,
         overrides=overrides,
     )
@@ -171,7 +188,12 @@ def verify(
     from evalkit.study import verify_study
 
     outcome = verify_study(
-        study, out=out, progress=progress, force=force, jobs=jobs, scheduler=scheduler
+        study,
+        out=out,
+        progress=progress,
+        force=force,
+        jobs=_default_jobs(jobs),
+        scheduler=scheduler,
     )
     click.echo(outcome.report)
     if not outcome.ok:
