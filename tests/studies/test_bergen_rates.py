@@ -38,7 +38,6 @@ LATER_FAMILIES = {  # the families after the triple differences
     "twfe_unemployment": "did.TWFE",
     "person_did": "did.TWFE",
     "dml_did": "dml.DID",
-    "event_pretrend": "did.EventStudy",
 }
 COHORT = "pre_reform_recipient = 1"
 
@@ -58,7 +57,6 @@ def test_study_parses_into_every_family_for_every_outcome_and_group(study):
         ("twfe_unemployment", ROW_OUTCOMES),
         ("person_did", ROW_OUTCOMES),
         ("dml_did", ["activity", "earnings"]),
-        ("event_pretrend", ["work", "recipient", "activity", "earnings"]),
     ):
         expected += [f"{family}.{o}.{g}" for o in outcomes for g in GROUPS]
     assert ids == expected

