@@ -213,6 +213,7 @@ class MixedModel(Estimator):
                     cols.append((series == level).to_numpy(dtype=float))
                     names.append(f"{col}[{level}]")
             else:
+                assert values is not None  # numeric column
                 cols.append(values)
                 names.append(col)
         if dropped:

@@ -269,7 +269,9 @@ def meta_analysis(
     q = _q(y, v, 0.0)
     fixed = _pooled("fixed", y, v, 0.0, level, knapp_hartung=False)
     random = {
-        m: _pooled(f"random ({_NAMES[m]})", y, v, tau2(y, np.sqrt(v), m), level, knapp_hartung)
+        m: _pooled(
+            f"random ({_NAMES[m]})", y, v, tau2(list(y), list(np.sqrt(v)), m), level, knapp_hartung
+        )
         for m in methods
     }
     return MetaAnalysis(

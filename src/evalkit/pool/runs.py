@@ -23,12 +23,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
 from evalkit.errors import StudyError
 from evalkit.pool.meta import TAU2_METHODS, MetaAnalysis, meta_analysis
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
 
 __all__ = ["KEYS", "PooledEstimate", "PooledRuns", "Run", "load_run", "pool_runs"]
 
@@ -246,8 +249,9 @@ class PooledRuns:
             slug = "".join(c if c.isalnum() else "_" for c in f"{p.analysis}_{p.term}")
             slug += "".join(f"_{v}" for v in p.keys.values())
             path = fig_dir / f"forest_{slug}.png"
-            ax.figure.savefig(path, dpi=110, bbox_inches="tight")
-            plt.close(ax.figure)
+            figure = cast("Figure", ax.figure)
+            figure.savefig(path, dpi=110, bbox_inches="tight")
+            plt.close(figure)
             paths.append(path)
         return paths
 

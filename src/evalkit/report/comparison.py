@@ -151,11 +151,11 @@ def summary_table(
                 if col not in columns:
                     columns.append(col)
                 cells.setdefault(key, {}).setdefault(col, r)
-    names = {}
-    for fam, term in columns:
-        name = fam if term is None else f"{fam}: {term}"
-        names[(fam, term)] = name + (" (group - rest)" if families[fam]["within"] else "")
-    legend = list(dict.fromkeys((fam, str(families[fam]["title"])) for fam, _ in columns))
+    names: dict[tuple[str, str | None], str] = {}
+    for family, term in columns:
+        label = family if term is None else f"{family}: {term}"
+        names[(family, term)] = label + (" (group - rest)" if families[family]["within"] else "")
+    legend = list(dict.fromkeys((f, str(families[f]["title"])) for f, _ in columns))
     head = ["Outcome", "Unit", "Group", *(names[c] for c in columns)]
     if simulated:
         head.append("Truth")
@@ -165,12 +165,12 @@ def summary_table(
         common = _mode(truths)
         line = [outcome, unit(outcome or None), group]
         for col in columns:
-            r = row.get(col)
-            if r is None:
+            hit = row.get(col)
+            if hit is None:
                 line.append("")
                 continue
-            text = _cell(r, fmt)
-            t = _num(r.get("truth"))
+            text = _cell(hit, fmt)
+            t = _num(hit.get("truth"))
             if simulated and t is not None and common is not None and not _close(t, common):
                 text += f"; truth {fmt(t)}"
             line.append(text)

@@ -58,7 +58,7 @@ def test_inversion_note(entries: Sequence[Mapping[str, Any]]) -> str | None:
     if not mine:
         return None
     methods = list(dict.fromkeys((e.get("inference") or {}).get("method") for e in mine))
-    names = ", ".join(_TEST_INVERSION_NAMES.get(m, str(m)) for m in methods)
+    names = ", ".join(_TEST_INVERSION_NAMES.get(str(m), str(m)) for m in methods)
     k = (mine[0].get("info") or {}).get("n_treated_clusters")
     g = (mine[0].get("info") or {}).get("n_clusters")
     steps = sorted(
@@ -97,7 +97,7 @@ def within_note(entries: Sequence[Mapping[str, Any]]) -> str | None:
     k, g = info.get("n_treated_clusters"), info.get("n_clusters")
     by_method: dict[str, int] = {}
     for e in mine:
-        method = (e.get("inference") or {}).get("method")
+        method = str((e.get("inference") or {}).get("method"))
         by_method[method] = by_method.get(method, 0) + 1
     text = (
         f"**Why triple differences can be trusted where the {unit}-level analyses "

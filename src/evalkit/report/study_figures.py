@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,8 @@ from evalkit.report.units import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
+
+    from evalkit.core.result import Result
 
 __all__ = [
     "EntryResult",
@@ -268,7 +270,7 @@ def event_figure(
     for ax, group in zip(axes, groups, strict=False):
         members = [e for e in mine if group_of(e) == group]
         event_study_plot(
-            [EntryResult(e) for e in members],
+            [cast("Result", EntryResult(e)) for e in members],
             labels=[str(e["family"]) for e in members],
             ax=ax,
             title=f"group: {group}",

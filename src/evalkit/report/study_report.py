@@ -256,7 +256,7 @@ def _rows_blocks(
                 "file": f"file `{t.get('file')}`",
             }
             described.append(
-                f"`{name}` ({what.get(t.get('kind'), 'a DuckDB query')}, sha256 "
+                f"`{name}` ({what.get(str(t.get('kind')), 'a DuckDB query')}, sha256 "
                 f"`{str(t.get('sha256'))[:16]}…`)"
             )
         blocks.append(("p", "Extra tables: " + "; ".join(described) + "."))

@@ -112,8 +112,10 @@ order, so it too does not depend on the chunk size or the number of jobs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import numbers
+import operator
 import os
 import shutil
 from dataclasses import dataclass
@@ -589,7 +591,7 @@ def bergen_rates(
     results = parallel.backend(jobs=jobs).map(
         _Chunk(setting, None if folder is None else str(folder)), spans
     )
-    acc = sum(r[1] for r in results)
+    acc: np.ndarray = functools.reduce(operator.add, (r[1] for r in results))
     content = hashlib.sha256(b"".join(d for r in results for d in r[2])).hexdigest()
     data = effects = None
     if folder is None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -377,7 +378,7 @@ def simulate_block(
         * rec[bergen]
     )
 
-    def person(x: np.ndarray, dtype: str) -> np.ndarray:
+    def person(x: Any, dtype: str) -> np.ndarray:
         return np.repeat(x.astype(dtype), n_obs)
 
     def monthly(x: np.ndarray, dtype: str) -> np.ndarray:
