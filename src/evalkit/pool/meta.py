@@ -137,6 +137,11 @@ def tau2(estimates: Sequence[float], std_errors: Sequence[float], method: str = 
     """
     y, v = _arrays(estimates, std_errors)
     _check_method(method)
+    return _tau2(y, v, method)
+
+
+def _tau2(y: np.ndarray, v: np.ndarray, method: str) -> float:
+    """Return tau^2 by ``method`` from checked estimates ``y`` and variances ``v``."""
     k = y.size
     w = 1.0 / v
     q = _q(y, v, 0.0)
@@ -269,9 +274,7 @@ def meta_analysis(
     q = _q(y, v, 0.0)
     fixed = _pooled("fixed", y, v, 0.0, level, knapp_hartung=False)
     random = {
-        m: _pooled(
-            f"random ({_NAMES[m]})", y, v, tau2(list(y), list(np.sqrt(v)), m), level, knapp_hartung
-        )
+        m: _pooled(f"random ({_NAMES[m]})", y, v, _tau2(y, v, m), level, knapp_hartung)
         for m in methods
     }
     return MetaAnalysis(
