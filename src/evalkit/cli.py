@@ -375,9 +375,10 @@ def estimators(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    family = max((len(r["family"]) for r in rows), default=0)
     width = max((len(r["name"]) for r in rows), default=0)
     for row in rows:
-        click.echo(f"{row['family']:<6} {row['name']:<{width}}  {row['description']}")
+        click.echo(f"{row['family']:<{family}}  {row['name']:<{width}}  {row['description']}")
 
 
 _ROLE_OPTIONS = (

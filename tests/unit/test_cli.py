@@ -27,6 +27,9 @@ def test_estimators_lists_family_name_and_first_docstring_line():
         assert (family, listed) == (name.split(".")[0], name)
         assert " ".join(description) == " ".join(first.split())
     assert "Two-way fixed-effects difference-in-differences." in out.stdout
+    # columns line up whatever the length of the family names
+    starts = {line.index(name) for name, line in zip(names(), lines, strict=True)}
+    assert len(starts) == 1
 
 
 def test_estimators_json():
