@@ -25,6 +25,17 @@ effect into the unit's level, so the pre-period residuals are then the larger on
 (measured on the one-treated-of-ten design, 33 of 60 months after the reform: power
 0.00 at an effect of 3 with ``q = 1``, against 0.9 or more with the mean).
 
+Weights: a two-way fixed-effects regression on cells weighted by their counts is not the
+unweighted DiD of the cells, and an interval built from the unweighted one need not
+contain the weighted estimate (it did not, e.g., for the Bergen study's TWFE at 4,000
+persons). With ``weights`` the DiD counterfactual is fitted by weighted least squares and
+the ``"mean"`` statistic is the weighted mean of the post-period residuals (each weight
+moving with its residual under the permutations), so the conformal estimate is the
+weighted regression's. For such a linear fit the residuals under the null ``theta`` are
+``u(0) - theta * c``, each shift's statistic is ``|A_j - theta B_j|``, and the p-value
+jumps only where two of them are equal: the accepted set is computed exactly from those
+points, as a union of intervals (the hull is reported, with a note, when it is not one).
+
 The counterfactual model is a callable, so synthetic control reuses this module:
 ``fit(y_null, keep) -> residuals`` receives the treated unit's null-imposed outcomes
 on the kept periods (``keep`` a boolean mask over all periods) and returns its residuals
