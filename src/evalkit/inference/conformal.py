@@ -80,28 +80,29 @@ class _LinearFit:
         if self.weights is None:
             col = panel.mean(axis=0)
             return panel[0] - panel[0].mean() - col + col.mean()
-        # weighted least squares of y_it = a_i + g_t: residuals = y - P y, P cached per mask
+        # weighted least squares of y_it = a_i + g_t (normal equations, inverse cached per mask)
         key = np.asarray(keep, dtype=bool).tobytes()
+        w = self.weights[:, keep]
         if key not in self._cache:
-            self._cache[key] = _weighted_twoway_hat(self.weights[:, keep])
-        fitted = self._cache[key] @ panel.ravel()
-        return panel[0] - fitted
+            self._cache[key] = _weighted_twoway_inverse(w)
+        g = w.shape[0]
+        wy = w * panel
+        coef = self._cache[key] @ np.r_[wy.sum(axis=1), wy.sum(axis=0)[1:]]
+        return panel[0] - coef[0] - np.r_[0.0, coef[g:]]
 
 
-def _weighted_twoway_hat(w: np.ndarray) -> np.ndarray:
-    """Rows of the weighted two-way fixed-effects hat matrix for unit 0 of a ``(G, T)`` panel.
+def _weighted_twoway_inverse(w: np.ndarray) -> np.ndarray:
+    """Inverse of ``X'WX`` for ``y_it = a_i + g_t`` on a ``(G, T)`` panel with weights ``w``.
 
-    ``fitted_0 = H @ y.ravel()`` with ``H = X_0 (X'WX)^{-1} X'W``; the design has a dummy per
-    unit and per period but the first, so ``X'WX`` is small and positive definite.
+    The design has a dummy per unit and per period but the first, so ``X'WX`` (unit
+    totals, period totals and the weights themselves off the diagonal) is small and
+    positive definite; ``coef = inverse @ X'Wy``.
     """
-    g, n_t = w.shape
-    k = g + n_t - 1
-    x = np.zeros((g * n_t, k))
-    x[np.arange(g * n_t), np.repeat(np.arange(g), n_t)] = 1.0
-    later = np.tile(np.arange(n_t), g) > 0
-    x[np.flatnonzero(later), g + np.tile(np.arange(n_t), g)[later] - 1] = 1.0
-    xtw = x.T * w.ravel()[None, :]
-    return x[:n_t] @ np.linalg.solve(xtw @ x, xtw)
+    g = w.shape[0]
+    xtwx = np.diag(np.r_[w.sum(axis=1), w.sum(axis=0)[1:]])
+    xtwx[:g, g:] = w[:, 1:]
+    xtwx[g:, :g] = w[:, 1:].T
+    return np.linalg.inv(xtwx)
 
 
 def did_counterfactual(controls: np.ndarray, weights: np.ndarray | None = None) -> Counterfactual:
