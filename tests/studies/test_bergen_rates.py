@@ -151,7 +151,7 @@ def test_reduced_study_runs_every_family(reduced):
     _, run = reduced
     assert run.ok, run.errors
     families = {a["family"] for a in run.results["analyses"]}
-    assert families == {*CELL_FAMILIES, *LATER_FAMILIES, "ddd"}
+    assert families == {*CELL_FAMILIES, *LATER_FAMILIES, "ddd", *BY_FAMILIES}
     estimators = {a["estimator"].split(".")[0] for a in run.results["analyses"]}
     assert estimators == {"did", "synth", "dml"}
 
