@@ -40,6 +40,8 @@ LATER_FAMILIES = {  # the families after the triple differences
     "dml_did": "dml.DID",
 }
 COHORT = "pre_reform_recipient = 1"
+BY_FAMILIES = {"sc_by_household": "synth.SyntheticControl", "dml_did_by_household": "dml.DID"}
+SC_BY_OUTCOMES = ["benefit", "work", "recipient", "activity", "earnings", "income"]
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +61,15 @@ def test_study_parses_into_every_family_for_every_outcome_and_group(study):
         ("dml_did", ["activity", "earnings"]),
     ):
         expected += [f"{family}.{o}.{g}" for o in outcomes for g in GROUPS]
+    # equality tests across household groups (by = "household"), every person at once
+    expected += [f"sc_by_household.{o}" for o in SC_BY_OUTCOMES]
+    expected += [f"dml_did_by_household.{o}" for o in ("activity", "earnings")]
     assert ids == expected
-    by_family = {**CELL_FAMILIES, **LATER_FAMILIES, "ddd": "did.TripleDiff"}
+    by_family = {**CELL_FAMILIES, **LATER_FAMILIES, "ddd": "did.TripleDiff", **BY_FAMILIES}
     for a in study.analyses:
         assert a.estimator == by_family[a.family], a.id
-        if a.family in ("person_did", "dml_did"):
+        assert (a.by == "household") == (a.family in BY_FAMILIES), a.id
+        if a.family in ("person_did", "dml_did", "dml_did_by_household"):
             assert a.fit_on == "rows" and COHORT in a.where
             assert a.collapse_by == ("person_id", "city", "after_reform")
             assert a.kwargs["unit"] == "person_id" and a.kwargs["time"] == "after_reform"
@@ -145,7 +151,7 @@ def test_reduced_study_runs_every_family(reduced):
     _, run = reduced
     assert run.ok, run.errors
     families = {a["family"] for a in run.results["analyses"]}
-    assert families == {*CELL_FAMILIES, *LATER_FAMILIES, "ddd"}
+    assert families == {*CELL_FAMILIES, *LATER_FAMILIES, "ddd", *BY_FAMILIES}
     estimators = {a["estimator"].split(".")[0] for a in run.results["analyses"]}
     assert estimators == {"did", "synth", "dml"}
 

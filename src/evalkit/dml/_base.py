@@ -26,6 +26,7 @@ from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.core.uncertainty import Analytic, Draws, NoInference
 from evalkit.data.checks import check_name, check_names
 from evalkit.data.panel import Panel
+from evalkit.dml.cluster_folds import check_cluster_folds
 from evalkit.dml.learners import learners_for
 from evalkit.dml.result import DMLResult, influence
 from evalkit.dml.splits import fold_splits
@@ -170,6 +171,8 @@ class DMLEstimator(Estimator):
         smpls, smpls_cluster = fold_splits(
             int(dml_data.n_obs), self.n_folds, self.n_rep, ctx.seed, labels or None
         )
+        binaries = {r: frame[getattr(self, r)].to_numpy() for r in self.binary_roles}
+        check_cluster_folds(binaries, clusters, labels, smpls)
         if smpls_cluster is None:
             model.set_sample_splitting(smpls)
         else:

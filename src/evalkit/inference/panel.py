@@ -210,14 +210,18 @@ def panel_test(
             hint="drop the covariates or use inference='wild'",
             column="covariates",
         )
-    cells, post = _cluster_series(data, treated)
+    cells, post, counts = _cluster_series(data, treated)
     controls = np.setdiff1d(np.arange(data.n_clusters), treated)
     y1 = cells[treated].mean(axis=0)
-    fit = did_counterfactual(cells[controls])
-    res = conformal_inference(y1, post, fit, level=level, null=null, per_period=per_period, q=q)
+    # each cluster-period weighs its rows' total weight, as in the regression: with one
+    # row per cluster and period the conformal estimate is the TWFE estimate
+    w1 = counts[treated].sum(axis=0)
+    fit = did_counterfactual(cells[controls], np.vstack([w1, counts[controls]]))
+    opts = {"q": q, "weights": w1}
+    res = conformal_inference(y1, post, fit, level=level, null=null, per_period=per_period, **opts)
 
     def invert(new_level: float) -> tuple[float, float]:
-        again = conformal_inference(y1, post, fit, level=new_level, per_period=False, q=q)
+        again = conformal_inference(y1, post, fit, level=new_level, per_period=False, **opts)
         return again.conf_low, again.conf_high
 
     return PanelTest(
@@ -262,8 +266,10 @@ def _cluster_sizes(data: PanelData) -> np.ndarray:
     return total / np.maximum(periods, 1)
 
 
-def _cluster_series(data: PanelData, treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster-by-period (weighted) means and the post-treatment periods."""
+def _cluster_series(
+    data: PanelData, treated: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cluster-by-period (weighted) means, the post-treatment periods and the cells' weights."""
     g, n_t = data.n_clusters, int(data.time.max()) + 1
     w = data.w if data.w is not None else np.ones(len(data.y))
     cell = data.cluster * n_t + data.time
@@ -284,4 +290,4 @@ def _cluster_series(data: PanelData, treated: np.ndarray) -> tuple[np.ndarray, n
             hint="use inference='wild' or 'permutation' for staggered or reversing treatment",
             column="treatment",
         )
-    return s / n, paths[0]
+    return s / n, paths[0], n

@@ -24,6 +24,7 @@ import pandas as pd
 from evalkit.report import study_figures as figs
 from evalkit.report.caveats import Caveat, concerns, consolidate
 from evalkit.report.comparison import coverage, effect_rows, summary_table
+from evalkit.report.equality import equality_blocks
 from evalkit.report.inference_notes import (
     FEW_TREATED_CLUSTERS,
     cell_level,
@@ -539,6 +540,7 @@ def _blocks(
         families.setdefault(e["family"], []).append(e["id"])
     blocks += _caveat_blocks(caveats, families, study.notes)
     blocks += _results_blocks(entries, simulated, unit, figures)
+    blocks += equality_blocks(entries)
     blocks += _analyses_blocks(entries, caveats)
     blocks.append(("h2", "Reproduce"))
     where = os.path.relpath(study.root)

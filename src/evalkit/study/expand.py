@@ -2,7 +2,7 @@
 
 An analysis table names an estimator from the registry; its options are checked against
 the estimator's constructor, its inference method against what the estimator supports,
-its ``group``, ``where``, ``split_by``, ``collapse_by``, ``fit_on`` and ``table`` against
+its ``group``, ``where``, ``split_by``, ``by``, ``collapse_by``, ``fit_on`` and ``table`` against
 the study, and ``expand`` turns it into one analysis per combination of values, each
 with its own seed (:func:`derive_seed`).
 """
@@ -31,7 +31,7 @@ from evalkit.study.spec import AnalysisSpec, CollapseSpec, SplitSpec
 __all__ = ["STUDY_LEVEL_KEYS", "analyses", "derive_seed"]
 
 #: Analysis keys that describe the study's rows, never estimator options.
-STUDY_LEVEL_KEYS = ("group", "where", "split_by")
+STUDY_LEVEL_KEYS = ("group", "where", "split_by", "by")
 #: The cell key of ``split_by = "<group>"`` is this prefix plus the group's name.
 SPLIT_PREFIX = "in_"
 
@@ -209,6 +209,16 @@ def analyses(
             collapse=collapse if cells else None,
             keys=collapse_by,
         )
+        by = _by(
+            src,
+            labels.get("by", table.get("by")),
+            index,
+            aid=aid,
+            cls=cls,
+            split=split,
+            collapse=collapse if cells else None,
+            keys=collapse_by,
+        )
         if split is not None:
             kwargs["group"] = split.column
             if split.is_group:
@@ -267,9 +277,61 @@ def analyses(
                 collapse_by=collapse_by,
                 fit_on=fit_on,
                 table=data_table,
+                by=by,
             )
         )
     return out
+
+
+def _by(
+    src: Source,
+    value: Any,
+    index: int,
+    *,
+    aid: str,
+    cls: type,
+    split: SplitSpec | None,
+    collapse: CollapseSpec | None,
+    keys: tuple[str, ...] | None,
+) -> str | None:
+    """Validate ``by`` of one analysis: a column whose subgroups the fit compares."""
+    if value is None:
+        return None
+    key = "by"
+    _text(src, value, key, index, example='by = "household"')
+    where = src.where("analysis", key, index)
+    if not NAME_PATTERN.match(value):
+        raise DesignError(
+            f"{where}: by {value!r} must be a column name (letters, digits and '_')",
+            hint='e.g. by = "household" (a column of the data or of [columns])',
+            column=key,
+        )
+    name = getattr(cls, "registry_name", cls.__name__)
+    if not getattr(cls, "supports_by", False):
+        raise DesignError(
+            f"{where}: analysis {aid!r}: {name} does not compare subgroups (by=): its "
+            "results have no per-cluster scores or placebo runs to compare them with",
+            hint="fit each subgroup as its own analysis (group = ...), or use an estimator "
+            "that supports by (did.TWFE, synth.SyntheticControl, dml.DID, ...)",
+            column=key,
+        )
+    if split is not None:
+        raise DesignError(
+            f"{where}: analysis {aid!r}: by and split_by both add a group dimension",
+            hint="keep one: split_by compares a group with the rest of its unit within one "
+            "fit (did.TripleDiff); by fits each subgroup and tests that they are equal",
+            column=key,
+        )
+    if collapse is not None:
+        taken = [*(keys or collapse.by), *collapse.columns]
+        if value in taken and value not in (keys or collapse.by):
+            raise DesignError(
+                f"{where}: by {value!r} would add cell key {value!r}, which [collapse] "
+                "already makes as a measure or count",
+                hint="rename the measure or the count, or split by another column",
+                column=key,
+            )
+    return value
 
 
 def _fit_on(

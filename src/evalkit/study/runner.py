@@ -206,6 +206,8 @@ def _rows_frame(source: DataSource, spec: AnalysisSpec) -> tuple[pd.DataFrame, d
         keys = list(spec.collapse_by)
         if spec.split is not None and spec.split.column not in keys:
             keys.append(spec.split.column)
+        if spec.by is not None and spec.by not in keys:
+            keys.append(spec.by)
         frame, n_rows = source.averaged(spec.where, wanted, keys, spec.split)
         info.update(n_rows=n_rows, n_averaged_rows=len(frame), collapse_by=keys)
     else:
@@ -227,6 +229,8 @@ def _columns_used(spec: AnalysisSpec, available: list[str]) -> list[str]:
                 cols.append(v)
     if spec.inference is not None and spec.inference.cluster in available:
         cols.append(spec.inference.cluster)
+    if spec.by is not None and spec.by in available and spec.by not in cols:
+        cols.append(spec.by)
     return cols or list(available)
 
 
@@ -242,6 +246,7 @@ class _FitJob:
     seed: int
     level: float
     error: str | None = None
+    by: str | None = None  # fit(..., by=): subgroups compared with equality tests
 
 
 def _materialise(
@@ -259,7 +264,14 @@ def _materialise(
             error = str(err)
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
     job = _FitJob(
-        spec.estimator, dict(spec.kwargs), frame, spec.inference, spec.seed, spec.level, error
+        spec.estimator,
+        dict(spec.kwargs),
+        frame,
+        spec.inference,
+        spec.seed,
+        spec.level,
+        error,
+        by=spec.by,
     )
     return job, data, messages
 
@@ -279,8 +291,9 @@ def _run_fit(job: _FitJob) -> tuple[Result | None, list[str], str | None]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             estimator = registry.get(job.estimator)(**job.kwargs)
+            by = {} if job.by is None else {"by": job.by}
             result = estimator.fit(
-                job.frame, inference=job.inference, seed=job.seed, level=job.level
+                job.frame, inference=job.inference, seed=job.seed, level=job.level, **by
             )
         error = None
     except EvalkitError as err:
@@ -313,6 +326,7 @@ def _entry(study: Study, source: DataSource, f: Fitted) -> dict[str, Any]:
         "group": spec.group,
         "where": spec.where,
         "split": _split_entry(spec.split),
+        "by": spec.by,
         "options": jsonable(dict(spec.kwargs)),
         "inference": f.result.inference.to_dict() if f.result is not None else None,
         "level": spec.level,

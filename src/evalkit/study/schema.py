@@ -336,6 +336,11 @@ class Analysis(_Table):
         default=None,
         description="A [groups] name or column compared within units (did.TripleDiff).",
     )
+    by: str | None = Field(
+        default=None,
+        description="A column whose subgroups are compared: one fit per subgroup, their "
+        "differences and equality tests (fit(..., by=column)); with cells, a cell key.",
+    )
     fit_on: Literal["cells", "rows"] | None = Field(
         default=None, description="Default: 'cells' when the study has [collapse], else 'rows'."
     )
@@ -351,6 +356,16 @@ class Analysis(_Table):
             raise fail(
                 f"analysis id {value!r} may only contain letters, digits, '_', '-' and '.'",
                 hint='e.g. id = "twfe_work"',
+            )
+        return value
+
+    @field_validator("by")
+    @classmethod
+    def _by(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_PATTERN.match(value):
+            raise fail(
+                f"by {value!r} must be a column name (letters, digits and '_')",
+                hint='e.g. by = "household" (a column of the data or of [columns])',
             )
         return value
 

@@ -656,6 +656,8 @@ def _check_names(study: Study, src: Locator, relations: Mapping[str | None, Any]
             among, what = mine, label
         for b in a.collapse_by or ():
             need(b, "analysis", "collapse_by", a.table_index, mine, label)
+        if a.by is not None:
+            need(a.by, "analysis", "by", a.table_index, mine, label)
         if a.split is not None:
             _check_split(study, src, a, mine)
             if a.fit_on == "rows":

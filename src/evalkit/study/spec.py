@@ -152,6 +152,9 @@ class AnalysisSpec:
         ``"cells"`` (collapsed by ``[collapse]``) or ``"rows"`` (the table's rows).
     table
         The ``[data.tables]`` name the analysis reads, or None for ``[data]``.
+    by
+        The column whose subgroups the fit compares (``fit(..., by=by)``), or None; a
+        cell key of its own with cells, an averaging key with averaged rows.
     """
 
     id: str
@@ -171,6 +174,7 @@ class AnalysisSpec:
     collapse_by: tuple[str, ...] | None = None
     fit_on: str = "cells"
     table: str | None = None
+    by: str | None = None
 
     @property
     def outcome(self) -> str | None:
@@ -235,7 +239,8 @@ class Study:
         if self.collapse is None or spec.fit_on == "rows":
             return ()
         keys = spec.collapse_by if spec.collapse_by is not None else self.collapse.by
-        return (*keys, spec.split.column) if spec.split is not None else tuple(keys)
+        keys = (*keys, spec.split.column) if spec.split is not None else tuple(keys)
+        return (*keys, spec.by) if spec.by is not None and spec.by not in keys else keys
 
     def cell_columns(self, spec: AnalysisSpec) -> list[str]:
         """Return every column of the cells an analysis is fitted on."""

@@ -284,7 +284,61 @@ def truth_lookup(study: Any, sim: Any, spec: Any) -> Lookup | None:
             out = [d if d is not None else c for d, c in zip(out, computed, strict=True)]
         return out
 
+    if getattr(spec, "by", None) is not None:
+        return lambda rows: _by_subgroups(study, sim, spec, rows)
     return lookup
+
+
+def _by_subgroups(study: Any, sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Truths of a ``by=`` fit: each subgroup's estimand on its rows, differences of them.
+
+    A subgroup row (key ``subgroup``) gets the truth of the same analysis restricted to the
+    rows whose ``by`` column (a data column, or the SQL of a ``[columns]`` entry) has that
+    value; a difference row ``"a - b"`` gets the truth of ``a`` minus that of ``b`` for the
+    same term (and period or event time).
+    """
+    import dataclasses
+
+    labels = [str(r.get("subgroup")) for r in rows]
+    plain = set(labels)
+    expression = study.columns.get(spec.by) if getattr(study, "columns", None) else None
+    column = f"({expression})" if expression else quote(spec.by)
+    out: list[Any] = [None] * len(rows)
+    by_key: dict[tuple[Any, ...], float | None] = {}
+
+    def key(label: str, r: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (label, str(r.get("term")), str(r.get("time")), str(r.get("event_time")))
+
+    for label in dict.fromkeys(labels):
+        if _split_difference(label, plain) is not None:
+            continue
+        mine = [i for i, lab in enumerate(labels) if lab == label]
+        condition = f"CAST({column} AS VARCHAR) = {_sql_literal(label)}"
+        where = f"({spec.where}) AND ({condition})" if spec.where else condition
+        sub = dataclasses.replace(spec, where=where, custom_where=True, by=None)
+        look = truth_lookup(study, sim, sub)
+        values = look([rows[i] for i in mine]) if look is not None else [None] * len(mine)
+        for i, v in zip(mine, values, strict=True):
+            out[i] = v
+            by_key[key(label, rows[i])] = v
+    for i, label in enumerate(labels):
+        pair = _split_difference(label, plain)
+        if pair is None:
+            continue
+        a = by_key.get(key(pair[0], rows[i]))
+        b = by_key.get(key(pair[1], rows[i]))
+        out[i] = None if a is None or b is None else a - b
+    return out
+
+
+def _split_difference(label: str, plain: set[str]) -> tuple[str, str] | None:
+    """Return ``(a, b)`` when ``label`` is the difference row ``"a - b"`` of two subgroups."""
+    parts = label.split(" - ")
+    for k in range(1, len(parts)):
+        a, b = " - ".join(parts[:k]), " - ".join(parts[k:])
+        if a in plain and b in plain:
+            return a, b
+    return None
 
 
 def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any) -> list[Any]:
