@@ -36,20 +36,11 @@ import pandas as pd
 from evalkit.selection import ObservedExpected, shrinkage
 from evalkit.selection.observed_expected import _bootstrap, _posterior_only, _rank_probabilities
 from evalkit.simulate import integration_youth
+from evalkit.simulate.integration.youth import RISK_FACTORS
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 20261130
-COVARIATES = [
-    "age_group",
-    "female",
-    "immigrant",
-    "parents_low_education",
-    "dropout",
-    "health_problems",
-    "unemployment",
-    "low_education",
-    "centrality",
-]
+COVARIATES = list(RISK_FACTORS)  # the study's risk model
 VARIANTS = {
     "likelihood": {"risk_draws": True, "prior_draws": "likelihood"},
     "likelihood-no-risk": {"risk_draws": False, "prior_draws": "likelihood"},
