@@ -83,7 +83,7 @@ from evalkit.selection.result import SelectionResult
 __all__ = ["ObservedExpected"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class _CvProfile:
     """The effective counts that give ``prior_cv`` its profile-likelihood interval."""
 
