@@ -21,18 +21,30 @@ and says how sure it is:
    ``(a + O_m/phi) / (b + E_m/phi)``.
 4. **Selection.** The ``k`` municipalities with the highest and the ``k`` with the lowest
    shrunk ratio.
-5. **How sure.** A bootstrap (``reps`` replicates) resamples persons within
-   municipalities (for the prior and ``phi``) and draws the risk model's coefficients
-   from their estimated sampling distribution (for the expected counts). In each
-   replicate, ``posterior_draws`` ratios are drawn from every municipality's posterior
-   given the observed counts; the share of draws in which a municipality is among the
-   ``k`` highest (lowest) is its probability of *truly* being among the ``k`` above
-   (below) in that replicate, and ``p_above`` (``p_below``) is its mean over
-   replicates. The intervals of the ratios are percentiles of all draws: posterior
-   intervals that carry the uncertainty of the prior, of ``phi`` and of the risk
-   model (the idea of Laird & Louis 1987). The share of replicates in which the
-   selection rule, applied to the resampled data, picks a municipality (the
-   selection's stability) is in ``extras["municipalities"]``.
+5. **How sure.** In each of ``reps`` replicates the risk model's coefficients are drawn
+   from their estimated sampling distribution (giving the expected counts) and the
+   prior's coefficient of variation from its profile likelihood
+   (:func:`~evalkit.selection.shrinkage.cv_draws`: the uncertainty of the prior's
+   spread, integrated over); ``posterior_draws`` ratios are then drawn from every
+   municipality's gamma posterior given the observed counts. The share of all draws in
+   which a municipality is among the ``k`` highest (lowest) is ``p_above``
+   (``p_below``), its probability of *truly* being among the ``k`` above (below); the
+   intervals of the ratios are percentiles of the draws. ``prior_cv`` gets the
+   profile-likelihood interval of the prior's coefficient of variation
+   (:func:`~evalkit.selection.shrinkage.cv_interval`) and the likelihood-ratio test of
+   no variation. Persons are also resampled within municipalities, for the interval of
+   ``level`` and the share of replicates in which the selection rule, applied to the
+   resampled data, picks a municipality (the selection's stability, in
+   ``extras["municipalities"]``). An earlier version refitted the prior to the
+   resampled persons: resampling adds noise to every ratio, which widened that prior,
+   shifted the bootstrap distribution of ``prior_cv`` up (its basic interval missed the
+   truth in most simulated countries) and flattened the probabilities.
+
+   *Calibration* (``benchmarks/results/selection_calibration.md``, simulated countries):
+   the intervals of ``prior_cv`` are conservative; the probabilities are conservative
+   at the top, because the gamma prior is unimodal and shrinks a few clear outliers
+   towards the bulk of ordinary municipalities: read ``p_above`` of a selected
+   municipality as a lower bound rather than an exact probability.
 
 Ratios are reported relative to the level of the evaluation window, ``sum(O) / sum(E)``
 (row ``level``), so that a drift of the whole country between the years the risk model
@@ -72,6 +84,20 @@ __all__ = ["ObservedExpected"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class _CvProfile:
+    """The effective counts that give ``prior_cv`` its profile-likelihood interval."""
+
+    observed: np.ndarray
+    expected: np.ndarray
+
+    def interval(self, level: float) -> tuple[float, float]:
+        return shrinkage.cv_interval(self.observed, self.expected, level)
+
+    def p_value(self) -> float:
+        return shrinkage.cv_p_value(self.observed, self.expected)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class _SelectionDraws(Draws):
     """Bootstrap-posterior draws with percentile intervals and tests against ``null``.
 
@@ -81,13 +107,17 @@ class _SelectionDraws(Draws):
     ``(estimate - null) / std_error`` against the normal; intervals are percentiles of
     the draws, widened where needed to contain the estimate (a probability whose draws
     are nearly all 0 has a percentile interval [0, 0] but an estimate above 0). Rows in
-    ``basic`` (``level``, ``prior_cv``: statistics recomputed on resampled data, whose
-    bootstrap distribution is shifted, e.g. resampling adds noise to the spread of the
-    ratios) get the basic bootstrap interval ``2 * estimate - percentiles`` instead.
+    ``basic`` (``level``: recomputed on resampled persons) get the basic bootstrap
+    interval ``2 * estimate - percentiles`` instead. The row in ``profile``
+    (``prior_cv``) gets the profile-likelihood interval of ``cv`` at any level and the
+    likelihood-ratio test of no variation (half the chi-square(1) tail: the null is on
+    the boundary).
     """
 
     null: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     basic: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
+    profile: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
+    cv: _CvProfile | None = None
 
     def columns(self, estimate: np.ndarray, level: float) -> dict[str, np.ndarray]:
         """Return the draws' standard errors, percentile intervals and tests of ``null``."""
@@ -102,6 +132,10 @@ class _SelectionDraws(Draws):
         lo, hi = cols["conf_low"].copy(), cols["conf_high"].copy()
         b = self.basic
         lo[b], hi[b] = np.maximum(2 * estimate[b] - hi[b], 0.0), 2 * estimate[b] - lo[b]
+        if self.cv is not None and self.profile.any():
+            lo[self.profile], hi[self.profile] = self.cv.interval(level)
+            cols["statistic"][self.profile] = np.nan
+            cols["p_value"][self.profile] = self.cv.p_value()
         cols["conf_low"] = np.minimum(lo, estimate)
         cols["conf_high"] = np.maximum(hi, estimate)
         return cols
@@ -111,6 +145,7 @@ class _SelectionDraws(Draws):
         return {
             **super().to_dict(),
             "null": "ratio = 1, level = 1, prior_cv = 0, p_above / p_below = k / M",
+            "prior_cv": "profile-likelihood interval; likelihood-ratio test of prior_cv = 0",
         }
 
 
@@ -152,7 +187,9 @@ class ObservedExpected(Estimator):
     ``inference="bootstrap"`` (the default, ``reps=500``) gives the intervals and
     probabilities described in the module docstring; ``"none"`` uses the posterior at
     the fitted prior only (``reps`` x ``posterior_draws`` draws), ignoring the
-    uncertainty of the prior, ``phi`` and the risk model.
+    uncertainty of the prior's spread and of the risk model. The overdispersion factor
+    ``phi`` is held at its estimate in both: it is estimated from thousands of persons
+    (its spread over simulated countries of the study's size is about 0.03 around 1.5).
 
     Examples
     --------
@@ -292,7 +329,8 @@ class ObservedExpected(Estimator):
         return train, ~train
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
+    def _prepare(self, data: pd.DataFrame) -> dict[str, Any]:
+        """Fit the risk model and return the persons' counts, the fit and what they need."""
         frame = self._frame(data)
         x, names = self._design(frame)
         y = frame[self.outcome].to_numpy(dtype=float)
@@ -327,6 +365,28 @@ class ObservedExpected(Estimator):
 
         e_person = expected(beta)
         fit = _shrink(y_person, e_person, person_unit, n_units, None)
+        return {
+            "frame": frame,
+            "names": names,
+            "train": train,
+            "window": window,
+            "beta": beta,
+            "vcov": vcov,
+            "expected": expected,
+            "y_person": y_person,
+            "person_unit": person_unit,
+            "n_persons": n_persons,
+            "unit_labels": unit_labels,
+            "fit": fit,
+        }
+
+    def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
+        prep = self._prepare(data)
+        frame, names, train, window = prep["frame"], prep["names"], prep["train"], prep["window"]
+        beta, vcov, expected = prep["beta"], prep["vcov"], prep["expected"]
+        y_person, person_unit, fit = prep["y_person"], prep["person_unit"], prep["fit"]
+        unit_labels, n_persons = prep["unit_labels"], prep["n_persons"]
+        n_units = len(unit_labels)
         observed = np.bincount(person_unit, weights=y_person, minlength=n_units)
         persons = np.bincount(person_unit, minlength=n_units)
         ratio_hat = fit["mean"] / fit["level"]
@@ -338,7 +398,7 @@ class ObservedExpected(Estimator):
         j = self.posterior_draws
         if method == "bootstrap":
             boot = _bootstrap(
-                rng, reps, j, self.k, beta, vcov, expected, y_person, person_unit, observed
+                rng, reps, j, self.k, beta, vcov, expected, y_person, person_unit, fit
             )
         else:
             boot = _posterior_only(rng, reps, j, self.k, fit)
@@ -363,8 +423,9 @@ class ObservedExpected(Estimator):
             below_idx,
         )
         description = (
-            f"bootstrap of persons within municipalities and of the risk model "
-            f"({reps} replicates x {j} posterior draws): percentile intervals"
+            f"posterior draws integrated over the risk model's coefficients and the prior's "
+            f"spread ({reps} replicates x {j} draws): percentile intervals; prior_cv: "
+            f"profile likelihood; level: bootstrap of persons within municipalities"
             if method == "bootstrap"
             else f"posterior at the fitted prior only ({reps * j} draws)"
         )
@@ -382,7 +443,9 @@ class ObservedExpected(Estimator):
                 reps=len(draw_cols),
                 seed=ctx.seed,
                 null=null,
-                basic=np.isin(terms, ["level", "prior_cv"]),
+                basic=terms == "level",
+                profile=terms == "prior_cv",
+                cv=_CvProfile(fit["observed"] / fit["phi"], fit["expected"] / fit["phi"]),
             )
         else:
             uncertainty = NoInference(
@@ -636,15 +699,32 @@ def _bootstrap(
     expected: Any,
     y_person: np.ndarray,
     person_unit: np.ndarray,
-    observed: np.ndarray,
+    fit: dict[str, Any],
+    *,
+    risk_draws: bool = True,
+    prior_draws: str = "likelihood",
 ) -> dict[str, np.ndarray]:
-    """Replicates of the prior, phi and risk model; posterior draws given the data."""
+    """Replicates of the risk model and the prior; posterior draws given the data.
+
+    In each replicate the risk model's coefficients are drawn from their sampling
+    distribution (``risk_draws``), which gives the expected counts, and the prior's
+    coefficient of variation from its marginal likelihood (:func:`shrinkage.cv_draws`;
+    the prior's mean is then the one that maximises the likelihood); ratios are drawn
+    from every municipality's gamma posterior given the observed counts. Persons are
+    resampled within municipalities for the ``level`` and for the stability of the
+    selection rule (``selected_means``). ``prior_draws="resample"`` (the earlier
+    method, kept for the calibration benchmark) takes the prior refitted to the
+    resampled persons instead: resampling adds noise to each municipality's ratio,
+    which widens the refitted prior, so its posteriors are too flat.
+    """
+    observed, phi = fit["observed"], fit["phi"]
     n_units = len(observed)
     order = np.argsort(person_unit, kind="stable")
     sizes = np.bincount(person_unit, minlength=n_units)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     unit_of_draw = np.repeat(np.arange(n_units), sizes)
     chol = np.linalg.cholesky(vcov + 1e-12 * np.eye(len(beta)))
+    cv = shrinkage.cv_draws(rng, reps, observed / phi, fit["expected"] / phi)
     theta = np.empty((reps * j, n_units))
     level, prior_cv = np.empty(reps), np.empty(reps)
     p_above = np.empty((reps, n_units))
@@ -652,16 +732,19 @@ def _bootstrap(
     means = np.empty((reps, n_units))
     n = len(person_unit)
     for r in range(reps):
-        b = beta + chol @ rng.standard_normal(len(beta))
+        b = beta + chol @ rng.standard_normal(len(beta)) if risk_draws else beta
         e_person = expected(b)
         pick = order[starts[unit_of_draw] + (rng.random(n) * sizes[unit_of_draw]).astype(int)]
         weights = np.bincount(pick, minlength=n).astype(float)
         resampled = _shrink(y_person, e_person, person_unit, n_units, weights)
         means[r] = resampled["mean"]
-        prior, phi = resampled["prior"], resampled["phi"]
-        # the posterior given the observed counts, at this replicate's prior, phi and E
         e_units = np.bincount(person_unit, weights=e_person, minlength=n_units)
-        shape, rate = shrinkage.posterior(prior, observed / phi, e_units / phi)
+        if prior_draws == "resample":
+            prior, phi_r = resampled["prior"], resampled["phi"]
+        else:
+            prior, phi_r = shrinkage.prior_at_cv(cv[r], observed / phi, e_units / phi), phi
+        # the posterior given the observed counts, at this replicate's prior and E
+        shape, rate = shrinkage.posterior(prior, observed / phi_r, e_units / phi_r)
         draws = rng.gamma(shape, 1.0 / rate, size=(j, n_units))
         theta[r * j : (r + 1) * j] = draws * (e_units.sum() / observed.sum())
         level[r], prior_cv[r] = resampled["level"], prior.sd / prior.mean

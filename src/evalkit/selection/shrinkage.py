@@ -37,7 +37,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Prior", "dispersion", "fit_prior", "log_marginal", "posterior"]
+__all__ = [
+    "Prior",
+    "cv_draws",
+    "cv_interval",
+    "cv_p_value",
+    "dispersion",
+    "fit_prior",
+    "log_marginal",
+    "posterior",
+    "prior_at_cv",
+    "profile_cv",
+]
 
 # Bounds of log tau^2: from no variation between municipalities (the Poisson limit) to a
 # prior sd of about 12 times its mean.
@@ -180,6 +191,190 @@ def fit_prior(observed: np.ndarray, expected: np.ndarray) -> Prior:
             break
     best = Prior(*map(float, np.exp(x)))
     return limit if log_marginal(limit, o, e) > log_marginal(best, o, e) else best
+
+
+def _poisson_limit(observed: np.ndarray, expected: np.ndarray) -> float:
+    """Log likelihood of the counts with one common ratio (the prior's variance -> 0)."""
+    from scipy.special import gammaln
+
+    mean = observed.sum() / expected.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(observed > 0, observed * np.log(mean * expected), 0.0)
+    return float((terms - mean * expected - gammaln(observed + 1.0)).sum())
+
+
+def _best_rate(a: float, observed: np.ndarray, expected: np.ndarray) -> float:
+    """Return the rate ``b`` maximising the marginal likelihood at shape ``a``.
+
+    The score in ``b``, ``M a / b - sum (a + O) / (b + E)``, falls from ``+inf`` to
+    below 0, so its root is found by bracketing on ``log b``.
+    """
+    from scipy.optimize import brentq
+
+    m = len(observed)
+
+    def score(log_b: float) -> float:
+        b = np.exp(log_b)
+        return float(m * a / b - np.sum((a + observed) / (b + expected)))
+
+    start = np.log(a * expected.sum() / max(observed.sum(), 1e-12))
+    lo, hi = start - 1.0, start + 1.0
+    while score(lo) < 0:
+        lo -= 2.0
+    while score(hi) > 0:
+        hi += 2.0
+    return float(np.exp(brentq(score, lo, hi, xtol=1e-13, rtol=1e-14)))
+
+
+def profile_cv(cv: float, observed: np.ndarray, expected: np.ndarray) -> float:
+    r"""Return the profile log marginal likelihood of the prior's coefficient of variation.
+
+    At :math:`c = \tau / \mu` the shape is :math:`a = 1 / c^2`, and the likelihood is
+    maximised over the rate :math:`b` (equivalently over the mean :math:`\mu = a / b`);
+    ``cv = 0`` is the Poisson limit, one common ratio.
+
+    Examples
+    --------
+    >>> o, e = np.array([3.0, 9.0, 20.0]), np.array([5.0, 8.0, 15.0])
+    >>> # with a common ratio sum(O) / sum(E), the Poisson likelihood
+    >>> from scipy import stats
+    >>> poisson = stats.poisson.logpmf(o, o.sum() / e.sum() * e).sum()
+    >>> bool(abs(profile_cv(0.0, o, e) - poisson) < 1e-12)
+    True
+    >>> bool(profile_cv(1e-3, o, e) - poisson < 1e-4)  # continuous at 0
+    True
+    """
+    o = np.asarray(observed, float)
+    e = np.asarray(expected, float)
+    if cv <= 0:
+        return _poisson_limit(o, e)
+    a = 1.0 / cv**2
+    return log_marginal(Prior(a, _best_rate(a, o, e)), o, e)
+
+
+def cv_interval(
+    observed: np.ndarray, expected: np.ndarray, level: float = 0.95
+) -> tuple[float, float]:
+    r"""Return the profile-likelihood interval of the prior's coefficient of variation.
+
+    The values :math:`c` with :math:`2\{\ell(\hat a, \hat b) - \ell_p(c)\} \le
+    \chi^2_{1}(\text{level})`, with :math:`\ell_p` from :func:`profile_cv`; the lower
+    end is 0 when the Poisson limit (no variation between units) is inside. The
+    likelihood treats the expected counts as known.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> e = rng.uniform(5, 200, 300)
+    >>> o = rng.poisson(rng.gamma(25.0, 1 / 25.0, 300) * e).astype(float)  # cv 0.2
+    >>> low, high = cv_interval(o, e)
+    >>> bool(low < 0.2 < high), round(low, 2), round(high, 2)
+    (True, 0.18, 0.22)
+    """
+    from scipy import stats
+    from scipy.optimize import brentq
+
+    o = np.asarray(observed, float)
+    e = np.asarray(expected, float)
+    best = fit_prior(o, e)
+    c_hat = best.sd / best.mean
+    top = max(log_marginal(best, o, e), _poisson_limit(o, e))
+    if c_hat > 1e-3:
+        top = max(top, profile_cv(c_hat, o, e))
+    crit = float(stats.chi2.ppf(level, 1))
+
+    def excess(c: float) -> float:
+        return 2.0 * (top - profile_cv(c, o, e)) - crit
+
+    small = 1e-3
+    if c_hat <= small or excess(0.0) <= 0:
+        low = 0.0
+    else:
+        low = float(brentq(excess, small, c_hat, xtol=1e-10)) if excess(small) > 0 else small
+    start = max(c_hat, small)
+    high = 2.0 * start
+    while excess(high) < 0:
+        high *= 2.0
+        if high > 1e3:
+            return low, float("inf")
+    return low, float(brentq(excess, start, high, xtol=1e-10))
+
+
+def cv_p_value(observed: np.ndarray, expected: np.ndarray) -> float:
+    r"""Return the likelihood-ratio p-value of no variation between units (``cv = 0``).
+
+    The null is on the boundary of the parameter space, so the statistic
+    :math:`2\{\ell(\hat a, \hat b) - \ell_p(0)\}` is referred to an equal mixture of
+    :math:`\chi^2_0` and :math:`\chi^2_1` (Self & Liang 1987): half the
+    :math:`\chi^2_1` tail, and 1 when the fit is at the Poisson limit.
+
+    Examples
+    --------
+    >>> o, e = np.array([10.0, 10.0, 10.0]), np.array([10.0, 10.0, 10.0])
+    >>> cv_p_value(o, e)  # no variation at all
+    1.0
+    """
+    from scipy import stats
+
+    o = np.asarray(observed, float)
+    e = np.asarray(expected, float)
+    best = fit_prior(o, e)
+    lr = 2.0 * (log_marginal(best, o, e) - _poisson_limit(o, e))
+    return 1.0 if lr <= 1e-9 else float(0.5 * stats.chi2.sf(lr, 1))
+
+
+def prior_at_cv(cv: float, observed: np.ndarray, expected: np.ndarray) -> Prior:
+    """Return the prior with coefficient of variation ``cv`` and the likelihood's best mean.
+
+    ``cv`` below ``1e-4`` is taken as ``1e-4`` (practically the Poisson limit).
+
+    Examples
+    --------
+    >>> p = prior_at_cv(0.25, np.array([3.0, 9.0, 20.0]), np.array([5.0, 8.0, 15.0]))
+    >>> round(p.sd / p.mean, 12)
+    0.25
+    """
+    o = np.asarray(observed, float)
+    e = np.asarray(expected, float)
+    a = 1.0 / max(float(cv), 1e-4) ** 2
+    return Prior(a, _best_rate(a, o, e))
+
+
+def cv_draws(
+    rng: np.random.Generator,
+    size: int,
+    observed: np.ndarray,
+    expected: np.ndarray,
+    grid: int = 160,
+) -> np.ndarray:
+    r"""Draw the prior's coefficient of variation from its normalised profile likelihood.
+
+    The density is proportional to :math:`\exp \ell_p(c)` (:func:`profile_cv`) on
+    :math:`[0, c_{\max}]`, a flat prior on :math:`c` whose mean is profiled out;
+    :math:`c_{\max}` is the upper end of the 99.999% interval of :func:`cv_interval`
+    (at most 10). It is evaluated at the midpoints of ``grid`` cells; a draw picks a
+    cell by its probability and a uniform point within it. Integrating the
+    posteriors of the ratios over these draws carries the uncertainty of the prior's
+    spread into the probability that a unit is among the highest or lowest.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> e = rng.uniform(5, 200, 300)
+    >>> o = rng.poisson(rng.gamma(25.0, 1 / 25.0, 300) * e).astype(float)  # cv 0.2
+    >>> c = cv_draws(np.random.default_rng(2), 2000, o, e)
+    >>> round(float(np.mean(c)), 2), bool(0.15 < np.quantile(c, 0.01) < 0.2)
+    (0.2, True)
+    """
+    o = np.asarray(observed, float)
+    e = np.asarray(expected, float)
+    top = min(cv_interval(o, e, 0.99999)[1], 10.0)
+    edges = np.linspace(0.0, top, grid + 1)
+    mids = 0.5 * (edges[:-1] + edges[1:])
+    loglik = np.array([profile_cv(c, o, e) for c in mids])
+    weight = np.exp(loglik - loglik.max())
+    cell = rng.choice(grid, size=size, p=weight / weight.sum())
+    return edges[cell] + rng.random(size) * (edges[1] - edges[0])
 
 
 def posterior(

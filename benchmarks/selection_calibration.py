@@ -1,0 +1,305 @@
+"""Calibration of the NEET case selection over simulated countries.
+
+For each seed, ``integration_youth`` (the study's defaults: 40,000 persons, 40/30/20
+municipalities, 3 planted outliers above and below per country) is simulated and
+``selection.ObservedExpected`` (the study's options) is fitted in each country. Per
+country-run it records
+
+- the ``prior_cv`` estimate, its profile-likelihood interval (the estimator's) and the
+  earlier basic-bootstrap interval, against the true coefficient of variation of the
+  country's true ratios;
+- each municipality's ``p_above`` / ``p_below`` under four ways of computing them:
+  ``likelihood`` (the estimator's: prior spread drawn from its profile likelihood, risk
+  model drawn from its sampling distribution), ``likelihood-no-risk`` (the same with the
+  risk model fixed at its estimate), ``fixed-prior`` (posterior at the fitted prior, what
+  ``inference="none"`` reports) and ``resample`` (the earlier bootstrap: prior refitted
+  to resampled persons), and whether it is truly among the three highest / lowest;
+- whether the selection (the three highest and lowest shrunk ratios) contains the planted
+  outliers.
+
+Writes ``benchmarks/results/selection_calibration.md`` (and the raw records as CSV with
+``--csv``). Run from the repository root::
+
+    PYTHONPATH=src python benchmarks/selection_calibration.py --seeds 100 --reps 60
+    PYTHONPATH=src python benchmarks/selection_calibration.py --from-csv /tmp/cal.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evalkit.selection import ObservedExpected, shrinkage
+from evalkit.selection.observed_expected import _bootstrap, _posterior_only, _rank_probabilities
+from evalkit.simulate import integration_youth
+from evalkit.simulate.integration.youth import RISK_FACTORS
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 20261130
+COVARIATES = list(RISK_FACTORS)  # the study's risk model
+VARIANTS = {
+    "likelihood": {"risk_draws": True, "prior_draws": "likelihood"},
+    "likelihood-no-risk": {"risk_draws": False, "prior_draws": "likelihood"},
+    "resample": {"risk_draws": True, "prior_draws": "resample"},
+}
+K = 3
+
+
+def one_seed(seed: int, reps: int, j: int, outlier_effect: float) -> tuple[list, list]:
+    sim = integration_youth(seed=seed, outlier_effect=outlier_effect)
+    est = ObservedExpected(
+        outcome="neet",
+        unit="municipality",
+        time="year",
+        cluster="person_id",
+        holdout_from=2021,
+        covariates=COVARIATES,
+        k=K,
+    )
+    units, countries = [], []
+    for country in ("Norway", "Sweden", "Denmark"):
+        group = country.lower()
+        prep = est._prepare(sim.data[sim.data["country"] == country])
+        fit, labels = prep["fit"], prep["unit_labels"]
+        o_eff, e_eff = fit["observed"] / fit["phi"], fit["expected"] / fit["phi"]
+        truth_cv = sim.truth_terms[("neet", "prior_cv", group)]
+        cv_hat = fit["prior"].sd / fit["prior"].mean
+        low, high = shrinkage.cv_interval(o_eff, e_eff, 0.95)
+        rng = np.random.default_rng(seed)
+        probs = {}
+        for name, kw in VARIANTS.items():
+            boot = _bootstrap(
+                rng,
+                reps,
+                j,
+                K,
+                prep["beta"],
+                prep["vcov"],
+                prep["expected"],
+                prep["y_person"],
+                prep["person_unit"],
+                fit,
+                **kw,
+            )
+            probs[name] = _rank_probabilities(boot["theta"], K)
+            if name == "resample":
+                q = np.quantile(boot["prior_cv"], [0.025, 0.975])
+                basic = (max(2 * cv_hat - q[1], 0.0), 2 * cv_hat - q[0])
+        post = _posterior_only(rng, reps, j, K, fit)
+        probs["fixed-prior"] = _rank_probabilities(post["theta"], K)
+        ratio = fit["mean"] / fit["level"]
+        order = np.argsort(-ratio, kind="stable")
+        above, below = set(order[:K]), set(order[::-1][:K])
+        planted = sim.parameters["outliers"][country]
+        countries.append(
+            {
+                "seed": seed,
+                "country": country,
+                "n_units": len(labels),
+                "truth_cv": truth_cv,
+                "cv_hat": cv_hat,
+                "profile_low": low,
+                "profile_high": high,
+                "basic_low": basic[0],
+                "basic_high": basic[1],
+                "planted_above_found": len(set(planted["above"]) & {labels[i] for i in above}),
+                "planted_below_found": len(set(planted["below"]) & {labels[i] for i in below}),
+            }
+        )
+        for i, unit in enumerate(labels):
+            row = {
+                "seed": seed,
+                "country": country,
+                "unit": unit,
+                "observed": fit["observed"][i],
+                "expected": fit["expected"][i],
+                "phi": fit["phi"],
+                "truth_ratio": sim.truth_terms[("neet", f"ratio:{unit}", group)],
+                "ratio": ratio[i],
+                "selected": "above" if i in above else ("below" if i in below else ""),
+                "true_above": sim.truth_terms[("neet", f"p_above:{unit}", group)],
+                "true_below": sim.truth_terms[("neet", f"p_below:{unit}", group)],
+                "planted": "above"
+                if unit in planted["above"]
+                else ("below" if unit in planted["below"] else ""),
+            }
+            for name, (pa, pb) in probs.items():
+                row[f"p_above:{name}"] = pa[i]
+                row[f"p_below:{name}"] = pb[i]
+            units.append(row)
+    return units, countries
+
+
+def report(units: pd.DataFrame, countries: pd.DataFrame, args: argparse.Namespace) -> str:
+    seeds = countries["seed"].nunique()
+    lines = [
+        "# NEET case selection: calibration over simulated countries",
+        "",
+        f"`benchmarks/selection_calibration.py --seeds {seeds} --reps {args.reps}"
+        + ("`" if args.outlier_effect == 0.6 else f" --outlier-effect {args.outlier_effect:g}`")
+        + " "
+        f"(seeds {SEED} + 0..{seeds - 1}; `integration_youth` defaults, outlier effect "
+        f"{args.outlier_effect:g}; the study's risk model and `k = 3`; {args.reps} replicates x "
+        f"{args.draws} posterior draws). {len(countries)} country-runs, "
+        f"{len(units)} municipality-runs. Run {time.strftime('%Y-%m-%d')}.",
+        "",
+        "## Spread of the true ratios (`prior_cv`)",
+        "",
+        "Truth: the coefficient of variation of the country's true ratios (the simulator's "
+        "`prior_cv` truth). Coverage of the nominal 95% intervals and their mean length.",
+        "",
+        "| country | runs | mean truth | mean estimate | profile-likelihood coverage | "
+        "mean length | basic bootstrap coverage | mean length |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for country, g in [*countries.groupby("country", sort=False), ("all", countries)]:
+        prof = (g.profile_low <= g.truth_cv) & (g.truth_cv <= g.profile_high)
+        basic = (g.basic_low <= g.truth_cv) & (g.truth_cv <= g.basic_high)
+        lines.append(
+            f"| {country} | {len(g)} | {g.truth_cv.mean():.3f} | {g.cv_hat.mean():.3f} | "
+            f"{prof.mean():.3f} | {(g.profile_high - g.profile_low).mean():.3f} | "
+            f"{basic.mean():.3f} | {(g.basic_high - g.basic_low).mean():.3f} |"
+        )
+    n = len(countries)
+    half = 1.96 * np.sqrt(0.95 * 0.05 / n)
+    lines += [
+        "",
+        f"Binomial band for {n} runs at 95%: [{0.95 - half:.3f}, {0.95 + half:.3f}]. "
+        f"Runs with the truth below the profile interval: "
+        f"{int((countries.truth_cv < countries.profile_low).sum())}, above: "
+        f"{int((countries.truth_cv > countries.profile_high).sum())}.",
+        "",
+        "## Probabilities of being among the three above / below",
+        "",
+        "Selected municipalities (the three highest and the three lowest shrunk ratios "
+        "in a country): mean reported probability vs the share truly among the three.",
+        "",
+        "| method | selected above: mean p | truly top 3 | selected below: mean p | "
+        "truly bottom 3 | Brier (all, above + below) |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = [*VARIANTS, "fixed-prior"]
+    up, down = units[units.selected == "above"], units[units.selected == "below"]
+    for name in names:
+        brier = np.mean(
+            np.r_[
+                (units[f"p_above:{name}"] - units.true_above) ** 2,
+                (units[f"p_below:{name}"] - units.true_below) ** 2,
+            ]
+        )
+        lines.append(
+            f"| {name} | {up[f'p_above:{name}'].mean():.3f} | {up.true_above.mean():.3f} | "
+            f"{down[f'p_below:{name}'].mean():.3f} | {down.true_below.mean():.3f} | "
+            f"{brier:.4f} |"
+        )
+    lines += [
+        "",
+        "Reliability table (all municipalities, `p_above` and `p_below` pooled): in each "
+        "bin of the reported probability, the number of cases, mean reported probability "
+        "and share truly among the three.",
+        "",
+        "| bin | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    bins = [0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0001]
+    cells: dict[str, list[str]] = {}
+    for name in names:
+        p = np.r_[units[f"p_above:{name}"], units[f"p_below:{name}"]]
+        t = np.r_[units.true_above, units.true_below]
+        idx = np.digitize(p, bins) - 1
+        for b in range(len(bins) - 1):
+            m = idx == b
+            cell = f"{m.sum()}: {p[m].mean():.3f} / {t[m].mean():.3f}" if m.any() else "-"
+            cells.setdefault(f"[{bins[b]:.2f}, {min(bins[b + 1], 1):.2f})", []).append(cell)
+    for label, row in cells.items():
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    both = (countries.planted_above_found == K) & (countries.planted_below_found == K)
+    lines += [
+        "",
+        "## Are the planted outliers selected?",
+        "",
+        f"All {K} planted above selected above: "
+        f"{(countries.planted_above_found == K).mean():.3f} of country-runs; all {K} "
+        f"below: {(countries.planted_below_found == K).mean():.3f}; all six: "
+        f"{both.mean():.3f}. Mean planted found: above "
+        f"{countries.planted_above_found.mean():.2f} of {K}, below "
+        f"{countries.planted_below_found.mean():.2f} of {K}.",
+        "",
+        "By country: the share of runs with all six planted selected, and the share in "
+        "which the planted outliers are exactly the true three highest and lowest (so "
+        "that finding them is finding the truth):",
+        "",
+        "| country | all six planted selected | planted are the true top/bottom 3 |",
+        "|---|---|---|",
+    ]
+    planted_true = (
+        units[units.planted != ""]
+        .assign(ok=lambda d: np.where(d.planted == "above", d.true_above, d.true_below))
+        .groupby(["seed", "country"])["ok"]
+        .mean()
+    )
+    for country, g in countries.groupby("country", sort=False):
+        ok = planted_true.xs(country, level="country")
+        lines.append(
+            f"| {country} | "
+            f"{((g.planted_above_found == K) & (g.planted_below_found == K)).mean():.3f} | "
+            f"{(ok == 1).mean():.3f} |"
+        )
+    planted = units[units.planted != ""].assign(
+        found=lambda d: d.planted == d.selected,
+        band=lambda d: pd.cut(d.expected, [0, 40, 80, 160, np.inf]),
+    )
+    lines += [
+        "",
+        "What drives it: each planted outlier by its expected count (events predicted in "
+        "the window): how often it is selected on its side, its mean true ratio and its "
+        "mean estimate (the shrunk ratio relative to the level).",
+        "",
+        "| planted | expected events | n | selected | mean true ratio | mean estimate |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (side, band), g in planted.groupby(["planted", "band"], observed=True):
+        lines.append(
+            f"| {side} | {band} | {len(g)} | {g.found.mean():.3f} | "
+            f"{g.truth_ratio.mean():.3f} | {g.ratio.mean():.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--reps", type=int, default=60)
+    parser.add_argument("--draws", type=int, default=20)
+    parser.add_argument("--outlier-effect", type=float, default=0.6)
+    parser.add_argument("--csv", type=Path, default=None)
+    parser.add_argument("--from-csv", type=Path, default=None)
+    parser.add_argument(
+        "--markdown", type=Path, default=ROOT / "benchmarks/results/selection_calibration.md"
+    )
+    args = parser.parse_args()
+    if args.from_csv is not None:
+        units = pd.read_csv(args.from_csv, keep_default_na=False)
+        countries = pd.read_csv(args.from_csv.with_suffix(".countries.csv"))
+    else:
+        all_units, all_countries = [], []
+        for s in range(args.seeds):
+            t0 = time.perf_counter()
+            u, c = one_seed(SEED + s, args.reps, args.draws, args.outlier_effect)
+            all_units += u
+            all_countries += c
+            print(f"seed {s}: {time.perf_counter() - t0:.1f} s", flush=True)
+            units, countries = pd.DataFrame(all_units), pd.DataFrame(all_countries)
+            if args.csv is not None:
+                units.to_csv(args.csv, index=False)
+                countries.to_csv(args.csv.with_suffix(".countries.csv"), index=False)
+    args.markdown.write_text(report(units, countries, args))
+    print(args.markdown.read_text())
+
+
+if __name__ == "__main__":
+    main()
