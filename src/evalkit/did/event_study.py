@@ -510,7 +510,7 @@ def few_treated_event_study(
     >>> fit.event_times
     (-4, -3, -2, 0, 1, 2, 3, 4)
     >>> round(fit.pretrend_test["p_value"], 3)
-    0.364
+    0.673
     """
     ctx = FitContext(
         inference=parse_inference("none", estimator.supported_inference, "did.EventStudy"),

@@ -44,6 +44,7 @@ __all__ = [
     "StationaryCovariance",
     "autocovariance_from_controls",
     "coefficient_covariance",
+    "gamma_from_moments",
     "wald_pretrend",
 ]
 
@@ -141,11 +142,20 @@ def autocovariance_from_controls(
     e = y - y.mean(axis=0, keepdims=True)
     e = e - e.mean(axis=1, keepdims=True)
     s = e.T @ e / (n - 1)
-    # least squares through the normal equations (minimum norm: with every lag free the
-    # constant direction of gamma is not identified; it does not affect coefficients)
-    design, inv = _lag_solver(t, lag)
-    gamma = inv @ (design.T @ s.ravel())
-    return StationaryCovariance(gamma=gamma, n_controls=n, n_periods=t)
+    return StationaryCovariance(gamma=gamma_from_moments(s, lag), n_controls=n, n_periods=t)
+
+
+def gamma_from_moments(s: np.ndarray, max_lag: int) -> np.ndarray:
+    """Solve ``Q Gamma Q = s`` for the Toeplitz ``Gamma`` by least squares.
+
+    ``s`` is the demeaned errors' second-moment matrix (``T x T``, expectation
+    ``Q Gamma Q``). Least squares through the normal equations, minimum norm: with
+    every lag free the constant direction of ``gamma`` is not identified (it does not
+    affect coefficients with unit effects).
+    """
+    t = s.shape[0]
+    design, inv = _lag_solver(t, int(max_lag))
+    return inv @ (design.T @ np.asarray(s, dtype=float).ravel())
 
 
 def coefficient_covariance(

@@ -287,6 +287,17 @@ def truth_lookup(study: Any, sim: Any, spec: Any) -> Lookup | None:
     return lookup
 
 
+def _rule_for(rules: Mapping[str, str], term: Any) -> str | None:
+    """Return the rule of a term: its own, or that of a declared prefix ``"name*"``."""
+    term = str(term)
+    if term in rules:
+        return rules[term]
+    for key, rule in rules.items():
+        if key.endswith("*") and term.startswith(key[:-1]):
+            return rule
+    return None
+
+
 def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any) -> list[Any]:
     """Return the truths by the estimator's declared rule over the analysis' rows."""
     rules = _rules(spec)
@@ -306,7 +317,7 @@ def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any)
         if treatment != sim.term:
             return out
         value = sim.truth_where(sim.term, spec.outcome, spec.where, columns=study.columns)
-        return [value if rules.get(str(r.get("term"))) == "treated_cells" else None for r in rows]
+        return [value if _rule_for(rules, r.get("term")) == "treated_cells" else None for r in rows]
     if not effects.empty and treatment != sim.term:
         return out  # another treatment column on treated rows: not determined here
     window = spec.kwargs.get("window")
@@ -315,11 +326,11 @@ def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any)
     periods = sorted(
         (r.get("time"), i)
         for i, r in enumerate(rows)
-        if rules.get(str(r.get("term"))) == "period" and r.get("time") is not None
+        if _rule_for(rules, r.get("term")) == "period" and r.get("time") is not None
     )
     position = {i: k for k, (_, i) in enumerate(periods)}
     for i, r in enumerate(rows):
-        rule = rules.get(str(r.get("term")))
+        rule = _rule_for(rules, r.get("term"))
         if rule is None:
             continue
         if rule == "period" and len(periods) != len(effects) and not effects.empty:
@@ -373,7 +384,7 @@ def _contrast(
         return f"({spec.where}) AND ({condition})" if spec.where else condition
 
     for i, r in enumerate(rows):
-        rule = rules.get(str(r.get("term")))
+        rule = _rule_for(rules, r.get("term"))
         condition = targets.get(str(r.get("group")))
         if rule != "treated_cells" or condition is None:
             continue
