@@ -479,6 +479,8 @@ class FewTreatedEventStudy:
         The Wald test of the leads with ``vcov`` (None without leads).
     about
         What the covariance was learned from (controls, lags).
+    dropped
+        Rows dropped, by reason.
     """
 
     beta: np.ndarray
@@ -487,6 +489,7 @@ class FewTreatedEventStudy:
     reference: tuple[Any, ...]
     pretrend_test: dict[str, Any] | None
     about: dict[str, Any]
+    dropped: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def few_treated_event_study(
@@ -535,4 +538,5 @@ def few_treated_event_study(
         reference=tuple(sample.key(r) for r in estimator.references),
         pretrend_test=pretrend,
         about=about,
+        dropped=dict(sample.dropped),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar, Literal
@@ -17,7 +18,7 @@ from evalkit.core.registry import register
 from evalkit.core.result import InferenceInfo, Result, make_table
 from evalkit.core.uncertainty import TestInversion
 from evalkit.did.event_study import EventStudy, few_treated_event_study
-from evalkit.errors import DesignError
+from evalkit.errors import DesignError, RowsDroppedWarning
 from evalkit.inference.honest import EventTimeEstimates, honest_did
 
 __all__ = ["HonestEventStudy"]
@@ -53,10 +54,13 @@ class HonestEventStudy(Estimator):
         Roles, as :class:`~evalkit.did.EventStudy`. Units are the clusters (e.g. city
         x month cells).
     window
-        ``(first, last)`` event times, default ``(-4, 4)``. Treated rows outside it
-        are dropped (counted in a warning): restrict the rows to the window's periods
-        to avoid it. Relative magnitudes take about a second with up to 3 leads and 5
-        post periods and grow steeply beyond.
+        ``(first, last)`` event times, default ``(-4, 4)``. The treated units' rows
+        outside it are left out (counted in ``info["dropped"]``, no warning: the window
+        defines the estimand); keep the comparison units' other periods, from which
+        their errors' autocovariance is learned (with only the window's periods it is
+        too noisy: 91% coverage of a 95% interval with 9 months, 95% with 72).
+        Relative magnitudes take about a second with up to 3 leads and 5 post periods
+        and grow steeply beyond.
     restriction
         ``"smoothness"`` (Delta^SD(M): the slope of the trend difference changes by at
         most ``M`` per period, in outcome units per period squared; default) or
@@ -111,7 +115,7 @@ class HonestEventStudy(Estimator):
     supported_inference: ClassVar[tuple[str, ...]] = ("conley_taber",)
     supports_by: ClassVar[bool] = False
     effect_average: ClassVar[Mapping[str, str]] = MappingProxyType(
-        {"original": "treated_periods", "honest:*": "treated_periods"}
+        {"original": "event_window", "honest:*": "event_window"}
     )
 
     def __post_init__(self) -> None:
@@ -146,7 +150,12 @@ class HonestEventStudy(Estimator):
         )
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
-        fit = few_treated_event_study(self._event_study(), data, max_lag=self.max_lag, _depth=2)
+        with warnings.catch_warnings():
+            # treated rows outside the window are left out by design (counted in info)
+            warnings.filterwarnings(
+                "ignore", message=".*outside the event window", category=RowsDroppedWarning
+            )
+            fit = few_treated_event_study(self._event_study(), data, max_lag=self.max_lag, _depth=2)
         n_pre = sum(1 for e in fit.event_times if e < -1)
         est = EventTimeEstimates.from_arrays(fit.beta, fit.vcov, n_pre=n_pre)
         if [float(e) for e in est.event_times] != [float(e) for e in fit.event_times]:
@@ -205,6 +214,7 @@ class HonestEventStudy(Estimator):
             "window": list(self.window),
             "pretrend_test": fit.pretrend_test,
             "covariance": fit.about,
+            "dropped": fit.dropped,
             "seed": ctx.seed,
         }
         return Result(

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: The averaging rules an estimator can declare (see ``Estimator.effect_average``).
-RULES = ("treated_cells", "treated_periods", "period", "event_time")
+RULES = ("treated_cells", "treated_periods", "period", "event_time", "event_window")
 
 #: Truth of every results row of an analysis (None where unknown).
 Lookup = Callable[[Sequence[Mapping[str, Any]]], list[float | None]]
@@ -149,6 +149,8 @@ def average(
     0.0
     >>> round(average(eff, "event_time", event_time=1, window=(-3, 1), bin_endpoints=True), 6)
     0.4
+    >>> round(average(eff, "event_window", window=(-2, 1)), 6)
+    0.3
     """
     if rule not in RULES:
         return None
@@ -162,6 +164,16 @@ def average(
         if position is None or not 0 <= position < len(effects):
             return None
         return float(effects["effect"].iloc[position])
+    if rule == "event_window":
+        if window is None:
+            return None
+        # the average of the effects at event times 0 .. last of the window (HonestDiD's
+        # target), each relative to the reference
+        values = [
+            average(effects, "event_time", event_time=e, window=window, reference=reference)
+            for e in range(0, int(max(window)) + 1)
+        ]
+        return float(np.mean(values))
     if event_time is None:
         return None
     first = effects.index.min()
@@ -336,6 +348,8 @@ def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any)
         if rule == "period" and len(periods) != len(effects) and not effects.empty:
             continue
         event = r.get("event_time")
+        if rule == "event_window" and spec.kwargs.get("target") == "first":
+            rule, event = "event_time", 0
         out[i] = average(
             effects,
             rule,
