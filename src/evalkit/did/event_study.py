@@ -113,7 +113,11 @@ class EventStudy(Estimator):
     (CR1), ``"cr2"`` and ``"none"``; automatic choice of CR1, or CR2 with few (treated)
     clusters. The pre-trend test uses the covariance of the fit: ``F = b'V^{-1}b / q``
     for the ``q`` leads against ``F(q, G - 1)`` when clustered (as Stata's ``test`` and
-    pyfixest's ``wald_test``), ``F(q, N - K)`` otherwise. Units treated from the first
+    pyfixest's ``wald_test``), ``F(q, N - K)`` otherwise. With the wild bootstrap (one or
+    two treated clusters) the leads' covariance is instead learned from the
+    never-treated units' errors (Conley & Taber 2011, errors stationary over time; see
+    :func:`few_treated_event_study`) and the Wald statistic is referred to chi-squared
+    (``method="wald_few_treated"``). Units treated from the first
     period on have no untreated period and are dropped; cohorts after the last period
     count as never treated.
 
