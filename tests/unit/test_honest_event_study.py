@@ -36,7 +36,10 @@ def test_rows_info_and_registry():
     assert tidy["term"].tolist() == ["original", "honest:M=0", "honest:M=0.2", "honest:M=0.5"]
     assert tidy["estimate"].nunique() == 1
     assert tidy["std_error"].isna().all()
-    assert tidy["p_value"].iloc[1:].isna().all() and 0 <= tidy["p_value"].iloc[0] <= 1
+    assert 0 <= tidy["p_value"].iloc[0] <= 1
+    # robust rows: the coarse p-value of "reject when the set excludes zero"
+    excludes = (tidy["conf_low"] > 0) | (tidy["conf_high"] < 0)
+    np.testing.assert_allclose(tidy["p_value"].iloc[1:], np.where(excludes[1:], 0.05, 1.0))
     width = (tidy["conf_high"] - tidy["conf_low"]).to_numpy()
     assert np.all(np.diff(width[1:]) >= -1e-9)  # sets grow with M
     assert res.info["bound_name"] == "M"

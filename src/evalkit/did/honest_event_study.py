@@ -80,9 +80,11 @@ class HonestEventStudy(Estimator):
     -----
     Rows: ``original`` (the target's estimate with its normal interval from the
     few-treated covariance) and one row per bound, term ``honest:M=<bound>`` (or
-    ``honest:Mbar=<bound>``), all with the target's estimate and the robust interval;
-    robust sets have no p-value. ``info["breakdown"]``: the largest bound on the grid
-    up to which every set excludes zero (None if none does).
+    ``honest:Mbar=<bound>``), all with the target's estimate and the robust interval.
+    A robust set has no exact p-value: its rows carry the coarse but valid p-value of the
+    test that rejects when the set excludes zero (``1 - level`` if it does, else 1).
+    ``info["breakdown"]``: the largest bound on the grid up to which every set excludes
+    zero (None if none does).
 
     Examples
     --------
@@ -190,16 +192,31 @@ class HonestEventStudy(Estimator):
             f"HonestDiD ({honest.restriction}, {honest.method}) on the {label}; "
             "covariance of the event-time estimates learned from the "
             f"{fit.about['n_controls']} never-treated units' errors (Conley-Taber, "
-            "stationary); 'original' is the normal interval with that covariance, the "
-            "robust sets have no p-value"
+            "stationary); 'original' is the normal interval with that covariance; a robust "
+            "set's p-value is coarse: 1 - level when the set excludes zero, else 1"
         )
+
+        def invert(new_level: float) -> tuple[np.ndarray, np.ndarray]:
+            again = honest_did(
+                est, restriction=self.restriction, bounds=list(grid["bound"]), l_vec=l_vec,
+                level=new_level, seed=ctx.seed,
+            )  # fmt: skip
+            t, o = again.tidy(), again.original
+            return (
+                np.r_[o["conf_low"], t["conf_low"].to_numpy(float)],
+                np.r_[o["conf_high"], t["conf_high"].to_numpy(float)],
+            )
+
         unc = TestInversion(
-            p_value=np.r_[p0, np.full(k - 1, np.nan)],
+            # a robust set has no exact p-value; the test "reject when the set excludes
+            # zero" gives a valid, coarse one: 1 - level if it does, else 1
+            p_value=np.r_[p0, np.where(grid["excludes_zero"], 1.0 - ctx.level, 1.0)],
             conf_low=np.r_[orig["conf_low"], grid["conf_low"].to_numpy(float)],
             conf_high=np.r_[orig["conf_high"], grid["conf_high"].to_numpy(float)],
             level=ctx.level,
             method="conley_taber",
             granularity=None,
+            invert=invert,
             note=note,
         )
         info = {
