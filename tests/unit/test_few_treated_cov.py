@@ -172,3 +172,33 @@ def test_pretrend_test_size_and_power_slow():
     size = _rejections(500, 1000) / 500
     assert size <= 0.05 + 2.58 * np.sqrt(0.05 * 0.95 / 500)
     assert _rejections(200, 1000, trend=0.1) / 200 > 0.2
+
+
+def _beta_and_map(df):
+    from evalkit.core.estimator import FitContext
+    from evalkit.core.random import make_rng
+    from evalkit.inference.spec import parse_inference
+
+    est = EventStudy(outcome="y", unit="city", time="month", treatment="d",
+                     window=(-3, 3), bin_endpoints=True)  # fmt: skip
+    ctx = FitContext(parse_inference("none", est.supported_inference, "x"), 0,
+                     make_rng(0)[0], None, 0.95)  # fmt: skip
+    sample, reg, events, _, _ = est._regression(df, ctx)
+    m = len(events)
+    return reg.fit.beta[:m], coefficient_map(reg, sample, m), sample
+
+
+@pytest.mark.slow
+def test_covariance_with_the_true_autocovariance_matches_monte_carlo():
+    # AR(1) shocks (rho 0.5, sd 1.25): the formula's variances with the true gamma equal
+    # the variances of the coefficients over 400 draws (4 Monte Carlo standard errors)
+    reps, t = 400, 30
+    betas = []
+    for r in range(reps):
+        df = cities(np.random.default_rng(700 + r), n_months=t, reform=15)
+        beta, a, sample = _beta_and_map(df)
+        betas.append(beta)
+    cov = StationaryCovariance(gamma=ar1_gamma(0.5, 1.25, t), n_controls=9, n_periods=t)
+    v = coefficient_covariance(a, sample.unit, sample.time, cov)
+    ratio = np.var(betas, axis=0, ddof=1) / np.diag(v)
+    assert np.all(np.abs(ratio - 1) < 4 * np.sqrt(2 / reps)), ratio
