@@ -530,7 +530,7 @@ def few_treated_event_study(
     m = len(events)
     vcov, about = few_treated_vcov(reg, sample, m, max_lag=max_lag)
     leads = [j for j, e in enumerate(events) if e < 0]
-    pretrend = None
+    pretrend: dict[str, Any] | None = None
     if leads:
         idx = np.array(leads)
         pretrend = dict(wald_pretrend(reg.fit.beta[idx], vcov[np.ix_(idx, idx)]))

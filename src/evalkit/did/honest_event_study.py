@@ -177,7 +177,7 @@ class HonestEventStudy(Estimator):
             est,
             restriction=self.restriction,
             bounds=self.bounds,
-            l_vec=l_vec,
+            l_vec=l_vec.tolist(),
             level=ctx.level,
             seed=ctx.seed,
         )
@@ -198,7 +198,7 @@ class HonestEventStudy(Estimator):
 
         def invert(new_level: float) -> tuple[np.ndarray, np.ndarray]:
             again = honest_did(
-                est, restriction=self.restriction, bounds=list(grid["bound"]), l_vec=l_vec,
+                est, restriction=self.restriction, bounds=list(grid["bound"]), l_vec=l_vec.tolist(),
                 level=new_level, seed=ctx.seed,
             )  # fmt: skip
             t, o = again.tidy(), again.original
