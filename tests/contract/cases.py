@@ -44,6 +44,13 @@ def staggered_panel(seed: int = 0, n_units: int = 60, n_periods: int = 8) -> pd.
     )
 
 
+def one_treated_city(seed: int = 0) -> pd.DataFrame:
+    """Ten cities over 24 months, one treated from month 12 (the Bergen design)."""
+    from evalkit.simulate.designs import cities
+
+    return cities(np.random.default_rng(seed), n_months=24, reform=12, effect=1.0)
+
+
 def synth_panel(seed: int = 0) -> pd.DataFrame:
     """The staggered panel with two thirds of the units never treated."""
     df = staggered_panel(seed)
@@ -180,6 +187,10 @@ CASES: dict[str, Case] = {
     ),
     "did.CallawaySantAnna": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "did.EventStudy": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
+    "did.HonestEventStudy": Case(
+        dict(outcome="y", unit="city", time="month", treatment="d", bounds=(0.0, 0.1)),
+        data=one_treated_city,
+    ),
     "did.SunAbraham": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "did.ImputationDiD": Case(dict(outcome="y", unit="unit", time="time", cohort="cohort")),
     "did.BaconDecomposition": Case(dict(outcome="y", unit="unit", time="time", treatment="treat")),

@@ -34,6 +34,7 @@ CELL_FAMILIES = {
     "placebo_2018": "did.TWFE",
     "placebo_2019": "did.TWFE",
 }
+HONEST_OUTCOMES = ["benefit", "work", "recipient", "activity", "earnings"]
 LATER_FAMILIES = {  # the families after the triple differences
     "twfe_unemployment": "did.TWFE",
     "person_did": "did.TWFE",
@@ -52,7 +53,9 @@ def study():
 def test_study_parses_into_every_family_for_every_outcome_and_group(study):
     ids = [a.id for a in study.analyses]
     cells = list(CELL_FAMILIES)
-    expected = [f"{f}.{o}.{g}" for f in cells[:6] for o in OUTCOMES for g in GROUPS]
+    expected = [f"{f}.{o}.{g}" for f in cells[:2] for o in OUTCOMES for g in GROUPS]
+    expected += [f"honest.{o}.{g}" for o in HONEST_OUTCOMES for g in GROUPS]
+    expected += [f"{f}.{o}.{g}" for f in cells[2:6] for o in OUTCOMES for g in GROUPS]
     expected += [f"ddd.{o}.{s}" for o in OUTCOMES for s in SPLITS]
     expected += [f"{f}.{o}.{g}" for f in cells[6:] for o in OUTCOMES for g in GROUPS]
     for family, outcomes in (
@@ -65,7 +68,13 @@ def test_study_parses_into_every_family_for_every_outcome_and_group(study):
     expected += [f"sc_by_household.{o}" for o in SC_BY_OUTCOMES]
     expected += [f"dml_did_by_household.{o}" for o in ("activity", "earnings")]
     assert ids == expected
-    by_family = {**CELL_FAMILIES, **LATER_FAMILIES, "ddd": "did.TripleDiff", **BY_FAMILIES}
+    by_family = {
+        **CELL_FAMILIES,
+        **LATER_FAMILIES,
+        "ddd": "did.TripleDiff",
+        "honest": "did.HonestEventStudy",
+        **BY_FAMILIES,
+    }
     for a in study.analyses:
         assert a.estimator == by_family[a.family], a.id
         assert (a.by == "household") == (a.family in BY_FAMILIES), a.id
@@ -79,6 +88,23 @@ def test_study_parses_into_every_family_for_every_outcome_and_group(study):
     assert placebo.kwargs["treatment"] == "placebo_2018" and "2020-03-01" in placebo.where
     event = next(a for a in study.analyses if a.family == "event")
     assert tuple(event.kwargs["window"]) == (-12, 12) and event.kwargs["bin_endpoints"]
+    honest = next(a for a in study.analyses if a.family == "honest")
+    assert honest.kwargs["restriction"] == "relative_magnitude"
+
+
+def test_reduced_study_has_the_pretrend_test_and_honest_truth(reduced):
+    _, run = reduced
+    by = _by_id(run)
+    for group in ("all", "non_western_families_with_children"):
+        test = by[f"event.activity.{group}"]["info"]["pretrend_test"]
+        assert test["method"] == "wald_few_treated" and 0 <= test["p_value"] <= 1
+        rows = by[f"honest.activity.{group}"]["tidy"]
+        assert [r["term"] for r in rows] == [
+            "original", "honest:Mbar=0", "honest:Mbar=0.5", "honest:Mbar=1"
+        ]  # fmt: skip
+        assert len({r["truth"] for r in rows}) == 1 and rows[0]["truth"] is not None
+    report = (run.out_dir / "report.md").read_text()
+    assert "## Pre-trend tests" in report and "breakdown" in report
 
 
 def test_measures_are_the_simulators_so_truth_is_reported(study):
@@ -102,6 +128,9 @@ def test_expected_json_matches_the_study_and_has_truth_for_every_effect(study):
         if family.startswith("event"):
             rows = [r for r in a["tidy"] if r["term"] == "ATT(e)"]
             assert len(rows) == 24 and all(r["truth"] is not None for r in rows), a["id"]
+            continue
+        if family == "honest":
+            assert all(r["truth"] is not None for r in a["tidy"]), a["id"]
             continue
         term = main_term.get(family, family if family.startswith("placebo") else "treated")
         (row,) = [r for r in a["tidy"] if r["term"] == term]
@@ -151,7 +180,7 @@ def test_reduced_study_runs_every_family(reduced):
     _, run = reduced
     assert run.ok, run.errors
     families = {a["family"] for a in run.results["analyses"]}
-    assert families == {*CELL_FAMILIES, *LATER_FAMILIES, "ddd", *BY_FAMILIES}
+    assert families == {*CELL_FAMILIES, *LATER_FAMILIES, "ddd", "honest", *BY_FAMILIES}
     estimators = {a["estimator"].split(".")[0] for a in run.results["analyses"]}
     assert estimators == {"did", "synth", "dml"}
 

@@ -144,6 +144,7 @@ def test_estimators_declare_rules_for_the_terms_they_report():
         "did.TWFE": {"{treatment}": "treated_cells"},
         "did.TripleDiff": {"DDD": "treated_cells"},
         "did.EventStudy": {"ATT(e)": "event_time"},
+        "did.HonestEventStudy": {"original": "event_window", "honest:*": "event_window"},
         "synth.SyntheticControl": {"att": "treated_periods", "effect": "period"},
         "synth.AugmentedSyntheticControl": {"att": "treated_periods", "effect": "period"},
         "synth.SyntheticDiD": {"ATT": "treated_periods"},

@@ -27,6 +27,7 @@ BUILTIN: Mapping[str, str] = {
     "did.BaconDecomposition": "evalkit.did.bacon:BaconDecomposition",
     "did.CallawaySantAnna": "evalkit.did.callaway_santanna:CallawaySantAnna",
     "did.EventStudy": "evalkit.did.event_study:EventStudy",
+    "did.HonestEventStudy": "evalkit.did.honest_event_study:HonestEventStudy",
     "did.ImputationDiD": "evalkit.did.imputation:ImputationDiD",
     "did.SunAbraham": "evalkit.did.sun_abraham:SunAbraham",
     "did.TWFE": "evalkit.did.twfe:TWFE",

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (never e
     from evalkit.did.bacon import BaconDecomposition as BaconDecomposition
     from evalkit.did.callaway_santanna import CallawaySantAnna as CallawaySantAnna
     from evalkit.did.event_study import EventStudy as EventStudy
+    from evalkit.did.honest_event_study import HonestEventStudy as HonestEventStudy
     from evalkit.did.imputation import ImputationDiD as ImputationDiD
     from evalkit.did.sun_abraham import SunAbraham as SunAbraham
     from evalkit.did.triple_diff import TripleDiff as TripleDiff
@@ -24,6 +25,7 @@ __getattr__, __dir__, __all__ = attach(
         "BaconDecomposition": "bacon",
         "CallawaySantAnna": "callaway_santanna",
         "EventStudy": "event_study",
+        "HonestEventStudy": "honest_event_study",
         "ImputationDiD": "imputation",
         "SunAbraham": "sun_abraham",
         "TWFE": "twfe",

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.core.estimator import Estimator, FitContext
+from evalkit.core.random import make_rng
 from evalkit.core.registry import register
 from evalkit.core.result import make_table
 from evalkit.did._covariance import (
@@ -33,9 +34,15 @@ from evalkit.did._staggered import (
     staggered_sample,
 )
 from evalkit.did._test_inversion import inversion_info, run_test_inversion
-from evalkit.errors import DesignError, NotEstimableError, RowsDroppedWarning
+from evalkit.errors import DesignError, EvalkitError, NotEstimableError, RowsDroppedWarning
+from evalkit.inference.few_treated_cov import (
+    autocovariance_from_controls,
+    coefficient_covariance,
+    wald_pretrend,
+)
+from evalkit.inference.spec import parse_inference
 
-__all__ = ["EventStudy"]
+__all__ = ["EventStudy", "FewTreatedEventStudy", "few_treated_event_study"]
 
 ControlGroup = Literal["never_treated", "not_yet_treated"]
 CONTROL_GROUPS: tuple[str, ...] = get_args(ControlGroup)
@@ -106,7 +113,11 @@ class EventStudy(Estimator):
     (CR1), ``"cr2"`` and ``"none"``; automatic choice of CR1, or CR2 with few (treated)
     clusters. The pre-trend test uses the covariance of the fit: ``F = b'V^{-1}b / q``
     for the ``q`` leads against ``F(q, G - 1)`` when clustered (as Stata's ``test`` and
-    pyfixest's ``wald_test``), ``F(q, N - K)`` otherwise. Units treated from the first
+    pyfixest's ``wald_test``), ``F(q, N - K)`` otherwise. With the wild bootstrap (one or
+    two treated clusters) the leads' covariance is instead learned from the
+    never-treated units' errors (Conley & Taber 2011, errors stationary over time; see
+    :func:`few_treated_event_study`) and the Wald statistic is referred to chi-squared
+    (``method="wald_few_treated"``). Units treated from the first
     period on have no untreated period and are dropped; cohorts after the last period
     count as never treated.
 
@@ -188,8 +199,14 @@ class EventStudy(Estimator):
         return reference_periods(self.reference)
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, data: pd.DataFrame, ctx: FitContext) -> EventTimeResult:
-        sample = staggered_sample(self, data, ctx)
+    def _regression(
+        self, data: pd.DataFrame, ctx: FitContext, depth: int = 1
+    ) -> tuple[Any, Any, list[float], list[str], np.ndarray]:
+        """Return the sample, the regression, the event times, their names and ``x``.
+
+        ``depth``: calls between the caller's ``fit`` and this method (for warnings).
+        """
+        sample = staggered_sample(self, data, ctx, stacklevel=4 + depth)
         if self.window is not None:
             lo, hi = self.window
             ev = sample.event
@@ -203,12 +220,12 @@ class EventStudy(Estimator):
                     f"dropped {int(outside.sum())} rows of {n_units} treated unit(s) outside "
                     f"the event window {self.window} (bin_endpoints=True pools them instead)",
                     RowsDroppedWarning,
-                    stacklevel=3,
+                    stacklevel=3 + depth,
                 )
                 sample = sample.subset(
                     ~outside, {"rows of treated units outside the event window": int(outside.sum())}
                 )
-        sample = prune_sample(sample, self.drop_singletons)
+        sample = prune_sample(sample, self.drop_singletons, stacklevel=5 + depth)
         ev = self._binned(sample.event)
         refs = self.references
         observed = np.unique(ev[np.isfinite(ev)])
@@ -248,7 +265,13 @@ class EventStudy(Estimator):
             spec=ctx.inference,
             hint=hint,
             supported=self.supported_inference,
+            stacklevel=5 + depth,
         )
+        return sample, reg, events, names, x
+
+    def _fit(self, data: pd.DataFrame, ctx: FitContext) -> EventTimeResult:
+        sample, reg, events, names, x = self._regression(data, ctx)
+        refs = self.references
         m = len(events)
         wild = None
         if reg.method == "wild":
@@ -281,7 +304,7 @@ class EventStudy(Estimator):
         elif reg.method == "none":
             pretrend = {"skipped": "inference='none'"}
         elif wild is not None:
-            pretrend = {"skipped": "no joint test of the leads with the wild bootstrap yet"}
+            pretrend = _few_treated_pretrend(sample, reg, m, leads, [events[j] for j in leads])
         else:
             idx = np.array(leads)
             pretrend = wald_test(
@@ -362,3 +385,162 @@ class EventStudy(Estimator):
         if self.control_group == "not_yet_treated":
             out[below] = np.nan  # before the window: a comparison observation
         return out
+
+
+def coefficient_map(reg: Any, sample: Any, m: int) -> np.ndarray:
+    """Return ``A`` (``m x n``): the first ``m`` coefficients are ``A @ y``.
+
+    By Frisch-Waugh-Lovell the absorbed regression's coefficients are
+    ``(X~'W X~)^{-1} X~'W y`` with ``X~`` the regressors net of the fixed effects.
+    """
+    fit = reg.fit
+    a = fit.bread[:m] @ fit.xt.T
+    if sample.w is not None:
+        a = a * np.sqrt(sample.w)[None, :]
+    return a
+
+
+def few_treated_vcov(
+    reg: Any, sample: Any, m: int, *, max_lag: int | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Covariance of the first ``m`` coefficients from the never-treated units' errors.
+
+    See :mod:`evalkit.inference.few_treated_cov` (Conley & Taber 2011, with stationary
+    errors). Needs units that are their own clusters (city x period cells), and the
+    never-treated units observed in every period.
+    """
+    if sample.n_clusters != sample.n_units:
+        raise DesignError(
+            "the few-treated covariance learns a unit's errors from the other units, "
+            f"so units must be the clusters ({sample.n_units} units in "
+            f"{sample.n_clusters} clusters)",
+            hint="collapse to cluster x period cells (a study's [collapse]) first",
+            column="cluster",
+        )
+    control_rows = sample.cohort == 0
+    control_units = np.unique(sample.unit[control_rows])
+    if len(control_units) < 3:
+        raise NotEstimableError(
+            f"{len(control_units)} never-treated unit(s): the few-treated covariance "
+            "learns the errors from at least three",
+            column="cohort",
+        )
+    counts = np.bincount(sample.unit[control_rows], minlength=sample.n_units)[control_units]
+    if np.any(counts != sample.n_periods):
+        raise DesignError(
+            "the never-treated units are not all observed in every period",
+            hint="the few-treated covariance needs a balanced panel of comparison units",
+            column="time",
+        )
+    y = sample.y - sample.x @ reg.fit.beta[m:] if sample.x.shape[1] else sample.y
+    grid = np.full((sample.n_units, sample.n_periods), np.nan)
+    grid[sample.unit[control_rows], sample.time[control_rows]] = y[control_rows]
+    cov = autocovariance_from_controls(grid[control_units], max_lag=max_lag)
+    vcov = coefficient_covariance(coefficient_map(reg, sample, m), sample.unit, sample.time, cov)
+    about = {
+        "covariance": "few-treated (errors learned from the never-treated units, stationary)",
+        "n_controls": len(control_units),
+        "max_lag": int(len(cov.gamma) - 1),
+    }
+    return vcov, about
+
+
+def _few_treated_pretrend(
+    sample: Any, reg: Any, m: int, leads: list[int], lead_events: list[float]
+) -> dict[str, Any]:
+    """Wald test of the leads with the few-treated covariance (or why it was skipped)."""
+    try:
+        vcov, about = few_treated_vcov(reg, sample, m)
+    except EvalkitError as exc:
+        return {"skipped": f"no few-treated covariance: {exc}"}
+    idx = np.array(leads)
+    out: dict[str, Any] = dict(wald_pretrend(reg.fit.beta[idx], vcov[np.ix_(idx, idx)]))
+    out.update(
+        hypothesis="leads",
+        method="wald_few_treated",
+        distribution=f"chi2({out['df']})",
+        event_times=[sample.key(e) for e in lead_events],
+        **about,
+    )
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FewTreatedEventStudy:
+    """Event-time estimates with the few-treated covariance (:func:`few_treated_event_study`).
+
+    Attributes
+    ----------
+    beta
+        The event-time coefficients, in event-time order (reference left out).
+    vcov
+        Their covariance learned from the never-treated units' errors.
+    event_times
+        The event time of each coefficient.
+    reference
+        The reference event time(s).
+    pretrend_test
+        The Wald test of the leads with ``vcov`` (None without leads).
+    about
+        What the covariance was learned from (controls, lags).
+    dropped
+        Rows dropped, by reason.
+    """
+
+    beta: np.ndarray
+    vcov: np.ndarray
+    event_times: tuple[Any, ...]
+    reference: tuple[Any, ...]
+    pretrend_test: dict[str, Any] | None
+    about: dict[str, Any]
+    dropped: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def few_treated_event_study(
+    estimator: EventStudy, data: pd.DataFrame, *, max_lag: int | None = None, _depth: int = 0
+) -> FewTreatedEventStudy:
+    """Fit an event study and its covariance learned from the never-treated units.
+
+    The covariance of :mod:`evalkit.inference.few_treated_cov` (Conley & Taber 2011,
+    with errors stationary over time): valid with one treated unit when its errors
+    have the distribution of the comparison units'. Needs units that are their own
+    clusters (e.g. city x month cells) and never-treated units observed every period.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from evalkit.simulate.designs import cities
+    >>> df = cities(np.random.default_rng(3), n_months=36, reform=20)
+    >>> est = EventStudy(outcome="y", unit="city", time="month", treatment="d",
+    ...                  window=(-4, 4), bin_endpoints=True)
+    >>> fit = few_treated_event_study(est, df)
+    >>> fit.event_times
+    (-4, -3, -2, 0, 1, 2, 3, 4)
+    >>> round(fit.pretrend_test["p_value"], 3)
+    0.673
+    """
+    ctx = FitContext(
+        inference=parse_inference("none", estimator.supported_inference, "did.EventStudy"),
+        seed=0,
+        rng=make_rng(0)[0],
+        reps=None,
+        level=0.95,
+    )
+    sample, reg, events, _, _ = estimator._regression(data, ctx, depth=_depth)
+    m = len(events)
+    vcov, about = few_treated_vcov(reg, sample, m, max_lag=max_lag)
+    leads = [j for j, e in enumerate(events) if e < 0]
+    pretrend: dict[str, Any] | None = None
+    if leads:
+        idx = np.array(leads)
+        pretrend = dict(wald_pretrend(reg.fit.beta[idx], vcov[np.ix_(idx, idx)]))
+        pretrend["event_times"] = [sample.key(events[j]) for j in leads]
+    return FewTreatedEventStudy(
+        beta=np.array(reg.fit.beta[:m], dtype=float),
+        vcov=vcov,
+        event_times=tuple(sample.key(e) for e in events),
+        reference=tuple(sample.key(r) for r in estimator.references),
+        pretrend_test=pretrend,
+        about=about,
+        dropped=dict(sample.dropped),
+    )

@@ -32,6 +32,7 @@ from evalkit.report.inference_notes import (
     test_inversion_note,
     within_note,
 )
+from evalkit.report.pretrend import pretrend_blocks
 from evalkit.report.render import Block, markdown_blocks, to_html, to_markdown
 from evalkit.report.units import event_time_marks, looks_like_share, unit_of
 
@@ -525,6 +526,7 @@ def _blocks(
     blocks += _inference_blocks(entries)
     has_events = any(figs.has_event_time(e) for e in entries)
     blocks += _summary_blocks(entries, simulated, unit, has_events)
+    blocks += pretrend_blocks(entries)
     subsets = {}
     if study.collapse is not None:
         subsets = {m.name: m.where for m in study.collapse.measures if m.where}

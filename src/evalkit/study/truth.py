@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: The averaging rules an estimator can declare (see ``Estimator.effect_average``).
-RULES = ("treated_cells", "treated_periods", "period", "event_time")
+RULES = ("treated_cells", "treated_periods", "period", "event_time", "event_window")
 
 #: Truth of every results row of an analysis (None where unknown).
 Lookup = Callable[[Sequence[Mapping[str, Any]]], list[float | None]]
@@ -149,6 +149,8 @@ def average(
     0.0
     >>> round(average(eff, "event_time", event_time=1, window=(-3, 1), bin_endpoints=True), 6)
     0.4
+    >>> round(average(eff, "event_window", window=(-2, 1)), 6)
+    0.3
     """
     if rule not in RULES:
         return None
@@ -162,6 +164,16 @@ def average(
         if position is None or not 0 <= position < len(effects):
             return None
         return float(effects["effect"].iloc[position])
+    if rule == "event_window":
+        if window is None:
+            return None
+        # the average of the effects at event times 0 .. last of the window (HonestDiD's
+        # target), each relative to the reference
+        values = [
+            average(effects, "event_time", event_time=e, window=window, reference=reference)
+            for e in range(0, int(max(window)) + 1)
+        ]
+        return float(np.mean(values))
     if event_time is None:
         return None
     first = effects.index.min()
@@ -341,6 +353,17 @@ def _split_difference(label: str, plain: set[str]) -> tuple[str, str] | None:
     return None
 
 
+def _rule_for(rules: Mapping[str, str], term: Any) -> str | None:
+    """Return the rule of a term: its own, or that of a declared prefix ``"name*"``."""
+    term = str(term)
+    if term in rules:
+        return rules[term]
+    for key, rule in rules.items():
+        if key.endswith("*") and term.startswith(key[:-1]):
+            return rule
+    return None
+
+
 def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any) -> list[Any]:
     """Return the truths by the estimator's declared rule over the analysis' rows."""
     rules = _rules(spec)
@@ -360,7 +383,7 @@ def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any)
         if treatment != sim.term:
             return out
         value = sim.truth_where(sim.term, spec.outcome, spec.where, columns=study.columns)
-        return [value if rules.get(str(r.get("term"))) == "treated_cells" else None for r in rows]
+        return [value if _rule_for(rules, r.get("term")) == "treated_cells" else None for r in rows]
     if not effects.empty and treatment != sim.term:
         return out  # another treatment column on treated rows: not determined here
     window = spec.kwargs.get("window")
@@ -369,16 +392,18 @@ def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any)
     periods = sorted(
         (r.get("time"), i)
         for i, r in enumerate(rows)
-        if rules.get(str(r.get("term"))) == "period" and r.get("time") is not None
+        if _rule_for(rules, r.get("term")) == "period" and r.get("time") is not None
     )
     position = {i: k for k, (_, i) in enumerate(periods)}
     for i, r in enumerate(rows):
-        rule = rules.get(str(r.get("term")))
+        rule = _rule_for(rules, r.get("term"))
         if rule is None:
             continue
         if rule == "period" and len(periods) != len(effects) and not effects.empty:
             continue
         event = r.get("event_time")
+        if rule == "event_window" and spec.kwargs.get("target") == "first":
+            rule, event = "event_time", 0
         out[i] = average(
             effects,
             rule,
@@ -427,7 +452,7 @@ def _contrast(
         return f"({spec.where}) AND ({condition})" if spec.where else condition
 
     for i, r in enumerate(rows):
-        rule = rules.get(str(r.get("term")))
+        rule = _rule_for(rules, r.get("term"))
         condition = targets.get(str(r.get("group")))
         if rule != "treated_cells" or condition is None:
             continue

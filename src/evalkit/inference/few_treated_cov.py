@@ -1,0 +1,215 @@
+"""Covariance of event-time estimates with few treated units, learned from the controls.
+
+With one treated city, a cluster-robust covariance estimates the variance of the
+treated city's errors from that city's own residuals: one cluster, so its covariance
+is badly biased and a Wald test of the leads over-rejects. Conley & Taber (2011,
+"Inference with 'difference in differences' with a small number of policy changes",
+*Review of Economics and Statistics* 93(1)) learn the distribution of the treated
+unit's errors from the control units' residuals instead, assuming the errors of every
+unit have the same distribution. This module applies that idea to the whole vector
+of event-time coefficients of a two-way fixed-effects regression:
+
+1. The controls' outcomes (a balanced panel of never-treated units) are demeaned by
+   unit and period. Their errors ``u_it`` are assumed independent across units and
+   stationary over time with a common autocovariance ``gamma(h)``, the same as the
+   treated units' errors (the Conley-Taber assumption, plus stationarity).
+2. With ``N`` controls, ``S = E'E / (N - 1)`` (``E`` the demeaned ``N x T`` matrix) has
+   expectation ``Q Gamma Q`` (``Q = I - 11'/T``, ``Gamma`` the Toeplitz matrix of
+   ``gamma``), so ``gamma`` is estimated without bias by least squares of ``vec(S)`` on
+   ``vec(Q T_h Q)`` (``T_h`` the indicator of lag ``h``). The constant in ``gamma`` is
+   not identified and does not matter: coefficients with unit effects are invariant
+   to adding a constant to a unit's outcomes.
+3. The coefficients are linear in the outcome, ``b = A y``, so their covariance is
+   ``V = sum_i A_i Gamma_i A_i'`` over the units ``i`` (treated and controls), with
+   ``Gamma_i`` the rows and columns of ``Gamma`` at the periods unit ``i`` is observed.
+
+``V`` does not depend on the treated unit's residuals, so with one treated unit it
+does not degenerate the way a cluster-robust covariance does; it is wrong when the
+treated unit's errors are more (or less) variable than the controls' (Ferman & Pinto
+2019 correct for that with cluster sizes), and when the errors are not stationary.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from evalkit.errors import DesignError, NotEstimableError
+
+__all__ = [
+    "StationaryCovariance",
+    "autocovariance_from_controls",
+    "coefficient_covariance",
+    "gamma_from_moments",
+    "wald_pretrend",
+]
+
+
+@dataclass(frozen=True)
+class StationaryCovariance:
+    """Autocovariance of a unit's errors learned from the control units.
+
+    Attributes
+    ----------
+    gamma
+        ``gamma[h]`` for lags ``h = 0 .. max_lag`` (zero beyond), up to an additive
+        constant that coefficients with unit effects do not depend on.
+    n_controls
+        Number of control units it was learned from.
+    n_periods
+        Number of periods of the controls' panel.
+    """
+
+    gamma: np.ndarray
+    n_controls: int
+    n_periods: int
+
+    def matrix(self, periods: np.ndarray) -> np.ndarray:
+        """Return ``Gamma`` at the given period indices (``len(periods)`` square)."""
+        lag = np.abs(np.subtract.outer(periods, periods))
+        full = np.zeros(max(self.n_periods, int(lag.max(initial=0)) + 1))
+        full[: len(self.gamma)] = self.gamma
+        return full[lag]
+
+
+@functools.lru_cache(maxsize=32)
+def _lag_solver(n_periods: int, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``D`` (columns ``vec(Q T_h Q)``, ``h = 0 .. max_lag``) and ``pinv(D'D)``."""
+    d = _lag_design(n_periods, max_lag)
+    d.setflags(write=False)
+    inv = np.linalg.pinv(d.T @ d, rcond=1e-10, hermitian=True)
+    inv.setflags(write=False)
+    return d, inv
+
+
+def _lag_design(n_periods: int, max_lag: int) -> np.ndarray:
+    """Columns ``vec(Q T_h Q)`` for ``h = 0 .. max_lag``."""
+    idx = np.arange(n_periods)
+    lag = np.abs(np.subtract.outer(idx, idx))
+    cols = []
+    for h in range(max_lag + 1):
+        t = (lag == h).astype(float)
+        t = t - t.mean(axis=0, keepdims=True)
+        t = t - t.mean(axis=1, keepdims=True)
+        cols.append(t.ravel())
+    return np.column_stack(cols)
+
+
+def autocovariance_from_controls(
+    y: np.ndarray, *, max_lag: int | None = None
+) -> StationaryCovariance:
+    """Estimate the errors' stationary autocovariance from a controls-only panel.
+
+    Parameters
+    ----------
+    y
+        ``(N, T)`` outcomes of the ``N`` control units over ``T`` periods (balanced).
+    max_lag
+        Largest lag with a free autocovariance (zero beyond); default ``T - 1``.
+
+    Returns
+    -------
+    StationaryCovariance
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.normal(size=(400, 6)) + rng.normal(size=(400, 1))  # unit effects
+    >>> cov = autocovariance_from_controls(y, max_lag=1)
+    >>> np.round(cov.gamma, 1).tolist()
+    [1.0, 0.0]
+    """
+    y = np.asarray(y, dtype=float)
+    n, t = y.shape
+    if n < 2:
+        raise NotEstimableError(
+            f"the errors' covariance is learned from the control units, and there are {n}",
+            hint="this covariance needs at least two never-treated units",
+            column="unit",
+        )
+    if t < 2:
+        raise NotEstimableError("the controls are observed in one period only", column="time")
+    lag = t - 1 if max_lag is None else int(max_lag)
+    if not 0 <= lag <= t - 1:
+        raise DesignError(
+            f"max_lag must be between 0 and {t - 1} (the periods minus one), got {max_lag!r}",
+            column="max_lag",
+        )
+    e = y - y.mean(axis=0, keepdims=True)
+    e = e - e.mean(axis=1, keepdims=True)
+    s = e.T @ e / (n - 1)
+    return StationaryCovariance(gamma=gamma_from_moments(s, lag), n_controls=n, n_periods=t)
+
+
+def gamma_from_moments(s: np.ndarray, max_lag: int) -> np.ndarray:
+    """Solve ``Q Gamma Q = s`` for the Toeplitz ``Gamma`` by least squares.
+
+    ``s`` is the demeaned errors' second-moment matrix (``T x T``, expectation
+    ``Q Gamma Q``). Least squares through the normal equations, minimum norm: with
+    every lag free the constant direction of ``gamma`` is not identified (it does not
+    affect coefficients with unit effects).
+    """
+    t = s.shape[0]
+    design, inv = _lag_solver(t, int(max_lag))
+    return inv @ (design.T @ np.asarray(s, dtype=float).ravel())
+
+
+def coefficient_covariance(
+    a: np.ndarray, unit: np.ndarray, period: np.ndarray, cov: StationaryCovariance
+) -> np.ndarray:
+    """Covariance of ``b = A y`` when every unit's errors have autocovariance ``cov``.
+
+    Parameters
+    ----------
+    a
+        ``(m, n)`` the linear map from the ``n`` observations' outcomes to the ``m``
+        coefficients (it must give zero on a constant within a unit: unit effects).
+    unit, period
+        ``(n,)`` integer unit and period indices of the observations (periods on the
+        scale of ``cov``: ``0 .. T - 1``).
+    cov
+        The errors' autocovariance (:func:`autocovariance_from_controls`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m, m)`` covariance, projected onto the positive semi-definite matrices
+        (negative eigenvalues, from sampling error in ``gamma``, set to zero).
+    """
+    a = np.asarray(a, dtype=float)
+    m = a.shape[0]
+    out = np.zeros((m, m))
+    order = np.argsort(unit, kind="stable")
+    bounds = np.flatnonzero(np.diff(unit[order])) + 1
+    for rows in np.split(order, bounds):
+        block = a[:, rows]
+        out += block @ cov.matrix(period[rows]) @ block.T
+    out = (out + out.T) / 2
+    vals, vecs = np.linalg.eigh(out)
+    return (vecs * np.clip(vals, 0.0, None)) @ vecs.T
+
+
+def wald_pretrend(beta: np.ndarray, vcov: np.ndarray) -> dict[str, float]:
+    """Wald test that the leads are jointly zero, against chi-squared.
+
+    Uses the generalised inverse of ``vcov`` and its rank as the degrees of freedom.
+
+    Examples
+    --------
+    >>> out = wald_pretrend(np.array([1.0, 2.0]), np.eye(2))
+    >>> out["statistic"], out["df"], round(out["p_value"], 4)
+    (5.0, 2, 0.0821)
+    """
+    beta = np.asarray(beta, dtype=float)
+    vals = np.linalg.eigvalsh(vcov)
+    tol = max(vals.max(initial=0.0), 1e-300) * 1e-10
+    rank = int((vals > tol).sum())
+    if rank == 0:
+        raise NotEstimableError("the leads' covariance is zero", column="vcov")
+    stat = float(beta @ np.linalg.pinv(vcov, rcond=1e-10, hermitian=True) @ beta)
+    p = float(stats.chi2.sf(stat, rank)) if math.isfinite(stat) else math.nan
+    return {"statistic": stat, "df": rank, "p_value": p}

@@ -1,0 +1,72 @@
+"""Report blocks for pre-trend tests and HonestDiD breakdown values of a study's analyses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from evalkit.report.render import Block
+
+__all__ = ["pretrend_blocks"]
+
+
+def _p(value: Any) -> str:
+    if value is None:
+        return ""
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
+    """Return a "Pre-trend tests" table (joint tests of the leads) and a HonestDiD table.
+
+    Reads ``info["pretrend_test"]`` of every analysis that has one (event studies,
+    HonestDiD) and ``info["breakdown"]`` of HonestDiD analyses; no blocks when none has.
+
+    Examples
+    --------
+    >>> entry = {"id": "event.work.all", "outcome": "work", "group": "all",
+    ...          "info": {"pretrend_test": {"p_value": 0.41, "df": 11,
+    ...                                     "method": "wald_few_treated"}}}
+    >>> blocks = pretrend_blocks([entry])
+    >>> blocks[0], blocks[2][2]
+    (('h2', 'Pre-trend tests'), [['`event.work.all`', 'work', 'all', '11', '0.410']])
+    """
+    tests, honest = [], []
+    for e in entries:
+        info = e.get("info") or {}
+        test = info.get("pretrend_test")
+        if isinstance(test, Mapping) and "p_value" in test:
+            tests.append([f"`{e['id']}`", str(e.get("outcome") or ""), str(e.get("group") or ""),
+                          str(test.get("df", "")), _p(test["p_value"])])  # fmt: skip
+        if "breakdown" in info and "bound_name" in info:
+            b = info["breakdown"]
+            honest.append([f"`{e['id']}`", str(e.get("outcome") or ""),
+                           str(e.get("group") or ""), info["bound_name"],
+                           "none" if b is None else f"{b:g}"])  # fmt: skip
+    blocks: list[Block] = []
+    if tests:
+        blocks += [
+            ("h2", "Pre-trend tests"),
+            (
+                "p",
+                "Joint Wald test that every lead (event time before the reform, the "
+                "reference month left out) is zero. With one treated city the leads' "
+                "covariance is learned from the comparison cities' errors (Conley & Taber "
+                "2011; errors assumed distributed as theirs and stationary over time), "
+                "not from Bergen's own residuals; a small p-value says the trends before "
+                "the reform differ.",
+            ),
+            ("table", ["analysis", "outcome", "group", "leads", "p-value"], tests),
+        ]
+    if honest:
+        blocks += [
+            ("h2", "HonestDiD: how large a violation of parallel trends the effect survives"),
+            (
+                "p",
+                "Breakdown value: the largest bound on the grid up to which every robust "
+                "interval excludes zero (none: not even the smallest); the intervals per "
+                "bound are in the analysis' table (rows `honest:...`).",
+            ),
+            ("table", ["analysis", "outcome", "group", "bound", "breakdown"], honest),
+        ]
+    return blocks
