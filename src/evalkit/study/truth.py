@@ -7,7 +7,8 @@ count and sum of the outcome's measure with and without the treatment). Estimato
 declare how each reported effect averages the effects of the treated observations
 (:attr:`~evalkit.core.estimator.Estimator.effect_average`): over the treated cells
 weighted by their counts (person-months), unweighted over the treated periods, one
-period, or one event time. This module computes the truth of that average over exactly
+period, or one event time; with staggered adoption, one cohort in one period (ATT(g,t))
+or one event time across cohorts (from strata that hold the cohort column). This module computes the truth of that average over exactly
 the rows the analysis uses (its group and ``where`` condition, evaluated on the stratum
 columns and the time column), so an interval's coverage is a fair test.
 
