@@ -8,9 +8,10 @@ declare how each reported effect averages the effects of the treated observation
 (:attr:`~evalkit.core.estimator.Estimator.effect_average`): over the treated cells
 weighted by their counts (person-months), unweighted over the treated periods, one
 period, or one event time; with staggered adoption, one cohort in one period (ATT(g,t))
-or one event time across cohorts (from strata that hold the cohort column). This module computes the truth of that average over exactly
-the rows the analysis uses (its group and ``where`` condition, evaluated on the stratum
-columns and the time column), so an interval's coverage is a fair test.
+or one event time across cohorts (from strata that hold the cohort column). This module
+computes the truth of that average over exactly the rows the analysis uses (its group and
+``where`` condition, evaluated on the stratum columns and the time column), so an
+interval's coverage is a fair test.
 
 Effects the simulator states directly (:attr:`~evalkit.simulate.SimulatedData.truth_terms`,
 e.g. an intention-to-treat effect) are used first. Strata that no stratum row describes
