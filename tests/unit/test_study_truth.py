@@ -149,11 +149,13 @@ def test_estimators_declare_rules_for_the_terms_they_report():
         "synth.AugmentedSyntheticControl": {"att": "treated_periods", "effect": "period"},
         "synth.SyntheticDiD": {"ATT": "treated_periods"},
         "dml.DID": {"{treatment}": "treated_cells"},
+        "did.CallawaySantAnna": {"ATT(g,t)": "cohort_time"},
+        "did.ImputationDiD": {"ATT(e)": "cohort_event_time"},
     }
     for name, declared in rules.items():
         assert dict(registry.get(name).effect_average) == declared, name
     # an estimator without a declaration gets no truth (not a guessed one)
-    assert dict(registry.get("did.CallawaySantAnna").effect_average) == {}
+    assert dict(registry.get("did.SunAbraham").effect_average) == {}
 
 
 def test_study_layer_names_no_estimator():

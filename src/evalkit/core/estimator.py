@@ -69,7 +69,11 @@ class Estimator:
     #: (unweighted mean over the treated unit's treated periods of its period effects),
     #: ``"period"`` (one treated period, the row's ``time``, in order), ``"event_time"``
     #: (the treated observations at the row's ``event_time``, end points binned as the
-    #: estimator bins them, minus those at the reference). Empty: no rule declared.
+    #: estimator bins them, minus those at the reference), and for staggered adoption
+    #: ``"cohort_time"`` (the treated observations of the row's ``cohort`` in its ``time``;
+    #: zero before adoption) and ``"cohort_event_time"`` (the treated observations at the
+    #: row's ``event_time = time - cohort``, each observation, or each averaged cell of a
+    #: study's ``collapse_by``, counting once). Empty: no rule declared.
     effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     @classmethod

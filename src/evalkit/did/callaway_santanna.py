@@ -29,8 +29,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
-from typing import Any, Literal, get_args
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -162,6 +163,9 @@ class CallawaySantAnna(Estimator):
     trim_level: float = 0.995
 
     supported_inference = ("cluster", "bootstrap", "none")
+    #: ATT(g,t): the mean effect on cohort g's observations in period t (truth on simulated
+    #: data, see :mod:`evalkit.study.truth`).
+    effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({"ATT(g,t)": "cohort_time"})
 
     def __post_init__(self) -> None:
         for role in ("outcome", "time", "cohort"):

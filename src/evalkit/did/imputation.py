@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -134,6 +136,9 @@ class ImputationDiD(Estimator):
     leave_out: bool = False
 
     supported_inference: ClassVar[tuple[str, ...]] = ("cluster", "none")
+    #: ATT(e): the mean effect over the treated observations at event time e, each
+    #: observation weighted equally (truth on simulated data, see :mod:`evalkit.study.truth`).
+    effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({"ATT(e)": "cohort_event_time"})
 
     #: No singleton dropping: every untreated observation informs the imputation.
     drop_singletons: ClassVar[bool] = False

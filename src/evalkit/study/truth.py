@@ -7,9 +7,11 @@ count and sum of the outcome's measure with and without the treatment). Estimato
 declare how each reported effect averages the effects of the treated observations
 (:attr:`~evalkit.core.estimator.Estimator.effect_average`): over the treated cells
 weighted by their counts (person-months), unweighted over the treated periods, one
-period, or one event time. This module computes the truth of that average over exactly
-the rows the analysis uses (its group and ``where`` condition, evaluated on the stratum
-columns and the time column), so an interval's coverage is a fair test.
+period, or one event time; with staggered adoption, one cohort in one period (ATT(g,t))
+or one event time across cohorts (from strata that hold the cohort column). This module
+computes the truth of that average over exactly the rows the analysis uses (its group and
+``where`` condition, evaluated on the stratum columns and the time column), so an
+interval's coverage is a fair test.
 
 Effects the simulator states directly (:attr:`~evalkit.simulate.SimulatedData.truth_terms`,
 e.g. an intention-to-treat effect) are used first. Strata that no stratum row describes
@@ -19,6 +21,7 @@ carry no planted effect: an analysis none of whose rows is treated in the simula
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,7 +41,18 @@ __all__ = [
 ]
 
 #: The averaging rules an estimator can declare (see ``Estimator.effect_average``).
-RULES = ("treated_cells", "treated_periods", "period", "event_time", "event_window")
+RULES = (
+    "treated_cells",
+    "treated_periods",
+    "period",
+    "event_time",
+    "cohort_time",
+    "cohort_event_time",
+    "event_window",
+)
+#: Rules of staggered adoption: the row's cohort (the ``cohort`` option's column, which
+#: the simulator's strata must hold) and time, or its event time ``time - cohort``.
+_STAGGERED = ("cohort_time", "cohort_event_time")
 
 #: Truth of every results row of an analysis (None where unknown).
 Lookup = Callable[[Sequence[Mapping[str, Any]]], list[float | None]]
@@ -48,6 +62,52 @@ _FIXED = ("outcome", "period", "n1", "sum1", "n0", "sum0")
 
 def _norm(text: str | None) -> str | None:
     return None if text is None else " ".join(text.lower().split())
+
+
+def chosen_strata(
+    sim: Any, outcome: str, condition: str | None, time: str | None = None
+) -> pd.DataFrame | None:
+    """Return the rows of the simulator's ``truth_strata`` for ``outcome`` meeting ``condition``.
+
+    ``condition`` is evaluated as in :func:`period_effects`. None when the truth is not
+    determined (no strata, unknown outcome, or the condition names other columns).
+
+    Examples
+    --------
+    >>> from evalkit.simulate import bergen_rates
+    >>> sim = bergen_rates(seed=1, n_persons=400)
+    >>> rows = chosen_strata(sim, "work", "non_western = 1", time="month")
+    >>> bool((rows["non_western"] == 1).all())
+    True
+    """
+    strata = getattr(sim, "truth_strata", None)
+    if strata is None:
+        return None
+    rows = strata[strata["outcome"] == outcome]
+    if rows.empty:
+        return None
+    keys = [c for c in rows.columns if c not in _FIXED]
+    if condition is None:
+        return rows
+    import duckdb
+
+    distinct = rows[[*keys, "period"]].drop_duplicates().reset_index(drop=True)
+    view = distinct.copy()
+    if time and time not in view:
+        view[time] = view["period"]
+    term = getattr(sim, "term", None)
+    if term and term not in view:
+        view[term] = 1
+    con = sandbox.connect()
+    try:
+        con.register("strata", view)
+        chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    chosen = chosen[[*keys, "period"]].astype(distinct.dtypes.to_dict())
+    return rows.merge(chosen, on=[*keys, "period"], how="inner")
 
 
 def period_effects(
@@ -75,33 +135,9 @@ def period_effects(
     >>> period_effects(sim, "work", "city = 'Oslo'", time="month") is None
     True
     """
-    strata = getattr(sim, "truth_strata", None)
-    if strata is None:
+    rows = chosen_strata(sim, outcome, condition, time)
+    if rows is None:
         return None
-    rows = strata[strata["outcome"] == outcome]
-    if rows.empty:
-        return None
-    keys = [c for c in rows.columns if c not in _FIXED]
-    if condition is not None:
-        import duckdb
-
-        distinct = rows[[*keys, "period"]].drop_duplicates().reset_index(drop=True)
-        view = distinct.copy()
-        if time and time not in view:
-            view[time] = view["period"]
-        term = getattr(sim, "term", None)
-        if term and term not in view:
-            view[term] = 1
-        con = sandbox.connect()
-        try:
-            con.register("strata", view)
-            chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()
-        except duckdb.Error:
-            return None
-        finally:
-            con.close()
-        chosen = chosen[[*keys, "period"]].astype(distinct.dtypes.to_dict())
-        rows = rows.merge(chosen, on=[*keys, "period"], how="inner")
     by = rows.groupby("period", sort=True)[["n1", "sum1", "n0", "sum0"]].sum()
     by = by[(by["n1"] > 0) & (by["n0"] > 0)]
     out = pd.DataFrame(
@@ -205,7 +241,50 @@ def _same_measure(study: Any, sim: Any, spec: Any) -> bool:
         if mine is None or theirs is None or mine.to_dict() != theirs.to_dict():
             return False
         return spec.kwargs.get("treatment") in study.cell_keys(spec)
-    return dict(sim_measure or {}) == {"column": outcome, "stat": "mean"}
+    measure = dict(sim_measure or {})
+    where = measure.pop("where", None)
+    if measure != {"column": outcome, "stat": "mean"}:
+        return False
+    return where is None or _strata_condition(spec.where, where)[0]
+
+
+def _strata_condition(condition: str | None, measure_where: str | None) -> tuple[bool, str | None]:
+    """Return whether rows meeting ``condition`` are counted by a measure, and the rest of it.
+
+    A measure that counts only rows meeting ``measure_where`` (e.g. persons at risk) is
+    the analysis' outcome mean when that condition is one of the AND-ed parts of the
+    analysis' condition; the strata hold only the rows the measure counts, so the other
+    parts (None: none) select among them. Conditions with OR, NOT or BETWEEN are not
+    split (False).
+
+    Examples
+    --------
+    >>> _strata_condition("neet_prev = 1 AND country = 'Norway'", "neet_prev = 1")
+    (True, "(country = 'Norway')")
+    >>> _strata_condition("neet_prev = 1", "neet_prev = 1")
+    (True, None)
+    >>> _strata_condition("neet_prev = 1 OR age > 20", "neet_prev = 1")
+    (False, None)
+    """
+    if measure_where is None:
+        return True, condition
+    if condition is None:
+        return False, None
+
+    def parts(text: str) -> list[str] | None:
+        text = " ".join(text.split())
+        if re.search(r"\b(or|not|between)\b", text, flags=re.IGNORECASE):
+            return None
+        return [p.strip().strip("()").strip() for p in re.split(r"\s+and\s+", text, flags=re.I)]
+
+    mine, theirs = parts(condition), parts(measure_where)
+    if mine is None or theirs is None:
+        return False, None
+    folded = {p.lower() for p in mine}
+    if not all(p.lower() in folded for p in theirs):
+        return False, None
+    rest = [p for p in mine if p.lower() not in {q.lower() for q in theirs}]
+    return True, " AND ".join(f"({p})" for p in rest) or None
 
 
 def _sql_literal(value: Any) -> str | None:
@@ -375,7 +454,10 @@ def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any)
         return out
     if spec.split is not None:
         return _contrast(study, sim, spec, rows, rules)
-    effects = period_effects(sim, spec.outcome, spec.where, time)
+    where = _strata_condition(spec.where, sim.measures[spec.outcome].get("where"))[1]
+    if any(rule in _STAGGERED for rule in rules.values()):
+        return _staggered(sim, spec, rows, rules, where)
+    effects = period_effects(sim, spec.outcome, where, time)
     if effects is None:
         # a condition on other columns (a city, a cohort, a derived column): the mean of
         # the rows' exact effects, when the simulator keeps them, gives the treated-cells
@@ -462,4 +544,74 @@ def _contrast(
             continue
         a, b = average(mine, rule), average(theirs, rule)
         out[i] = None if a is None or b is None else a - b
+    return out
+
+
+def _staggered(
+    sim: Any,
+    spec: Any,
+    rows: Sequence[Mapping[str, Any]],
+    rules: Mapping[str, str],
+    condition: str | None,
+) -> list[Any]:
+    """Return the truths of staggered-adoption terms (rules ``cohort_time``, ``cohort_event_time``).
+
+    ``cohort_time``: the mean effect over the treated observations of the row's cohort in
+    the row's time (zero before the cohort is treated), as a group-time ATT(g,t) on
+    rows or repeated cross-sections. ``cohort_event_time``: the mean effect over the
+    treated observations at the row's event time, each observation counting once; when
+    the analysis averages its rows within ``collapse_by`` first, each such cell counts
+    once (its effect is the mean of its rows'), as an estimator without weights averages
+    the cells. Unknown (None) with an estimator ``weights`` option, a treatment other
+    than the simulator's, or strata without the ``cohort`` column.
+    """
+    out: list[float | None] = [None] * len(rows)
+    cohort = spec.kwargs.get("cohort")
+    treatment = spec.kwargs.get("treatment")
+    time = spec.kwargs.get("time")
+    time = time if isinstance(time, str) else None
+    if not isinstance(cohort, str) or treatment not in (None, sim.term):
+        return out
+    if spec.kwargs.get("weights") is not None:
+        return out
+    strata = chosen_strata(sim, spec.outcome, condition, time)
+    if strata is None or cohort not in strata:
+        return out
+    if not (
+        pd.api.types.is_integer_dtype(strata["period"])
+        and pd.api.types.is_integer_dtype(strata[cohort])
+    ):
+        return out
+    first = strata[cohort].to_numpy()
+    period = strata["period"].to_numpy()
+    if ((first <= 0) | (period < first)).any():
+        return out  # the cohort column is not the adoption period of the planted treatment
+    strata = strata.assign(_event=period - first)
+    keys = None
+    if getattr(spec, "collapse_by", None):
+        keys = ["period" if k == time else k for k in spec.collapse_by]
+        if not all(k in strata for k in keys):
+            keys = False
+
+    def effect(part: pd.DataFrame) -> float:
+        return float(part["sum1"].sum() / part["n1"].sum() - part["sum0"].sum() / part["n0"].sum())
+
+    def cells_at(event: float) -> float | None:
+        part = strata[strata["_event"] == event]
+        if part.empty:
+            return 0.0
+        if keys is None:
+            return effect(part)
+        if keys is False:
+            return None
+        by = part.groupby(keys, sort=False)[["n1", "sum1", "n0", "sum0"]].sum()
+        return float((by["sum1"] / by["n1"] - by["sum0"] / by["n0"]).mean())
+
+    for i, r in enumerate(rows):
+        rule = rules.get(str(r.get("term")))
+        if rule == "cohort_time" and r.get("cohort") is not None and r.get("time") is not None:
+            part = strata[(strata[cohort] == r["cohort"]) & (strata["period"] == r["time"])]
+            out[i] = 0.0 if part.empty else effect(part)
+        elif rule == "cohort_event_time" and r.get("event_time") is not None:
+            out[i] = cells_at(float(r["event_time"]))
     return out

@@ -94,6 +94,15 @@ Truth
   ``("exit", "integration", g)``: the average over at-risk person-years of ``theta_I`` (the
   slope of a partially linear model, whose weights, the residual variance of the index
   given the covariates, do not depend on need here).
+- ``("exit", "configuration[<configuration>]", g)`` for the three configurations other
+  than the reference ``coordinated, reactive``: the planted effect of the configuration
+  relative to the reference *at the same integration index*, averaged over the
+  configuration's at-risk person-years in ``g``: ``tau_P`` for the proactive ones, 0 for
+  ``integrated, reactive`` (the index acts only through its slope ``theta_I``; crossing
+  0.5 adds nothing). A model of exits on the configuration that also adjusts for the
+  index (and the context the configuration depends on) estimates these; without the
+  index, a configuration's coefficient mixes in ``theta_I`` times the index's difference
+  between configurations, which is no planted quantity.
 - ``("neet", "ratio:<code>", g)`` for each municipality in a country group or ``all``: the
   true ratio of the municipality's expected NEET person-years in the selection window
   (``select_from``-``end``) to the count structural conditions predict, i.e. the
@@ -110,9 +119,13 @@ Truth
   probability of being among the ``k`` above is judged against it (calibration).
 
 ``truth`` and ``truth_strata`` give the effect of ``reorganised`` on ``exit`` (the
-simulator's ``term``) by stratum (``high_need`` x ``country``) and year, so that
+simulator's ``term``) by stratum (``high_need`` x ``municipality``, with its ``country``
+and ``reorg_year``) and year, so that
 :meth:`~evalkit.simulate.SimulatedData.truth_where` gives it for any group defined by
-those columns.
+those columns, and a study computes the truth of a staggered-DiD term on the estimand the
+estimator reports: a group-time ATT(g,t) (the mean effect of cohort ``g``'s at-risk
+person-years in year ``t``) or an event-time average over municipality-years (see
+:mod:`evalkit.study.truth`).
 """
 
 from __future__ import annotations
@@ -653,19 +666,34 @@ def _truths(
                 terms[("exit", term, group)] = value
                 if term == "reorganised":
                     truth["exit"][group] = value
-    # strata: high_need x country x year, with and without the reorganisation
+    # office configurations, relative to the reference (coordinated, reactive) at the same
+    # integration index: the planted effect of proactive follow-up, and none for crossing
+    # the index's threshold of 0.5 (the index acts only through its slope)
+    config = frame["configuration"].to_numpy()
+    for group, mask in masks.items():
+        for name in _CONFIGURATIONS[1:]:
+            rows = mask & risk & (config == name)
+            if rows.any():
+                value = float(per_row["proactive"][rows].mean()) if "proactive" in name else 0.0
+                terms[("exit", f"configuration[{name}]", group)] = value
+    # strata: high_need x municipality (with its country and adoption year) x year, with
+    # and without the reorganisation; the municipality and its cohort let a truth be
+    # computed for a cohort x year cell or a municipality-year cell (staggered DiD)
     rows = risk & treated["reorganised"]
-    sub = frame.loc[rows, ["high_need", "country", "year"]].copy()
+    keys = ["high_need", "country", "municipality", "reorg_year", "year"]
+    sub = frame.loc[rows, keys].copy()
     sub["p1"] = p_exit[rows]
     sub["p0"] = p_exit[rows] - per_row["reorganised"][rows]
-    grouped = sub.groupby(["high_need", "country", "year"], observed=True, sort=True)
+    grouped = sub.groupby(keys, observed=True, sort=True)
     strata = grouped.agg(n1=("p1", "size"), sum1=("p1", "sum"), sum0=("p0", "sum")).reset_index()
     strata["n0"] = strata["n1"]
     strata.insert(0, "outcome", "exit")
     strata = strata.rename(columns={"year": "period"})
-    strata["country"] = strata["country"].astype(str)
-    strata = strata[["outcome", "period", "high_need", "country", "n1", "sum1", "n0", "sum0"]]
-    return terms, truth, strata.astype({"n1": "int64", "n0": "int64", "high_need": "int8"})
+    for column in ("country", "municipality"):
+        strata[column] = strata[column].astype(str)
+    strata = strata[["outcome", "period", *keys[:-1], "n1", "sum1", "n0", "sum0"]]
+    types = {"n1": "int64", "n0": "int64", "high_need": "int8", "reorg_year": "int16"}
+    return terms, truth, strata.astype(types)
 
 
 def _selection_truths(
