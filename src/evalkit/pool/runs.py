@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -246,14 +246,24 @@ class PooledRuns:
                 continue
             fig_dir.mkdir(exist_ok=True)
             ax = forest_plot(p, tau2=self.tau2)
-            slug = "".join(c if c.isalnum() else "_" for c in f"{p.analysis}_{p.term}")
-            slug += "".join(f"_{v}" for v in p.keys.values())
-            path = fig_dir / f"forest_{slug}.png"
+            path = fig_dir / _figure_name(p.analysis, p.term, p.keys)
             figure = cast("Figure", ax.figure)
             figure.savefig(path, dpi=110, bbox_inches="tight")
             plt.close(figure)
             paths.append(path)
         return paths
+
+
+def _figure_name(analysis: str, term: str, keys: Mapping[str, Any]) -> str:
+    """File name of a forest plot: analysis, term and keys, every other character ``_``.
+
+    Examples
+    --------
+    >>> _figure_name("pathways_om", "share", {"type": "T1 measures/work"})
+    'forest_pathways_om_share_T1_measures_work.png'
+    """
+    name = "_".join([analysis, term, *(str(v) for v in keys.values())])
+    return "forest_" + "".join(c if c.isalnum() else "_" for c in name) + ".png"
 
 
 def _markdown_table(table: pd.DataFrame, digits: int) -> str:
