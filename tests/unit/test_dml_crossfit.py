@@ -203,3 +203,18 @@ def test_did_estimator_with_jobs_equals_the_serial_fit():
     one = est.fit(panel, seed=4)
     two = est.set_params(jobs=2).fit(panel, seed=4)
     assert (one.estimate(), one.std_error()) == (two.estimate(), two.std_error())
+
+
+def test_did_multi_with_jobs_equals_the_serial_fit():
+    from test_dml_did_multi import staggered  # tests/unit is on sys.path
+
+    from evalkit.dml import DIDMulti
+
+    learners = {"ml_g": _rf("r"), "ml_m": _rf("c")}
+    est = DIDMulti(
+        outcome="y", cohort="g", unit="id", time="t", covariates=["x"], learners=learners, n_folds=2
+    )
+    df = staggered(n=60)
+    one = est.fit(df, seed=5).tidy()
+    two = est.set_params(jobs=2).fit(df, seed=5).tidy()
+    pd.testing.assert_frame_equal(one, two, check_exact=True)

@@ -158,6 +158,11 @@ class DMLEstimator(Estimator):
         frame = self._prepare(frame)
         nuisances = self._nuisances(frame)
         learners = learners_for(nuisances, self.learner, self.learners, ctx.seed)
+        from evalkit import parallel
+
+        backend = parallel.backend(jobs=self.jobs)
+        # fresh workers import the learners' modules while this process builds the model
+        backend.warm(["evalkit.dml.crossfit", *{type(v).__module__ for v in learners.values()}])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
@@ -174,9 +179,6 @@ class DMLEstimator(Estimator):
             model.set_sample_splitting(smpls)
         else:
             model.set_sample_splitting(smpls, smpls_cluster)
-        from evalkit import parallel
-
-        backend = parallel.backend(jobs=self.jobs)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)

@@ -205,14 +205,26 @@ def fit_in_parts(model: Any, backend: Any) -> dict[str, int]:
     """
     import warnings
 
-    learners = dict(model._learner)
+    # the model's learners, and its sub-models' (DoubleMLDIDMulti: one per ATT(g, t))
+    owners = [model, *getattr(model, "_modellist", [])]
+    originals = [dict(owner._learner) for owner in owners]
+    learners = {
+        f"{j}/{name}": v
+        for j, own in enumerate(originals)
+        for name, v in own.items()
+        if v is not None
+    }
     with _LOCK:
         token = f"fit{next(_COUNTER)}"
     book = _Book(learners)
     _BOOKS[token] = book
     stand_in = _stand_in_class()
     try:
-        model._learner = {k: stand_in(book=token, key=k) for k in learners}
+        for j, (owner, own) in enumerate(zip(owners, originals, strict=True)):
+            owner._learner = {
+                name: None if v is None else stand_in(book=token, key=f"{j}/{name}")
+                for name, v in own.items()
+            }
         with warnings.catch_warnings():  # scores of constant stand-in predictions
             warnings.simplefilter("ignore")
             model.fit(store_predictions=True)
@@ -221,6 +233,7 @@ def fit_in_parts(model: Any, backend: Any) -> dict[str, int]:
         book.replay = True
         model.fit(store_predictions=True)
     finally:
-        model._learner = learners
+        for owner, own in zip(owners, originals, strict=True):
+            owner._learner = own
         del _BOOKS[token]
     return {"fits": len(book.fits), "local": book.local}
