@@ -38,7 +38,7 @@ from typing import Any
 
 X = ["age", "inc", "educ", "fsize", "marr", "twoearn", "db", "pira", "hown"]
 SEED = 42
-PRELOAD = ["evalkit.dml.crossfit", "doubleml", "sklearn.ensemble"]
+PRELOAD = ["evalkit.dml.crossfit", "sklearn.ensemble"]  # what a worker imports
 
 
 def _cpu(pid: int) -> float:
@@ -62,8 +62,8 @@ def _helpers() -> dict[str, float]:
     }
 
 
-def child(trees: int, reps: int, jobs: int, preload: bool) -> dict[str, Any]:
-    """One fresh process: imports and data first, then two timed fits."""
+def child(trees: int, reps: int, jobs: int, preload: bool, n_fits: int = 2) -> dict[str, Any]:
+    """One fresh process: imports and data first, then ``n_fits`` timed fits."""
     import multiprocessing
     import warnings
 
@@ -86,7 +86,7 @@ def child(trees: int, reps: int, jobs: int, preload: bool) -> dict[str, Any]:
         outcome="net_tfa", treatment="e401", covariates=X, learners=learners, n_rep=reps, jobs=jobs
     )
     fits = []
-    for _ in range(2):
+    for _ in range(n_fits):
         helpers_before = _helpers()
         cpu, wall = time.process_time(), time.perf_counter()
         res = est.fit(frame, seed=SEED)
@@ -105,10 +105,10 @@ def child(trees: int, reps: int, jobs: int, preload: bool) -> dict[str, Any]:
     return {"fits": fits}
 
 
-def _run_child(trees: int, reps: int, jobs: int, preload: bool) -> dict[str, Any]:
+def _run_child(trees: int, reps: int, jobs: int, preload: bool, n_fits: int) -> dict[str, Any]:
     code = (
         "import json, sys; sys.path.insert(0, 'benchmarks'); import dml_workers as b; "
-        f"print(json.dumps(b.child({trees}, {reps}, {jobs}, {preload})))"
+        f"print(json.dumps(b.child({trees}, {reps}, {jobs}, {preload}, {n_fits})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
@@ -122,20 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--reps", type=int, nargs="+", default=[1, 4, 10])
     p.add_argument("--no-preload", action="store_true", help="skip the preloaded cold run")
+    p.add_argument("--quick", action="store_true", help="one serial fit (no second)")
     args = p.parse_args(argv)
     load_before = os.getloadavg()
     rows = []
     for reps in args.reps:
-        serial = _run_child(args.trees, reps, 1, False)
-        two = _run_child(args.trees, reps, 2, False)
+        serial = _run_child(args.trees, reps, 1, False, 1 if args.quick else 2)
+        two = _run_child(args.trees, reps, 2, False, 2)
         runs = [
             ("serial, first fit", serial["fits"][0]),
-            ("serial, second fit", serial["fits"][1]),
+            *[("serial, second fit", f) for f in serial["fits"][1:]],
             ("2 processes, cold (first fit)", two["fits"][0]),
             ("2 processes, warm (second fit)", two["fits"][1]),
         ]
         if not args.no_preload:
-            pre = _run_child(args.trees, reps, 2, True)
+            pre = _run_child(args.trees, reps, 2, True, 1)
             runs.append(("2 processes, cold, forkserver preload", pre["fits"][0]))
         ref = runs[0][1]
         for name, r in runs:
