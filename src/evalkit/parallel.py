@@ -16,12 +16,14 @@ calling process works on items while its workers start, and a worker that starts
 or draws long items takes fewer of them. Which process ran an item never changes its
 result (each item has its own random stream). During the map every process limits its
 BLAS and OpenMP thread pools to one thread, so that ``N`` processes use ``N`` cores rather
-than ``N`` times all of them.
+than ``N`` times all of them. An item that ends its process (``os._exit``, a crash) ends
+this one when it runs here, as with ``jobs=1``; on a worker it breaks the map with
+:class:`~concurrent.futures.process.BrokenProcessPool`.
 
 Local worker processes are kept for the next map with the same number of jobs (a
-persistent pool): starting a worker and importing scikit-learn and DoubleML in it costs
-about 2.5 s of CPU per worker, which a second map (a study's next analysis, the next
-DML fit, a benchmark's repeat) no longer pays. :func:`shutdown` stops them; they also stop
+persistent pool): starting a worker and importing scikit-learn in it costs about 1-1.5 s
+of CPU, which a second map (a study's next analysis, the next DML fit, a benchmark's
+repeat) no longer pays. :func:`shutdown` stops them; they also stop
 when the program exits.
 
 Examples
