@@ -90,7 +90,8 @@ class Backend:
     Parameters
     ----------
     jobs
-        Number of local worker processes; 1 runs in this process, -1 uses every core.
+        Number of local processes, this one included (``N - 1`` workers); 1 runs in
+        this process, -1 uses every core.
         Ignored when ``scheduler`` is given. Defaults to ``EVALKIT_JOBS`` or 1.
     scheduler
         Address of a Dask distributed scheduler (``"tcp://10.0.0.5:8786"``). Defaults to
@@ -217,7 +218,7 @@ def map(
         spawned by position from one seed, so results do not depend on ``jobs`` or the
         backend. False (the default) passes no generator.
     jobs
-        Local worker processes (1: in this process; -1: one per core).
+        Local processes, this one included (1: only this one; -1: one per core).
     scheduler
         A Dask distributed scheduler address; overrides ``jobs``.
     progress
