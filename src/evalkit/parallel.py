@@ -386,6 +386,8 @@ class _Shared:
             feeder.join()
             _discard(self.pool)
             raise
+        if self.errors:  # raise now; a worker's running item finishes unseen
+            self.stop.set_result(None)
         feeder.join()
         if self.errors:
             exc = self.errors[min(self.errors)]

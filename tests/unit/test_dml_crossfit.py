@@ -218,3 +218,18 @@ def test_did_multi_with_jobs_equals_the_serial_fit():
     one = est.fit(df, seed=5).tidy()
     two = est.set_params(jobs=2).fit(df, seed=5).tidy()
     pd.testing.assert_frame_equal(one, two, check_exact=True)
+
+
+class _Broken(LinearRegression):
+    def fit(self, X, y, sample_weight=None):
+        raise RuntimeError("learner failed")
+
+
+def test_a_failing_learner_raises_and_the_learners_are_restored():
+    model = doubleml.DoubleMLPLR(
+        _data(y_col="y", d_cols="d"), ml_l=_Broken(), ml_m=LogisticRegression(), n_folds=2
+    )
+    with pytest.raises(RuntimeError, match="learner failed"):
+        fit_in_parts(model, parallel.backend(jobs=2))
+    assert isinstance(model.learner["ml_l"], _Broken)
+    assert isinstance(model.learner["ml_m"], LogisticRegression)

@@ -128,10 +128,11 @@ def _fit_learner(learner: Any, fit: _Fit) -> _Fitted:
 
 
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays are the same bit for bit (numbers; -0.0 differs from 0.0)."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    if a.dtype.kind == "f":
-        return bool(np.array_equal(a, b, equal_nan=True))
+    if a.dtype.kind in "biufc":
+        return a.tobytes() == b.tobytes()
     return bool(np.array_equal(a, b))
 
 
