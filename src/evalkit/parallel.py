@@ -390,10 +390,10 @@ class _Shared:
             self.stop.set_result(None)
         feeder.join()
         if self.errors:
-            exc = self.errors[min(self.errors)]
-            if isinstance(exc, BrokenProcessPool):
+            first = self.errors[min(self.errors)]
+            if isinstance(first, BrokenProcessPool):
                 _discard(self.pool)  # a worker died: the next map starts fresh ones
-            raise exc
+            raise first
         return self.results
 
     def feed(self) -> None:
@@ -416,7 +416,8 @@ class _Shared:
                     self.fail(i, exc)
             if not pending:
                 return
-            wait([*pending, self.stop], return_when=FIRST_COMPLETED)
+            waiting: list[Future[Any]] = [*pending, self.stop]
+            wait(waiting, return_when=FIRST_COMPLETED)
             if self.stop.done():
                 for future in pending:
                     future.cancel()
