@@ -6,17 +6,24 @@ stream, spawned from one :class:`numpy.random.SeedSequence` by the item's positi
 results are identical whatever the number of workers and whichever backend runs them:
 
 - ``jobs=1`` (the default) runs in this process, one item after another;
-- ``jobs=N`` runs on ``N`` local worker processes (``jobs=-1``: one per core);
+- ``jobs=N`` runs on ``N`` local processes, this one and ``N - 1`` workers
+  (``jobs=-1``: one per core);
 - ``scheduler="tcp://host:8786"`` (or the ``EVALKIT_SCHEDULER`` environment variable)
   sends the items to a running Dask distributed cluster (``pip install 'evalkit[dask]'``).
 
-Workers limit their BLAS and OpenMP thread pools to one thread each, so that ``N``
-workers use ``N`` cores rather than ``N`` times all of them.
+Each process takes the next item as soon as it is free (dynamic scheduling): the
+calling process works on items while its workers start, and a worker that starts slowly
+or draws long items takes fewer of them. Which process ran an item never changes its
+result (each item has its own random stream). During the map every process limits its
+BLAS and OpenMP thread pools to one thread, so that ``N`` processes use ``N`` cores rather
+than ``N`` times all of them. An item that ends its process (``os._exit``, a crash) ends
+this one when it runs here, as with ``jobs=1``; on a worker it breaks the map with
+:class:`~concurrent.futures.process.BrokenProcessPool`.
 
 Local worker processes are kept for the next map with the same number of jobs (a
-persistent pool): starting a worker and importing scikit-learn and DoubleML in it costs
-about 2.5 s of CPU per worker, which a second map (a study's next analysis, the next
-DML fit, a benchmark's repeat) no longer pays. :func:`shutdown` stops them; they also stop
+persistent pool): starting a worker and importing scikit-learn in it costs about 1-1.5 s
+of CPU, which a second map (a study's next analysis, the next DML fit, a benchmark's
+repeat) no longer pays. :func:`shutdown` stops them; they also stop
 when the program exits.
 
 Examples
@@ -41,7 +48,7 @@ import pickle
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -83,7 +90,8 @@ class Backend:
     Parameters
     ----------
     jobs
-        Number of local worker processes; 1 runs in this process, -1 uses every core.
+        Number of local processes, this one included (``N - 1`` workers); 1 runs in
+        this process, -1 uses every core.
         Ignored when ``scheduler`` is given. Defaults to ``EVALKIT_JOBS`` or 1.
     scheduler
         Address of a Dask distributed scheduler (``"tcp://10.0.0.5:8786"``). Defaults to
@@ -147,33 +155,16 @@ class Backend:
         """
         if self.scheduler or self.jobs == 1:
             return
-        pool = _pool(self.jobs)
+        pool = _pool(self.jobs - 1)  # this process is the N-th
         names = tuple(modules)
-        for _ in range(self.jobs):
+        for _ in range(self.jobs - 1):
             pool.submit(_import, names)
 
     def _processes(
         self, job: _Job, calls: list[tuple[Any, ...]], label: str, progress: bool
     ) -> list[Any]:
-        workers = min(self.jobs, len(calls))
-        chunk = max(1, len(calls) // (workers * 8))
-        import cloudpickle
-
-        # items and results travel by cloudpickle too (they may hold mapping proxies,
-        # lambdas or other objects that the standard pickle refuses)
-        payloads = [cloudpickle.dumps(c) for c in calls]
-        pool = _pool(self.jobs)
-        try:
-            results = pool.map(_PayloadJob(job), payloads, chunksize=chunk)
-            shown = _progress(results, label, enabled=progress, total=len(calls))
-            return [pickle.loads(r) for r in shown]
-        except BaseException as exc:
-            # an exception raised by an item leaves the workers usable; anything else
-            # (an interrupt, a worker that died) stops this pool and the next map starts
-            # a fresh one
-            if not isinstance(exc, Exception) or isinstance(exc, BrokenProcessPool):
-                _discard(pool)
-            raise
+        with _Progress(label, len(calls), enabled=progress) as shown:
+            return _Shared(job, calls, _pool(self.jobs - 1), shown).run()
 
     def _dask(self, job: _Job, calls: list[tuple[Any, ...]]) -> list[Any]:
         try:
@@ -227,7 +218,7 @@ def map(
         spawned by position from one seed, so results do not depend on ``jobs`` or the
         backend. False (the default) passes no generator.
     jobs
-        Local worker processes (1: in this process; -1: one per core).
+        Local processes, this one included (1: only this one; -1: one per core).
     scheduler
         A Dask distributed scheduler address; overrides ``jobs``.
     progress
@@ -341,6 +332,142 @@ class _PayloadJob:
         import cloudpickle
 
         return cloudpickle.dumps(self.job(pickle.loads(payload)))
+
+
+class _Shared:
+    """One map shared by this process and the pool's workers, item by item.
+
+    Whoever is free claims the next item: a worker gets a new item as soon as it returns
+    one (a feeder thread keeps exactly one item outstanding per worker), and this process
+    runs items itself between checks, so it works while fresh workers start (about 1.5 s
+    of imports each) and a slow worker takes fewer items. The results go to their item's
+    position; an error stops the claims and the first failed item's exception is raised.
+    """
+
+    def __init__(
+        self, job: _Job, calls: list[tuple[Any, ...]], pool: ProcessPoolExecutor, shown: _Progress
+    ) -> None:
+        self.job = job
+        self.calls = calls
+        self.pool = pool
+        self.shown = shown
+        self.results: list[Any] = [None] * len(calls)
+        self.errors: dict[int, BaseException] = {}
+        self.cursor = 0
+        self.lock = threading.Lock()
+        self.stop: Future[None] = Future()
+
+    def claim(self) -> int | None:
+        """Return the next unclaimed position (None when all are taken or one failed)."""
+        with self.lock:
+            if self.errors or self.cursor >= len(self.calls):
+                return None
+            self.cursor += 1
+            return self.cursor - 1
+
+    def fail(self, position: int, exc: BaseException) -> None:
+        with self.lock:
+            self.errors[position] = exc
+
+    def run(self) -> list[Any]:
+        feeder = threading.Thread(target=self.feed, name="evalkit-parallel", daemon=True)
+        feeder.start()
+        try:
+            with _one_thread():
+                while (i := self.claim()) is not None:
+                    try:
+                        self.results[i] = self.job(self.calls[i])
+                    except Exception as exc:
+                        self.fail(i, exc)
+                        break
+                    self.shown.advance()
+        except BaseException:  # an interrupt: stop the workers too
+            self.stop.set_result(None)
+            feeder.join()
+            _discard(self.pool)
+            raise
+        if self.errors:  # raise now; a worker's running item finishes unseen
+            self.stop.set_result(None)
+        feeder.join()
+        if self.errors:
+            first = self.errors[min(self.errors)]
+            if isinstance(first, BrokenProcessPool):
+                _discard(self.pool)  # a worker died: the next map starts fresh ones
+            raise first
+        return self.results
+
+    def feed(self) -> None:
+        """Feeder thread: keep one item outstanding on each worker until none is left."""
+        import cloudpickle
+
+        # items and results travel by cloudpickle too (they may hold mapping proxies,
+        # lambdas or other objects that the standard pickle refuses)
+        run = _PayloadJob(self.job)
+        slots = max(1, int(getattr(self.pool, "_max_workers", 1)))
+        pending: dict[Future[bytes], int] = {}
+        while True:
+            while len(pending) < slots and not self.stop.done():
+                i = self.claim()
+                if i is None:
+                    break
+                try:
+                    pending[self.pool.submit(run, cloudpickle.dumps(self.calls[i]))] = i
+                except Exception as exc:  # an unpicklable item, a broken pool
+                    self.fail(i, exc)
+            if not pending:
+                return
+            waiting: list[Future[Any]] = [*pending, self.stop]
+            wait(waiting, return_when=FIRST_COMPLETED)
+            if self.stop.done():
+                for future in pending:
+                    future.cancel()
+                return
+            for future in [f for f in pending if f.done()]:
+                i = pending.pop(future)
+                try:
+                    self.results[i] = pickle.loads(future.result())
+                except Exception as exc:
+                    self.fail(i, exc)
+                else:
+                    self.shown.advance()
+
+
+class _Progress:
+    """A progress bar on standard error that any thread may advance (or nothing)."""
+
+    def __init__(self, label: str, total: int, *, enabled: bool) -> None:
+        self.label, self.total, self.enabled = label, total, enabled
+        self.bar: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            console = Console(stderr=True)
+            self.bar = Progress(console=console, transient=not sys.stderr.isatty())
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total)
+        return self
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _one_thread() -> Any:
+    """Context: this process' BLAS/OpenMP pools limited to one thread while it shares a map."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
 
 
 def _import(modules: tuple[str, ...]) -> None:

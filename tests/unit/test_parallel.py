@@ -112,9 +112,10 @@ def _pid(x: int) -> int:
 
 
 def _die(x: int) -> int:
+    import multiprocessing
     import os
 
-    if x == 1:
+    if x == 1 and multiprocessing.parent_process() is not None:  # only a worker dies
         os._exit(3)
     return x
 
@@ -122,13 +123,14 @@ def _die(x: int) -> int:
 def test_workers_are_kept_for_the_next_map_until_shutdown():
     import os
 
-    first = set(parallel.map(_pid, range(8), jobs=2))
-    second = set(parallel.map(_pid, range(8), jobs=2))
-    assert os.getpid() not in first
-    assert first & second and len(first | second) <= 2  # the same two workers, started once
+    me = {os.getpid()}
+    first = set(parallel.map(_pid, range(8), jobs=3)) - me
+    second = set(parallel.map(_pid, range(8), jobs=3)) - me
+    # jobs=3: this process and at most two workers, kept for the second map
+    assert first and first & second and len(first | second) <= 2
     parallel.shutdown()
-    third = set(parallel.map(_pid, range(8), jobs=2))
-    assert not third & first  # fresh workers after shutdown
+    third = set(parallel.map(_pid, range(8), jobs=3)) - me
+    assert third and not third & first  # fresh workers after shutdown
     parallel.shutdown()
 
 
@@ -136,15 +138,16 @@ def test_a_dead_worker_breaks_one_map_only():
     from concurrent.futures.process import BrokenProcessPool
 
     with pytest.raises(BrokenProcessPool):
-        parallel.map(_die, [0, 1, 2, 3], jobs=2)
+        parallel.map(_die, [1, 1, 1, 1], jobs=2)  # the worker's first item kills it
     assert parallel.map(_square, [1, 2, 3], jobs=2) == [1, 4, 9]
     parallel.shutdown()
 
 
 def test_an_item_error_leaves_the_workers_usable():
     before = set(parallel.map(_pid, range(4), jobs=2))
-    with pytest.raises(ValueError, match="three"):
-        parallel.map(_boom, [1, 2, 3, 4], jobs=2)
+    for items in ([3, 3, 3, 3], [1, 2, 3, 4]):  # raised by the worker, by either process
+        with pytest.raises(ValueError, match="three"):
+            parallel.map(_boom, items, jobs=2)
     assert set(parallel.map(_pid, range(4), jobs=2)) <= before
     parallel.shutdown()
 
@@ -160,4 +163,35 @@ def test_warm_starts_the_workers_with_the_modules_imported():
     parallel.backend(jobs=2).warm(["evalkit.did.twfe"])
     assert any(parallel.map(_loaded, ["evalkit.did.twfe"] * 4, jobs=2))
     parallel.backend(jobs=1).warm(["evalkit.did.twfe"])  # in process: nothing happens
+    parallel.shutdown()
+
+
+def _slow_in_workers(x: int) -> tuple[int, int]:
+    import multiprocessing
+    import os
+    import time
+
+    if multiprocessing.parent_process() is not None:
+        time.sleep(0.2)
+    return x, os.getpid()
+
+
+def test_this_process_takes_items_and_a_slow_worker_fewer():
+    import os
+
+    parallel.shutdown()
+    out = parallel.map(_slow_in_workers, range(40), jobs=2)
+    assert [x for x, _ in out] == list(range(40))  # in item order
+    mine = sum(pid == os.getpid() for _, pid in out)
+    # the worker sleeps 0.2 s per item (and starts cold): this process takes most items
+    assert 20 < mine < 40
+    parallel.shutdown()
+
+
+def test_the_first_failing_item_is_raised():
+    with pytest.raises(ValueError, match="three") as info:
+        parallel.map(_boom, [3, 3, 3, 3, 3], jobs=2)
+    assert any("item 0" in n for n in getattr(info.value, "__notes__", [])) or any(
+        "item 1" in n for n in getattr(info.value, "__notes__", [])
+    )
     parallel.shutdown()

@@ -159,6 +159,11 @@ class DMLEstimator(Estimator):
         frame = self._prepare(frame)
         nuisances = self._nuisances(frame)
         learners = learners_for(nuisances, self.learner, self.learners, ctx.seed)
+        from evalkit import parallel
+
+        backend = parallel.backend(jobs=self.jobs)
+        # fresh workers import the learners' modules while this process builds the model
+        backend.warm(["evalkit.dml.crossfit", *{type(v).__module__ for v in learners.values()}])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
@@ -177,29 +182,15 @@ class DMLEstimator(Estimator):
             model.set_sample_splitting(smpls)
         else:
             model.set_sample_splitting(smpls, smpls_cluster)
-        from evalkit import parallel
-
-        backend = parallel.backend(jobs=self.jobs)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
-            if self.n_rep > 1 and (backend.jobs > 1 or backend.scheduler):
-                # each repetition's cross-fitting on its own worker; DoubleML then
-                # combines the out-of-fold predictions exactly as in one serial fit
-                items = [
-                    (self, frame, clusters, learners, smpls[r], smpls_cluster and smpls_cluster[r])
-                    for r in range(self.n_rep)
-                ]
-                parts = backend.map(_fit_repetition, items)
-                preds = {k: np.column_stack([p[0][k] for p in parts]) for k in parts[0][0]}
-                model.fit(
-                    store_predictions=True,
-                    external_predictions={self.treatment: preds},
-                )
-                targets = {k: np.column_stack([p[1][k] for p in parts]) for k in parts[0][1]}
-                model._nuisance_targets = {
-                    k: v[:, :, None] for k, v in targets.items()
-                }  # the workers' targets, which DoubleML does not see with external predictions
+            if backend.jobs > 1 or backend.scheduler:
+                # every learner fit (fold, nuisance, repetition) is one item of the map;
+                # DoubleML scores the predictions exactly as in one serial fit
+                from evalkit.dml.crossfit import fit_in_parts
+
+                fit_in_parts(model, backend)
             else:
                 model.fit(store_predictions=True)
         return self._result(frame, model, method, clusters, labels, ctx, n_dropped)
@@ -422,23 +413,3 @@ def _doubleml_version() -> str:
     import doubleml
 
     return str(doubleml.__version__)
-
-
-def _fit_repetition(
-    item: tuple[Any, pd.DataFrame, tuple[str, ...], dict[str, Any], Any, Any],
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Cross-fit one repetition on a worker; return its out-of-fold predictions and targets."""
-    est, frame, clusters, learners, smpls, smpls_cluster = item
-    one = dataclasses.replace(est, n_rep=1, jobs=1)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        model = one._model(frame, clusters, learners)
-        if smpls_cluster is None:
-            model.set_sample_splitting([smpls])
-        else:
-            model.set_sample_splitting([smpls], [smpls_cluster])
-        model.fit(store_predictions=True)
-    preds = {k: np.asarray(v)[:, 0, 0] for k, v in model.predictions.items()}
-    targets = {k: np.asarray(v)[:, 0, 0] for k, v in model.nuisance_targets.items()}
-    return preds, targets

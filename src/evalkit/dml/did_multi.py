@@ -271,7 +271,16 @@ class DIDMulti(DMLEstimator):
             warnings.filterwarnings("ignore", category=UserWarning, module="doubleml")
             model = self._model(frame, (), learners)
             model_splits(model, self.n_folds, self.n_rep, ctx.seed)
-            model.fit(store_predictions=True)
+            from evalkit import parallel
+
+            backend = parallel.backend(jobs=self.jobs)
+            if backend.jobs > 1 or backend.scheduler:
+                # every sub-model's learner fits as items of one map (evalkit.dml.crossfit)
+                from evalkit.dml.crossfit import fit_in_parts
+
+                fit_in_parts(model, backend)
+            else:
+                model.fit(store_predictions=True)
             overall = model.aggregate("group").overall_aggregated_framework
             events = model.aggregate("eventstudy")
         rows = self._rows(model, overall, events)

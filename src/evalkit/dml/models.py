@@ -5,11 +5,12 @@ Shared options (every model): ``outcome``, ``treatment``, ``covariates`` (roles)
 ``learner`` (a preset name, ``"lasso"``, ``"rf"``, ``"lgbm"`` or ``"logit"``, or any
 scikit-learn estimator, for every nuisance) and ``learners`` (per nuisance, e.g.
 ``{"ml_l": "rf", "ml_m": LogisticRegression()}``); ``n_folds`` and ``n_rep`` (repeated
-cross-fitting, combined by DoubleML's median rule); ``jobs`` (worker processes for
-the repetitions through :mod:`evalkit.parallel`; default ``EVALKIT_JOBS`` or 1: each
-repetition is cross-fitted on a worker and DoubleML combines the out-of-fold
-predictions, identical to the serial fit). ``fit(seed=)`` drives the folds and every
-learner's ``random_state``.
+cross-fitting, combined by DoubleML's median rule); ``jobs`` (processes for the
+learner fits through :mod:`evalkit.parallel`, this one included; default
+``EVALKIT_JOBS`` or 1: every fold's fit of every nuisance and repetition is one item,
+and DoubleML scores the out-of-fold predictions, identical to the serial fit; see
+:mod:`evalkit.dml.crossfit`). ``fit(seed=)`` drives the folds and every learner's
+``random_state``.
 
 Inference: ``"hetero"`` (DoubleML's variance of the scores; the default without
 clusters), ``"cluster"`` (DoubleML's one- or two-way cluster-robust variance; the
