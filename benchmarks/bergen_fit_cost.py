@@ -38,7 +38,13 @@ from types import MappingProxyType
 from typing import Any
 
 RTOL = 1e-9
-copyreg.pickle(MappingProxyType, lambda m: (MappingProxyType, (dict(m),)))
+
+
+def _proxy(items: dict[str, Any]) -> MappingProxyType[str, Any]:
+    return MappingProxyType(items)
+
+
+copyreg.pickle(MappingProxyType, lambda m: (_proxy, (dict(m),)))  # type: ignore[arg-type]
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -2,8 +2,8 @@
 
 Each optimisation (benchmarks/results/bergen_fit_cost.md) must give the same numbers as
 the straightforward computation it replaced: the simple version is kept here (or is the
-public slow path) and compared on small data, bit for bit where the arithmetic is the
-same and to 1e-12 otherwise.
+public slow path) and compared on small data, bit for bit (the same floating-point
+operations in the same order).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def test_cached_sc_counterfactual_gives_the_same_conformal_inference(seed: int) 
     slow, _ = conformal_uncertainty(y, post, sc_counterfactual(ctrl), Conformal(), 0.95)
     fast, _ = conformal_uncertainty(y, post, sc_counterfactual_cached(ctrl), Conformal(), 0.95)
     np.testing.assert_array_equal(fast.p_value, slow.p_value)
-    np.testing.assert_allclose(fast.conf_low, slow.conf_low, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(fast.conf_high, slow.conf_high, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(fast.conf_low, slow.conf_low)
+    np.testing.assert_array_equal(fast.conf_high, slow.conf_high)
 
 
 def test_cached_sc_counterfactual_matches_each_refit() -> None:
@@ -52,7 +52,7 @@ def test_cached_sc_counterfactual_matches_each_refit() -> None:
     for _ in range(60):
         keep = masks[int(rng.integers(len(masks)))]
         y_null = y[keep] - rng.normal(scale=3.0) * post[keep]
-        np.testing.assert_allclose(fast(y_null, keep), slow(y_null, keep), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(fast(y_null, keep), slow(y_null, keep))
 
 
 # ----------------------------------------------------------------- wild bootstrap

@@ -74,13 +74,32 @@ def did_counterfactual(controls: np.ndarray) -> Counterfactual:
     return fit
 
 
+def _shifted_post(n: int, post: np.ndarray) -> np.ndarray:
+    """``idx[:, post]`` with ``idx[j, t] = pi_j(t) = t + j mod T``, kept for the next call.
+
+    The statistic is computed for every null of an interval search with the same ``T``
+    and post periods; the index is built once per pair (a small bounded cache).
+    """
+    key = (n, post.tobytes())
+    idx = _SHIFTS.get(key)
+    if idx is None:
+        full = (np.arange(n)[None, :] + np.arange(n)[:, None]) % n
+        idx = full[:, post]
+        if len(_SHIFTS) >= 256:
+            _SHIFTS.clear()
+        _SHIFTS[key] = idx
+    return idx
+
+
+_SHIFTS: dict[tuple[int, bytes], np.ndarray] = {}
+
+
 def _statistic(u: np.ndarray, post: np.ndarray, q: float | str) -> np.ndarray:
     """S for every moving-block shift: row j is S(u o pi_j)."""
-    n = len(u)
-    idx = (np.arange(n)[None, :] + np.arange(n)[:, None]) % n  # pi_j(t) = t + j mod T
+    idx = _shifted_post(len(u), np.asarray(post, dtype=bool))
     if q == "mean":
-        return np.abs(u[idx][:, post].mean(axis=1))
-    vals = np.abs(u[idx][:, post])
+        return np.abs(u[idx].mean(axis=1))
+    vals = np.abs(u[idx])
     power = float(q)
     if np.isinf(power):
         return vals.max(axis=1)

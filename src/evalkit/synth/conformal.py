@@ -20,7 +20,7 @@ import numpy as np
 from evalkit.core.uncertainty import TestInversion
 from evalkit.errors import InferenceNotSupportedError
 from evalkit.inference.conformal import conformal_inference
-from evalkit.synth.simplex import simplex_lstsq, simplex_qp
+from evalkit.synth.simplex import _kkt_solve, simplex_lstsq, simplex_qp
 
 __all__ = ["conformal_uncertainty", "sc_counterfactual", "sc_counterfactual_cached"]
 
@@ -48,6 +48,28 @@ def sc_counterfactual(controls: np.ndarray) -> Counterfactual:
         return y_null - w @ x
 
     return fit
+
+
+def _still_optimal(
+    g: np.ndarray, c: np.ndarray, support: np.ndarray, tol: float = 1e-10
+) -> np.ndarray | None:
+    """Return the simplex QP's solution if it has the given support, else None.
+
+    The same steps as :func:`~evalkit.synth.simplex.simplex_qp` started from ``support``
+    when that support is optimal (the closed-form weights on it, then the optimality
+    check with the same tolerance), without its set-up: the same weights bit for bit.
+    """
+    z = _kkt_solve(g, c, support)
+    if not (z > 0).all():
+        return None
+    w = np.zeros(len(c))
+    w[support] = z
+    grad = g @ w - c
+    on = grad[support]
+    slack = grad - on.sum() / on.size
+    slack[support] = np.inf
+    scale = max(1.0, float(np.abs(np.diag(g)).max(initial=0.0)) + float(np.abs(c).max()))
+    return w if slack.min() >= -tol * scale else None
 
 
 def sc_counterfactual_cached(controls: np.ndarray) -> Counterfactual:
@@ -84,10 +106,13 @@ def sc_counterfactual_cached(controls: np.ndarray) -> Counterfactual:
             entry = cache[key] = [x, a, a.T @ a, None]
         x, a, g, support = entry
         b = np.asarray(y_null, dtype=float)
-        if support is None:
-            support = np.array([int(np.argmin(((a - b[:, None]) ** 2).sum(axis=0)))])
-        w, _, _ = simplex_qp(g, a.T @ b, start=support)
-        entry[3] = np.flatnonzero(w > 0)
+        c = a.T @ b
+        w = None if support is None else _still_optimal(g, c, support)
+        if w is None:
+            if support is None:
+                support = np.array([int(np.argmin(((a - b[:, None]) ** 2).sum(axis=0)))])
+            w, _, _ = simplex_qp(g, c, start=support)
+            entry[3] = np.flatnonzero(w > 0)
         return y_null - w @ x
 
     return fit
