@@ -48,6 +48,12 @@ copyreg.pickle(MappingProxyType, lambda m: (_proxy, (dict(m),)))  # type: ignore
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def jsonable(value: Any) -> Any:
+    from evalkit.core.result import jsonable as to_json
+
+    return json.loads(json.dumps(to_json(value), default=str))
+
+
 def _fit(job: Any) -> Any:
     from evalkit.core import registry
 
@@ -58,8 +64,6 @@ def _fit(job: Any) -> Any:
 
 
 def _tidy(result: Any) -> list[dict[str, Any]]:
-    from evalkit.core.result import jsonable
-
     return [jsonable(r) for r in result.tidy().to_dict(orient="records")]
 
 
@@ -157,9 +161,28 @@ def _diff_rows(label: str, old: list[dict[str, Any]], new: list[dict[str, Any]])
     return bad
 
 
+def _diff_info(label: str, old: Any, new: Any, path: str = "info") -> list[str]:
+    """Differences between two JSON-like values (numbers to ``RTOL``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += _diff_info(label, old.get(key), new.get(key), f"{path}.{key}")
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for k, (a, b) in enumerate(zip(old, new, strict=True)):
+            out += _diff_info(label, a, b, f"{path}[{k}]")
+        return out
+    if isinstance(old, float | int) and isinstance(new, float | int) and _close(old, new):
+        return []
+    return [] if old == new else [f"{label} {path}: {old!r} -> {new!r}"]
+
+
 def replay(folder: Path, families: list[str] | None, profile: bool) -> int:
     with open(folder / "jobs.pkl", "rb") as fh:
         jobs = pickle.load(fh)
+    stored = json.loads((folder / "results.json").read_text(encoding="utf-8"))["analyses"]
+    info = {a["id"]: a["info"] for a in stored}
     cost: dict[str, list[float]] = defaultdict(list)
     bad: list[str] = []
     prof = cProfile.Profile() if profile else None
@@ -176,6 +199,7 @@ def replay(folder: Path, families: list[str] | None, profile: bool) -> int:
         cost[fam].append(time.process_time() - t0)
         if tidy is not None and result is not None:
             bad += _diff_rows(analysis_id, tidy, _tidy(result))
+            bad += _diff_info(analysis_id, info[analysis_id], jsonable(dict(result.info)))
     print(_table(cost))
     if prof is not None:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
