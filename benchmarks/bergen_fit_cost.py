@@ -178,6 +178,13 @@ def _diff_info(label: str, old: Any, new: Any, path: str = "info") -> list[str]:
     return [] if old == new else [f"{label} {path}: {old!r} -> {new!r}"]
 
 
+def _ungated(stored: dict[str, Any], fresh: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Leave out what the study's disclosure gate suppressed in the stored info (small counts)."""
+    hidden = {"suppressed", "suppressed_fields", *stored.get("suppressed_fields", [])}
+    keep = {k: v for k, v in stored.items() if k not in hidden}
+    return keep, jsonable({k: v for k, v in fresh.items() if k not in hidden})
+
+
 def replay(folder: Path, families: list[str] | None, profile: bool) -> int:
     with open(folder / "jobs.pkl", "rb") as fh:
         jobs = pickle.load(fh)
@@ -199,7 +206,7 @@ def replay(folder: Path, families: list[str] | None, profile: bool) -> int:
         cost[fam].append(time.process_time() - t0)
         if tidy is not None and result is not None:
             bad += _diff_rows(analysis_id, tidy, _tidy(result))
-            bad += _diff_info(analysis_id, info[analysis_id], jsonable(dict(result.info)))
+            bad += _diff_info(analysis_id, *_ungated(info[analysis_id], dict(result.info)))
     print(_table(cost))
     if prof is not None:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
