@@ -85,6 +85,7 @@ def _shifted_post(n: int, post: np.ndarray) -> np.ndarray:
     if idx is None:
         full = (np.arange(n)[None, :] + np.arange(n)[:, None]) % n
         idx = full[:, post]
+        idx.setflags(write=False)
         if len(_SHIFTS) >= 256:
             _SHIFTS.clear()
         _SHIFTS[key] = idx
