@@ -18,7 +18,7 @@ import numpy as np
 from evalkit.core.result import InferenceInfo
 from evalkit.core.uncertainty import TestInversion
 from evalkit.errors import InferenceNotSupportedError
-from evalkit.inference.panel import PanelData, PanelTest, panel_test
+from evalkit.inference.panel import PanelData, PanelTest, panel_test, wild_tests
 from evalkit.inference.wild import WildBootstrap
 
 __all__ = ["TEST_INVERSION_METHODS", "inversion_info", "run_test_inversion", "wild_from_fit"]
@@ -89,10 +89,12 @@ def run_test_inversion(
     p = np.full(k, np.nan)
     lo = np.full(k, np.nan)
     hi = np.full(k, np.nan)
-    results: dict[int, PanelTest] = {}
-    for j in coefs:
-        res = panel_test(data, method, level=level, rng=rng, coef=j, **opts)
-        results[j] = res
+    results: dict[int, PanelTest]
+    if method == "wild":  # one projection and one set of cluster statistics for every coef
+        results = wild_tests(data, list(coefs), level=level, rng=rng, **opts)
+    else:
+        results = {j: panel_test(data, method, level=level, rng=rng, coef=j, **opts) for j in coefs}
+    for j, res in results.items():
         p[j], lo[j], hi[j] = res.p_value, res.conf_low, res.conf_high
     first = results[next(iter(results))]
     note = first.description

@@ -139,9 +139,25 @@ def did_counterfactual(controls: np.ndarray, weights: np.ndarray | None = None) 
     return _LinearFit(ctrl, w)
 
 
-def _shifts(n: int) -> np.ndarray:
-    """Row j holds the moving-block permutation ``pi_j(t) = t + j mod T``."""
-    return (np.arange(n)[None, :] + np.arange(n)[:, None]) % n
+def _shifted_post(n: int, post: np.ndarray) -> np.ndarray:
+    """``idx[:, post]`` with ``idx[j, t] = pi_j(t) = t + j mod T``, kept for the next call.
+
+    The statistic is computed for every null of an interval search with the same ``T``
+    and post periods; the index is built once per pair (a small bounded cache).
+    """
+    key = (n, post.tobytes())
+    idx = _SHIFTS.get(key)
+    if idx is None:
+        full = (np.arange(n)[None, :] + np.arange(n)[:, None]) % n
+        idx = full[:, post]
+        idx.setflags(write=False)
+        if len(_SHIFTS) >= 256:
+            _SHIFTS.clear()
+        _SHIFTS[key] = idx
+    return idx
+
+
+_SHIFTS: dict[tuple[int, bytes], np.ndarray] = {}
 
 
 def _statistic(
@@ -152,13 +168,13 @@ def _statistic(
     With ``w`` (the treated unit's weight in each period) the ``"mean"`` statistic is the
     weighted mean of the post-period residuals, each weight moving with its residual.
     """
-    idx = _shifts(len(u))
+    idx = _shifted_post(len(u), np.asarray(post, dtype=bool))
     if q == "mean":
         if w is None:
-            return np.abs(u[idx][:, post].mean(axis=1))
-        ww = w[idx][:, post]
-        return np.abs((ww * u[idx][:, post]).sum(axis=1) / ww.sum(axis=1))
-    vals = np.abs(u[idx][:, post])
+            return np.abs(u[idx].mean(axis=1))
+        ww = w[idx]
+        return np.abs((ww * u[idx]).sum(axis=1) / ww.sum(axis=1))
+    vals = np.abs(u[idx])
     power = float(q)
     if np.isinf(power):
         return vals.max(axis=1)
@@ -270,10 +286,10 @@ def _exact_invert(
     keep = np.ones(len(y), dtype=bool)
     u0 = np.asarray(fit(y, keep), dtype=float)
     c = u0 - np.asarray(fit(y - post, keep), dtype=float)
-    idx = _shifts(len(y))
-    ww = (np.ones(len(y)) if w is None else w)[idx][:, post]
-    a_j = (ww * u0[idx][:, post]).sum(axis=1) / ww.sum(axis=1)
-    b_j = (ww * c[idx][:, post]).sum(axis=1) / ww.sum(axis=1)
+    idx = _shifted_post(len(y), np.asarray(post, dtype=bool))
+    ww = (np.ones(len(y)) if w is None else w)[idx]
+    a_j = (ww * u0[idx]).sum(axis=1) / ww.sum(axis=1)
+    b_j = (ww * c[idx]).sum(axis=1) / ww.sum(axis=1)
 
     def p_of(theta: np.ndarray) -> np.ndarray:
         s = np.abs(a_j[None, :] - np.asarray(theta, dtype=float)[:, None] * b_j[None, :])

@@ -11,7 +11,7 @@ simulation harness both call it, so the methods are written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +21,17 @@ from evalkit.errors import DesignError, NotEstimableError
 from evalkit.inference.conformal import conformal_inference, did_counterfactual
 from evalkit.inference.few_treated import conley_taber, control_errors
 from evalkit.inference.randomization import cluster_randomization
-from evalkit.inference.wild import WildBootstrap
+from evalkit.inference.wild import ClusterStats, WildBootstrap
 from evalkit.numerics.within import WithinTransform
 
-__all__ = ["PANEL_METHODS", "PanelData", "PanelTest", "conformal_applicable", "panel_test"]
+__all__ = [
+    "PANEL_METHODS",
+    "PanelData",
+    "PanelTest",
+    "conformal_applicable",
+    "panel_test",
+    "wild_tests",
+]
 
 PANEL_METHODS = ("wild", "permutation", "conley_taber", "ferman_pinto", "conformal")
 
@@ -151,21 +158,10 @@ def panel_test(
         )
     xt, yt, within, sw = _transformed(data)
     if method == "wild":
-        wb = WildBootstrap(
-            xt,
-            yt,
-            data.cluster,
-            coef=coef,
-            restricted=restricted,
-            demean=lambda v: within.demean(v / sw) * sw,
-            grid_time=data.time if _complete_nested_grid(data, within) else None,
-        )
-        res: Any = wb.test(null=null, weights=weights, reps=reps, rng=rng, level=level)
-        gran = 1.0 / res.reps if res.enumerated else 1.0 / (res.reps + 1)
-        return PanelTest(
-            method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null, gran,
-            res.describe(), res, wb.interval,
-        )  # fmt: skip
+        return wild_tests(
+            data, [coef], null=null, level=level, rng=rng, reps=reps, restricted=restricted,
+            weights=weights,
+        )[coef]  # fmt: skip
     if coef != 0:
         raise DesignError(
             f"inference={method!r} tests the cluster-level treatment only",
@@ -228,6 +224,58 @@ def panel_test(
         method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null,
         1.0 / res.n_periods, res.describe(), res, invert,
     )  # fmt: skip
+
+
+def wild_tests(
+    data: PanelData,
+    coefs: Sequence[int],
+    *,
+    null: float = 0.0,
+    level: float = 0.95,
+    rng: np.random.Generator | None = None,
+    reps: int = 9999,
+    restricted: bool = True,
+    weights: str = "rademacher",
+) -> dict[int, PanelTest]:
+    """:func:`panel_test` with the wild bootstrap for several coefficients of one regression.
+
+    The fixed effects are projected out of the data and the cluster-level sufficient
+    statistics formed once for all ``coefs`` (each coefficient's test then costs only its
+    own bootstrap); the draws are taken from ``rng`` coefficient by coefficient, in the
+    order given, as separate :func:`panel_test` calls would.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> unit = np.repeat(np.arange(6), 8); time = np.tile(np.arange(8), 6)
+    >>> x = np.column_stack([(unit < 2) & (time >= 4), rng.normal(size=48)]).astype(float)
+    >>> data = PanelData(x @ [1.0, 0.5] + rng.normal(size=48), x, unit, time, unit)
+    >>> tests = wild_tests(data, [0, 1], rng=rng)
+    >>> tests[1].p_value == panel_test(data, "wild", coef=1, rng=rng).p_value
+    True
+    """
+    xt, yt, within, sw = _transformed(data)
+    stats = ClusterStats.compute(xt, yt, data.cluster)
+    grid_time = data.time if _complete_nested_grid(data, within) else None
+    out: dict[int, PanelTest] = {}
+    for coef in coefs:
+        wb = WildBootstrap(
+            xt,
+            yt,
+            data.cluster,
+            coef=coef,
+            restricted=restricted,
+            demean=lambda v: within.demean(v / sw) * sw,
+            grid_time=grid_time,
+            stats=stats,
+        )
+        res: Any = wb.test(null=null, weights=weights, reps=reps, rng=rng, level=level)
+        gran = 1.0 / res.reps if res.enumerated else 1.0 / (res.reps + 1)
+        out[coef] = PanelTest(
+            "wild", res.estimate, res.p_value, res.conf_low, res.conf_high, level, null, gran,
+            res.describe(), res, wb.interval,
+        )  # fmt: skip
+    return out
 
 
 def _complete_nested_grid(data: PanelData, within: WithinTransform) -> bool:

@@ -45,6 +45,7 @@ from evalkit.numerics.within import group_sums
 
 __all__ = [
     "WEIGHT_TYPES",
+    "ClusterStats",
     "WildBootstrap",
     "WildResult",
     "draw_weights",
@@ -132,6 +133,68 @@ class WildResult:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class ClusterStats:
+    """Cluster-level sufficient statistics of a regression, shared by its coefficients' tests.
+
+    ``xtx_g`` (G, k, k) and ``xty_g`` (G, k) are the per-cluster ``X_g'X_g`` and
+    ``X_g'y_g``, ``inv`` the inverse of ``X'X`` and ``beta`` the least-squares estimate.
+
+    Examples
+    --------
+    >>> g = np.repeat(np.arange(4), 3)
+    >>> x = np.column_stack([np.ones(12), np.arange(12.0)])
+    >>> st = ClusterStats.compute(x, 1.0 + 2.0 * np.arange(12.0), g)
+    >>> st.n_clusters, np.round(st.beta, 12).tolist()
+    (4, [1.0, 2.0])
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    codes: np.ndarray
+    n_clusters: int
+    xtx_g: np.ndarray
+    xty_g: np.ndarray
+    inv: np.ndarray
+    beta: np.ndarray
+
+    @classmethod
+    def compute(cls, x: np.ndarray, y: np.ndarray, cluster: np.ndarray) -> ClusterStats:
+        """Read the data once: per-cluster cross products, ``(X'X)^-1`` and the estimate."""
+        x = np.asarray(x, dtype=float)
+        if x.ndim == 1:
+            x = x[:, None]
+        y = np.asarray(y, dtype=float)
+        codes = np.asarray(cluster, dtype=np.int64)
+        n, k = x.shape
+        if len(y) != n or len(codes) != n:
+            raise DesignError("x, y and cluster must have the same number of rows")
+        g = int(codes.max()) + 1 if n else 0
+        if g < 2:
+            raise NotEstimableError(
+                "the wild cluster bootstrap needs at least two clusters",
+                hint="cluster by a coarser or different column",
+                column="cluster",
+            )
+        iu = np.triu_indices(k)
+        prods = x[:, iu[0]] * x[:, iu[1]]
+        upper = group_sums(codes, prods, g)
+        xtx_g = np.zeros((g, k, k))
+        xtx_g[:, iu[0], iu[1]] = upper
+        xtx_g[:, iu[1], iu[0]] = upper
+        xty_g = group_sums(codes, x * y[:, None], g)
+        xtx = xtx_g.sum(axis=0)
+        try:
+            inv = np.linalg.inv(xtx)
+        except np.linalg.LinAlgError as exc:
+            raise NotEstimableError(
+                "the regressors are collinear after absorbing fixed effects",
+                hint="drop a covariate that is constant within units or periods",
+            ) from exc
+        beta = inv @ xty_g.sum(axis=0)
+        return cls(x, y, codes, g, xtx_g, xty_g, inv, beta)
+
+
 class WildBootstrap:
     """A wild cluster bootstrap problem reduced to cluster-level sufficient statistics.
 
@@ -157,6 +220,10 @@ class WildBootstrap:
         Period codes, when the data are a complete unweighted unit x period grid with the
         units nested in the clusters: the period effects are then refitted from
         cluster-by-period sums (no projection of N-vectors); otherwise ``demean`` is used.
+    stats
+        The cluster-level sufficient statistics of ``x``, ``y`` and ``cluster``
+        (:meth:`ClusterStats.compute`), to share them between the tests of several
+        coefficients of one regression; ``x``, ``y`` and ``cluster`` are then ignored.
 
     Examples
     --------
@@ -181,43 +248,18 @@ class WildBootstrap:
         demean: Callable[[np.ndarray], np.ndarray] | None = None,
         ssc: float | None = None,
         grid_time: np.ndarray | None = None,
+        stats: ClusterStats | None = None,
     ) -> None:
-        x = np.asarray(x, dtype=float)
-        if x.ndim == 1:
-            x = x[:, None]
-        y = np.asarray(y, dtype=float)
-        codes = np.asarray(cluster, dtype=np.int64)
+        if stats is None:
+            stats = ClusterStats.compute(x, y, cluster)
+        x, y, codes = stats.x, stats.y, stats.codes
         n, k = x.shape
-        if len(y) != n or len(codes) != n:
-            raise DesignError("x, y and cluster must have the same number of rows")
+        g = stats.n_clusters
         if not 0 <= coef < k:
             raise DesignError(f"coef must index a column of x (0..{k - 1}), got {coef}")
-        g = int(codes.max()) + 1 if n else 0
-        if g < 2:
-            raise NotEstimableError(
-                "the wild cluster bootstrap needs at least two clusters",
-                hint="cluster by a coarser or different column",
-                column="cluster",
-            )
         self.n, self.k, self.n_clusters, self.coef, self.restricted = n, k, g, coef, restricted
         self.ssc = float(ssc) if ssc is not None else g / (g - 1) * (n - 1) / max(n - k, 1)
-        # cluster-level sufficient statistics: X_g'X_g (G,k,k) and X_g'y_g (G,k)
-        iu = np.triu_indices(k)
-        prods = x[:, iu[0]] * x[:, iu[1]]
-        upper = group_sums(codes, prods, g)
-        xtx_g = np.zeros((g, k, k))
-        xtx_g[:, iu[0], iu[1]] = upper
-        xtx_g[:, iu[1], iu[0]] = upper
-        xty_g = group_sums(codes, x * y[:, None], g)
-        xtx = xtx_g.sum(axis=0)
-        try:
-            inv = np.linalg.inv(xtx)
-        except np.linalg.LinAlgError as exc:
-            raise NotEstimableError(
-                "the regressors are collinear after absorbing fixed effects",
-                hint="drop a covariate that is constant within units or periods",
-            ) from exc
-        beta = inv @ xty_g.sum(axis=0)
+        xtx_g, xty_g, inv, beta = stats.xtx_g, stats.xty_g, stats.inv, stats.beta
         self.estimate = float(beta[coef])
         inv_j = inv[:, coef]
         # scores at the unrestricted estimate give the sample CR1 standard error
@@ -340,17 +382,49 @@ class WildBootstrap:
 
     def p_value(self, r: float | np.ndarray) -> np.ndarray | float:
         """Symmetric two-sided bootstrap p-value(s) of ``beta_coef = r``."""
+        if np.ndim(r) == 0:
+            return self._p_scalar(float(r))  # the inversion's many calls: no array set-up
         rs = np.atleast_1d(np.asarray(r, dtype=float))
-        out = np.empty(len(rs))
-        base = None if self.restricted else np.abs(self.t_boot(0.0))
-        for i, ri in enumerate(rs):
-            t_obs = abs(self.estimate - ri) / self.se if self.se > 0 else np.inf
-            tb = base if base is not None else np.abs(self.t_boot(ri))
-            # ties (the sample's own draw) count; 1e-9 absorbs rounding of the affine form
-            count = float(np.sum(tb >= t_obs - 1e-9 * max(t_obs, 1.0)))
-            # enumerated: the sample is one of the draws; random: count it once more
-            out[i] = count / len(tb) if self._enumerated else (1.0 + count) / (len(tb) + 1.0)
-        return out if np.ndim(r) else float(out[0])
+        return np.array([self._p_scalar(float(ri)) for ri in rs])
+
+    def _p_scalar(self, r: float) -> float:
+        """:meth:`p_value` of one ``r``: :meth:`t_boot`'s arithmetic, fewer temporaries.
+
+        The same floating-point operations in the same order as :meth:`t_boot` (so the
+        same statistics bit for bit, ``tests/unit/test_speed_equivalence.py``), in place
+        and without an error-state context.
+        """
+        t_obs = abs(self.estimate - r) / self.se if self.se > 0 else np.inf
+        # ties (the sample's own draw) count; 1e-9 absorbs rounding of the affine form
+        threshold = t_obs - 1e-9 * max(t_obs, 1.0)
+        if self.restricted:
+            n0, n1, q00, q01, q11 = self._terms
+            num = n1 * r
+            num += n0
+            den = q01 * (2.0 * r)
+            den += q00
+            den += q11 * (r * r)
+            den *= self.ssc
+            np.maximum(den, 0.0, out=den)
+            np.sqrt(den, out=den)
+            ok = den > 0
+            tb = np.divide(num, den, out=np.zeros_like(num), where=ok)
+            if not ok.all():
+                tb[~ok & (np.abs(num) > 0)] = np.inf
+            np.abs(tb, out=tb)
+        else:
+            tb = self._base_abs()
+        count = float(np.count_nonzero(tb >= threshold))
+        # enumerated: the sample is one of the draws; random: count it once more
+        return count / len(tb) if self._enumerated else (1.0 + count) / (len(tb) + 1.0)
+
+    def _base_abs(self) -> np.ndarray:
+        """``|t*|`` of the unrestricted bootstrap (the same for every ``r``), kept."""
+        base = getattr(self, "_base", None)
+        if base is None or base[0] is not self._terms:
+            base = (self._terms, np.abs(self.t_boot(0.0)))
+            self._base = base
+        return base[1]
 
     def _bound(self, direction: float, alpha: float) -> float:
         """Edge of the acceptance region {r : p(r) > alpha} in ``direction`` (+1 or -1)."""

@@ -90,6 +90,36 @@ def _correction(xc: np.ndarray, x1: np.ndarray, w: np.ndarray, penalty: float) -
     return xc.T @ np.linalg.solve(gram, x1 - xc @ w)
 
 
+def _cv_errors(
+    xc: np.ndarray, xt: np.ndarray, lambdas: np.ndarray, start: np.ndarray | None = None
+) -> np.ndarray:
+    """Squared errors of leave-one-period-out fits, (held-out period, penalty).
+
+    Each held-out period's ridge systems for every penalty are solved in one batched
+    LAPACK call (the same ``gesv`` on the same matrices as one :func:`_correction` per
+    penalty, so the same numbers; ``tests/unit/test_speed_equivalence.py``). ``start``
+    (the support of the SC weights on every period) starts each held-out SC fit; the
+    solver's weights are the closed-form solution on the optimal support whatever the
+    start, so only the number of active-set steps changes.
+    """
+    t0 = xc.shape[0]
+    err = np.empty((t0 - 1, lambdas.size))
+    eye = np.eye(t0 - 1)
+    for i in range(t0 - 1):  # hold out period i (augsynth never holds out the last)
+        keep = np.arange(t0) != i
+        xk, tk = xc[keep], xt[keep]
+        w = simplex_lstsq(xk, tk, start=start).weights
+        gram = xk @ xk.T
+        grams = gram[None, :, :] + lambdas[:, None, None] * eye[None, :, :]
+        sols = np.linalg.solve(
+            grams, np.broadcast_to((tk - xk @ w)[None, :, None], (lambdas.size, t0 - 1, 1))
+        )
+        for j in range(lambdas.size):
+            aug = w + xk.T @ sols[j, :, 0]
+            err[i, j] = (xt[i] - xc[i] @ aug) ** 2
+    return err
+
+
 def ridge_ascm(
     x1: np.ndarray,
     x0: np.ndarray,
@@ -130,14 +160,7 @@ def ridge_ascm(
                 hint="give penalty= explicitly",
                 column="penalty",
             )
-        err = np.empty((t0 - 1, lambdas.size))
-        for i in range(t0 - 1):  # hold out period i (augsynth never holds out the last)
-            keep = np.arange(t0) != i
-            xk, tk = xc[keep], xt[keep]
-            w = simplex_lstsq(xk, tk).weights
-            for j, lam in enumerate(lambdas):
-                aug = w + _correction(xk, tk, w, lam)
-                err[i, j] = (xt[i] - xc[i] @ aug) ** 2
+        err = _cv_errors(xc, xt, lambdas, start=np.flatnonzero(sc > 0))
         errors = err.mean(axis=0)
         ses = err.std(axis=0, ddof=1) / np.sqrt(err.shape[0]) if err.shape[0] > 1 else 0 * errors
         best = int(np.argmin(errors))

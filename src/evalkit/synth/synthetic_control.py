@@ -16,7 +16,7 @@ from evalkit.core.result import Result
 from evalkit.data.checks import check_name
 from evalkit.errors import DesignError
 from evalkit.inference.policy import choose_inference
-from evalkit.synth.conformal import conformal_uncertainty, sc_counterfactual
+from evalkit.synth.conformal import conformal_uncertainty, sc_counterfactual_cached
 from evalkit.synth.placebo import OWN_DEFAULT, PlaceboRuns, placebo_cutoff, placebo_in_space
 from evalkit.synth.predictors import parse_periods, parse_predictors
 from evalkit.synth.problem import SCProblem, UnitFit, build_problem
@@ -199,7 +199,7 @@ class SyntheticControl(Estimator):
             conformal = conformal_uncertainty(
                 wide.y[main.row],
                 np.arange(wide.n_periods) >= problem.n_pre,
-                sc_counterfactual(wide.y[main.donors]),
+                sc_counterfactual_cached(wide.y[main.donors]),
                 choice.spec,
                 ctx.level,
             )
