@@ -170,13 +170,13 @@ def panel_test(
         )
     partial = _projection(xt[:, 1:], within, sw)
     if method == "permutation":
-        res = cluster_randomization(
+        perm = cluster_randomization(
             data.y, data.x[:, 0], data.cluster, data.time, partial=partial, reps=reps, rng=rng,
             level=level, null=null,
         )  # fmt: skip
         return PanelTest(
-            method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null,
-            res.granularity, res.describe(), res, res.interval,
+            method, perm.estimate, perm.p_value, perm.conf_low, perm.conf_high, level, null,
+            perm.granularity, perm.describe(), perm, perm.interval,
         )  # fmt: skip
     beta = np.linalg.lstsq(xt, yt, rcond=None)[0]
     treated = data.treated_clusters()
@@ -214,15 +214,15 @@ def panel_test(
     w1 = counts[treated].sum(axis=0)
     fit = did_counterfactual(cells[controls], np.vstack([w1, counts[controls]]))
     opts = {"q": q, "weights": w1}
-    res = conformal_inference(y1, post, fit, level=level, null=null, per_period=per_period, **opts)
+    conf = conformal_inference(y1, post, fit, level=level, null=null, per_period=per_period, **opts)
 
     def invert(new_level: float) -> tuple[float, float]:
         again = conformal_inference(y1, post, fit, level=new_level, per_period=False, **opts)
         return again.conf_low, again.conf_high
 
     return PanelTest(
-        method, res.estimate, res.p_value, res.conf_low, res.conf_high, level, null,
-        1.0 / res.n_periods, res.describe(), res, invert,
+        method, conf.estimate, conf.p_value, conf.conf_low, conf.conf_high, level, null,
+        1.0 / conf.n_periods, conf.describe(), conf, invert,
     )  # fmt: skip
 
 

@@ -291,7 +291,8 @@ def _run_fit(job: _FitJob) -> tuple[Result | None, list[str], str | None]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             estimator = registry.get(job.estimator)(**job.kwargs)
-            by = {} if job.by is None else {"by": job.by}
+            # only a by= analysis passes by (families' fit methods without it stay callable)
+            by: dict[str, Any] = {} if job.by is None else {"by": job.by}
             result = estimator.fit(
                 job.frame, inference=job.inference, seed=job.seed, level=job.level, **by
             )

@@ -587,7 +587,7 @@ def _staggered(
     if ((first <= 0) | (period < first)).any():
         return out  # the cohort column is not the adoption period of the planted treatment
     strata = strata.assign(_event=period - first)
-    keys = None
+    keys: list[str] | bool | None = None  # False: the cells' keys are not in the strata
     if getattr(spec, "collapse_by", None):
         keys = ["period" if k == time else k for k in spec.collapse_by]
         if not all(k in strata for k in keys):
