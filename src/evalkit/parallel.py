@@ -40,7 +40,8 @@ import os
 import pickle
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -133,6 +134,57 @@ class Backend:
         if self.jobs == 1 or len(calls) == 1:
             return [job(c) for c in _progress(calls, label, enabled=bool(progress))]
         return self._processes(job, calls, label, bool(progress))
+
+    def imap(self, fn: Callable[[T], R], items: Iterable[T], *, window: int = 0) -> Iterator[R]:
+        """Apply ``fn`` to every item, taking items lazily and yielding results in order.
+
+        At most ``window`` items (default: four per worker) are submitted and not yet
+        yielded, so a caller that builds large items one by one holds only that many at
+        once. No random streams (give each item its own seed).
+
+        Examples
+        --------
+        >>> list(Backend(jobs=1).imap(len, iter(["ab", "c"])))
+        [2, 1]
+        """
+        job = _Job(fn, seeded=False)
+        calls = ((i, x, None) for i, x in enumerate(items))
+        if not self.scheduler and self.jobs == 1:
+            for c in calls:
+                yield job(c)
+            return
+        size = max(1, window or 4 * self.jobs)
+        if self.scheduler:
+            yield from self._dask_window(job, calls, size)
+            return
+        import cloudpickle
+
+        pool = _pool(self.jobs)
+        task = _PayloadJob(job)
+        pending: deque[Any] = deque()
+        try:
+            for c in calls:
+                pending.append(pool.submit(task, cloudpickle.dumps(c)))
+                while len(pending) >= size:
+                    yield pickle.loads(pending.popleft().result())
+            while pending:
+                yield pickle.loads(pending.popleft().result())
+        except BaseException as exc:
+            for f in pending:
+                f.cancel()
+            if not isinstance(exc, Exception) or isinstance(exc, BrokenProcessPool):
+                _discard(pool)
+            raise
+
+    def _dask_window(self, job: _Job, calls: Iterable[tuple[Any, ...]], size: int) -> Iterator[Any]:
+        batch: list[tuple[Any, ...]] = []
+        for c in calls:
+            batch.append(c)
+            if len(batch) == size:
+                yield from self._dask(job, batch)
+                batch = []
+        if batch:
+            yield from self._dask(job, batch)
 
     def warm(self, modules: Iterable[str] = ()) -> None:
         """Start the local workers now and import ``modules`` in each, without waiting.

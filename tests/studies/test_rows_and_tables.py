@@ -20,7 +20,7 @@ from evalkit.dml import PLR
 from evalkit.errors import DesignError, EvalkitError
 from evalkit.simulate import get as simulator
 from evalkit.study import check_study, load_study, run_study
-from evalkit.study.runner import _Cells, _gate, _materialise
+from evalkit.study.runner import _Cells, _gate, _materialise, _rows_frame, _SharedRows
 from evalkit.study.source import frame_sha256, open_source
 
 OPTIONS = {"n_persons": 300, "start": "2019-09", "end": "2020-08"}
@@ -425,3 +425,68 @@ def test_rows_analyses_give_identical_results_on_two_workers(persons_run, tmp_pa
     assert [a["data"] for a in two.results["analyses"]] == [
         a["data"] for a in run.results["analyses"]
     ]
+
+
+SHARED = PERSONS.replace(
+    "[roles]",
+    'odd = "CAST(month(month) % 2 AS INTEGER)"\n\n[roles]',
+).replace(
+    "[collapse]",
+    '[groups]\nfamilies = "family_with_children = 1"\nodd_months = "odd = 1"\n\n[collapse]',
+) + textwrap.dedent(
+    """
+    [[analysis]]
+    id = "by_group"
+    estimator = "did.TWFE"
+    fit_on = "rows"
+    where = "treated = 1 OR city <> 'Bergen'"
+    collapse_by = ["person_id", "city", "after", "treated"]
+    options = {unit = "person_id", time = "after"}
+    inference = {method = "cluster", cluster = "city"}
+
+    [analysis.expand]
+    outcome = ["income", "work"]
+    group = ["all", "families", "odd_months"]
+    """
+)
+
+
+def test_shared_rows_equal_per_analysis_reads(tmp_path):
+    # one pass per (table, keys, split) for several conditions, a group whose condition
+    # varies within a person's period (odd months), and missing outcome values: each
+    # analysis' rows equal the rows it would read on its own
+    study = load_study(_write(tmp_path / "s", SHARED))
+    data = _sim().data.copy()
+    data.loc[data.index % 7 == 0, "income"] = np.nan
+    source = open_source(study, data)
+    shared = _SharedRows(study, source)
+    try:
+        specs = [a for a in study.analyses if a.fit_on == "rows"]
+        assert len(specs) == 8
+        for spec in specs:
+            ref = shared.ref(spec)
+            assert ref is not None
+            frame, info = ref.load()
+            expected, expected_info = _rows_frame(source, spec)
+            assert list(frame.columns) == list(expected.columns)
+            pd.testing.assert_frame_equal(frame, expected, check_exact=False, rtol=1e-12)
+            assert {"mode": "rows", **info} == expected_info
+            assert frame.isna().any().any() == expected.isna().any().any()
+        # persons and the six by_group analyses share one pass, plr has its own keys
+        assert len(shared.files) == 2
+        assert len({shared.ref(s).path for s in specs if s.id != "plr"}) == 1
+    finally:
+        shared.close()
+        source.close()
+    assert shared.folder is not None and not shared.folder.exists()
+
+
+def test_a_text_column_in_a_shared_pass_fails_only_its_analysis(tmp_path):
+    text = SHARED.replace(
+        'options = {unit = "person_id", time = "after"}',
+        'options = {unit = "person_id", time = "after", covariates = ["sex_text"]}',
+    ).replace("[columns]\n", '[columns]\nsex_text = "CAST(female AS VARCHAR)"\n')
+    run = run_study(_write(tmp_path / "s", text), progress=False)
+    errors = {a["id"]: a["error"] for a in run.results["analyses"]}
+    assert all("column 'sex_text'" in errors[k] for k in errors if k.startswith("by_group"))
+    assert errors["persons"] is None and errors["plr"] is None
