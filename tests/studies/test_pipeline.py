@@ -105,6 +105,19 @@ def test_verify_uses_a_temporary_folder(tmp_path, tiny_study):
     assert not outcome.run.out_dir.exists()
 
 
+def test_verify_and_write_expected_take_a_design(tmp_path, tiny):
+    design = tiny()
+    target = write_expected(design, root=tmp_path, out=tmp_path / "run", progress=False)
+    assert target == tmp_path.resolve() / "expected.json"
+    assert verify_study(design, root=tmp_path).ok
+    # a changed expected estimate fails
+    doc = json.loads(target.read_text(encoding="utf-8"))
+    doc["analyses"][0]["tidy"][0]["estimate"] += 1.0
+    target.write_text(json.dumps(doc), encoding="utf-8")
+    outcome = verify_study(design, root=tmp_path)
+    assert not outcome.ok and "estimate" in outcome.report
+
+
 # --------------------------------------------------------------------------- bad extracts
 @pytest.fixture(scope="module")
 def extract(tmp_path_factory):

@@ -678,7 +678,7 @@ def run_study(
     try:
         shown = RunProgress(study.name, total=len(study.analyses), enabled=progress)
         with shown.stage("opening the data"):
-            source = open_source(study, data_override)
+            source = open_source(study, data_override, jobs=runner.jobs)
         try:
             with shown.stage("checking the data"):
                 missing = validate_data(study, source)

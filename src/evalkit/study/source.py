@@ -423,7 +423,7 @@ def _query_relation(
         ) from exc
 
 
-def open_source(study: Study, data_override: Any = None) -> DataSource:
+def open_source(study: Study, data_override: Any = None, *, jobs: int | None = None) -> DataSource:
     """Open a study's data (or ``data_override``) as a DuckDB relation and fingerprint it.
 
     Parameters
@@ -433,6 +433,9 @@ def open_source(study: Study, data_override: Any = None) -> DataSource:
     data_override
         Run on these data instead of the study's [data]: a DataFrame, a
         :class:`~evalkit.simulate.SimulatedData`, or the path of a CSV/Parquet file.
+    jobs
+        Processes a simulator that takes ``jobs`` generates its chunks on (the run's
+        ``--jobs``), unless the design's options set it; the data do not depend on it.
     """
     scratch = _scratch(study) if data_override is None else None
     try:
@@ -442,10 +445,10 @@ def open_source(study: Study, data_override: Any = None) -> DataSource:
             shutil.rmtree(scratch, ignore_errors=True)
         raise
     try:
-        source = _open(study, con, data_override, queries.get(None), scratch=scratch)
+        source = _open(study, con, data_override, queries.get(None), scratch=scratch, jobs=jobs)
         source.relation = derive(source.relation, study.columns)
         for name, spec in study.tables.items():
-            table = _open(study, con, None, queries.get(name), spec, name)
+            table = _open(study, con, None, queries.get(name), spec, name, jobs=jobs)
             table.name = name
             source.tables[name] = table
         if source.tables:
@@ -516,6 +519,7 @@ def _open(
     spec: Any = None,
     table: str | None = None,
     scratch: Path | None = None,
+    jobs: int | None = None,
 ) -> DataSource:
     spec = study.data if spec is None else spec
     view = _view(table)
@@ -568,7 +572,10 @@ def _open(
                 sim,
                 {"simulator": spec.simulator, "options": dict(sim.parameters)},
             )
-        sim = simulate.get(spec.simulator)(**options, store=scratch)
+        make = simulate.get(spec.simulator)
+        if jobs is not None and "jobs" in inspect.signature(make).parameters:
+            options.setdefault("jobs", jobs)
+        sim = make(**options, store=scratch)
         return _stored_source(con, sim, {}, scratch)
     if spec.kind == "file":
         rel = _file_relation(con, spec.file)
