@@ -172,3 +172,23 @@ def test_missing_values_in_a_role_column_stop_the_run(tmp_path, tiny_study, extr
     bad.loc[bad.index[:3], "treated"] = np.nan
     with pytest.raises(DataError, match=r"role column 'treated' \(treatment\).* 3 missing"):
         check_study(tiny_study, data=_write(bad, tmp_path))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_jobs_are_streamed_a_bounded_window_ahead(jobs):
+    # the runner builds fit jobs as the backend takes them: never more than the window
+    # ahead of the results handed back, and the results in item order
+    from evalkit import parallel
+
+    made = []
+
+    def items():
+        for i in range(20):
+            made.append(i)
+            yield "x" * i
+
+    seen = []
+    for n in parallel.backend(jobs=jobs).imap(len, items(), window=3):
+        seen.append(n)
+        assert len(made) - len(seen) <= (3 if jobs > 1 else 0)
+    assert seen == list(range(20))

@@ -209,6 +209,9 @@ def test_person_level_dml_equals_plr_on_pandas_averages(persons_run):
     assert row["std_error"] == pytest.approx(expected["std_error"], rel=1e-10)
     assert entry["data"]["n_rows"] == 300 * 6
     assert entry["data"]["n_averaged_rows"] == len(frame)
+    timings = persons_run[1].manifest["timings"]
+    assert set(timings["fit_cpu_seconds_by_family"]) == {"cells", "persons", "plr"}
+    assert timings["shared_rows_seconds"] > 0 and timings["open_data_seconds"] > 0
 
 
 def test_the_fit_job_gets_only_the_columns_it_uses(tmp_path):

@@ -134,6 +134,7 @@ class _Cells:
         self.groups: dict[_Key, str] = {}
         self.custom: dict[_Key, bool] = {}
         self.splits: dict[_Key, SplitSpec | None] = {}
+        self.seconds = 0.0  # wall time of the collapses
 
     def by_group(self) -> dict[str, pd.DataFrame]:
         """Cells of each subgroup by group name ([groups] conditions and cell keys only)."""
@@ -157,6 +158,7 @@ class _Cells:
             spec = self.study.collapse
             assert spec is not None
             by = list(keys)
+            start = time.perf_counter()
             self.tables[key] = collapse(
                 self.source.split(split),
                 by=by,
@@ -165,6 +167,7 @@ class _Cells:
                 count=spec.count,
                 where=where,
             )
+            self.seconds += time.perf_counter() - start
             self.groups[key] = f"{group} (own condition)" if custom else group
             self.custom[key] = custom
             self.splits[key] = split
@@ -284,6 +287,7 @@ class _SharedRows:
         self.checked: dict[str, str | None] = {}
         self.files: dict[_GroupKey, _Written | None] = {}
         self.folder: Path | None = None
+        self.seconds = 0.0  # wall time of the shared passes
 
     def _key(self, spec: AnalysisSpec) -> _GroupKey:
         _, keys = _rows_plan(self.source.table(spec.table), spec)
@@ -343,10 +347,13 @@ class _SharedRows:
         if self.folder is None:
             self.folder = Path(tempfile.mkdtemp(prefix="evalkit-rows-"))
         path = self.folder / f"rows-{len(self.files)}.parquet"
+        start = time.perf_counter()
         try:
             types = src.averaged_parts(wheres, columns, list(key[1]), specs[0].split, path)
         except EvalkitError:
             return None  # e.g. a condition that fails: each analysis reads on its own
+        finally:
+            self.seconds += time.perf_counter() - start
         return str(path), wheres, columns, types
 
     def close(self) -> None:
@@ -422,13 +429,17 @@ def _fit_modules(study: Study) -> list[str]:
     return [__name__, *dict.fromkeys(t.split(":")[0] for t in targets if t)]
 
 
-def _run_fit(job: _FitJob) -> tuple[Result | None, list[str], str | None, dict[str, Any]]:
+def _run_fit(
+    job: _FitJob,
+) -> tuple[Result | None, list[str], str | None, dict[str, Any], float]:
     """Fit one analysis (runs in this process or on a worker).
 
-    Returns the result, the warnings, the error and the facts about rows read here.
+    Returns the result, the warnings, the error, the facts about rows read here and the
+    CPU seconds of this process for the job (reading rows included).
     """
     if job.error is not None:
-        return None, [], job.error, {}
+        return None, [], job.error, {}, 0.0
+    cpu = time.process_time()
     caught: list[warnings.WarningMessage] = []
     info: dict[str, Any] = {}
     try:
@@ -443,7 +454,8 @@ def _run_fit(job: _FitJob) -> tuple[Result | None, list[str], str | None, dict[s
         error = None
     except EvalkitError as err:
         result, error = None, str(err)
-    return result, [f"{w.category.__name__}: {w.message}" for w in caught], error, info
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    return result, messages, error, info, time.process_time() - cpu
 
 
 def _fit_all(
@@ -453,13 +465,16 @@ def _fit_all(
     shared: _SharedRows,
     runner: parallel.Backend,
     shown: RunProgress,
+    timings: dict[str, Any],
 ) -> list[Fitted]:
     """Materialise and fit every analysis, streaming the jobs to the backend.
 
     Jobs are built one by one as the backend takes them (at most a few per worker in
     flight), so this process never holds every analysis' data at once; person-level
-    rows travel as a file reference and are read by the worker that fits them.
+    rows travel as a file reference and are read by the worker that fits them. Adds the
+    CPU seconds of the fits by family of analyses to ``timings``.
     """
+    cpu: dict[str, float] = {}
     made: list[tuple[dict[str, Any], list[str]]] = []
 
     def jobs() -> Iterator[_FitJob]:
@@ -473,11 +488,13 @@ def _fit_all(
     with shown.analyses() as step:
         for i, spec in enumerate(study.analyses):
             with step(spec.id):
-                result, after, error, info = next(results)
+                result, after, error, info, seconds = next(results)
+            cpu[spec.family] = cpu.get(spec.family, 0.0) + seconds
             data, before = made[i]
             made[i] = ({}, [])
             notes = list(dict.fromkeys(before + after))
             fitted.append(Fitted(spec, result, {**data, **info}, notes, error))
+    timings["fit_cpu_seconds_by_family"] = {k: round(v, 2) for k, v in cpu.items()}
     return fitted
 
 
@@ -677,20 +694,29 @@ def run_study(
 
     try:
         shown = RunProgress(study.name, total=len(study.analyses), enabled=progress)
+        timings: dict[str, Any] = {}
+        step_start = time.perf_counter()
         with shown.stage("opening the data"):
             source = open_source(study, data_override, jobs=runner.jobs)
+        timings["open_data_seconds"] = round(time.perf_counter() - step_start, 2)
         try:
+            step_start = time.perf_counter()
             with shown.stage("checking the data"):
                 missing = validate_data(study, source)
+            timings["check_data_seconds"] = round(time.perf_counter() - step_start, 2)
             source.details["missing_values"] = _masked(missing, study.min_cell_size)
             for table in source.details.get("tables", {}).values():
                 table["missing_values"] = _masked(table["missing_values"], study.min_cell_size)
             cells = _Cells(study, source)
             shared = _SharedRows(study, source)
+            fit_start = time.perf_counter()
             try:
-                fitted = _fit_all(study, source, cells, shared, runner, shown)
+                fitted = _fit_all(study, source, cells, shared, runner, shown, timings)
             finally:
                 shared.close()
+            timings["analyses_seconds"] = round(time.perf_counter() - fit_start, 2)
+            timings["collapse_seconds"] = round(cells.seconds, 2)
+            timings["shared_rows_seconds"] = round(shared.seconds, 2)
             entries = [_entry(study, source, f) for f in fitted]
             summary = _cells_summary(study, cells)
             by_group = cells.by_group()
@@ -711,6 +737,7 @@ def run_study(
             start,
             runner,
             overrides,
+            timings,
         )
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -766,6 +793,7 @@ def _write_outputs(
     start: float,
     runner: parallel.Backend,
     overrides: Mapping[str, Any] | None,
+    timings: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
 
     sim = source.simulated
@@ -796,8 +824,10 @@ def _write_outputs(
 
     from evalkit.study.report import write_report
 
+    report_start = time.perf_counter()
     with shown.stage("writing the report"):
         files.extend(write_report(study, results, fitted, by_group, out_dir))
+    report_seconds = round(time.perf_counter() - report_start, 2)
 
     manifest = {
         "evalkit_manifest": 1,
@@ -824,6 +854,10 @@ def _write_outputs(
     }
     manifest["backend"] = runner.describe()
     manifest["overrides"] = jsonable(dict(overrides or {}))
+    # where the time went (wall seconds in this process; the fits' CPU seconds wherever
+    # they ran): opening (simulating) the data, collapsing cells, the shared passes over
+    # person-level rows, the analyses (materialising and fitting), the report
+    manifest["timings"] = jsonable({**(timings or {}), "report_seconds": report_seconds})
     manifest = _gate(manifest, [], policy)
     manifest_path = out_dir / "manifest.json"
     _write_json(manifest_path, manifest)
