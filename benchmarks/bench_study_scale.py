@@ -13,9 +13,17 @@ maximum resident set size of the process and its children):
   one DuckDB pass over all rows (the share receiving assistance by city and month), for
   sizes up to 10^9 person-months.
 
+For study runs the table also gives the CPU seconds of the whole process tree (the
+fork server's workers included, sampled every 0.2 s), and below it where the time went,
+from the run's manifest (``timings``: opening/simulating the data, checking it, the
+analyses with the collapses to cells and the shared person-level passes done in the
+parent meanwhile, the report; the fits' CPU seconds by family of analyses). ``--set
+KEY=VALUE`` passes design overrides to the study runs.
+
 Usage (from the repository root)::
 
     python benchmarks/bench_study_scale.py --persons 50000,400000,1500000
+    python benchmarks/bench_study_scale.py --persons 1500000 --set report.figures=false
     python benchmarks/bench_study_scale.py --simulate 1500000,5000000 --jobs 2
     python benchmarks/bench_study_scale.py --dask 13900000 --workers 2
     python benchmarks/bench_study_scale.py ... --markdown benchmarks/results/study_scale.md

@@ -158,18 +158,23 @@ class DMLEstimator(Estimator):
         frame = self._prepare(frame)
         nuisances = self._nuisances(frame)
         learners = learners_for(nuisances, self.learner, self.learners, ctx.seed)
+        fit_clusters = () if _singleton_clusters(frame, clusters) else clusters
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
-            model = self._model(frame, clusters, learners)
+            model = self._model(frame, fit_clusters, learners)
         dml_data = model._dml_data
         labels: list[np.ndarray] = []
         if dml_data.is_cluster_data:
             cv = np.asarray(dml_data.cluster_vars)
             labels = [cv[:, j] for j in range(cv.shape[1])]
+        elif clusters:  # one row per cluster: the same folds, scores and labels
+            labels = [frame[clusters[0]].to_numpy()]
         smpls, smpls_cluster = fold_splits(
             int(dml_data.n_obs), self.n_folds, self.n_rep, ctx.seed, labels or None
         )
+        if not fit_clusters:
+            smpls_cluster = None
         if smpls_cluster is None:
             model.set_sample_splitting(smpls)
         else:
@@ -184,7 +189,14 @@ class DMLEstimator(Estimator):
                 # each repetition's cross-fitting on its own worker; DoubleML then
                 # combines the out-of-fold predictions exactly as in one serial fit
                 items = [
-                    (self, frame, clusters, learners, smpls[r], smpls_cluster and smpls_cluster[r])
+                    (
+                        self,
+                        frame,
+                        fit_clusters,
+                        learners,
+                        smpls[r],
+                        smpls_cluster and smpls_cluster[r],
+                    )
                     for r in range(self.n_rep)
                 ]
                 parts = backend.map(_fit_repetition, items)
@@ -419,6 +431,19 @@ def _doubleml_version() -> str:
     import doubleml
 
     return str(doubleml.__version__)
+
+
+def _singleton_clusters(frame: pd.DataFrame, clusters: tuple[str, ...]) -> bool:
+    """Say whether one-way clusters hold one row each (e.g. clusters by person, one row per person).
+
+    Clustering by a column that differs on every row is clustering by observation:
+    DoubleML's cluster-robust variance then equals its heteroskedasticity-robust one
+    (to rounding), and its cluster machinery is skipped (at 231,000 persons it took ten
+    times the rest of a DID fit with linear learners: 24.5 s of CPU against 2.2 s). The
+    folds are still drawn over the cluster labels, so they are the same as with the
+    machinery, and the result reports the clusters as given.
+    """
+    return len(clusters) == 1 and not frame[clusters[0]].duplicated().any()
 
 
 def _fit_repetition(

@@ -451,11 +451,38 @@ def _run_fit(
             estimator = registry.get(job.estimator)(**job.kwargs)
             result = estimator.fit(frame, inference=job.inference, seed=job.seed, level=job.level)
             del frame
+            result = _for_report(result)
         error = None
     except EvalkitError as err:
         result, error = None, str(err)
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
     return result, messages, error, info, time.process_time() - cpu
+
+
+def _for_report(result: Result) -> Result:
+    """Return the result without what only further computations on it use.
+
+    A study writes tables and figures from each result, and holds every result until
+    the report is written; per-observation scores and a fitted model (a DoubleML object
+    with its data and predictions, 300 MB for a million persons) would travel back from
+    each worker and stay. Those are the private fields without a value by default
+    (``_scores``, and the hidden ones of subclasses, e.g. ``_model``); estimates,
+    uncertainty, info and extras stay.
+    """
+    import dataclasses
+
+    if not dataclasses.is_dataclass(result):
+        return result
+    drop = {
+        f.name: None
+        for f in dataclasses.fields(result)
+        if f.init
+        and f.name.startswith("_")
+        and f.default is None
+        and (f.name == "_scores" or not f.repr)
+        and getattr(result, f.name) is not None
+    }
+    return dataclasses.replace(result, **drop) if drop else result
 
 
 def _fit_all(
