@@ -493,3 +493,19 @@ def test_a_text_column_in_a_shared_pass_fails_only_its_analysis(tmp_path):
     errors = {a["id"]: a["error"] for a in run.results["analyses"]}
     assert all("column 'sex_text'" in errors[k] for k in errors if k.startswith("by_group"))
     assert errors["persons"] is None and errors["plr"] is None
+
+
+def test_results_travel_back_without_scores_or_fitted_models():
+    # the parent holds every result until the report: per-observation scores and a
+    # DoubleML model stay on the worker; estimates, inference and info are unchanged
+    from evalkit.study.runner import _for_report
+
+    keys = ["person_id", "treated", "family_with_children"]
+    frame = _sim().data.groupby(keys, observed=True, as_index=False)["income"].mean()
+    plr = PLR(outcome="income", treatment="treated", covariates=["family_with_children"], n_folds=2)
+    full = plr.fit(frame, seed=1)
+    light = _for_report(full)
+    assert full._model is not None and light._model is None and light._scores is None
+    pd.testing.assert_frame_equal(light.tidy(), full.tidy())
+    assert light.inference == full.inference and dict(light.info) == dict(full.info)
+    assert _for_report("not a result") == "not a result"

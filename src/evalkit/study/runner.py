@@ -471,7 +471,7 @@ def _for_report(result: Result) -> Result:
     """
     import dataclasses
 
-    if not dataclasses.is_dataclass(result):
+    if not isinstance(result, Result) or not dataclasses.is_dataclass(result):
         return result
     drop = {
         f.name: None
