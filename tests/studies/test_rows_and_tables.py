@@ -442,7 +442,7 @@ SHARED = PERSONS.replace(
     id = "by_group"
     estimator = "did.TWFE"
     fit_on = "rows"
-    where = "treated = 1 OR city <> 'Bergen'"
+    where = "month <> DATE '2019-12-01'"
     collapse_by = ["person_id", "city", "after", "treated"]
     options = {unit = "person_id", time = "after"}
     inference = {method = "cluster", cluster = "city"}
@@ -509,3 +509,15 @@ def test_results_travel_back_without_scores_or_fitted_models():
     pd.testing.assert_frame_equal(light.tidy(), full.tidy())
     assert light.inference == full.inference and dict(light.info) == dict(full.info)
     assert _for_report("not a result") == "not a result"
+
+
+@pytest.mark.slow  # ~15 s: two runs, one on two worker processes
+def test_shared_passes_give_identical_results_on_one_and_two_workers(tmp_path):
+    folder = _write(tmp_path / "s", SHARED)
+    one = run_study(folder, out=tmp_path / "one", progress=False, jobs=1)
+    two = run_study(folder, out=tmp_path / "two", progress=False, jobs=2)
+    assert one.ok and two.ok, (one.errors, two.errors)
+    for key in ("tidy", "data", "info", "warnings"):
+        assert [a[key] for a in two.results["analyses"]] == [
+            a[key] for a in one.results["analyses"]
+        ]
