@@ -13,9 +13,17 @@ maximum resident set size of the process and its children):
   one DuckDB pass over all rows (the share receiving assistance by city and month), for
   sizes up to 10^9 person-months.
 
+For study runs the table also gives the CPU seconds of the whole process tree (the
+fork server's workers included, sampled every 0.2 s), and below it where the time went,
+from the run's manifest (``timings``: opening/simulating the data, checking it, the
+analyses with the collapses to cells and the shared person-level passes done in the
+parent meanwhile, the report; the fits' CPU seconds by family of analyses). ``--set
+KEY=VALUE`` passes design overrides to the study runs.
+
 Usage (from the repository root)::
 
     python benchmarks/bench_study_scale.py --persons 50000,400000,1500000
+    python benchmarks/bench_study_scale.py --persons 1500000 --set report.figures=false
     python benchmarks/bench_study_scale.py --simulate 1500000,5000000 --jobs 2
     python benchmarks/bench_study_scale.py --dask 13900000 --workers 2
     python benchmarks/bench_study_scale.py ... --markdown benchmarks/results/study_scale.md
@@ -48,12 +56,20 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
+def _tree_rss(proc: psutil.Process, cpu: dict[int, float] | None = None) -> int:
+    """Resident memory of a process and all its descendants, in bytes.
+
+    With ``cpu``, also records the CPU seconds (user + system) of each process by pid
+    (the last value seen), so that processes the timer does not wait for (a fork
+    server's workers) are counted too.
+    """
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
             total += p.memory_info().rss
+            if cpu is not None:
+                t = p.cpu_times()
+                cpu[p.pid] = t.user + t.system
         except psutil.Error:
             pass
     return total
@@ -80,8 +96,9 @@ def _timed(
         )
         watched = psutil.Process(proc.pid)
         tree_peak = 0
+        cpu: dict[int, float] = {}
         while proc.poll() is None:
-            tree_peak = max(tree_peak, _tree_rss(watched))
+            tree_peak = max(tree_peak, _tree_rss(watched, cpu))
             time.sleep(0.2)
         out.seek(0)
         err.seek(0)
@@ -100,6 +117,9 @@ def _timed(
         "cpu_seconds": float(user.group(1)) + float(system.group(1)) if user and system else None,
         "peak_gib": int(rss.group(1)) / 2**20 if rss else None,
         "tree_peak_gib": tree_peak / 2**30,
+        # every process of the tree, sampled every 0.2 s (a short-lived process's last
+        # 0.2 s can be missed); the time process itself is not among them
+        "tree_cpu_seconds": sum(v for k, v in cpu.items() if k != proc.pid),
         "load": f"{load_before} -> {_load()}",
         "tail": "" if proc.returncode == 0 else (stdout + stderr)[-2000:],
         **({"stdout": stdout.strip()[-2000:]} if keep_stdout else {}),
@@ -110,7 +130,9 @@ def _python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def run_study(n: int, jobs: int, figures: bool = True) -> dict[str, Any]:
+def run_study(
+    n: int, jobs: int, figures: bool = True, sets: tuple[str, ...] = ()
+) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="bench-scale-")) / "run"
     exe = [sys.executable, "-m", "evalkit.cli"]
     cmd = [
@@ -124,11 +146,17 @@ def run_study(n: int, jobs: int, figures: bool = True) -> dict[str, Any]:
         "--jobs",
         str(jobs),
         *([] if figures else ["--set", "report.figures=false"]),
+        *(x for s in sets for x in ("--set", s)),
     ]
-    env = {"PYTHONPATH": str(ROOT / "src"), "EVALKIT_JOBS": str(jobs)}
+    env = {"PYTHONPATH": str(ROOT / "src")}
     result = _timed(cmd, env)
+    manifest = out / "manifest.json"
+    if manifest.exists():
+        result["timings"] = json.loads(manifest.read_text(encoding="utf-8")).get("timings")
     shutil.rmtree(out.parent, ignore_errors=True)
     what = "study" if figures else "study, no figures"
+    if sets:
+        what += " (" + ", ".join(sets) + ")"
     return {"what": what, "persons": n, "jobs": jobs, **result}
 
 
@@ -203,12 +231,33 @@ def _fmt(x: Any, spec: str) -> str:
     return "" if x is None else format(x, spec)
 
 
+def split_table(rows: list[dict[str, Any]]) -> str:
+    """Where the time of each study run went (from its manifest's timings)."""
+    out = ""
+    for r in rows:
+        t = r.get("timings")
+        if not t:
+            continue
+        fams = t.get("fit_cpu_seconds_by_family", {})
+        out += (
+            f"\n{r['what']}, {r['persons']:,} persons, {r['jobs']} jobs: open (simulate) "
+            f"{t.get('open_data_seconds')} s, check {t.get('check_data_seconds')} s, "
+            f"analyses {t.get('analyses_seconds')} s (of which collapse to cells "
+            f"{t.get('collapse_seconds')} s and shared person-level passes "
+            f"{t.get('shared_rows_seconds')} s in the parent), report "
+            f"{t.get('report_seconds')} s; fit CPU s by family: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in sorted(fams.items(), key=lambda kv: -kv[1]))
+            + f" (total {sum(fams.values()):.1f})\n"
+        )
+    return out
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| run | persons | person-months | jobs | wall s | CPU s (waited) | peak RSS GiB "
-        "(largest process) | peak RSS GiB (process tree) | Parquet GiB "
+        "| run | persons | person-months | jobs | wall s | CPU s (waited) | CPU s (process "
+        "tree) | peak RSS GiB (largest process) | peak RSS GiB (process tree) | Parquet GiB "
         "| load (1/5/15 min) before -> after |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     body = ""
     for r in rows:
@@ -216,10 +265,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         body += (
             f"| {r['what']}{status} | {r['persons']:,} | {r['persons'] * MONTHS:,} | "
             f"{r['jobs']} | {_fmt(r['seconds'], '.1f')} | {_fmt(r['cpu_seconds'], '.1f')} | "
+            f"{_fmt(r.get('tree_cpu_seconds'), '.1f')} | "
             f"{_fmt(r['peak_gib'], '.2f')} | {_fmt(r['tree_peak_gib'], '.2f')} | "
             f"{_fmt(r.get('disk_gib'), '.2f')} | {r['load']} |\n"
         )
-    return head + body
+    return head + body + split_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-figures", action="store_true", help="--set report.figures=false")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        help="a design override for the study runs (KEY=VALUE, repeatable)",
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="append the table here")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -239,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for n in sizes(args.persons):
-        rows.append(run_study(n, args.jobs, figures=not args.no_figures))
+        rows.append(run_study(n, args.jobs, figures=not args.no_figures, sets=tuple(args.sets)))
         print(json.dumps(rows[-1]), flush=True)
     for n in sizes(args.simulate):
         rows.append(run_simulate(n, args.jobs))

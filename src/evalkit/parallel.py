@@ -47,7 +47,8 @@ import os
 import pickle
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -142,11 +143,65 @@ class Backend:
             return [job(c) for c in _progress(calls, label, enabled=bool(progress))]
         return self._processes(job, calls, label, bool(progress))
 
-    def warm(self, modules: Iterable[str] = ()) -> None:
+    def imap(self, fn: Callable[[T], R], items: Iterable[T], *, window: int = 0) -> Iterator[R]:
+        """Apply ``fn`` to every item, taking items lazily and yielding results in order.
+
+        At most ``window`` items (default: four per worker) are submitted and not yet
+        yielded, so a caller that builds large items one by one holds only that many at
+        once. Unlike :meth:`map`, every item runs on one of ``jobs`` workers: this
+        process is busy making the items. No random streams (give each item its own seed).
+
+        Examples
+        --------
+        >>> list(Backend(jobs=1).imap(len, iter(["ab", "c"])))
+        [2, 1]
+        """
+        job = _Job(fn, seeded=False)
+        calls = ((i, x, None) for i, x in enumerate(items))
+        if not self.scheduler and self.jobs == 1:
+            for c in calls:
+                yield job(c)
+            return
+        size = max(1, window or 4 * self.jobs)
+        if self.scheduler:
+            yield from self._dask_window(job, calls, size)
+            return
+        import cloudpickle
+
+        pool = _pool(self.jobs)
+        task = _PayloadJob(job)
+        pending: deque[Any] = deque()
+        try:
+            for c in calls:
+                pending.append(pool.submit(task, cloudpickle.dumps(c)))
+                while len(pending) >= size:
+                    yield pickle.loads(pending.popleft().result())
+            while pending:
+                yield pickle.loads(pending.popleft().result())
+        except BaseException as exc:
+            for f in pending:
+                f.cancel()
+            if not isinstance(exc, Exception) or isinstance(exc, BrokenProcessPool):
+                _discard(pool)
+            raise
+
+    def _dask_window(self, job: _Job, calls: Iterable[tuple[Any, ...]], size: int) -> Iterator[Any]:
+        batch: list[tuple[Any, ...]] = []
+        for c in calls:
+            batch.append(c)
+            if len(batch) == size:
+                yield from self._dask(job, batch)
+                batch = []
+        if batch:
+            yield from self._dask(job, batch)
+
+    def warm(self, modules: Iterable[str] = (), *, for_imap: bool = False) -> None:
         """Start the local workers now and import ``modules`` in each, without waiting.
 
         The workers start up while this process does other work (a study reads and
-        collapses its data meanwhile), and the next :meth:`map` finds them ready. Does
+        collapses its data meanwhile), and the next :meth:`map` finds them ready (its
+        ``jobs - 1`` workers: this process takes items too), or with ``for_imap=True``
+        the next :meth:`imap` (``jobs`` workers: this process makes the items). Does
         nothing in process or on a Dask cluster.
 
         Examples
@@ -155,9 +210,11 @@ class Backend:
         """
         if self.scheduler or self.jobs == 1:
             return
-        pool = _pool(self.jobs - 1)  # this process is the N-th
+        # map: this process is the N-th; imap: N workers while this process makes the items
+        workers = self.jobs if for_imap else self.jobs - 1
+        pool = _pool(workers)
         names = tuple(modules)
-        for _ in range(self.jobs - 1):
+        for _ in range(workers):
             pool.submit(_import, names)
 
     def _processes(

@@ -105,6 +105,19 @@ def test_verify_uses_a_temporary_folder(tmp_path, tiny_study):
     assert not outcome.run.out_dir.exists()
 
 
+def test_verify_and_write_expected_take_a_design(tmp_path, tiny):
+    design = tiny()
+    target = write_expected(design, root=tmp_path, out=tmp_path / "run", progress=False)
+    assert target == tmp_path.resolve() / "expected.json"
+    assert verify_study(design, root=tmp_path).ok
+    # a changed expected estimate fails
+    doc = json.loads(target.read_text(encoding="utf-8"))
+    doc["analyses"][0]["tidy"][0]["estimate"] += 1.0
+    target.write_text(json.dumps(doc), encoding="utf-8")
+    outcome = verify_study(design, root=tmp_path)
+    assert not outcome.ok and "estimate" in outcome.report
+
+
 # --------------------------------------------------------------------------- bad extracts
 @pytest.fixture(scope="module")
 def extract(tmp_path_factory):
@@ -159,3 +172,23 @@ def test_missing_values_in_a_role_column_stop_the_run(tmp_path, tiny_study, extr
     bad.loc[bad.index[:3], "treated"] = np.nan
     with pytest.raises(DataError, match=r"role column 'treated' \(treatment\).* 3 missing"):
         check_study(tiny_study, data=_write(bad, tmp_path))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_jobs_are_streamed_a_bounded_window_ahead(jobs):
+    # the runner builds fit jobs as the backend takes them: never more than the window
+    # ahead of the results handed back, and the results in item order
+    from evalkit import parallel
+
+    made = []
+
+    def items():
+        for i in range(20):
+            made.append(i)
+            yield "x" * i
+
+    seen = []
+    for n in parallel.backend(jobs=jobs).imap(len, items(), window=3):
+        seen.append(n)
+        assert len(made) - len(seen) <= (3 if jobs > 1 else 0)
+    assert seen == list(range(20))

@@ -20,7 +20,7 @@ from evalkit.dml import PLR
 from evalkit.errors import DesignError, EvalkitError
 from evalkit.simulate import get as simulator
 from evalkit.study import check_study, load_study, run_study
-from evalkit.study.runner import _Cells, _gate, _materialise
+from evalkit.study.runner import _Cells, _gate, _materialise, _rows_frame, _SharedRows
 from evalkit.study.source import frame_sha256, open_source
 
 OPTIONS = {"n_persons": 300, "start": "2019-09", "end": "2020-08"}
@@ -209,6 +209,9 @@ def test_person_level_dml_equals_plr_on_pandas_averages(persons_run):
     assert row["std_error"] == pytest.approx(expected["std_error"], rel=1e-10)
     assert entry["data"]["n_rows"] == 300 * 6
     assert entry["data"]["n_averaged_rows"] == len(frame)
+    timings = persons_run[1].manifest["timings"]
+    assert set(timings["fit_cpu_seconds_by_family"]) == {"cells", "persons", "plr"}
+    assert timings["shared_rows_seconds"] > 0 and timings["open_data_seconds"] > 0
 
 
 def test_the_fit_job_gets_only_the_columns_it_uses(tmp_path):
@@ -425,3 +428,96 @@ def test_rows_analyses_give_identical_results_on_two_workers(persons_run, tmp_pa
     assert [a["data"] for a in two.results["analyses"]] == [
         a["data"] for a in run.results["analyses"]
     ]
+
+
+SHARED = PERSONS.replace(
+    "[roles]",
+    'odd = "CAST(month(month) % 2 AS INTEGER)"\n\n[roles]',
+).replace(
+    "[collapse]",
+    '[groups]\nfamilies = "family_with_children = 1"\nodd_months = "odd = 1"\n\n[collapse]',
+) + textwrap.dedent(
+    """
+    [[analysis]]
+    id = "by_group"
+    estimator = "did.TWFE"
+    fit_on = "rows"
+    where = "month <> DATE '2019-12-01'"
+    collapse_by = ["person_id", "city", "after", "treated"]
+    options = {unit = "person_id", time = "after"}
+    inference = {method = "cluster", cluster = "city"}
+
+    [analysis.expand]
+    outcome = ["income", "work"]
+    group = ["all", "families", "odd_months"]
+    """
+)
+
+
+def test_shared_rows_equal_per_analysis_reads(tmp_path):
+    # one pass per (table, keys, split) for several conditions, a group whose condition
+    # varies within a person's period (odd months), and missing outcome values: each
+    # analysis' rows equal the rows it would read on its own
+    study = load_study(_write(tmp_path / "s", SHARED))
+    data = _sim().data.copy()
+    data.loc[data.index % 7 == 0, "income"] = np.nan
+    source = open_source(study, data)
+    shared = _SharedRows(study, source)
+    try:
+        specs = [a for a in study.analyses if a.fit_on == "rows"]
+        assert len(specs) == 8
+        for spec in specs:
+            ref = shared.ref(spec)
+            assert ref is not None
+            frame, info = ref.load()
+            expected, expected_info = _rows_frame(source, spec)
+            assert list(frame.columns) == list(expected.columns)
+            pd.testing.assert_frame_equal(frame, expected, check_exact=False, rtol=1e-12)
+            assert {"mode": "rows", **info} == expected_info
+            assert frame.isna().any().any() == expected.isna().any().any()
+        # persons and the six by_group analyses share one pass, plr has its own keys
+        assert len(shared.files) == 2
+        assert len({shared.ref(s).path for s in specs if s.id != "plr"}) == 1
+    finally:
+        shared.close()
+        source.close()
+    assert shared.folder is not None and not shared.folder.exists()
+
+
+def test_a_text_column_in_a_shared_pass_fails_only_its_analysis(tmp_path):
+    text = SHARED.replace(
+        'options = {unit = "person_id", time = "after"}',
+        'options = {unit = "person_id", time = "after", covariates = ["sex_text"]}',
+    ).replace("[columns]\n", '[columns]\nsex_text = "CAST(female AS VARCHAR)"\n')
+    run = run_study(_write(tmp_path / "s", text), progress=False)
+    errors = {a["id"]: a["error"] for a in run.results["analyses"]}
+    assert all("column 'sex_text'" in errors[k] for k in errors if k.startswith("by_group"))
+    assert errors["persons"] is None and errors["plr"] is None
+
+
+def test_results_travel_back_without_scores_or_fitted_models():
+    # the parent holds every result until the report: per-observation scores and a
+    # DoubleML model stay on the worker; estimates, inference and info are unchanged
+    from evalkit.study.runner import _for_report
+
+    keys = ["person_id", "treated", "family_with_children"]
+    frame = _sim().data.groupby(keys, observed=True, as_index=False)["income"].mean()
+    plr = PLR(outcome="income", treatment="treated", covariates=["family_with_children"], n_folds=2)
+    full = plr.fit(frame, seed=1)
+    light = _for_report(full)
+    assert full._model is not None and light._model is None and light._scores is None
+    pd.testing.assert_frame_equal(light.tidy(), full.tidy())
+    assert light.inference == full.inference and dict(light.info) == dict(full.info)
+    assert _for_report("not a result") == "not a result"
+
+
+@pytest.mark.slow  # ~15 s: two runs, one on two worker processes
+def test_shared_passes_give_identical_results_on_one_and_two_workers(tmp_path):
+    folder = _write(tmp_path / "s", SHARED)
+    one = run_study(folder, out=tmp_path / "one", progress=False, jobs=1)
+    two = run_study(folder, out=tmp_path / "two", progress=False, jobs=2)
+    assert one.ok and two.ok, (one.errors, two.errors)
+    for key in ("tidy", "data", "info", "warnings"):
+        assert [a[key] for a in two.results["analyses"]] == [
+            a[key] for a in one.results["analyses"]
+        ]

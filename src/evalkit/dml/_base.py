@@ -164,20 +164,25 @@ class DMLEstimator(Estimator):
         backend = parallel.backend(jobs=self.jobs)
         # fresh workers import the learners' modules while this process builds the model
         backend.warm(["evalkit.dml.crossfit", *{type(v).__module__ for v in learners.values()}])
+        fit_clusters = () if _singleton_clusters(frame, clusters) else clusters
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
-            model = self._model(frame, clusters, learners)
+            model = self._model(frame, fit_clusters, learners)
         dml_data = model._dml_data
         labels: list[np.ndarray] = []
         if dml_data.is_cluster_data:
             cv = np.asarray(dml_data.cluster_vars)
             labels = [cv[:, j] for j in range(cv.shape[1])]
+        elif clusters:  # one row per cluster: the same folds, scores and labels
+            labels = [frame[clusters[0]].to_numpy()]
         smpls, smpls_cluster = fold_splits(
             int(dml_data.n_obs), self.n_folds, self.n_rep, ctx.seed, labels or None
         )
         binaries = {r: frame[getattr(self, r)].to_numpy() for r in self.binary_roles}
         check_cluster_folds(binaries, clusters, labels, smpls)
+        if not fit_clusters:
+            smpls_cluster = None
         if smpls_cluster is None:
             model.set_sample_splitting(smpls)
         else:
@@ -413,3 +418,16 @@ def _doubleml_version() -> str:
     import doubleml
 
     return str(doubleml.__version__)
+
+
+def _singleton_clusters(frame: pd.DataFrame, clusters: tuple[str, ...]) -> bool:
+    """Say whether one-way clusters hold one row each (e.g. clusters by person, one row per person).
+
+    Clustering by a column that differs on every row is clustering by observation:
+    DoubleML's cluster-robust variance then equals its heteroskedasticity-robust one
+    (to rounding), and its cluster machinery is skipped (at 231,000 persons it took ten
+    times the rest of a DID fit with linear learners: 24.5 s of CPU against 2.2 s). The
+    folds are still drawn over the cluster labels, so they are the same as with the
+    machinery, and the result reports the clusters as given.
+    """
+    return len(clusters) == 1 and not frame[clusters[0]].duplicated().any()

@@ -13,20 +13,29 @@ import sys
 from pathlib import Path
 
 from evalkit.study.config import load_study
+from evalkit.study.design import Design
 from evalkit.study.verify import EXPECTED_FILE, expected_from
 
 __all__ = ["main", "write_expected"]
 
 
 def write_expected(
-    path: str | Path, *, out: str | Path | None = None, progress: bool = True
+    path: str | Path | Design,
+    *,
+    root: str | Path | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
 ) -> Path:
     """Run a study and write its expected.json; return the path written.
 
     Parameters
     ----------
     path
-        The study folder (or its study.toml).
+        The study folder (or its study.toml), or a
+        :class:`~evalkit.study.design.Design` built in Python.
+    root
+        For a design: the folder expected.json is written to (and that its file paths
+        are relative to); the working directory when None.
     out
         Output folder of the run; ``<study>/out`` when None.
     progress
@@ -39,8 +48,9 @@ def write_expected(
     from evalkit.errors import EvalkitError
     from evalkit.study.runner import run_study
 
-    study = load_study(path)
-    run = run_study(study.root, out=out, progress=progress)
+    study = load_study(path, root=root)
+    what = path if isinstance(path, Design) else study.root
+    run = run_study(what, root=study.root, out=out, progress=progress)
     if run.errors:
         raise EvalkitError(
             "not writing expected.json: some analyses failed:\n  " + "\n  ".join(run.errors),

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -35,12 +35,20 @@ from evalkit.errors import EvalkitError, StudyError
 from evalkit.study.config import AnalysisSpec, SplitSpec, Study, load_study
 from evalkit.study.design import Design
 from evalkit.study.progress import RunProgress
-from evalkit.study.source import DataSource, check_columns, open_source, validate_data
+from evalkit.study.source import (
+    DataSource,
+    check_columns,
+    open_source,
+    read_averaged,
+    validate_data,
+)
 from evalkit.study.truth import truth_lookup
 
 __all__ = ["RESULTS_FORMAT", "Fitted", "RunOutcome", "run_study"]
 
 RESULTS_FORMAT = 1
+#: Fit jobs in flight per worker: the parent runs ahead this far (every job is small).
+_WINDOW = 8
 PACKAGES = (
     "evalkit",
     "numpy",
@@ -126,6 +134,7 @@ class _Cells:
         self.groups: dict[_Key, str] = {}
         self.custom: dict[_Key, bool] = {}
         self.splits: dict[_Key, SplitSpec | None] = {}
+        self.seconds = 0.0  # wall time of the collapses
 
     def by_group(self) -> dict[str, pd.DataFrame]:
         """Cells of each subgroup by group name ([groups] conditions and cell keys only)."""
@@ -149,6 +158,7 @@ class _Cells:
             spec = self.study.collapse
             assert spec is not None
             by = list(keys)
+            start = time.perf_counter()
             self.tables[key] = collapse(
                 self.source.split(split),
                 by=by,
@@ -157,6 +167,7 @@ class _Cells:
                 count=spec.count,
                 where=where,
             )
+            self.seconds += time.perf_counter() - start
             self.groups[key] = f"{group} (own condition)" if custom else group
             self.custom[key] = custom
             self.splits[key] = split
@@ -195,19 +206,11 @@ def _rows_frame(source: DataSource, spec: AnalysisSpec) -> tuple[pd.DataFrame, d
     Averaged within ``collapse_by`` when given; the rows never reach an output, only
     their counts (``n_rows``, ``n_units``), which the disclosure gate checks.
     """
-    available = source.columns
-    if spec.split is not None and spec.split.column not in available:
-        available = [*available, spec.split.column]
-    wanted = _columns_used(spec, available)
+    wanted, keys = _rows_plan(source, spec)
     info: dict[str, Any] = {"mode": "rows"}
     if spec.table is not None:
         info["table"] = spec.table
-    if spec.collapse_by:
-        keys = list(spec.collapse_by)
-        if spec.split is not None and spec.split.column not in keys:
-            keys.append(spec.split.column)
-        if spec.by is not None and spec.by not in keys:
-            keys.append(spec.by)
+    if keys is not None:
         frame, n_rows = source.averaged(spec.where, wanted, keys, spec.split)
         info.update(n_rows=n_rows, n_averaged_rows=len(frame), collapse_by=keys)
     else:
@@ -217,6 +220,148 @@ def _rows_frame(source: DataSource, spec: AnalysisSpec) -> tuple[pd.DataFrame, d
     if isinstance(unit, str) and unit in frame:
         info["n_units"] = int(frame[unit].nunique())
     return frame, info
+
+
+def _rows_plan(source: DataSource, spec: AnalysisSpec) -> tuple[list[str], list[str] | None]:
+    """Return the columns a row analysis reads and its averaging keys (None: no averaging)."""
+    available = source.columns
+    if spec.split is not None and spec.split.column not in available:
+        available = [*available, spec.split.column]
+    wanted = _columns_used(spec, available)
+    if not spec.collapse_by:
+        return wanted, None
+    keys = list(spec.collapse_by)
+    if spec.split is not None and spec.split.column not in keys:
+        keys.append(spec.split.column)
+    if spec.by is not None and spec.by not in keys:
+        keys.append(spec.by)
+    return wanted, keys
+
+
+@dataclass(frozen=True)
+class _RowsRef:
+    """Where a fit job finds its averaged rows: condition ``index`` of a shared file."""
+
+    path: str
+    index: int
+    keys: tuple[tuple[str, str], ...]  # (key, DuckDB type)
+    columns: tuple[str, ...]
+    picked: tuple[str, ...]
+    unit: str | None
+
+    def load(self) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """Read the rows (on the worker) and the facts :func:`_rows_frame` records."""
+        frame, n_rows = read_averaged(
+            self.path, self.index, dict(self.keys), list(self.columns), list(self.picked)
+        )
+        info: dict[str, Any] = {
+            "n_rows": n_rows,
+            "n_averaged_rows": len(frame),
+            "collapse_by": [k for k, _ in self.keys],
+        }
+        if self.unit is not None and self.unit in frame:
+            info["n_units"] = int(frame[self.unit].nunique())
+        return frame, info
+
+
+_GroupKey = tuple[str | None, tuple[str, ...], tuple[str, str, str | None] | None]
+_Written = tuple[str, list[str | None], list[str], dict[str, str]]  # file, wheres, columns, types
+
+
+class _SharedRows:
+    """Rows averaged within ``collapse_by``: one DuckDB pass per (table, keys, split).
+
+    The analyses that average the same table within the same keys (e.g. a person-level
+    DiD and a DML DiD for every outcome and group) share one pass over the rows, which
+    writes per-key sums and counts for every row condition among them to a Parquet file
+    in a temporary folder of the run (never in the output folder; removed at the end).
+    Each analysis' fit job carries the file and reads its condition's rows, averaged as
+    :meth:`DataSource.averaged` would, on the worker. The pass runs when the first of
+    its analyses is materialised.
+    """
+
+    def __init__(self, study: Study, source: DataSource) -> None:
+        self.source = source
+        self.members: dict[_GroupKey, list[AnalysisSpec]] = {}
+        for spec in study.analyses:
+            if spec.fit_on == "rows" and spec.collapse_by:
+                self.members.setdefault(self._key(spec), []).append(spec)
+        self.checked: dict[str, str | None] = {}
+        self.files: dict[_GroupKey, _Written | None] = {}
+        self.folder: Path | None = None
+        self.seconds = 0.0  # wall time of the shared passes
+
+    def _key(self, spec: AnalysisSpec) -> _GroupKey:
+        _, keys = _rows_plan(self.source.table(spec.table), spec)
+        split = spec.split
+        return (
+            spec.table,
+            tuple(keys or ()),
+            None if split is None else (split.by, split.column, split.condition),
+        )
+
+    def _check(self, spec: AnalysisSpec) -> str | None:
+        """Return the error :meth:`DataSource.averaged` would raise on the columns (or None)."""
+        if spec.id not in self.checked:
+            src = self.source.table(spec.table)
+            wanted, keys = _rows_plan(src, spec)
+            try:
+                src.check_averaged(wanted, keys or [], spec.split)
+                self.checked[spec.id] = None
+            except EvalkitError as err:
+                self.checked[spec.id] = str(err)
+        return self.checked[spec.id]
+
+    def ref(self, spec: AnalysisSpec) -> _RowsRef | None:
+        """Return where the analysis' rows are (None: read them the usual way)."""
+        if spec.fit_on != "rows" or not spec.collapse_by:
+            return None
+        if self._check(spec) is not None:
+            return None  # the usual read raises the same error for this analysis
+        key = self._key(spec)
+        if key not in self.files:
+            self.files[key] = self._write(key)
+        written = self.files[key]
+        if written is None:
+            return None
+        path, wheres, columns, types = written
+        src = self.source.table(spec.table)
+        wanted, keys = _rows_plan(src, spec)
+        keys = keys or []
+        unit = spec.kwargs.get("unit")
+        return _RowsRef(
+            path,
+            wheres.index(spec.where),
+            tuple((k, types[k]) for k in keys),
+            tuple(columns),
+            tuple(c for c in dict.fromkeys(wanted) if c not in keys),
+            unit if isinstance(unit, str) else None,
+        )
+
+    def _write(self, key: _GroupKey) -> _Written | None:
+        specs = [s for s in self.members[key] if self._check(s) is None]
+        src = self.source.table(key[0])
+        wheres = list(dict.fromkeys(s.where for s in specs))
+        columns: list[str] = []
+        for s in specs:
+            wanted, keys = _rows_plan(src, s)
+            columns.extend(c for c in wanted if c not in (keys or []) and c not in columns)
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="evalkit-rows-"))
+        path = self.folder / f"rows-{len(self.files)}.parquet"
+        start = time.perf_counter()
+        try:
+            types = src.averaged_parts(wheres, columns, list(key[1]), specs[0].split, path)
+        except EvalkitError:
+            return None  # e.g. a condition that fails: each analysis reads on its own
+        finally:
+            self.seconds += time.perf_counter() - start
+        return str(path), wheres, columns, types
+
+    def close(self) -> None:
+        """Remove the shared files."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _columns_used(spec: AnalysisSpec, available: list[str]) -> list[str]:
@@ -246,20 +391,34 @@ class _FitJob:
     seed: int
     level: float
     error: str | None = None
+    rows: _RowsRef | None = None
     by: str | None = None  # fit(..., by=): subgroups compared with equality tests
 
 
 def _materialise(
-    study: Study, source: DataSource, spec: AnalysisSpec, cells: _Cells
+    study: Study,
+    source: DataSource,
+    spec: AnalysisSpec,
+    cells: _Cells,
+    shared: _SharedRows | None = None,
 ) -> tuple[_FitJob, dict[str, Any], list[str]]:
-    """Read (or collapse) an analysis' rows in DuckDB and return its fit job."""
+    """Read (or collapse) an analysis' rows in DuckDB and return its fit job.
+
+    Rows averaged within ``collapse_by`` are not read here: the job names the file of
+    the shared pass (:class:`_SharedRows`) and the worker reads them.
+    """
     data: dict[str, Any] = {}
     frame = None
     error = None
+    rows = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            frame, data = _analysis_frame(study, source, spec, cells)
+            rows = shared.ref(spec) if shared is not None else None
+            if rows is None:
+                frame, data = _analysis_frame(study, source, spec, cells)
+            else:
+                data = {"mode": "rows", **({"table": spec.table} if spec.table else {})}
         except EvalkitError as err:
             error = str(err)
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
@@ -271,6 +430,7 @@ def _materialise(
         spec.seed,
         spec.level,
         error,
+        rows,
         by=spec.by,
     )
     return job, data, messages
@@ -282,30 +442,104 @@ def _fit_modules(study: Study) -> list[str]:
     return [__name__, *dict.fromkeys(t.split(":")[0] for t in targets if t)]
 
 
-def _run_fit(job: _FitJob) -> tuple[Result | None, list[str], str | None]:
-    """Fit one analysis (runs in this process or on a worker)."""
+def _run_fit(
+    job: _FitJob,
+) -> tuple[Result | None, list[str], str | None, dict[str, Any], float]:
+    """Fit one analysis (runs in this process or on a worker).
+
+    Returns the result, the warnings, the error, the facts about rows read here and the
+    CPU seconds of this process for the job (reading rows included).
+    """
     if job.error is not None:
-        return None, [], job.error
+        return None, [], job.error, {}, 0.0
+    cpu = time.process_time()
     caught: list[warnings.WarningMessage] = []
+    info: dict[str, Any] = {}
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            frame = job.frame
+            if job.rows is not None:
+                frame, info = job.rows.load()
             estimator = registry.get(job.estimator)(**job.kwargs)
             # only a by= analysis passes by (families' fit methods without it stay callable)
             by: dict[str, Any] = {} if job.by is None else {"by": job.by}
             result = estimator.fit(
-                job.frame, inference=job.inference, seed=job.seed, level=job.level, **by
+                frame, inference=job.inference, seed=job.seed, level=job.level, **by
             )
+            del frame
+            result = _for_report(result)
         error = None
     except EvalkitError as err:
         result, error = None, str(err)
-    return result, [f"{w.category.__name__}: {w.message}" for w in caught], error
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    return result, messages, error, info, time.process_time() - cpu
 
 
-def _fit_one(study: Study, source: DataSource, spec: AnalysisSpec, cells: _Cells) -> Fitted:
-    job, data, before = _materialise(study, source, spec, cells)
-    result, messages, error = _run_fit(job)
-    return Fitted(spec, result, data, list(dict.fromkeys(before + messages)), error)
+def _for_report(result: Result) -> Result:
+    """Return the result without what only further computations on it use.
+
+    A study writes tables and figures from each result, and holds every result until
+    the report is written; per-observation scores and a fitted model (a DoubleML object
+    with its data and predictions, 300 MB for a million persons) would travel back from
+    each worker and stay. Those are the private fields without a value by default
+    (``_scores``, and the hidden ones of subclasses, e.g. ``_model``); estimates,
+    uncertainty, info and extras stay.
+    """
+    import dataclasses
+
+    if not isinstance(result, Result) or not dataclasses.is_dataclass(result):
+        return result
+    drop = {
+        f.name: None
+        for f in dataclasses.fields(result)
+        if f.init
+        and f.name.startswith("_")
+        and f.default is None
+        and (f.name == "_scores" or not f.repr)
+        and getattr(result, f.name) is not None
+    }
+    return dataclasses.replace(result, **drop) if drop else result
+
+
+def _fit_all(
+    study: Study,
+    source: DataSource,
+    cells: _Cells,
+    shared: _SharedRows,
+    runner: parallel.Backend,
+    shown: RunProgress,
+    timings: dict[str, Any],
+) -> list[Fitted]:
+    """Materialise and fit every analysis, streaming the jobs to the backend.
+
+    Jobs are built one by one as the backend takes them (at most a few per worker in
+    flight), so this process never holds every analysis' data at once; person-level
+    rows travel as a file reference and are read by the worker that fits them. Adds the
+    CPU seconds of the fits by family of analyses to ``timings``.
+    """
+    cpu: dict[str, float] = {}
+    made: list[tuple[dict[str, Any], list[str]]] = []
+
+    def jobs() -> Iterator[_FitJob]:
+        for spec in study.analyses:
+            job, data, before = _materialise(study, source, spec, cells, shared)
+            made.append((data, before))
+            yield job
+
+    fitted: list[Fitted] = []
+    results = runner.imap(_run_fit, jobs(), window=_WINDOW * runner.jobs)
+    with shown.analyses() as step:
+        for i, spec in enumerate(study.analyses):
+            with step(spec.id):
+                result, after, error, info, seconds = next(results)
+            cpu[spec.family] = cpu.get(spec.family, 0.0) + seconds
+            data, before = made[i]
+            made[i] = ({}, [])
+            notes = list(dict.fromkeys(before + after))
+            fitted.append(Fitted(spec, result, {**data, **info}, notes, error))
+    timings["fit_cpu_seconds_by_family"] = {k: round(v, 2) for k, v in cpu.items()}
+    return fitted
 
 
 def _entry(study: Study, source: DataSource, f: Fitted) -> dict[str, Any]:
@@ -501,38 +735,33 @@ def run_study(
     policy = DisclosurePolicy(study.min_cell_size)
     cell_policy = policy.for_cells()
     runner = parallel.backend(jobs=jobs, scheduler=scheduler)
-    runner.warm(_fit_modules(study))  # workers start while the data are read
+    runner.warm(_fit_modules(study), for_imap=True)  # workers start while the data are read
 
     try:
         shown = RunProgress(study.name, total=len(study.analyses), enabled=progress)
+        timings: dict[str, Any] = {}
+        step_start = time.perf_counter()
         with shown.stage("opening the data"):
-            source = open_source(study, data_override)
-        fitted: list[Fitted] = []
+            source = open_source(study, data_override, jobs=runner.jobs)
+        timings["open_data_seconds"] = round(time.perf_counter() - step_start, 2)
         try:
+            step_start = time.perf_counter()
             with shown.stage("checking the data"):
                 missing = validate_data(study, source)
+            timings["check_data_seconds"] = round(time.perf_counter() - step_start, 2)
             source.details["missing_values"] = _masked(missing, study.min_cell_size)
             for table in source.details.get("tables", {}).values():
                 table["missing_values"] = _masked(table["missing_values"], study.min_cell_size)
             cells = _Cells(study, source)
-            if runner.jobs == 1 and not runner.scheduler:
-                with shown.analyses() as step:
-                    for spec in study.analyses:
-                        with step(spec.id):
-                            fitted.append(_fit_one(study, source, spec, cells))
-            else:
-                prepared = []
-                with shown.analyses() as step:
-                    for spec in study.analyses:
-                        with step(f"{spec.id} (data)"):
-                            prepared.append(_materialise(study, source, spec, cells))
-                with shown.stage(f"fitting {len(prepared)} analyses on {runner.describe()}"):
-                    outcomes = runner.map(_run_fit, [job for job, _, _ in prepared])
-                for spec, (_, data, before), (result, after, error) in zip(
-                    study.analyses, prepared, outcomes, strict=True
-                ):
-                    notes = list(dict.fromkeys(before + after))
-                    fitted.append(Fitted(spec, result, data, notes, error))
+            shared = _SharedRows(study, source)
+            fit_start = time.perf_counter()
+            try:
+                fitted = _fit_all(study, source, cells, shared, runner, shown, timings)
+            finally:
+                shared.close()
+            timings["analyses_seconds"] = round(time.perf_counter() - fit_start, 2)
+            timings["collapse_seconds"] = round(cells.seconds, 2)
+            timings["shared_rows_seconds"] = round(shared.seconds, 2)
             entries = [_entry(study, source, f) for f in fitted]
             summary = _cells_summary(study, cells)
             by_group = cells.by_group()
@@ -553,6 +782,7 @@ def run_study(
             start,
             runner,
             overrides,
+            timings,
         )
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -608,6 +838,7 @@ def _write_outputs(
     start: float,
     runner: parallel.Backend,
     overrides: Mapping[str, Any] | None,
+    timings: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
 
     sim = source.simulated
@@ -638,8 +869,10 @@ def _write_outputs(
 
     from evalkit.study.report import write_report
 
+    report_start = time.perf_counter()
     with shown.stage("writing the report"):
         files.extend(write_report(study, results, fitted, by_group, out_dir))
+    report_seconds = round(time.perf_counter() - report_start, 2)
 
     manifest = {
         "evalkit_manifest": 1,
@@ -666,6 +899,10 @@ def _write_outputs(
     }
     manifest["backend"] = runner.describe()
     manifest["overrides"] = jsonable(dict(overrides or {}))
+    # where the time went (wall seconds in this process; the fits' CPU seconds wherever
+    # they ran): opening (simulating) the data, collapsing cells, the shared passes over
+    # person-level rows, the analyses (materialising and fitting), the report
+    manifest["timings"] = jsonable({**(timings or {}), "report_seconds": report_seconds})
     manifest = _gate(manifest, [], policy)
     manifest_path = out_dir / "manifest.json"
     _write_json(manifest_path, manifest)

@@ -25,7 +25,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from evalkit.study.config import SplitSpec, Study
     from evalkit.study.locate import Locator
 
-__all__ = ["DataSource", "check_columns", "frame_sha256", "open_source", "validate_data"]
+__all__ = [
+    "DataSource",
+    "check_columns",
+    "frame_sha256",
+    "open_source",
+    "read_averaged",
+    "validate_data",
+]
 
 _VIEW = "study_data"
 #: The name a data frame is registered under in the connection. It differs from the
@@ -124,16 +131,8 @@ class DataSource:
             rel = self.relation.query(_VIEW, inner)
         except duckdb.Error as exc:
             raise self._failed(exc) from exc
-        types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
         values = [c for c in rel.columns if c not in keys]
-        for c in values:
-            if not any(types[c].startswith(k) for k in _NUMERIC):
-                raise DataError(
-                    f"column {c!r} in {self.describe()} is {types[c]}: collapse_by averages "
-                    "every column the estimator uses within its keys",
-                    hint=f"add {c!r} to collapse_by, or cast it to a number in the query",
-                    column=c,
-                )
+        self._check_numeric(rel, values)
         picked = [quote(k) for k in keys] + [
             f"avg(CAST({quote(c)} AS DOUBLE)) AS {quote(c)}" for c in values
         ]
@@ -145,6 +144,94 @@ class DataSource:
         frame = self._select(sql, rel)
         n_rows = int(frame.pop(_ROWS).sum()) if len(frame) else 0
         return frame, n_rows
+
+    def _check_numeric(self, rel: Any, values: list[str]) -> None:
+        """Raise when a column that collapse_by averages is not a number."""
+        types = {c: str(t).upper() for c, t in zip(rel.columns, rel.types, strict=True)}
+        for c in values:
+            if not any(types[c].startswith(k) for k in _NUMERIC):
+                raise DataError(
+                    f"column {c!r} in {self.describe()} is {types[c]}: collapse_by averages "
+                    "every column the estimator uses within its keys",
+                    hint=f"add {c!r} to collapse_by, or cast it to a number in the query",
+                    column=c,
+                )
+
+    def check_averaged(
+        self, columns: list[str], by: tuple[str, ...] | list[str], split: SplitSpec | None = None
+    ) -> None:
+        """Raise the error :meth:`averaged` would raise for a non-numeric column, cheaply."""
+        import duckdb
+
+        keys = list(dict.fromkeys(by))
+        inner = self._rows_sql(None, list(dict.fromkeys([*keys, *columns])), split)
+        try:
+            rel = self.relation.query(_VIEW, inner + " LIMIT 0")
+        except duckdb.Error as exc:
+            raise self._failed(exc) from exc
+        self._check_numeric(rel, [c for c in rel.columns if c not in keys])
+
+    def averaged_parts(
+        self,
+        wheres: list[str | None],
+        columns: list[str],
+        by: tuple[str, ...] | list[str],
+        split: SplitSpec | None,
+        path: Path,
+    ) -> dict[str, str]:
+        """Write what :meth:`averaged` needs for several row conditions in one pass.
+
+        One DuckDB pass over the rows writes, to the Parquet file ``path``, the sum and
+        the count of each of ``columns`` (and the row count) within the keys ``by`` and
+        the values of the flags ``where_<i>`` (true for the rows meeting ``wheres[i]``).
+        :func:`read_averaged` then gives, for condition ``i``, exactly the rows
+        ``averaged(wheres[i], ...)`` gives: sums over the flagged parts divided by their
+        counts (missing values left out as in ``avg``). The file is streamed from DuckDB
+        to disk in record batches. Returns the DuckDB type of each key, which
+        :func:`read_averaged` restores (an ENUM is stored as text in Parquet).
+        """
+        import duckdb
+        import pyarrow.parquet as pq
+
+        keys = list(dict.fromkeys(by))
+        flags = [
+            f"TRUE AS {quote(_flag(i))}" if w is None else f"(({w}) IS TRUE) AS {quote(_flag(i))}"
+            for i, w in enumerate(wheres)
+        ]
+        outer = (
+            ""
+            if any(w is None for w in wheres)
+            else " WHERE " + " OR ".join(f"({w})" for w in wheres)
+        )
+        base = self.split(split)
+        inner = (
+            f"SELECT {', '.join(quote(k) for k in keys)}, {', '.join(flags)}, "
+            + ", ".join(
+                f"CAST({quote(c)} AS DOUBLE) AS {quote(_part(j))}" for j, c in enumerate(columns)
+            )
+            + f" FROM {_VIEW}{outer}"
+        )
+        group = [*(quote(k) for k in keys), *(quote(_flag(i)) for i in range(len(wheres)))]
+        sums = [
+            f"sum({quote(_part(j))}) AS {quote(_part(j) + 's')}, "
+            f"count({quote(_part(j))}) AS {quote(_part(j) + 'n')}"
+            for j in range(len(columns))
+        ]
+        sql = (
+            f"SELECT {', '.join(group)}, count(*) AS {quote(_ROWS)}"
+            + "".join(f", {s}" for s in sums)
+            + f" FROM ({inner}) GROUP BY {', '.join(group)}"
+        )
+        try:
+            rel = base.query(_VIEW, sql)
+            types = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True) if c in keys}
+            reader = rel.to_arrow_reader(1 << 17)
+            with pq.ParquetWriter(path, reader.schema, compression="lz4") as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+        except duckdb.Error as exc:
+            raise self._failed(exc) from exc
+        return types
 
     def _rows_sql(
         self, where: str | None, columns: list[str] | None, split: SplitSpec | None
@@ -181,6 +268,50 @@ class DataSource:
         self.connection.close()
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _flag(i: int) -> str:
+    return f"__evalkit_where_{i}"
+
+
+def _part(j: int) -> str:
+    return f"__evalkit_value_{j}"
+
+
+def read_averaged(
+    path: str | Path,
+    index: int,
+    keys: Mapping[str, str],
+    columns: list[str],
+    picked: list[str],
+) -> tuple[pd.DataFrame, int]:
+    """Return condition ``index``'s averaged rows from a file of :meth:`DataSource.averaged_parts`.
+
+    ``keys`` maps each key to its DuckDB type, ``columns`` are the file's value columns
+    in order, ``picked`` those to return (after the keys, in this order). Reads only
+    the columns needed, in a DuckDB that may read only this file (it runs on a worker).
+    """
+    from evalkit.data import sandbox
+
+    where = [j for c in picked for j, name in enumerate(columns) if name == c]
+    values = [
+        f"sum({quote(_part(j) + 's')}) / sum({quote(_part(j) + 'n')}) AS {quote(columns[j])}"
+        for j in where
+    ]
+    group = ", ".join(quote(k) for k in keys)
+    typed = ", ".join(f"CAST({quote(k)} AS {t}) AS {quote(k)}" for k, t in keys.items())
+    sql = (
+        f"SELECT {group}{''.join(', ' + v for v in values)}, "
+        f"sum({quote(_ROWS)}) AS {quote(_ROWS)} FROM (SELECT * REPLACE ({typed}) "
+        f"FROM read_parquet(?) WHERE {quote(_flag(index))}) GROUP BY {group} ORDER BY {group}"
+    )
+    con = sandbox.connect(files=[path])
+    try:
+        frame = con.execute(sql, [str(Path(path).resolve())]).df()
+    finally:
+        con.close()
+    n_rows = int(frame.pop(_ROWS).sum()) if len(frame) else 0
+    return frame, n_rows
 
 
 def frame_sha256(frame: pd.DataFrame) -> str:
@@ -292,7 +423,7 @@ def _query_relation(
         ) from exc
 
 
-def open_source(study: Study, data_override: Any = None) -> DataSource:
+def open_source(study: Study, data_override: Any = None, *, jobs: int | None = None) -> DataSource:
     """Open a study's data (or ``data_override``) as a DuckDB relation and fingerprint it.
 
     Parameters
@@ -302,6 +433,9 @@ def open_source(study: Study, data_override: Any = None) -> DataSource:
     data_override
         Run on these data instead of the study's [data]: a DataFrame, a
         :class:`~evalkit.simulate.SimulatedData`, or the path of a CSV/Parquet file.
+    jobs
+        Processes a simulator that takes ``jobs`` generates its chunks on (the run's
+        ``--jobs``), unless the design's options set it; the data do not depend on it.
     """
     scratch = _scratch(study) if data_override is None else None
     try:
@@ -311,10 +445,10 @@ def open_source(study: Study, data_override: Any = None) -> DataSource:
             shutil.rmtree(scratch, ignore_errors=True)
         raise
     try:
-        source = _open(study, con, data_override, queries.get(None), scratch=scratch)
+        source = _open(study, con, data_override, queries.get(None), scratch=scratch, jobs=jobs)
         source.relation = derive(source.relation, study.columns)
         for name, spec in study.tables.items():
-            table = _open(study, con, None, queries.get(name), spec, name)
+            table = _open(study, con, None, queries.get(name), spec, name, jobs=jobs)
             table.name = name
             source.tables[name] = table
         if source.tables:
@@ -385,6 +519,7 @@ def _open(
     spec: Any = None,
     table: str | None = None,
     scratch: Path | None = None,
+    jobs: int | None = None,
 ) -> DataSource:
     spec = study.data if spec is None else spec
     view = _view(table)
@@ -437,7 +572,10 @@ def _open(
                 sim,
                 {"simulator": spec.simulator, "options": dict(sim.parameters)},
             )
-        sim = simulate.get(spec.simulator)(**options, store=scratch)
+        make = simulate.get(spec.simulator)
+        if jobs is not None and "jobs" in inspect.signature(make).parameters:
+            options.setdefault("jobs", jobs)
+        sim = make(**options, store=scratch)
         return _stored_source(con, sim, {}, scratch)
     if spec.kind == "file":
         rel = _file_relation(con, spec.file)

@@ -12,6 +12,7 @@ from typing import Any
 from evalkit.core.result import KEY_COLUMNS
 from evalkit.errors import DesignError
 from evalkit.study.config import Study, Tolerance, load_study
+from evalkit.study.design import Design
 
 __all__ = ["EXPECTED_FILE", "Mismatch", "VerifyOutcome", "compare", "expected_from", "verify_study"]
 
@@ -193,8 +194,9 @@ def read_expected(study: Study) -> dict[str, Any]:
 
 
 def verify_study(
-    path: str | Path,
+    path: str | Path | Design,
     *,
+    root: str | Path | None = None,
     out: str | Path | None = None,
     progress: bool = False,
     force: bool = False,
@@ -206,7 +208,11 @@ def verify_study(
     Parameters
     ----------
     path
-        The study folder (or its study.toml).
+        The study folder (or its study.toml), or a
+        :class:`~evalkit.study.design.Design` built in Python.
+    root
+        For a design: the folder that holds its expected.json (and that its file paths
+        are relative to); the working directory when None.
     out
         Output folder of the re-run, kept; when None the re-run goes to a temporary
         folder that is removed afterwards (the study's own ``out/`` is never touched).
@@ -249,21 +255,19 @@ def verify_study(
     >>> verify_study(folder).ok
     True
     """
-    study = load_study(path, check_data=True)
+    study = load_study(path, check_data=True, root=root)
     expected = read_expected(study)
     from evalkit.study.runner import run_study
 
+    what = path if isinstance(path, Design) else study.root
+    common = {"root": study.root, "progress": progress, "jobs": jobs, "scheduler": scheduler}
     if out is None:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="evalkit-verify-") as tmp:
-            run = run_study(
-                study.root, out=Path(tmp) / "run", progress=progress, jobs=jobs, scheduler=scheduler
-            )
+            run = run_study(what, out=Path(tmp) / "run", **common)
     else:
-        run = run_study(
-            study.root, out=out, progress=progress, force=force, jobs=jobs, scheduler=scheduler
-        )
+        run = run_study(what, out=out, force=force, **common)
     mismatches = compare(expected, run.results, study.tolerances)
     lines = [
         f"verify {study.name}: {len(run.results['analyses'])} analyses compared with "
