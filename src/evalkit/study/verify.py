@@ -260,7 +260,12 @@ def verify_study(
     from evalkit.study.runner import run_study
 
     what = path if isinstance(path, Design) else study.root
-    common = {"root": study.root, "progress": progress, "jobs": jobs, "scheduler": scheduler}
+    common: dict[str, Any] = {
+        "root": study.root,
+        "progress": progress,
+        "jobs": jobs,
+        "scheduler": scheduler,
+    }
     if out is None:
         import tempfile
 
