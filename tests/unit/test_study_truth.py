@@ -238,3 +238,44 @@ where = "city <> 'Oslo' AND age < 40"
         None,
         None,
     ]
+
+
+def test_a_group_condition_applies_to_a_measure_with_its_own_condition(tmp_path, bergen):
+    """Benefit is a mean among recipients (the measure's own ``where``); a group's truth
+    is that of the group's recipients, not of every recipient (a regression: the group
+    condition was dropped when it did not contain the measure's condition)."""
+    from evalkit.study import load_study
+    from evalkit.study.truth import truth_lookup
+
+    condition = bergen.groups["families_with_children"]
+    (tmp_path / "study.toml").write_text(
+        f"""
+[study]
+name = "t"
+[data]
+simulator = "bergen_rates"
+[roles]
+unit = "city"
+time = "month"
+treatment = "treated"
+[collapse]
+by = ["city", "month", "treated"]
+measures = {{benefit = {{column = "benefit", stat = "mean", where = "recipient = 1"}}}}
+[[analysis]]
+id = "all"
+estimator = "did.TWFE"
+options = {{outcome = "benefit"}}
+[[analysis]]
+id = "families"
+estimator = "did.TWFE"
+options = {{outcome = "benefit"}}
+where = "{condition}"
+"""
+    )
+    study = load_study(tmp_path, check_data=False)
+    everyone, families = (
+        truth_lookup(study, bergen, a)([{"term": "treated"}])[0] for a in study.analyses
+    )
+    assert everyone == pytest.approx(bergen.truth["benefit"]["all"], rel=1e-10)
+    assert families == pytest.approx(bergen.truth["benefit"]["families_with_children"], rel=1e-10)
+    assert families > 1.5 * everyone  # families keep child benefit on top of the rates

@@ -454,7 +454,10 @@ def _by_rule(sim: Any, spec: Any, rows: Sequence[Mapping[str, Any]], study: Any)
         return out
     if spec.split is not None:
         return _contrast(study, sim, spec, rows, rules)
-    where = _strata_condition(spec.where, sim.measures[spec.outcome].get("where"))[1]
+    # the strata hold only the rows the measure counts: a part of the condition that is
+    # the measure's own condition is dropped; any other condition applies as it stands
+    counted, rest = _strata_condition(spec.where, sim.measures[spec.outcome].get("where"))
+    where = rest if counted else spec.where
     if any(rule in _STAGGERED for rule in rules.values()):
         return _staggered(sim, spec, rows, rules, where)
     effects = period_effects(sim, spec.outcome, where, time)
