@@ -132,6 +132,11 @@ def test_expected_json_matches_the_study_and_has_truth_for_every_effect(study):
         if family == "honest":
             assert all(r["truth"] is not None for r in a["tidy"]), a["id"]
             continue
+        if family in BY_FAMILIES:  # every subgroup and difference row has its truth
+            subgroups = {r["subgroup"] for r in a["tidy"]}
+            assert len(subgroups) == 10, a["id"]  # 4 household groups and 6 differences
+            assert all(r["truth"] is not None for r in a["tidy"]), a["id"]
+            continue
         term = main_term.get(family, family if family.startswith("placebo") else "treated")
         (row,) = [r for r in a["tidy"] if r["term"] == term]
         assert row["truth"] is not None, a["id"]

@@ -181,7 +181,7 @@ class DMLEstimator(Estimator):
         )
         binaries = {r: frame[getattr(self, r)].to_numpy() for r in self.binary_roles}
         check_cluster_folds(binaries, clusters, labels, smpls)
-        if not fit_clusters:
+        if clusters and not fit_clusters:  # one row per cluster: DoubleML sees no clusters
             smpls_cluster = None
         if smpls_cluster is None:
             model.set_sample_splitting(smpls)

@@ -36,7 +36,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from evalkit.errors import DesignError, NotEstimableError
 
@@ -211,5 +210,7 @@ def wald_pretrend(beta: np.ndarray, vcov: np.ndarray) -> dict[str, float]:
     if rank == 0:
         raise NotEstimableError("the leads' covariance is zero", column="vcov")
     stat = float(beta @ np.linalg.pinv(vcov, rcond=1e-10, hermitian=True) @ beta)
+    from scipy import stats  # lazy: estimator classes load without scipy
+
     p = float(stats.chi2.sf(stat, rank)) if math.isfinite(stat) else math.nan
     return {"statistic": stat, "df": rank, "p_value": p}

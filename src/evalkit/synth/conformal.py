@@ -20,7 +20,7 @@ import numpy as np
 from evalkit.core.uncertainty import TestInversion
 from evalkit.errors import InferenceNotSupportedError
 from evalkit.inference.conformal import conformal_inference
-from evalkit.synth.simplex import _kkt_solve, simplex_lstsq, simplex_qp
+from evalkit.synth.simplex import kkt_solve, simplex_lstsq, simplex_qp
 
 __all__ = ["conformal_uncertainty", "sc_counterfactual", "sc_counterfactual_cached"]
 
@@ -59,7 +59,7 @@ def _still_optimal(
     when that support is optimal (the closed-form weights on it, then the optimality
     check with the same tolerance), without its set-up: the same weights bit for bit.
     """
-    z = _kkt_solve(g, c, support)
+    z = kkt_solve(g, c, support)
     if not (z > 0).all():
         return None
     w = np.zeros(len(c))

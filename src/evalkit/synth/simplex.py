@@ -23,7 +23,7 @@ import numpy as np
 
 from evalkit.errors import ConvergenceError
 
-__all__ = ["SimplexSolution", "lu_solve", "simplex_lstsq", "simplex_qp"]
+__all__ = ["SimplexSolution", "kkt_solve", "lu_solve", "simplex_lstsq", "simplex_qp"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def lu_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(a, b, rcond=None)[0]
 
 
-def _kkt_solve(g: np.ndarray, c: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def kkt_solve(g: np.ndarray, c: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Minimise ``w'Gw/2 - c'w`` over ``w`` on ``idx`` with ``sum(w) = 1`` (no sign limits)."""
     m = idx.size
     if m == 1:
@@ -189,7 +189,7 @@ def _settle(
     w = w.copy()
     for _ in range(int(free.sum()) + 1):
         idx = np.flatnonzero(free)
-        z = _kkt_solve(g, c, idx)
+        z = kkt_solve(g, c, idx)
         if (z > 0).all():
             w[:] = 0.0
             w[idx] = z
