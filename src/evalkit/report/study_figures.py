@@ -198,24 +198,38 @@ def forest(
     return fig
 
 
+#: Most rows a coefficient plot of the report draws (more cannot be labelled legibly).
+MAX_PLOT_ROWS = 40
+
+
 def result_grid(fitted: Sequence[Any], unit: Unit) -> Figure | None:
     """Each member's own plot (``Result.plot``): results with several effects.
 
-    Results with event-time rows are left out: they are in the event-study figure.
+    Results with event-time rows are left out: they are in the event-study figure. A
+    result with more rows than a plot can label legibly (:data:`MAX_PLOT_ROWS`, e.g.
+    one effect per month for each of ten subgroups) shows its summary terms only (those
+    without a period), or is left out when they are still too many; its table has them all.
     """
-    members = []
+    members: list[tuple[Any, list[str] | None]] = []
     for f in fitted:
         if f.result is None or len(f.result.terms) < 2 or has_path(f.result):
             continue
         tidy = f.result.tidy()
         if "event_time" in tidy and tidy["event_time"].notna().any():
             continue
-        members.append(f)
+        terms = None
+        if len(tidy) > MAX_PLOT_ROWS:
+            periods = tidy["time"].notna() if "time" in tidy else pd.Series(False, tidy.index)
+            terms = [str(t) for t in tidy.loc[~periods, "term"].unique()]
+            shown = int(tidy["term"].isin(terms).sum())
+            if not 2 <= shown <= MAX_PLOT_ROWS:
+                continue
+        members.append((f, terms))
     if not members:
         return None
     fig, axes = _grid(len(members), 2, 6.0, 3.6, left=1.2, wspace=0.35, bottom=0.6)
-    for ax, f in zip(axes, members, strict=False):
-        f.result.plot(ax=ax)
+    for ax, (f, terms) in zip(axes, members, strict=False):
+        f.result.plot(ax=ax, terms=terms)
         ax.set_title(f.spec.id, fontsize=9)
         ax.set_xlabel(with_unit("effect", unit(f.spec.outcome)), fontsize=8)
     return fig
