@@ -49,3 +49,10 @@ def test_a_result_with_too_many_rows_shows_its_summary_terms(groups, months, dra
 def test_a_result_whose_summary_terms_are_still_too_many_is_left_out():
     fig = figs.result_grid([_fitted(_result(60, 2))], lambda outcome: None)
     assert fig is None
+
+
+def test_summary_rows_are_labelled_without_a_missing_period():
+    fig = figs.result_grid([_fitted(_result(10, 34))], lambda outcome: None)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[0] == "att [subgroup=g0]"
+    assert not any("time=" in label for label in labels)

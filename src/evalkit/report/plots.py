@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -67,8 +68,11 @@ def coefficient_plot(
     else:
         labels = tidy["term"].astype(str).tolist()
         for key in ("subgroup", "group", "cohort", "time"):
-            if key in tidy:
-                labels = [f"{a} [{key}={b}]" for a, b in zip(labels, tidy[key], strict=True)]
+            if key in tidy:  # a row without this key (e.g. a summary term) says nothing of it
+                labels = [
+                    a if pd.isna(b) else f"{a} [{key}={b}]"
+                    for a, b in zip(labels, tidy[key], strict=True)
+                ]
         y = np.arange(len(tidy))[::-1]
         ax.errorbar(tidy["estimate"], y, xerr=[lo, hi], fmt="o", color=color, capsize=3, **kwargs)
         ax.set_yticks(y, labels)
