@@ -38,6 +38,7 @@ from evalkit.errors import DesignError, EvalkitError, NotEstimableError, RowsDro
 from evalkit.inference.few_treated_cov import (
     autocovariance_from_controls,
     coefficient_covariance,
+    size_autocovariance_from_controls,
     wald_pretrend,
 )
 from evalkit.inference.spec import parse_inference
@@ -106,6 +107,12 @@ class EventStudy(Estimator):
         serve as comparisons too.
     drop_singletons
         Drop units and periods observed once (repeatedly), as :class:`~evalkit.did.TWFE`.
+    size_correction
+        With the few-treated pre-trend test (below) and ``weights``: read the weights as
+        cell sizes (persons behind each cell mean) and let the errors' variance shrink
+        with size, ``a + b / M`` (Ferman & Pinto 2019), so that a treated city larger or
+        smaller than the comparison cities gets errors of its own scale (default True;
+        False assumes every unit's errors are distributed alike).
 
     Notes
     -----
@@ -117,7 +124,8 @@ class EventStudy(Estimator):
     two treated clusters) the leads' covariance is instead learned from the
     never-treated units' errors (Conley & Taber 2011, errors stationary over time; see
     :func:`few_treated_event_study`) and the Wald statistic is referred to chi-squared
-    (``method="wald_few_treated"``). Units treated from the first
+    (``method="wald_few_treated"``), with the errors' variance modelled in the cell
+    sizes when weights are given (``size_correction``). Units treated from the first
     period on have no untreated period and are dropped; cohorts after the last period
     count as never treated.
 
@@ -149,6 +157,7 @@ class EventStudy(Estimator):
     bin_endpoints: bool = False
     control_group: ControlGroup = "never_treated"
     drop_singletons: bool = True
+    size_correction: bool = True
 
     supported_inference: ClassVar[tuple[str, ...]] = (*REGRESSION_METHODS, "wild")
     effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({"ATT(e)": "event_time"})
@@ -161,6 +170,11 @@ class EventStudy(Estimator):
             raise DesignError(
                 f"control_group must be one of {CONTROL_GROUPS}, got {self.control_group!r}",
                 column="control_group",
+            )
+        if not isinstance(self.size_correction, bool):
+            raise DesignError(
+                f"size_correction must be True or False, got {self.size_correction!r}",
+                column="size_correction",
             )
         if not isinstance(self.bin_endpoints, bool):
             raise DesignError(
@@ -304,7 +318,9 @@ class EventStudy(Estimator):
         elif reg.method == "none":
             pretrend = {"skipped": "inference='none'"}
         elif wild is not None:
-            pretrend = _few_treated_pretrend(sample, reg, m, leads, [events[j] for j in leads])
+            pretrend = _few_treated_pretrend(
+                sample, reg, m, leads, [events[j] for j in leads], self.size_correction
+            )
         else:
             idx = np.array(leads)
             pretrend = wald_test(
@@ -400,14 +416,36 @@ def coefficient_map(reg: Any, sample: Any, m: int) -> np.ndarray:
     return a
 
 
+def unit_sizes(sample: Any) -> np.ndarray | None:
+    """Each unit's size from the weights (harmonic mean over its rows), or None.
+
+    None when the fit is unweighted or a weight is not positive.
+    """
+    if sample.w is None or not np.all(np.isfinite(sample.w) & (sample.w > 0)):
+        return None
+    rows = np.bincount(sample.unit, minlength=sample.n_units)
+    inv = np.bincount(sample.unit, weights=1.0 / sample.w, minlength=sample.n_units)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return rows / inv
+
+
 def few_treated_vcov(
-    reg: Any, sample: Any, m: int, *, max_lag: int | None = None
+    reg: Any,
+    sample: Any,
+    m: int,
+    *,
+    max_lag: int | None = None,
+    size_correction: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Covariance of the first ``m`` coefficients from the never-treated units' errors.
 
     See :mod:`evalkit.inference.few_treated_cov` (Conley & Taber 2011, with stationary
     errors). Needs units that are their own clusters (city x period cells), and the
-    never-treated units observed in every period.
+    never-treated units observed in every period. With ``size_correction`` and
+    weights, the weights are read as cell sizes and the errors' autocovariance is
+    modelled as ``a + b / M`` (Ferman & Pinto 2019), each unit's at its own size; with
+    equal sizes among the controls it falls back to the unsized covariance (said in
+    ``about["sizes"]``).
     """
     if sample.n_clusters != sample.n_units:
         raise DesignError(
@@ -435,22 +473,54 @@ def few_treated_vcov(
     y = sample.y - sample.x @ reg.fit.beta[m:] if sample.x.shape[1] else sample.y
     grid = np.full((sample.n_units, sample.n_periods), np.nan)
     grid[sample.unit[control_rows], sample.time[control_rows]] = y[control_rows]
+    a = coefficient_map(reg, sample, m)
+    sizes = unit_sizes(sample) if size_correction else None
+    about: dict[str, Any] = {"n_controls": len(control_units)}
+    if sizes is not None:
+        try:
+            model = size_autocovariance_from_controls(
+                grid[control_units], sizes[control_units], max_lag=max_lag
+            )
+        except NotEstimableError as exc:
+            about["sizes"] = f"not used: {exc}"
+        else:
+            treated = np.unique(sample.unit[sample.cohort > 0])
+            about.update(
+                covariance="few-treated (errors learned from the never-treated units, "
+                "stationary, variance a + b / size in the cell sizes: Ferman-Pinto)",
+                sizes="weights (harmonic mean over each unit's rows)",
+                max_lag=int(len(model.common) - 1),
+                treated_sizes=[float(sizes[u]) for u in treated],
+                control_size_range=[float(sizes[control_units].min()),
+                                    float(sizes[control_units].max())],
+                treated_variance_ratio=[model.variance_ratio(sizes[u]) for u in treated],
+            )  # fmt: skip
+            vcov = coefficient_covariance(a, sample.unit, sample.time, model, unit_sizes=sizes)
+            return vcov, about
+    elif size_correction:
+        about["sizes"] = "not used: no positive weights to read as cell sizes"
+    else:
+        about["sizes"] = "not used: size_correction=False"
     cov = autocovariance_from_controls(grid[control_units], max_lag=max_lag)
-    vcov = coefficient_covariance(coefficient_map(reg, sample, m), sample.unit, sample.time, cov)
-    about = {
-        "covariance": "few-treated (errors learned from the never-treated units, stationary)",
-        "n_controls": len(control_units),
-        "max_lag": int(len(cov.gamma) - 1),
-    }
+    vcov = coefficient_covariance(a, sample.unit, sample.time, cov)
+    about.update(
+        covariance="few-treated (errors learned from the never-treated units, stationary)",
+        max_lag=int(len(cov.gamma) - 1),
+    )
     return vcov, about
 
 
 def _few_treated_pretrend(
-    sample: Any, reg: Any, m: int, leads: list[int], lead_events: list[float]
+    sample: Any,
+    reg: Any,
+    m: int,
+    leads: list[int],
+    lead_events: list[float],
+    size_correction: bool = True,
 ) -> dict[str, Any]:
     """Wald test of the leads with the few-treated covariance (or why it was skipped)."""
     try:
-        vcov, about = few_treated_vcov(reg, sample, m)
+        vcov, about = few_treated_vcov(reg, sample, m, size_correction=size_correction)
     except EvalkitError as exc:
         return {"skipped": f"no few-treated covariance: {exc}"}
     idx = np.array(leads)
@@ -497,7 +567,12 @@ class FewTreatedEventStudy:
 
 
 def few_treated_event_study(
-    estimator: EventStudy, data: pd.DataFrame, *, max_lag: int | None = None, _depth: int = 0
+    estimator: EventStudy,
+    data: pd.DataFrame,
+    *,
+    max_lag: int | None = None,
+    size_correction: bool | None = None,
+    _depth: int = 0,
 ) -> FewTreatedEventStudy:
     """Fit an event study and its covariance learned from the never-treated units.
 
@@ -505,6 +580,9 @@ def few_treated_event_study(
     with errors stationary over time): valid with one treated unit when its errors
     have the distribution of the comparison units'. Needs units that are their own
     clusters (e.g. city x month cells) and never-treated units observed every period.
+    With weights, read as cell sizes, the errors' variance is modelled as ``a + b /
+    size`` (Ferman & Pinto 2019) unless ``size_correction`` is False (default: the
+    estimator's ``size_correction``).
 
     Examples
     --------
@@ -528,7 +606,9 @@ def few_treated_event_study(
     )
     sample, reg, events, _, _ = estimator._regression(data, ctx, depth=_depth)
     m = len(events)
-    vcov, about = few_treated_vcov(reg, sample, m, max_lag=max_lag)
+    if size_correction is None:
+        size_correction = estimator.size_correction
+    vcov, about = few_treated_vcov(reg, sample, m, max_lag=max_lag, size_correction=size_correction)
     leads = [j for j, e in enumerate(events) if e < 0]
     pretrend: dict[str, Any] | None = None
     if leads:

@@ -75,6 +75,18 @@ class HonestEventStudy(Estimator):
         ``"first"``: the effect at event time 0.
     max_lag
         Largest lag of the errors' autocovariance (default: every lag).
+    method
+        The robust set's construction, as :func:`~evalkit.inference.honest.honest_did`:
+        ``"C-LF"`` (default) or ``"conditional"`` for relative magnitudes, ``"FLCI"``
+        for smoothness.
+    size_correction
+        With ``weights``: read them as cell sizes (persons behind each cell mean) and
+        model the errors' autocovariance as ``a + b / size`` (Ferman & Pinto 2019),
+        learned from the comparison units and taken at each unit's own size, so a
+        treated city larger than the comparison cities is not given their noisier
+        errors (default True). Assumes the cell means' errors are a unit-level part
+        plus an average over persons whose variance does not depend on the city;
+        False assumes every unit's errors are distributed alike (Conley-Taber).
 
     Notes
     -----
@@ -84,7 +96,9 @@ class HonestEventStudy(Estimator):
     A robust set has no exact p-value: its rows carry the coarse but valid p-value of the
     test that rejects when the set excludes zero (``1 - level`` if it does, else 1).
     ``info["breakdown"]``: the largest bound on the grid up to which every set excludes
-    zero (None if none does).
+    zero (None if none does). ``info["betahat"]`` and ``info["sigma"]`` are the
+    event-time estimates and their covariance given to HonestDiD (leads first, the
+    reference -1 left out), e.g. to rerun them in R's ``HonestDiD``.
 
     Examples
     --------
@@ -113,6 +127,8 @@ class HonestEventStudy(Estimator):
     bounds: tuple[float, ...] | None = None
     target: Target = "average"
     max_lag: int | None = None
+    method: str | None = None
+    size_correction: bool = True
 
     supported_inference: ClassVar[tuple[str, ...]] = ("conley_taber",)
     supports_by: ClassVar[bool] = False
@@ -131,6 +147,11 @@ class HonestEventStudy(Estimator):
                 f"restriction must be 'smoothness' or 'relative_magnitude', got "
                 f"{self.restriction!r}",
                 column="restriction",
+            )
+        if not isinstance(self.size_correction, bool):
+            raise DesignError(
+                f"size_correction must be True or False, got {self.size_correction!r}",
+                column="size_correction",
             )
         if self.bounds is not None:
             object.__setattr__(self, "bounds", tuple(float(b) for b in self.bounds))
@@ -157,7 +178,13 @@ class HonestEventStudy(Estimator):
             warnings.filterwarnings(
                 "ignore", message=".*outside the event window", category=RowsDroppedWarning
             )
-            fit = few_treated_event_study(self._event_study(), data, max_lag=self.max_lag, _depth=2)
+            fit = few_treated_event_study(
+                self._event_study(),
+                data,
+                max_lag=self.max_lag,
+                size_correction=self.size_correction,
+                _depth=2,
+            )
         n_pre = sum(1 for e in fit.event_times if e < -1)
         est = EventTimeEstimates.from_arrays(fit.beta, fit.vcov, n_pre=n_pre)
         if [float(e) for e in est.event_times] != [float(e) for e in fit.event_times]:
@@ -176,6 +203,7 @@ class HonestEventStudy(Estimator):
         honest = honest_did(
             est,
             restriction=self.restriction,
+            method=self.method,
             bounds=self.bounds,
             l_vec=l_vec.tolist(),
             level=ctx.level,
@@ -188,18 +216,20 @@ class HonestEventStudy(Estimator):
         k = len(terms)
         p0 = 2 * stats.norm.sf(abs(theta) / se) if se > 0 else math.nan
         table = make_table(terms, [theta] * k, [math.nan] * k)
+        sized = "treated_variance_ratio" in fit.about
         note = (
             f"HonestDiD ({honest.restriction}, {honest.method}) on the {label}; "
             "covariance of the event-time estimates learned from the "
             f"{fit.about['n_controls']} never-treated units' errors (Conley-Taber, "
-            "stationary); 'original' is the normal interval with that covariance; a robust "
+            + ("stationary, variance a + b / cell size as Ferman-Pinto" if sized else "stationary")
+            + "); 'original' is the normal interval with that covariance; a robust "
             "set's p-value is coarse: 1 - level when the set excludes zero, else 1"
         )
 
         def invert(new_level: float) -> tuple[np.ndarray, np.ndarray]:
             again = honest_did(
-                est, restriction=self.restriction, bounds=list(grid["bound"]), l_vec=l_vec.tolist(),
-                level=new_level, seed=ctx.seed,
+                est, restriction=self.restriction, method=self.method,
+                bounds=list(grid["bound"]), l_vec=l_vec.tolist(), level=new_level, seed=ctx.seed,
             )  # fmt: skip
             t, o = again.tidy(), again.original
             return (
@@ -228,6 +258,9 @@ class HonestEventStudy(Estimator):
             "breakdown": honest.breakdown,
             "std_error_original": se,
             "event_times": list(fit.event_times),
+            # HonestDiD's inputs (R/Python HonestDiD's betahat and sigma)
+            "betahat": [float(v) for v in fit.beta],
+            "sigma": [[float(v) for v in row] for row in fit.vcov],
             "window": list(self.window),
             "pretrend_test": fit.pretrend_test,
             "covariance": fit.about,
