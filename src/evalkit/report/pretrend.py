@@ -16,6 +16,12 @@ def _p(value: Any) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _ratio(value: Any) -> str:
+    if not value:
+        return ""
+    return ", ".join(f"{v:.2f}" for v in value)
+
+
 def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
     """Return a "Pre-trend tests" table (joint tests of the leads) and a HonestDiD table.
 
@@ -30,14 +36,22 @@ def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
     >>> blocks = pretrend_blocks([entry])
     >>> blocks[0], blocks[2][2]
     (('h2', 'Pre-trend tests'), [['`event.work.all`', 'work', 'all', '11', '0.410']])
+
+    With the covariance scaled to the cells' sizes, a column says by how much:
+
+    >>> entry["info"]["pretrend_test"]["treated_variance_ratio"] = [0.43]
+    >>> pretrend_blocks([entry])[2][2][0][-1]
+    '0.43'
     """
     tests, honest = [], []
+    ratios: list[str] = []
     for e in entries:
         info = e.get("info") or {}
         test = info.get("pretrend_test")
         if isinstance(test, Mapping) and "p_value" in test:
             tests.append([f"`{e['id']}`", str(e.get("outcome") or ""), str(e.get("group") or ""),
                           str(test.get("df", "")), _p(test["p_value"])])  # fmt: skip
+            ratios.append(_ratio(test.get("treated_variance_ratio")))
         if "breakdown" in info and "bound_name" in info:
             b = info["breakdown"]
             honest.append([f"`{e['id']}`", str(e.get("outcome") or ""),
@@ -45,6 +59,11 @@ def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
                            "none" if b is None else f"{b:g}"])  # fmt: skip
     blocks: list[Block] = []
     if tests:
+        columns = ["analysis", "outcome", "group", "leads", "p-value"]
+        sized = any(ratios)
+        if sized:  # the covariance was scaled to the cells' sizes: show by how much
+            columns.append("treated / comparison error variance")
+            tests = [[*row, r] for row, r in zip(tests, ratios, strict=True)]
         blocks += [
             ("h2", "Pre-trend tests"),
             (
@@ -54,9 +73,18 @@ def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
                 "covariance is learned from the comparison cities' errors (Conley & Taber "
                 "2011; errors assumed distributed as theirs and stationary over time), "
                 "not from Bergen's own residuals; a small p-value says the trends before "
-                "the reform differ.",
+                "the reform differ."
+                + (
+                    " Where cells differ in size the errors' variance is modelled as a + b "
+                    "/ (persons per cell), learned from the comparison cities and taken at "
+                    "each city's own size (Ferman & Pinto 2019's model); the last column is "
+                    "the treated city's fitted error variance over the comparison cities' "
+                    "average."
+                    if sized
+                    else ""
+                ),
             ),
-            ("table", ["analysis", "outcome", "group", "leads", "p-value"], tests),
+            ("table", columns, tests),
         ]
     if honest:
         blocks += [
