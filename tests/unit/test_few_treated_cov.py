@@ -176,12 +176,12 @@ def test_pretrend_test_size_and_power_slow():
     assert _rejections(200, 1000, trend=0.1) / 200 > 0.2
 
 
-def _beta_and_map(df):
+def _beta_and_map(df, weights=None):
     from evalkit.core.estimator import FitContext
     from evalkit.core.random import make_rng
     from evalkit.inference.spec import parse_inference
 
-    est = EventStudy(outcome="y", unit="city", time="month", treatment="d",
+    est = EventStudy(outcome="y", unit="city", time="month", treatment="d", weights=weights,
                      window=(-3, 3), bin_endpoints=True)  # fmt: skip
     ctx = FitContext(parse_inference("none", est.supported_inference, "x"), 0,
                      make_rng(0)[0], None, 0.95)  # fmt: skip
@@ -246,7 +246,7 @@ def test_size_covariance_equals_the_direct_computation():
     # error covariance (a map with unit effects: each unit's row block sums to zero)
     df = cities(np.random.default_rng(5), n_months=20, reform=10)
     df["n"] = np.repeat(np.geomspace(100, 900, 10), 20)[df["city"].to_numpy()]
-    _, a, sample = _beta_and_map_weighted(df)
+    _, a, sample = _beta_and_map(df, weights="n")
     t = sample.n_periods
     h = np.arange(t)
     model = SizeCovariance(common=0.3 * 0.5**h, per_size=200 * 0.8**h, n_controls=9,
@@ -263,20 +263,6 @@ def test_size_covariance_equals_the_direct_computation():
     np.testing.assert_allclose(got, a @ sigma @ a.T, rtol=1e-9, atol=1e-12)
     with pytest.raises(DesignError, match="unit_sizes"):
         coefficient_covariance(a, sample.unit, sample.time, model)
-
-
-def _beta_and_map_weighted(df):
-    from evalkit.core.estimator import FitContext
-    from evalkit.core.random import make_rng
-    from evalkit.inference.spec import parse_inference
-
-    est = EventStudy(outcome="y", unit="city", time="month", treatment="d", weights="n",
-                     window=(-3, 3), bin_endpoints=True)  # fmt: skip
-    ctx = FitContext(parse_inference("none", est.supported_inference, "x"), 0,
-                     make_rng(0)[0], None, 0.95)  # fmt: skip
-    sample, reg, events, _, _ = est._regression(df, ctx)
-    m = len(events)
-    return reg.fit.beta[:m], coefficient_map(reg, sample, m), sample
 
 
 def test_sizes_are_read_from_the_weights_and_can_be_turned_off():
