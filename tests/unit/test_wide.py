@@ -119,3 +119,16 @@ def test_incomplete_covariates_kept_when_allowed():
         complete_covariates=False,
     )
     assert np.isnan(w.covariates["x"][:, 1]).all() and not np.isnan(w.covariates["x"][:, 0]).any()
+
+
+def test_covariates_of_a_panel_with_monthly_dates_are_aligned():
+    """Dates in the time column are period codes inside the panel; the covariate matrix
+    must still be read from the caller's dates (it came back all NaN before)."""
+    df = _panel()
+    df["t"] = pd.to_datetime([f"2020-{m:02d}-01" for m in _panel()["t"]])
+    w = wide_panel(df, outcome="y", unit="id", time="t", treatment="d", covariates="x")
+    expected = df.pivot(index="id", columns="t", values="x").to_numpy()
+    np.testing.assert_array_equal(w.covariates["x"], expected)
+    periods = df.assign(t=df["t"].dt.to_period("M"))
+    w2 = wide_panel(periods, outcome="y", unit="id", time="t", treatment="d", covariates="x")
+    np.testing.assert_array_equal(w2.covariates["x"], expected)

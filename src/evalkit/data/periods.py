@@ -80,6 +80,17 @@ class PeriodCoding:
             return float(code)
         return pd.Period(ordinal=round(float(code)) + self.base, freq=self.freq)
 
+    def codes(self, series: pd.Series) -> np.ndarray:
+        """Return the period codes of dates or periods (the inverse of :meth:`label`).
+
+        Examples
+        --------
+        >>> coding = PeriodCoding(freq="M", base=int(pd.Period("2019-12", "M").ordinal))
+        >>> coding.codes(pd.Series(pd.to_datetime(["2020-03-01", "2020-01-01"]))).tolist()
+        [3, 1]
+        """
+        return np.asarray(_periods(series, self.freq).asi8, dtype=np.int64) - self.base
+
 
 def _periods(series: pd.Series, freq: str | None) -> pd.PeriodIndex:
     if isinstance(series.dtype, pd.PeriodDtype):

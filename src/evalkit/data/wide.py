@@ -517,9 +517,10 @@ def _covariate_matrix(
     if col not in frame.columns:
         checks.fail("P002", f"column {col!r} (role covariates) is not in the data", column=col)
     # align to the panel's kept rows by (unit, time) labels
-    keys = pd.MultiIndex.from_arrays(
-        [frame[panel.roles["unit"]].to_numpy(), frame[panel.roles["time"]].to_numpy()]
-    )
+    time = frame[panel.roles["time"]]
+    # dates or periods are period codes in the panel: code the frame's the same way
+    times = time.to_numpy() if panel.periods is None else panel.periods.codes(time)
+    keys = pd.MultiIndex.from_arrays([frame[panel.roles["unit"]].to_numpy(), times])
     values = pd.Series(checks.numeric_column(frame, col, "covariates"), index=keys)
     values = values[~values.index.duplicated()]
     wanted = pd.MultiIndex.from_arrays([units_[ucodes], times_[tcodes]])

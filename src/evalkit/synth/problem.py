@@ -9,8 +9,10 @@ all calls of it with other rows or other dates, so they cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ import pandas as pd
 from evalkit.data.wide import WideOutcomes, wide_panel
 from evalkit.errors import DataError, DesignError
 from evalkit.synth.adh import solve_adh
+from evalkit.synth.covariates import project_out
 from evalkit.synth.predictors import Predictor, parse_periods, predictor_row, standardise
 
 __all__ = ["SCProblem", "UnitFit", "build_problem"]
@@ -95,6 +98,12 @@ class SCProblem:
         Column indices of the periods whose outcome fit chooses V.
     n_pre
         Number of pre-treatment periods.
+    coefficients
+        Coefficients of the covariates partialled out of the outcome (empty without
+        ``covariates``); ``wide.y`` is then the residualised outcome.
+    offset
+        ``X'beta`` of every unit and period (the part of the observed outcome removed
+        from ``wide.y``; zeros without covariates).
     """
 
     wide: WideOutcomes
@@ -103,6 +112,10 @@ class SCProblem:
     pred_cols: tuple[np.ndarray, ...]
     v_cols: np.ndarray
     n_pre: int
+    coefficients: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    offset: np.ndarray | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -193,18 +206,37 @@ def build_problem(
     lagged_outcomes: tuple[Any, ...],
     v_periods: Any,
     donors: Sequence[Any] | None,
+    covariates: Sequence[str] = (),
 ) -> SCProblem:
-    """Build the problem from long data; bad input raises an EvalkitError naming it."""
-    variables = list(dict.fromkeys(p.variable for p in predictors if p.variable != outcome))
+    """Build the problem from long data; bad input raises an EvalkitError naming it.
+
+    With ``covariates`` the outcome is residualised on them first (the ``projected``
+    method of :mod:`evalkit.synth.covariates`: coefficients from the donors only), and
+    the predictors that use the outcome are taken from the residualised outcome.
+    """
+    if outcome in covariates:
+        raise DesignError(
+            f"the outcome {outcome!r} cannot be one of the covariates",
+            hint="covariates are other time-varying columns, e.g. an unemployment rate",
+            column="covariates",
+        )
+    variables = list(
+        dict.fromkeys([*(p.variable for p in predictors if p.variable != outcome), *covariates])
+    )
     missing = [v for v in variables if v not in data.columns]
     if missing:
         import difflib
 
         close = difflib.get_close_matches(missing[0], [str(c) for c in data.columns], n=2)
+        what = "covariate" if missing[0] in covariates else "predictor variable"
         raise DesignError(
-            f"predictor variable {missing[0]!r} is not a column of the data",
+            f"{what} {missing[0]!r} is not a column of the data",
             hint=(f"did you mean {' or '.join(map(repr, close))}? " if close else "")
-            + "predictors are (column, periods, op) triples",
+            + (
+                "covariates are time-varying columns"
+                if what == "covariate"
+                else "predictors are (column, periods, op) triples"
+            ),
             column=missing[0],
         )
     wide = wide_panel(
@@ -225,6 +257,10 @@ def build_problem(
             "synth.SyntheticDiD for several treated units",
             column=treatment,
         )
+    coefficients: dict[str, float] = {}
+    offset = None
+    if covariates:
+        wide, coefficients, offset = _residualise(wide, covariates)
     n_pre = wide.n_pre
     times = wide.times
     lags = [Predictor(outcome, (t,), "mean", False) for t in lagged_outcomes]
@@ -269,7 +305,27 @@ def build_problem(
             ) from None
     if not np.isfinite(wide.y).all():  # pragma: no cover - wide_panel drops missing outcomes
         raise DataError(f"outcome {outcome!r} has missing values", column=outcome)
-    return SCProblem(wide, preds, x, cols, v_cols, n_pre)
+    return SCProblem(wide, preds, x, cols, v_cols, n_pre, MappingProxyType(coefficients), offset)
+
+
+def _residualise(
+    wide: WideOutcomes, covariates: Sequence[str]
+) -> tuple[WideOutcomes, dict[str, float], np.ndarray]:
+    """Partial the covariates out of the outcome matrix (coefficients from the donors)."""
+    for name in covariates:
+        bad = ~np.isfinite(wide.covariates[name])
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise DataError(
+                f"covariate {name!r} is missing for {bad.sum()} unit-period(s), e.g. unit "
+                f"{wide.units[row]!r} in period {wide.times[col]!r}; it is partialled out of "
+                "the outcome in every period",
+                hint=f"fill {name!r} in every unit and period, or leave it out of covariates",
+                column=name,
+            )
+    adjusted, beta = project_out(wide.y, {k: wide.covariates[k] for k in covariates}, wide.n_donors)
+    offset = wide.y - adjusted
+    return dataclasses.replace(wide, y=adjusted), beta, offset
 
 
 def _as_periods(value: Any) -> tuple[tuple[Any, ...], str, bool]:

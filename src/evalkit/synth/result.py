@@ -41,7 +41,9 @@ class SyntheticControlResult(Result):
     v : pandas.Series
         Predictor importance (diagonal of V, summing to one; empty for augmented SC).
     path : pandas.DataFrame
-        Per period: ``treated``, ``synthetic`` and ``gap``, and ``post`` (bool).
+        Per period: ``treated``, ``synthetic`` and ``gap``, and ``post`` (bool). With
+        covariates partialled out, ``treated`` is the observed outcome and ``synthetic``
+        the weighted donors' residualised outcomes plus the treated unit's ``X'beta``.
     balance : pandas.DataFrame
         Per predictor: ``treated``, ``synthetic``, ``donor_mean`` and ``v``.
     rmspe : dict
@@ -129,11 +131,13 @@ def build_result(
     balance: pd.DataFrame,
     info: dict[str, Any],
     conformal: tuple[TestInversion, str] | None = None,
+    offset: np.ndarray | None = None,
 ) -> SyntheticControlResult:
     """Assemble the result of a one-treated-unit synthetic control fit (any weighting).
 
     The uncertainty comes from the placebo ``runs``, or ``conformal`` (the uncertainty
-    and its description), or neither (point estimates only).
+    and its description), or neither (point estimates only). ``offset`` (units x periods,
+    ``X'beta`` of partialled-out covariates) is added back to the treated unit's path.
     """
     n_pre = main.n_pre
     times = wide.times
@@ -174,10 +178,11 @@ def build_result(
     weights = pd.Series(
         main.weights, index=pd.Index(wide.units[main.donors], name=estimator.unit), name="weight"
     )
+    back = 0.0 if offset is None else offset[main.row]
     path = pd.DataFrame(
         {
-            "treated": wide.y[main.row],
-            "synthetic": main.synthetic,
+            "treated": wide.y[main.row] + back,
+            "synthetic": main.synthetic + back,
             "gap": main.gap,
             "post": np.arange(times.size) >= n_pre,
         },
@@ -199,6 +204,11 @@ def build_result(
             "unit": estimator.unit,
             "time": estimator.time,
             "treatment": estimator.treatment,
+            **(
+                {"covariates": list(estimator.covariates)}
+                if getattr(estimator, "covariates", ())
+                else {}
+            ),
         },
         "seed": ctx.seed,
     }

@@ -62,6 +62,15 @@ class SyntheticControl(Estimator):
         label to weight); V is then not optimised.
     donors
         Restrict the donor pool to these units (default: every never-treated unit).
+    covariates
+        Time-varying columns partialled out of the outcome before the weights are chosen
+        (the ``projected`` method of ``synth.SyntheticDiD``): their coefficients come from
+        a two-way fixed-effects regression of the outcome on them among the donors only,
+        and the weights, gaps and inference use the residualised outcome
+        ``Y - X'beta``. For a shock that starts with the treatment and
+        hits units with an intensity the covariate measures (an unemployment rate), which
+        no pre-treatment fit can match. Assumes the treatment does not move the covariates
+        and their effect is the same in the treated unit as in the donors.
     random_starts
         Random starting points for V besides the equal and the regression-based start.
 
@@ -98,6 +107,7 @@ class SyntheticControl(Estimator):
     v_periods: Any = None
     custom_v: Any = None
     donors: tuple[Any, ...] | None = None
+    covariates: tuple[str, ...] = ()
     random_starts: int = 10
 
     supported_inference: ClassVar[tuple[str, ...]] = ("placebo", "conformal", "none")
@@ -117,6 +127,10 @@ class SyntheticControl(Estimator):
         if self.donors is not None:
             donors = [self.donors] if isinstance(self.donors, str) else list(self.donors)
             object.__setattr__(self, "donors", tuple(donors))
+        covs = (self.covariates,) if isinstance(self.covariates, str) else self.covariates
+        object.__setattr__(self, "covariates", tuple(covs or ()))
+        for name in self.covariates:
+            check_name(name, "covariates")
         if isinstance(self.random_starts, bool) or not isinstance(self.random_starts, int):
             raise DesignError(
                 f"random_starts must be a whole number >= 0, got {self.random_starts!r}",
@@ -138,6 +152,7 @@ class SyntheticControl(Estimator):
             lagged_outcomes=self.lagged_outcomes,
             v_periods=self.v_periods,
             donors=self.donors,
+            covariates=self.covariates,
         )
 
     def _custom_v(self, problem: SCProblem) -> np.ndarray | None:
@@ -249,6 +264,8 @@ class SyntheticControl(Estimator):
             "v_periods": [_plain(t) for t in problem.wide.times[problem.v_cols]],
             "predictors": problem.labels,
             "inner_solves": sol.evaluations,
+            "covariate_coefficients": dict(problem.coefficients),
+            "covariate_method": "projected" if problem.coefficients else None,
         }
         return build_result(
             self,
@@ -262,6 +279,7 @@ class SyntheticControl(Estimator):
             balance=balance,
             info=info,
             conformal=conformal,
+            offset=problem.offset,
         )
 
     # ------------------------------------------------------------------ robustness
