@@ -18,7 +18,11 @@ and says how sure it is:
    shrunk by the gamma-Poisson empirical-Bayes model of :mod:`evalkit.selection.shrinkage`
    after dividing both counts by the overdispersion factor ``phi`` (persons contribute
    several dependent years). The estimate of each ratio is its posterior mean
-   ``(a + O_m/phi) / (b + E_m/phi)``.
+   ``(a + O_m/phi) / (b + E_m/phi)``. With ``prior="npmle"`` the prior is instead the
+   nonparametric maximum likelihood estimate of the ratios' distribution
+   (:mod:`evalkit.selection.npmle`), a few points of mass that can hold a bulk of
+   ordinary municipalities and a few outliers apart; the probabilities of step 5 are then
+   exact given each replicate's posteriors (no posterior draws).
 4. **Selection.** The ``k`` municipalities with the highest and the ``k`` with the lowest
    shrunk ratio.
 5. **How sure.** In each of ``reps`` replicates the risk model's coefficients are drawn
@@ -41,10 +45,15 @@ and says how sure it is:
    truth in most simulated countries) and flattened the probabilities.
 
    *Calibration* (``benchmarks/results/selection_calibration.md``, simulated countries):
-   the intervals of ``prior_cv`` are conservative; the probabilities are conservative
-   at the top, because the gamma prior is unimodal and shrinks a few clear outliers
-   towards the bulk of ordinary municipalities: read ``p_above`` of a selected
-   municipality as a lower bound rather than an exact probability.
+   the intervals of ``prior_cv`` are conservative; the probabilities of the selected
+   municipalities are conservative (too low) with either prior: read ``p_above`` of a
+   selected municipality as a lower bound rather than an exact probability. The cause is
+   not the shape of the prior: the probabilities are those of an *exchangeable* model,
+   in which every municipality, small or large, may be an outlier and the number of
+   outliers is itself uncertain. The simulator plants exactly ``k`` outliers on each
+   side, only in mid-size and large municipalities; counts drawn from the model with
+   exactly three outliers give the same shortfall, counts with outliers drawn at random
+   (what the model assumes) give probabilities close to the truth with the NPMLE.
 
 Ratios are reported relative to the level of the evaluation window, ``sum(O) / sum(E)``
 (row ``level``), so that a drift of the whole country between the years the risk model
