@@ -56,6 +56,14 @@ NPMLE = ("npmle", "npmle-no-risk")
 K = 3
 
 
+def replicates(
+    rng: np.random.Generator, reps: int, j: int, prep: dict, fit: dict, **kw: object
+) -> dict:
+    """The estimator's replicates for one country (``kw``: the variant's options)."""
+    keys = ("beta", "vcov", "expected", "y_person", "person_unit")
+    return _bootstrap(rng, reps, j, K, *(prep[key] for key in keys), fit, **kw)
+
+
 def one_seed(seed: int, reps: int, j: int, outlier_effect: float) -> tuple[list, list]:
     sim = integration_youth(seed=seed, outlier_effect=outlier_effect)
     est = ObservedExpected(
@@ -79,35 +87,11 @@ def one_seed(seed: int, reps: int, j: int, outlier_effect: float) -> tuple[list,
         rng = np.random.default_rng(seed)
         probs = {}
         for name, kw in VARIANTS.items():
-            boot = _bootstrap(
-                rng,
-                reps,
-                j,
-                K,
-                prep["beta"],
-                prep["vcov"],
-                prep["expected"],
-                prep["y_person"],
-                prep["person_unit"],
-                fit,
-                **kw,
-            )
-            probs[name] = _rank_probabilities(boot["theta"], K)
+            probs[name] = _rank_probabilities(replicates(rng, reps, j, prep, fit, **kw)["theta"], K)
         post = _posterior_only(rng, reps, j, K, fit)
         probs["fixed-prior"] = _rank_probabilities(post["theta"], K)
         fit_n = _with_npmle(fit)
-        boot = _bootstrap(
-            rng,
-            reps,
-            j,
-            K,
-            prep["beta"],
-            prep["vcov"],
-            prep["expected"],
-            prep["y_person"],
-            prep["person_unit"],
-            fit_n,
-        )
+        boot = replicates(rng, reps, j, prep, fit_n)
         probs["npmle"] = boot["p_above"].mean(axis=0), boot["p_below"].mean(axis=0)
         probs["npmle-no-risk"] = npmle.rank_probabilities(fit_n["posterior"], K)
         ratio = fit["mean"] / fit["level"]
