@@ -106,9 +106,17 @@ class MixingPrior:
         >>> # Poisson(4 | 2) : Poisson(4 | 4) = 2^4 e^-2 : 4^4 e^-4
         >>> bool(abs(post[0, 1] / post[0, 0] - 16 * np.exp(-2)) < 1e-12)
         True
+        >>> g.posterior(np.array([5000.0]), np.array([1000.0])).round(12).tolist()  # far away
+        [[0.0, 1.0]]
         """
-        lik = likelihood_matrix(observed, expected, self.support) * self.mass
-        return lik / lik.sum(axis=1, keepdims=True)
+        on = self.mass > 0
+        logl = _log_likelihood_matrix(observed, expected, self.support[on])
+        # each row scaled by its largest entry on the support: no underflow to 0 / 0 for a
+        # unit far from every point of mass
+        lik = np.exp(logl - logl.max(axis=1, keepdims=True)) * self.mass[on]
+        post = np.zeros((lik.shape[0], len(self.mass)))
+        post[:, on] = lik / lik.sum(axis=1, keepdims=True)
+        return post
 
     def scaled(self, factor: float) -> MixingPrior:
         """Return the prior of ``factor`` times the ratios."""
@@ -202,7 +210,8 @@ def directional_derivative(
     >>> bool(d.max() < 1e-6), bool(np.abs(d[g.mass > 1e-6]).max() < 1e-6)
     (True, True)
     """
-    lik = likelihood_matrix(observed, expected, prior.support)
+    logl = _log_likelihood_matrix(observed, expected, prior.support)
+    lik = np.exp(logl - logl.max(axis=1, keepdims=True))  # a row's scale cancels in D
     s = lik @ prior.mass
     v = _unit_weights(weights, len(s))
     return (v / s) @ lik - 1.0
