@@ -5,17 +5,18 @@ municipalities, 3 planted outliers above and below per country) is simulated and
 ``selection.ObservedExpected`` (the study's options) is fitted in each country. Per
 country-run it records
 
-- the ``prior_cv`` estimate, its profile-likelihood interval (the estimator's) and the
-  earlier basic-bootstrap interval, against the true coefficient of variation of the
-  country's true ratios;
-- each municipality's ``p_above`` / ``p_below`` under four ways of computing them:
-  ``likelihood`` (the estimator's: prior spread drawn from its profile likelihood, risk
-  model drawn from its sampling distribution), ``likelihood-no-risk`` (the same with the
-  risk model fixed at its estimate), ``fixed-prior`` (posterior at the fitted prior, what
-  ``inference="none"`` reports) and ``resample`` (the earlier bootstrap: prior refitted
-  to resampled persons), and whether it is truly among the three highest / lowest;
-- whether the selection (the three highest and lowest shrunk ratios) contains the planted
-  outliers.
+- the ``prior_cv`` estimate and its profile-likelihood interval (the estimator's)
+  against the true coefficient of variation of the country's true ratios;
+- each municipality's ``p_above`` / ``p_below`` under five ways of computing them, three
+  with the gamma prior: ``likelihood`` (the estimator's default: prior spread drawn
+  from its profile likelihood, risk model drawn from its sampling distribution),
+  ``likelihood-no-risk`` (the same with the risk model fixed at its estimate),
+  ``fixed-prior`` (posterior at the fitted prior, what ``inference="none"`` reports);
+  two with the nonparametric prior (``prior="npmle"``): ``npmle`` (exact probabilities
+  in each replicate of the risk model, averaged) and ``npmle-no-risk`` (exact, at the
+  fitted risk model); and whether it is truly among the three highest / lowest;
+- whether the selection (the three highest and lowest shrunk ratios, by the gamma and
+  by the NPMLE posterior means) contains the planted outliers.
 
 Writes ``benchmarks/results/selection_calibration.md`` (and the raw records as CSV with
 ``--csv``). Run from the repository root::
@@ -33,8 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evalkit.selection import ObservedExpected, shrinkage
-from evalkit.selection.observed_expected import _bootstrap, _posterior_only, _rank_probabilities
+from evalkit.selection import ObservedExpected, npmle, shrinkage
+from evalkit.selection.observed_expected import (
+    _bootstrap,
+    _posterior_only,
+    _rank_probabilities,
+    _with_npmle,
+)
 from evalkit.simulate import integration_youth
 from evalkit.simulate.integration.youth import RISK_FACTORS
 
@@ -44,9 +50,18 @@ COVARIATES = list(RISK_FACTORS)  # the study's risk model
 VARIANTS = {
     "likelihood": {"risk_draws": True, "prior_draws": "likelihood"},
     "likelihood-no-risk": {"risk_draws": False, "prior_draws": "likelihood"},
-    "resample": {"risk_draws": True, "prior_draws": "resample"},
 }
+#: Methods with the NPMLE prior; they select by the NPMLE posterior means.
+NPMLE = ("npmle", "npmle-no-risk")
 K = 3
+
+
+def replicates(
+    rng: np.random.Generator, reps: int, j: int, prep: dict, fit: dict, **kw: object
+) -> dict:
+    """The estimator's replicates for one country (``kw``: the variant's options)."""
+    keys = ("beta", "vcov", "expected", "y_person", "person_unit")
+    return _bootstrap(rng, reps, j, K, *(prep[key] for key in keys), fit, **kw)
 
 
 def one_seed(seed: int, reps: int, j: int, outlier_effect: float) -> tuple[list, list]:
@@ -72,28 +87,19 @@ def one_seed(seed: int, reps: int, j: int, outlier_effect: float) -> tuple[list,
         rng = np.random.default_rng(seed)
         probs = {}
         for name, kw in VARIANTS.items():
-            boot = _bootstrap(
-                rng,
-                reps,
-                j,
-                K,
-                prep["beta"],
-                prep["vcov"],
-                prep["expected"],
-                prep["y_person"],
-                prep["person_unit"],
-                fit,
-                **kw,
-            )
-            probs[name] = _rank_probabilities(boot["theta"], K)
-            if name == "resample":
-                q = np.quantile(boot["prior_cv"], [0.025, 0.975])
-                basic = (max(2 * cv_hat - q[1], 0.0), 2 * cv_hat - q[0])
+            probs[name] = _rank_probabilities(replicates(rng, reps, j, prep, fit, **kw)["theta"], K)
         post = _posterior_only(rng, reps, j, K, fit)
         probs["fixed-prior"] = _rank_probabilities(post["theta"], K)
+        fit_n = _with_npmle(fit)
+        boot = replicates(rng, reps, j, prep, fit_n)
+        probs["npmle"] = boot["p_above"].mean(axis=0), boot["p_below"].mean(axis=0)
+        probs["npmle-no-risk"] = npmle.rank_probabilities(fit_n["posterior"], K)
         ratio = fit["mean"] / fit["level"]
         order = np.argsort(-ratio, kind="stable")
         above, below = set(order[:K]), set(order[::-1][:K])
+        ratio_n = fit_n["mean"] / fit["level"]
+        order_n = np.argsort(-ratio_n, kind="stable")
+        above_n, below_n = set(order_n[:K]), set(order_n[::-1][:K])
         planted = sim.parameters["outliers"][country]
         countries.append(
             {
@@ -104,10 +110,11 @@ def one_seed(seed: int, reps: int, j: int, outlier_effect: float) -> tuple[list,
                 "cv_hat": cv_hat,
                 "profile_low": low,
                 "profile_high": high,
-                "basic_low": basic[0],
-                "basic_high": basic[1],
                 "planted_above_found": len(set(planted["above"]) & {labels[i] for i in above}),
                 "planted_below_found": len(set(planted["below"]) & {labels[i] for i in below}),
+                "npmle_above_found": len(set(planted["above"]) & {labels[i] for i in above_n}),
+                "npmle_below_found": len(set(planted["below"]) & {labels[i] for i in below_n}),
+                "npmle_points": int((fit_n["npmle"].mass > 0).sum()),
             }
         )
         for i, unit in enumerate(labels):
@@ -121,6 +128,8 @@ def one_seed(seed: int, reps: int, j: int, outlier_effect: float) -> tuple[list,
                 "truth_ratio": sim.truth_terms[("neet", f"ratio:{unit}", group)],
                 "ratio": ratio[i],
                 "selected": "above" if i in above else ("below" if i in below else ""),
+                "ratio_npmle": ratio_n[i],
+                "selected_npmle": "above" if i in above_n else ("below" if i in below_n else ""),
                 "true_above": sim.truth_terms[("neet", f"p_above:{unit}", group)],
                 "true_below": sim.truth_terms[("neet", f"p_below:{unit}", group)],
                 "planted": "above"
@@ -153,16 +162,14 @@ def report(units: pd.DataFrame, countries: pd.DataFrame, args: argparse.Namespac
         "`prior_cv` truth). Coverage of the nominal 95% intervals and their mean length.",
         "",
         "| country | runs | mean truth | mean estimate | profile-likelihood coverage | "
-        "mean length | basic bootstrap coverage | mean length |",
-        "|---|---|---|---|---|---|---|---|",
+        "mean length |",
+        "|---|---|---|---|---|---|",
     ]
     for country, g in [*countries.groupby("country", sort=False), ("all", countries)]:
         prof = (g.profile_low <= g.truth_cv) & (g.truth_cv <= g.profile_high)
-        basic = (g.basic_low <= g.truth_cv) & (g.truth_cv <= g.basic_high)
         lines.append(
             f"| {country} | {len(g)} | {g.truth_cv.mean():.3f} | {g.cv_hat.mean():.3f} | "
-            f"{prof.mean():.3f} | {(g.profile_high - g.profile_low).mean():.3f} | "
-            f"{basic.mean():.3f} | {(g.basic_high - g.basic_low).mean():.3f} |"
+            f"{prof.mean():.3f} | {(g.profile_high - g.profile_low).mean():.3f} |"
         )
     n = len(countries)
     half = 1.96 * np.sqrt(0.95 * 0.05 / n)
@@ -182,9 +189,10 @@ def report(units: pd.DataFrame, countries: pd.DataFrame, args: argparse.Namespac
         "truly bottom 3 | Brier (all, above + below) |",
         "|---|---|---|---|---|---|",
     ]
-    names = [*VARIANTS, "fixed-prior"]
-    up, down = units[units.selected == "above"], units[units.selected == "below"]
+    names = [*VARIANTS, "fixed-prior", *NPMLE]
     for name in names:
+        chosen = units["selected_npmle" if name in NPMLE else "selected"]
+        up, down = units[chosen == "above"], units[chosen == "below"]
         brier = np.mean(
             np.r_[
                 (units[f"p_above:{name}"] - units.true_above) ** 2,
@@ -217,6 +225,23 @@ def report(units: pd.DataFrame, countries: pd.DataFrame, args: argparse.Namespac
             cells.setdefault(f"[{bins[b]:.2f}, {min(bins[b + 1], 1):.2f})", []).append(cell)
     for label, row in cells.items():
         lines.append(f"| {label} | " + " | ".join(row) + " |")
+    band = pd.cut(units.expected, [0, 40, 80, 160, np.inf])
+    lines += [
+        "",
+        "Where the probability goes: by the municipality's expected count (events "
+        "predicted in the window), the mean reported `p_above` + `p_below` and the share "
+        "truly among the three (above or below), for the default and the NPMLE.",
+        "",
+        "| expected events | municipalities | likelihood: mean p | npmle: mean p | truly |",
+        "|---|---|---|---|---|",
+    ]
+    for b, g in units.groupby(band, observed=True):
+        lines.append(
+            f"| {b} | {len(g)} | "
+            f"{(g['p_above:likelihood'] + g['p_below:likelihood']).mean():.3f} | "
+            f"{(g['p_above:npmle'] + g['p_below:npmle']).mean():.3f} | "
+            f"{(g.true_above + g.true_below).mean():.3f} |"
+        )
     both = (countries.planted_above_found == K) & (countries.planted_below_found == K)
     lines += [
         "",
@@ -267,27 +292,111 @@ def report(units: pd.DataFrame, countries: pd.DataFrame, args: argparse.Namespac
             f"| {side} | {band} | {len(g)} | {g.found.mean():.3f} | "
             f"{g.truth_ratio.mean():.3f} | {g.ratio.mean():.3f} |"
         )
+    lines += [
+        "",
+        "With the NPMLE prior (selected by the NPMLE posterior means): all three planted "
+        f"above selected: {(countries.npmle_above_found == K).mean():.3f}, below "
+        f"{(countries.npmle_below_found == K).mean():.3f}, all six "
+        f"{((countries.npmle_above_found == K) & (countries.npmle_below_found == K)).mean():.3f}"
+        f"; mean support points of the NPMLE {countries.npmle_points.mean():.1f}.",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def model_check(units: pd.DataFrame, seed: int = SEED, replications: int = 2) -> list[str]:
+    """The same probabilities when the model holds: counts drawn from the model itself.
+
+    For every country-run, with its effective expected counts ``E / phi``: true ratios
+    from a bulk (log-normal, sd 0.1) and outliers at 1.65 and 0.55 (the simulator's
+    planted ratios), either exactly three of each (``fixed``, as the simulator plants
+    them) or each unit an outlier with probability 3 / M on each side (``iid``, what an
+    exchangeable prior assumes); observed counts Poisson. No risk model, no
+    overdispersion to estimate: only the prior and the counting noise.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _, g in units.groupby(["seed", "country"], sort=False):
+        e = (g["expected"] / g["phi"]).to_numpy(float)
+        m = len(e)
+        for design in ("fixed", "iid") * replications:
+            theta = np.exp(rng.normal(0.0, 0.1, m))
+            if design == "fixed":
+                pick = rng.permutation(m)[: 2 * K]
+                theta[pick[:K]], theta[pick[K:]] = 1.65, 0.55
+            else:
+                u = rng.random(m)
+                theta[u < K / m], theta[u > 1 - K / m] = 1.65, 0.55
+            o = rng.poisson(theta * e).astype(float)
+            order = np.argsort(theta)
+            top, bottom = np.isin(np.arange(m), order[-K:]), np.isin(np.arange(m), order[:K])
+            prior = shrinkage.fit_prior(o, e)
+            shape, rate = shrinkage.posterior(prior, o, e)
+            draws = rng.gamma(shape, 1.0 / rate, size=(4000, m))
+            fits = {"gamma": (*_rank_probabilities(draws, K), shape / rate)}
+            g_n = npmle.fit_npmle(o, e)
+            post = g_n.posterior(o, e)
+            fits["npmle"] = (*npmle.rank_probabilities(post, K), post @ g_n.support)
+            for method, (pa, pb, mean) in fits.items():
+                rank = np.argsort(-mean, kind="stable")
+                up, down = rank[:K], rank[::-1][:K]
+                rows.append(
+                    {
+                        "design": design,
+                        "method": method,
+                        "p_up": pa[up].mean(),
+                        "true_up": top[up].mean(),
+                        "p_down": pb[down].mean(),
+                        "true_down": bottom[down].mean(),
+                        "brier": np.mean(np.r_[(pa - top) ** 2, (pb - bottom) ** 2]),
+                    }
+                )
+    table = pd.DataFrame(rows).groupby(["design", "method"], sort=False).mean()
+    runs = units.groupby(["seed", "country"]).ngroups
+    lines = [
+        "",
+        "## When the model holds",
+        "",
+        f"`model_check`: {replications} times for each of the {runs} country-runs, counts "
+        "drawn from the model "
+        "itself with the country's effective expected counts (true ratios: a log-normal "
+        "bulk with sd 0.1 and outliers at 1.65 / 0.55; Poisson counts; no risk model). "
+        "`fixed`: exactly three outliers on each side, as the simulator plants them; "
+        "`iid`: each municipality an outlier with probability 3 / M on each side, what an "
+        "exchangeable prior assumes. Selected by the posterior means.",
+        "",
+        "| design | prior | selected above: mean p | truly top 3 | selected below: mean p | "
+        "truly bottom 3 | Brier |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (design, method), r in table.iterrows():
+        lines.append(
+            f"| {design} | {method} | {r.p_up:.3f} | {r.true_up:.3f} | {r.p_down:.3f} | "
+            f"{r.true_down:.3f} | {r.brier:.4f} |"
+        )
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--start", type=int, default=0, help="first seed offset")
     parser.add_argument("--reps", type=int, default=60)
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--outlier-effect", type=float, default=0.6)
     parser.add_argument("--csv", type=Path, default=None)
     parser.add_argument("--from-csv", type=Path, default=None)
+    parser.add_argument("--more-csv", type=Path, nargs="*", default=[])
     parser.add_argument(
         "--markdown", type=Path, default=ROOT / "benchmarks/results/selection_calibration.md"
     )
     args = parser.parse_args()
     if args.from_csv is not None:
-        units = pd.read_csv(args.from_csv, keep_default_na=False)
-        countries = pd.read_csv(args.from_csv.with_suffix(".countries.csv"))
+        paths = [args.from_csv, *args.more_csv]
+        units = pd.concat([pd.read_csv(p, keep_default_na=False) for p in paths])
+        countries = pd.concat([pd.read_csv(p.with_suffix(".countries.csv")) for p in paths])
     else:
         all_units, all_countries = [], []
-        for s in range(args.seeds):
+        for s in range(args.start, args.start + args.seeds):
             t0 = time.perf_counter()
             u, c = one_seed(SEED + s, args.reps, args.draws, args.outlier_effect)
             all_units += u
@@ -297,7 +406,8 @@ def main() -> None:
             if args.csv is not None:
                 units.to_csv(args.csv, index=False)
                 countries.to_csv(args.csv.with_suffix(".countries.csv"), index=False)
-    args.markdown.write_text(report(units, countries, args))
+    text = report(units, countries, args) + "\n".join(model_check(units)) + "\n"
+    args.markdown.write_text(text)
     print(args.markdown.read_text())
 
 

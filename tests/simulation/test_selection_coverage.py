@@ -13,10 +13,21 @@ reported probability (mean reported / share true): 0.015/0.009, 0.176/0.151, 0.4
 0.781/0.874; the three selected above are exactly the true three in 38% of countries.
 With the probabilities drawn from the prior's profile likelihood and the gamma posteriors
 (sisel, 2026-11-30): the top band reads 0.781 against 0.886 true, 0.005 outside the
-tolerance: the probabilities of the selected municipalities are too low (a unimodal gamma
-prior pulls the planted outliers towards the bulk; benchmarks/results/
-selection_calibration.md). The test is kept, marked as a known failure of issue 13, and
-fails as soon as the calibration is right (strict).
+tolerance: the probabilities of the selected municipalities are too low.
+
+The nonparametric prior (``prior="npmle"``, sisel2) does not fix it, and the cause is not
+the shape of the prior (benchmarks/results/selection_calibration.md, 300 countries):
+the simulator plants *exactly* three outliers on each side, and only in mid-size and
+large municipalities, while any exchangeable empirical-Bayes prior treats every
+municipality as equally likely to be an outlier. Counts drawn from the model itself with
+exactly three outliers give the same shortfall for both priors (0.69 reported vs 0.83 true
+above); with each municipality an outlier at random (what the prior assumes) they are
+within 0.02-0.04 of the truth. Small
+municipalities keep the probability they are owed under exchangeability but truly never
+hold the top three here. The criterion stated before measuring (sisel2): the mean reported
+probability of the selected municipalities within the 95% binomial band of the share truly
+among the three, above and below, besides the bands below. The test is kept as a known
+failure of issue 13 and fails as soon as the calibration is right (strict).
 """
 
 from __future__ import annotations
@@ -33,7 +44,9 @@ COVARIATES = list(RISK_FACTORS)
 COUNTRIES = {"Norway": "norway", "Sweden": "sweden", "Denmark": "denmark"}
 
 
-def replicate(seed: int, reps: int = 100, n_persons: int = 40_000) -> pd.DataFrame:
+def replicate(
+    seed: int, reps: int = 100, n_persons: int = 40_000, prior: str = "gamma"
+) -> pd.DataFrame:
     """One simulated data set: a row per municipality with estimates and truths."""
     sim = integration_youth(seed=seed, n_persons=n_persons)
     est = ObservedExpected(
@@ -43,6 +56,7 @@ def replicate(seed: int, reps: int = 100, n_persons: int = 40_000) -> pd.DataFra
         cluster="person_id",
         holdout_from=2021,
         covariates=COVARIATES,
+        prior=prior,
     )
     rows = []
     for country, group in COUNTRIES.items():
@@ -111,7 +125,9 @@ def test_selection_interval_coverage(table):
 @pytest.mark.xfail(
     strict=True,
     reason="issue 13: p_above/p_below of the selected municipalities are too low "
-    "(top band 0.78 reported vs 0.89 true); see the module docstring",
+    "(top band 0.78 reported vs 0.89 true) with the gamma and the NPMLE prior alike: the "
+    "simulator plants exactly three outliers, only in mid-size and large municipalities, "
+    "which no exchangeable prior knows; see the module docstring",
 )
 def test_selection_calibration(table):
     probs = pd.concat(
@@ -124,3 +140,17 @@ def test_selection_calibration(table):
     bands = pd.cut(probs["p"], [-0.01, 0.1, 0.3, 0.6, 1.0])
     calib = probs.groupby(bands, observed=True).agg(p=("p", "mean"), truth=("truth", "mean"))
     assert (np.abs(calib["p"] - calib["truth"]) < 0.1).all(), calib
+    selected_within_binomial_band(table)
+
+
+def selected_within_binomial_band(table: pd.DataFrame) -> None:
+    """Mean p of the selected within the 95% binomial band of the share truly selected."""
+    by_country = table.groupby(["seed", "country"], group_keys=False)
+    for side, kind, pick in (
+        ("above", "p_above", lambda g: g.nlargest(3, "ratio")),
+        ("below", "p_below", lambda g: g.nsmallest(3, "ratio")),
+    ):
+        chosen = by_country.apply(pick)
+        share = chosen[f"true_{side}"].mean()
+        half = 1.96 * np.sqrt(max(share * (1 - share), 0.01) / len(chosen))
+        assert abs(chosen[kind].mean() - share) <= half, (side, chosen[kind].mean(), share)

@@ -157,6 +157,26 @@ def test_inference_none_uses_the_posterior_only(norway):
     assert p.sum() == pytest.approx(3.0)
 
 
+def test_npmle_prior_selects_the_planted_outliers_with_exact_probabilities(sim, norway):
+    est = _est(prior="npmle")
+    res = est.fit(norway, seed=3, reps=8)
+    planted = sim.parameters["outliers"]["Norway"]
+    assert sorted(res.info["selected_above"]) == planted["above"]
+    assert sorted(res.info["selected_below"]) == planted["below"]
+    assert res.info["prior"] == "npmle" and res.info["npmle_support_points"] >= 1
+    tidy = res.tidy().set_index("term")
+    for kind, side in (("p_above", "above"), ("p_below", "below")):
+        p = tidy.loc[tidy.index.str.startswith(kind + ":"), "estimate"]
+        assert p.sum() == pytest.approx(3.0, abs=1e-9)  # exact in every replicate
+        assert p.between(0, 1).all()
+        assert np.mean([tidy.loc[f"{kind}:{c}", "estimate"] for c in planted[side]]) > 0.5
+    # reproducible; inference="none" gives the exact probabilities at the fitted model
+    again = est.fit(norway, seed=3, reps=8).tidy()
+    pd.testing.assert_frame_equal(res.tidy(), again)
+    none = est.fit(norway, inference="none", seed=1, reps=2).tidy()
+    assert none.loc[none["term"].str.startswith("p_below:"), "estimate"].sum() == pytest.approx(3)
+
+
 def test_in_sample_without_holdout(norway):
     res = _est(holdout_from=None, time=None).fit(norway, seed=1, reps=10)
     # in sample, a logit with an intercept predicts the total exactly: level is 1
@@ -177,6 +197,7 @@ def test_missing_rows_are_counted(norway):
         ({"time": None}, "time"),
         ({"k": 0}, "k"),
         ({"anonymise": "yes"}, "anonymise"),
+        ({"prior": "normal"}, "prior"),
         ({"min_cell_size": 0}, None),
     ],
 )

@@ -13,6 +13,6 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API docs (never e
 
 __getattr__, __dir__, __all__ = attach(
     __name__,
-    submodules=["shrinkage"],
+    submodules=["npmle", "shrinkage"],
     attributes={"ObservedExpected": "observed_expected"},
 )
