@@ -40,7 +40,7 @@ from evalkit.inference.spec import Inference
 
 __all__ = ["DML_METHODS", "DMLEstimator", "binary"]
 
-DML_METHODS: tuple[str, ...] = ("hetero", "cluster", "bootstrap", "none")
+DML_METHODS: tuple[str, ...] = ("hetero", "cluster", "cr2", "wild", "bootstrap", "none")
 
 
 def binary(values: np.ndarray) -> bool:
@@ -219,6 +219,20 @@ class DMLEstimator(Estimator):
                 hint="use inference='cluster', or drop cluster=",
                 column="inference",
             )
+        if method in ("cr2", "wild"):
+            if not clusters:
+                raise DesignError(
+                    f"inference={method!r} is few-cluster inference and needs a cluster column",
+                    hint="pass cluster='column' to the estimator, or use inference='hetero'",
+                    column="cluster",
+                )
+            if len(clusters) > 1:
+                raise InferenceNotSupportedError(
+                    f"inference={method!r} is one-way; two-way clustering has DoubleML's "
+                    "analytic cluster-robust standard errors only",
+                    hint="use inference='cluster', or cluster by one column",
+                    column="inference",
+                )
         if method == "bootstrap" and len(clusters) > 1:
             raise InferenceNotSupportedError(
                 "the cluster multiplier bootstrap is one-way; two-way clustering has "
@@ -312,6 +326,7 @@ class DMLEstimator(Estimator):
         n = inf.shape[0]
         phi = inf.mean(axis=1)  # the repetitions' influence functions, averaged
         codes = None
+        wild_reps = None
         score_labels: np.ndarray
         if labels:
             score_labels, codes = np.unique(labels[0], return_inverse=True)
@@ -350,6 +365,19 @@ class DMLEstimator(Estimator):
                 f"multiplier bootstrap of the DML scores ({weights} weights, {b_reps} draws, "
                 f"one weight per {by_what})"
             )
+        elif name in ("cr2", "wild"):
+            from evalkit.dml.few_clusters import few_cluster_inference
+
+            assert codes is not None  # _method requires a cluster column
+            unc, description, wild_reps = few_cluster_inference(
+                model,
+                codes,
+                ctx.inference,
+                seed=ctx.seed,
+                level=ctx.level,
+                cluster=cluster_names[0],
+                reps=spec_reps(ctx),
+            )
         else:
             unc = Analytic(np.array([se]))
             if labels:
@@ -359,7 +387,10 @@ class DMLEstimator(Estimator):
                 description = f"DoubleML cluster-robust standard error by {ways}"
             else:
                 description = "DoubleML standard error (heteroskedasticity-robust scores)"
-        table = make_table([self.treatment], [theta], [se])
+        df = None
+        if name == "cr2":
+            se, df = float(unc.std_error[0]), float(unc.df[0])
+        table = make_table([self.treatment], [theta], [se], df)
         from evalkit.dml.diagnostics import diagnose, learner_name
 
         diagnostics, trimmed = diagnose(model, frame, self, stacklevel=6)
@@ -384,11 +415,11 @@ class DMLEstimator(Estimator):
             "doubleml": _doubleml_version(),
         }
         where: dict[str, Any] = {
-            "distribution": "normal",
+            "distribution": {"cr2": "t", "wild": "randomization"}.get(name, "normal"),
             "cluster": cluster_names[0] if cluster_names else None,
             "n_clusters": n_clusters[0] if n_clusters else None,
             "reason": reason,
-            "reps": getattr(unc, "reps", None),
+            "reps": wild_reps if name == "wild" else getattr(unc, "reps", None),
         }
         return DMLResult(
             estimator=self.registry_name,
