@@ -14,6 +14,8 @@ One fit per country and need; its scores give every interval compared:
   ``inference="cluster"`` reports);
 - ``cr1_t``: the same variance times ``G/(G-1)`` with ``t(G-1)`` critical values;
 - ``cr2``: ``inference="cr2"`` (Bell-McCaffrey CR2, Satterthwaite df);
+- ``cv3``: ``inference="jackknife"`` (leave-one-cluster-out jackknife of the score
+  equation, ``t(G-1)``);
 - ``wild``: ``inference="wild"`` (restricted wild cluster bootstrap, Rademacher, 999
   draws, test inversion).
 
@@ -40,7 +42,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "studies" / "service_integration" / "study.toml"
 COUNTRIES = {"Norway": 40, "Denmark": 20}
-METHODS = ("doubleml", "cr1_t", "cr2", "wild")
+METHODS = ("doubleml", "cr1_t", "cr2", "cv3", "wild")
 
 
 def plr_options() -> dict:
@@ -61,7 +63,7 @@ def country_rows(data: pd.DataFrame) -> pd.DataFrame:
 def intervals(fit, level: float = 0.95, wild_reps: int = 999) -> dict[str, tuple[float, float]]:
     """Every method's interval from one clustered DML fit (its scores and folds)."""
     from evalkit.dml.few_clusters import few_cluster_inference
-    from evalkit.inference import CR2, Wild
+    from evalkit.inference import CR2, Jackknife, Wild
 
     theta = float(fit.tidy()["estimate"].iloc[0])
     se = float(fit.tidy()["std_error"].iloc[0])
@@ -73,9 +75,10 @@ def intervals(fit, level: float = 0.95, wild_reps: int = 999) -> dict[str, tuple
         "cr1_t": (theta - t * se * np.sqrt(g / (g - 1)), theta + t * se * np.sqrt(g / (g - 1))),
     }
     common = dict(seed=fit.info["seed"], level=level, cluster="municipality")
-    unc, _, _ = few_cluster_inference(fit._model, fit._codes, CR2(), reps=None, **common)
-    cols = unc.columns(np.array([theta]), level)
-    out["cr2"] = (float(cols["conf_low"][0]), float(cols["conf_high"][0]))
+    for name, spec in (("cr2", CR2()), ("cv3", Jackknife())):
+        unc, _, _ = few_cluster_inference(fit._model, fit._codes, spec, reps=None, **common)
+        cols = unc.columns(np.array([theta]), level)
+        out[name] = (float(cols["conf_low"][0]), float(cols["conf_high"][0]))
     unc, _, _ = few_cluster_inference(fit._model, fit._codes, Wild(), reps=wild_reps, **common)
     out["wild"] = (float(unc.conf_low[0]), float(unc.conf_high[0]))
     return out

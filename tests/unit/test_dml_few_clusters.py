@@ -249,3 +249,26 @@ def test_bad_requests_are_refused_with_a_hint():
         _fit(_plr(cluster=("cl", "x2")), data.assign(x2=data["cl"] % 3), seed=1, inference="cr2")
     with pytest.raises(NotEstimableError, match="CR2"):
         _fit(_plr(), data.assign(half=data["cl"] % 2), seed=1, inference="cr2", by="half")
+
+
+def test_plr_jackknife_is_the_leave_one_cluster_out_jackknife_of_the_final_stage():
+    data = _clustered(g=15)
+    fit = _fit(_plr(), data, seed=3, inference="jackknife")
+    from evalkit.dml.few_clusters import fold_weights
+
+    model = fit._model
+    w = fold_weights(model)[:, 0]
+    pred = model.predictions
+    v = data["d"].to_numpy() - pred["ml_m"][:, 0, 0]
+    u = data["y"].to_numpy() - pred["ml_l"][:, 0, 0]
+    codes = fit._codes
+    theta = np.sum(w * v * u) / np.sum(w * v * v)
+    loo = np.array(
+        [np.sum((w * v * u)[codes != g]) / np.sum((w * v * v)[codes != g]) for g in range(15)]
+    )
+    se = np.sqrt(14 / 15 * np.sum((loo - theta) ** 2))
+    row = fit.tidy().iloc[0]
+    assert row["estimate"] == pytest.approx(theta, rel=1e-10)
+    assert row["std_error"] == pytest.approx(se, rel=1e-9)
+    assert fit.uncertainty.df[0] == 14
+    assert fit.inference.method == "jackknife"

@@ -40,7 +40,15 @@ from evalkit.inference.spec import Inference
 
 __all__ = ["DML_METHODS", "DMLEstimator", "binary"]
 
-DML_METHODS: tuple[str, ...] = ("hetero", "cluster", "cr2", "wild", "bootstrap", "none")
+DML_METHODS: tuple[str, ...] = (
+    "hetero",
+    "cluster",
+    "cr2",
+    "jackknife",
+    "wild",
+    "bootstrap",
+    "none",
+)
 
 
 def binary(values: np.ndarray) -> bool:
@@ -219,7 +227,7 @@ class DMLEstimator(Estimator):
                 hint="use inference='cluster', or drop cluster=",
                 column="inference",
             )
-        if method in ("cr2", "wild"):
+        if method in ("cr2", "jackknife", "wild"):
             if not clusters:
                 raise DesignError(
                     f"inference={method!r} is few-cluster inference and needs a cluster column",
@@ -365,7 +373,7 @@ class DMLEstimator(Estimator):
                 f"multiplier bootstrap of the DML scores ({weights} weights, {b_reps} draws, "
                 f"one weight per {by_what})"
             )
-        elif name in ("cr2", "wild"):
+        elif name in ("cr2", "jackknife", "wild"):
             from evalkit.dml.few_clusters import few_cluster_inference
 
             assert codes is not None  # _method requires a cluster column
@@ -388,7 +396,7 @@ class DMLEstimator(Estimator):
             else:
                 description = "DoubleML standard error (heteroskedasticity-robust scores)"
         df = None
-        if name == "cr2":
+        if name in ("cr2", "jackknife"):
             se, df = float(unc.std_error[0]), float(unc.df[0])
         table = make_table([self.treatment], [theta], [se], df)
         from evalkit.dml.diagnostics import diagnose, learner_name
@@ -415,7 +423,9 @@ class DMLEstimator(Estimator):
             "doubleml": _doubleml_version(),
         }
         where: dict[str, Any] = {
-            "distribution": {"cr2": "t", "wild": "randomization"}.get(name, "normal"),
+            "distribution": {"cr2": "t", "jackknife": "t", "wild": "randomization"}.get(
+                name, "normal"
+            ),
             "cluster": cluster_names[0] if cluster_names else None,
             "n_clusters": n_clusters[0] if n_clusters else None,
             "reason": reason,

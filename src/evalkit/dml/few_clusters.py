@@ -1,6 +1,6 @@
-"""Few-cluster inference of a DML fit: CR2 with Satterthwaite df, and the wild cluster bootstrap.
+"""Few-cluster inference of a DML fit: CR2, the cluster jackknife and the wild cluster bootstrap.
 
-``inference="cr2"`` and ``inference="wild"`` of the DML estimators, for one-way
+``inference="cr2"``, ``"jackknife"`` and ``"wild"`` of the DML estimators, for one-way
 clustering with few clusters (20-40 municipalities). The fit's score elements
 (``psi_a``, ``psi_b``) are summed by cluster with DoubleML's row weights (each fold
 of clusters weighted by one over its number of clusters, so the estimate is exactly
@@ -10,6 +10,9 @@ DoubleML's), and :mod:`evalkit.inference.score_cluster` gives
   Satterthwaite degrees of freedom (a t reference); with ``n_rep > 1`` each
   repetition's standard error is computed and they are combined with DoubleML's median
   rule, with the smallest of the repetitions' degrees of freedom;
+* ``"jackknife"``: the leave-one-cluster-out jackknife (CV3) of the score equation with
+  the nuisances fixed, ``t(G-1)`` (MacKinnon, Nielsen & Webb 2023), combined over
+  repetitions as CR2;
 * ``"wild"``: the restricted wild cluster bootstrap (Rademacher by default, all ``2^G``
   sign vectors when ``2^G <= reps``, else ``reps`` draws; Webb weights for fewer than
   about 12 clusters), p-value of no effect and interval by test inversion; ``n_rep = 1``.
@@ -28,11 +31,16 @@ import numpy as np
 
 from evalkit.core.uncertainty import Analytic, TestInversion
 from evalkit.errors import InferenceNotSupportedError
-from evalkit.inference.score_cluster import cr2_score, score_sums, score_wild_bootstrap
+from evalkit.inference.score_cluster import (
+    cr2_score,
+    cv3_score,
+    score_sums,
+    score_wild_bootstrap,
+)
 
 __all__ = ["FEW_CLUSTER_METHODS", "few_cluster_inference", "fold_weights"]
 
-FEW_CLUSTER_METHODS: tuple[str, ...] = ("cr2", "wild")
+FEW_CLUSTER_METHODS: tuple[str, ...] = ("cr2", "jackknife", "wild")
 
 
 def fold_weights(model: Any) -> np.ndarray:
@@ -64,7 +72,7 @@ def few_cluster_inference(
     cluster: str,
     reps: int | None,
 ) -> tuple[Any, str, int | None]:
-    """Return ``(uncertainty, description, reps)`` of ``spec.method`` in ``("cr2", "wild")``.
+    """Return ``(uncertainty, description, reps)`` of ``spec.method`` (:data:`FEW_CLUSTER_METHODS`).
 
     ``codes`` are the integer cluster codes of the model's rows.
     """
@@ -74,19 +82,24 @@ def few_cluster_inference(
     n_rep = psi_a.shape[1]
     sums = [score_sums(psi_a[:, r], psi_b[:, r], codes, w[:, r]) for r in range(n_rep)]
     g = sums[0].n_clusters
-    if spec.method == "cr2":
+    if spec.method in ("cr2", "jackknife"):
         from evalkit.dml.heterogeneity import median_aggregate
 
-        fits = [cr2_score(s) for s in sums]
+        fits = [(cr2_score if spec.method == "cr2" else cv3_score)(s) for s in sums]
         thetas = np.array([f.estimate for f in fits])
         ses = np.array([f.std_error for f in fits])
         _, se = median_aggregate(thetas, ses) if n_rep > 1 else (thetas[0], ses[0])
         df = min(f.df for f in fits)
         lev = max(f.max_leverage for f in fits)
+        what = (
+            "CR2 (Bell-McCaffrey) standard error"
+            if spec.method == "cr2"
+            else "leave-one-cluster-out jackknife (CV3) standard error"
+        )
+        dfs = "Satterthwaite degrees of freedom" if spec.method == "cr2" else "G - 1 degrees"
         text = (
-            f"CR2 (Bell-McCaffrey) standard error of the DML score clustered by {cluster} "
-            f"({g} clusters; largest cluster leverage {lev:.2f}) with Satterthwaite degrees "
-            f"of freedom ({df:.1f}, t reference)"
+            f"{what} of the DML score clustered by {cluster} ({g} clusters; largest "
+            f"cluster leverage {lev:.2f}), t reference with {dfs} ({df:.1f})"
         )
         if n_rep > 1:
             text += f"; {n_rep} repetitions combined by DoubleML's median rule"

@@ -59,10 +59,10 @@ def group_effects(full: Any, groups: pd.Series, by: str) -> Result:
             hint="use inference='hetero', 'cluster' or 'bootstrap'",
             column="by",
         )
-    if full.inference.method == "cr2":
+    if full.inference.method in ("cr2", "jackknife"):
         raise NotEstimableError(
             "by= compares group effects with the scores' cluster covariance, which has no "
-            "CR2 correction here",
+            "few-cluster (CR2, jackknife) correction here",
             hint="fit each group separately with inference='cr2', or use inference='cluster'",
             column="by",
         )
