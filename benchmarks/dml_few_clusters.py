@@ -84,7 +84,13 @@ def intervals(fit, level: float = 0.95, wild_reps: int = 999) -> dict[str, tuple
     return out
 
 
-def one_draw(seed: int, n_persons: int = 40_000, wild_reps: int = 999) -> list[dict]:
+def one_draw(
+    seed: int,
+    n_persons: int = 40_000,
+    wild_reps: int = 999,
+    countries: tuple[str, ...] = tuple(COUNTRIES),
+    needs: tuple[int, ...] = (1, 0),
+) -> list[dict]:
     """One simulated draw: rows per country (40 and 20 clusters), need and method."""
     from evalkit.dml import PLR
     from evalkit.simulate.integration.youth import integration_youth
@@ -93,8 +99,9 @@ def one_draw(seed: int, n_persons: int = 40_000, wild_reps: int = 999) -> list[d
     rows = country_rows(sim.data)
     est = PLR(**plr_options())
     out = []
-    for country in COUNTRIES:
-        for high_need, group in ((1, "at_risk_complex"), (0, "at_risk_standard")):
+    for country in countries:
+        for high_need in needs:
+            group = "at_risk_complex" if high_need else "at_risk_standard"
             truth = sim.truth_terms[("exit", "integration", group)]
             part = rows[(rows["country"] == country) & (rows["high_need"] == high_need)]
             with warnings.catch_warnings():
