@@ -49,12 +49,19 @@ def _seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def one_draw(seed: int, n_persons: int, effect_scale: float) -> pd.DataFrame:
+def one_draw(
+    seed: int, n_persons: int, effect_scale: float, municipalities: tuple[int, int, int]
+) -> pd.DataFrame:
     """Fit ``reorg_cs`` on one simulated draw; one row per ATT(g,t) with its truth."""
     from evalkit.did import CallawaySantAnna
     from evalkit.simulate.integration.youth import EFFECTS, integration_youth
 
-    sim = integration_youth(seed=seed, n_persons=n_persons, effect_scale=effect_scale)
+    sim = integration_youth(
+        seed=seed,
+        n_persons=n_persons,
+        effect_scale=effect_scale,
+        n_municipalities=municipalities,
+    )
     rows = sim.data[sim.data["neet_prev"] == 1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -131,21 +138,24 @@ def main() -> None:
     parser.add_argument("--seeds", default="1-30")
     parser.add_argument("--n-persons", type=int, default=40_000)
     parser.add_argument("--effect-scale", type=float, default=1.0)
+    parser.add_argument("--municipalities", default="40,30,20", help="per country")
     parser.add_argument("--markdown")
     parser.add_argument("--csv")
     args = parser.parse_args()
     start = time.perf_counter()
     draws = []
     for seed in _seeds(args.seeds):
-        draws.append(one_draw(seed, args.n_persons, args.effect_scale))
+        munis = tuple(int(m) for m in args.municipalities.split(","))
+        draws.append(one_draw(seed, args.n_persons, args.effect_scale, munis))  # type: ignore[arg-type]
         print(f"seed {seed} done ({time.perf_counter() - start:.0f} s)", flush=True)
     all_draws = pd.concat(draws, ignore_index=True)
     if args.csv:
         all_draws.to_csv(args.csv, index=False)
     text = (
-        f"reorg_cs over seeds {args.seeds}, n_persons {args.n_persons}, effect_scale "
-        f"{args.effect_scale:g}; {time.perf_counter() - start:.0f} s wall, load "
-        f"{os.getloadavg()[0]:.1f}\n\n" + summarise(all_draws)
+        f"reorg_cs over seeds {args.seeds}, n_persons {args.n_persons}, municipalities "
+        f"{args.municipalities}, effect_scale {args.effect_scale:g}; "
+        f"{time.perf_counter() - start:.0f} s wall, load {os.getloadavg()[0]:.1f}\n\n"
+        + summarise(all_draws)
     )
     print(text)
     if args.markdown:

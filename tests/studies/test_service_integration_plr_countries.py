@@ -33,6 +33,13 @@ def _design() -> tuple[dict, dict]:
     return raw["columns"], plr["options"]
 
 
+def _inference() -> str:
+    """The study's inference for ``integration_plr`` (CR2 of the DML score)."""
+    raw = tomllib.loads((STUDY / "study.toml").read_text())
+    (plr,) = [a for a in raw["analysis"] if a["id"] == "integration_plr"]
+    return plr["inference"]
+
+
 def _with_columns(frame, columns: dict):
     """The study's derived columns, computed in DuckDB as the study does."""
     import duckdb
@@ -55,6 +62,9 @@ def test_country_indicators_and_the_plr_design() -> None:
     # municipality-level covariates that do not shape the index are left out (see above)
     assert not {"unemployment", "low_education", "proactive", "reorganised"} & covariates
     assert options["n_folds"] >= 10
+    # few municipalities per country: CR2 with Satterthwaite df (benchmarks/results/
+    # dml_few_clusters.md), not DoubleML's normal-reference cluster variance
+    assert _inference() == "cr2"
     data = integration_youth(seed=5, n_persons=2000).data
     derived = _with_columns(data, columns)
     assert set(derived.loc[derived["country"] == "Sweden", "country_sweden"]) == {1}
@@ -85,7 +95,7 @@ def test_plr_per_country_covers_the_truth_and_pools_without_spurious_heterogenei
                 part = rows[(rows["country"] == country) & (rows["high_need"] == high_need)]
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    fit = PLR(**options).fit(part, seed=1, inference="cluster")
+                    fit = PLR(**options).fit(part, seed=1, inference=_inference())
                 row = fit.tidy().iloc[0]
                 est.append(row["estimate"])
                 se.append(row["std_error"])

@@ -139,7 +139,10 @@ class DMLEstimator(Estimator):
         (GATEs) come from the per-observation scores of that one fit: each group's effect
         solves the score equation on its rows, and the groups' joint covariance (their
         pairwise differences and the Wald test that they are equal) comes from the
-        scores summed by cluster (by observation without clusters).
+        scores summed by cluster (by observation without clusters). With clusters the
+        automatic choice is then ``"cluster"`` at any number of clusters (the few-cluster
+        methods do not cover the group comparison; fit each group separately with
+        ``inference="cr2"`` instead).
         """
         if by is None:
             return super().fit(
@@ -151,6 +154,10 @@ class DMLEstimator(Estimator):
         if isinstance(data, Panel):
             data = data.to_frame()
         split_by(data, by)  # validates the column (missing values, a single group)
+        if inference is None and self.cluster:
+            # the group comparison uses the scores' cluster covariance (no CR2 for it):
+            # the automatic choice stays DoubleML's cluster-robust variance
+            inference = "cluster"
         full = super().fit(data, inference=inference, seed=seed, reps=reps, level=level)
         assert isinstance(full, DMLResult)
         return group_effects(full, data.loc[full._index, by], by)
@@ -165,6 +172,10 @@ class DMLEstimator(Estimator):
         self._check(frame)
         n_dropped = len(data) - len(frame)
         frame = self._prepare(frame)
+        if spec is None and len(clusters) == 1 and "cr2" in self.supported_inference:
+            from evalkit.dml.few_clusters import default_method
+
+            method = default_method(frame[clusters[0]].nunique(), clusters[0]) or method
         nuisances = self._nuisances(frame)
         learners = learners_for(nuisances, self.learner, self.learners, ctx.seed)
         from evalkit import parallel
@@ -377,10 +388,12 @@ class DMLEstimator(Estimator):
             from evalkit.dml.few_clusters import few_cluster_inference
 
             assert codes is not None  # _method requires a cluster column
+            from evalkit.inference.spec import spec_class
+
             unc, description, wild_reps = few_cluster_inference(
                 model,
                 codes,
-                ctx.inference,
+                ctx.inference if ctx.inference is not None else spec_class(name)(),
                 seed=ctx.seed,
                 level=ctx.level,
                 cluster=cluster_names[0],
