@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from dml_few_clusters import binomial_band
 
 OPTIONS = {
     "outcome": "exit",
@@ -81,13 +81,6 @@ def one_draw(
     return out
 
 
-def band(n: int, level: float = 0.95, alpha: float = 0.01) -> tuple[float, float]:
-    """Central 99% binomial band of the coverage rate of ``n`` independent intervals."""
-    lo = stats.binom.ppf(alpha / 2, n, level) / n
-    hi = stats.binom.ppf(1 - alpha / 2, n, level) / n
-    return float(lo), float(hi)
-
-
 def summarise(draws: pd.DataFrame) -> str:
     """Markdown tables: per cell and pooled by pre/post period."""
     d = draws.assign(
@@ -115,7 +108,7 @@ def summarise(draws: pd.DataFrame) -> str:
         "|---|---|---|---|---|",
     ]
     for name, part in (("all", d), ("pre", d[~d["post"]]), ("post", d[d["post"]])):
-        lo, hi = band(len(part))
+        lo, hi = binomial_band(len(part))
         lines.append(
             f"| {name} | {len(part)} | {part['covered'].mean():.3f} | {lo:.3f}-{hi:.3f} | "
             f"{part['z'].std(ddof=1):.2f} |"

@@ -139,9 +139,11 @@ def coverage_table(draws: pd.DataFrame) -> pd.DataFrame:
     d = draws.assign(
         covered=(draws["conf_low"] <= draws["truth"]) & (draws["truth"] <= draws["conf_high"]),
         length=draws["conf_high"] - draws["conf_low"],
+        # the country's municipalities (a need may leave one without at-risk rows)
+        design=draws["country"].map(COUNTRIES),
     )
     rows = []
-    for (g, method), part in d.groupby(["clusters", "method"], sort=True):
+    for (g, method), part in d.groupby(["design", "method"], sort=True):
         n = len(part)
         cov = float(part["covered"].mean())
         lo, hi = binomial_band(n)
@@ -183,7 +185,7 @@ def markdown(draws: pd.DataFrame) -> str:
         "| clusters | need | fits | mean error | sd of estimates |",
         "|---|---|---|---|---|",
     ]
-    for (g, need), part in by_need.groupby(["clusters", "need"]):
+    for (g, need), part in by_need.groupby([by_need["country"].map(COUNTRIES), "need"]):
         lines.append(
             f"| {g} | {need} | {len(part)} | {part['z'].mean():+.4f} | "
             f"{part['estimate'].std(ddof=1):.4f} |"

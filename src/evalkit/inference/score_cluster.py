@@ -150,6 +150,19 @@ def bm_df(leverage: np.ndarray) -> float:
     return float(np.trace(m) ** 2 / np.sum(m * m))
 
 
+def _leverage(sums: ScoreSums, what: str) -> np.ndarray:
+    """Return the clusters' leverages; raise NotEstimableError when one is not below 1."""
+    h = sums.leverage
+    if not np.all(h < 1):
+        raise NotEstimableError(
+            f"{what} needs every cluster's share of the score's derivative below 1; "
+            f"the largest is {float(np.max(h)):.3f}",
+            hint="use inference='wild' (wild cluster bootstrap) or 'cluster'",
+            column="inference",
+        )
+    return h
+
+
 @dataclass(frozen=True)
 class ScoreCR2:
     """CR2 standard error of a linear-score estimate, its degrees of freedom and leverage."""
@@ -184,14 +197,7 @@ def cr2_score(sums: ScoreSums) -> ScoreCR2:
     >>> round(r.estimate, 3), round(r.std_error, 4), round(r.df, 3)
     (1.25, 0.2198, 1.8)
     """
-    h = sums.leverage
-    if not np.all(h < 1):
-        raise NotEstimableError(
-            "CR2 needs every cluster's share of the score's derivative below 1; "
-            f"the largest is {float(np.max(h)):.3f}",
-            hint="use inference='wild' (wild cluster bootstrap) or 'cluster'",
-            column="inference",
-        )
+    h = _leverage(sums, "CR2")
     s = sums.scores()
     var = float(np.sum(s**2 / (1.0 - h)) / sums.a.sum() ** 2)
     return ScoreCR2(sums.theta, float(np.sqrt(var)), bm_df(h), sums.n_clusters, float(h.max()))
@@ -216,14 +222,7 @@ def cv3_score(sums: ScoreSums) -> ScoreCR2:
     >>> bool(np.isclose(cv3_score(s).std_error, direct)), cv3_score(s).df
     (True, 2.0)
     """
-    h = sums.leverage
-    if not np.all(h < 1):
-        raise NotEstimableError(
-            "the jackknife needs every cluster's share of the score's derivative below 1; "
-            f"the largest is {float(np.max(h)):.3f}",
-            hint="use inference='wild' (wild cluster bootstrap) or 'cluster'",
-            column="inference",
-        )
+    h = _leverage(sums, "the jackknife")
     g = sums.n_clusters
     shift = sums.scores() / (sums.a.sum() * (1.0 - h))
     var = float((g - 1) / g * np.sum(shift**2))
