@@ -19,7 +19,7 @@ One fit per country and need; its scores give every interval compared:
 - ``wild``: ``inference="wild"`` (restricted wild cluster bootstrap, Rademacher, 999
   draws, test inversion).
 
-Not a test (``tests/simulation/test_dml_few_clusters.py`` runs a subset)::
+Not a test (``tests/simulation/test_dml_few_clusters_coverage.py`` runs a subset)::
 
     PYTHONPATH=src python benchmarks/dml_few_clusters.py --seeds 1-200 \\
         --csv /tmp/dml_few.csv --markdown benchmarks/results/dml_few_clusters.md
