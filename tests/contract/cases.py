@@ -400,6 +400,7 @@ def _with_clusters(make: Callable[[], pd.DataFrame]) -> Callable[[], pd.DataFram
 
 # DML's cluster-robust scores need the cluster column named in the constructor
 for _name in ("dml.PLR", "dml.IRM", "dml.IIVM", "dml.PLIV", "dml.DID"):
-    METHOD_CASES[(_name, "cluster")] = Case(
-        {**CASES[_name].options, "cluster": "cl"}, data=_with_clusters(CASES[_name].data)
-    )
+    for _method in ("cluster", "cr2", "jackknife", "wild"):
+        METHOD_CASES[(_name, _method)] = Case(
+            {**CASES[_name].options, "cluster": "cl"}, data=_with_clusters(CASES[_name].data)
+        )

@@ -40,7 +40,15 @@ from evalkit.inference.spec import Inference
 
 __all__ = ["DML_METHODS", "DMLEstimator", "binary"]
 
-DML_METHODS: tuple[str, ...] = ("hetero", "cluster", "bootstrap", "none")
+DML_METHODS: tuple[str, ...] = (
+    "hetero",
+    "cluster",
+    "cr2",
+    "jackknife",
+    "wild",
+    "bootstrap",
+    "none",
+)
 
 
 def binary(values: np.ndarray) -> bool:
@@ -131,7 +139,10 @@ class DMLEstimator(Estimator):
         (GATEs) come from the per-observation scores of that one fit: each group's effect
         solves the score equation on its rows, and the groups' joint covariance (their
         pairwise differences and the Wald test that they are equal) comes from the
-        scores summed by cluster (by observation without clusters).
+        scores summed by cluster (by observation without clusters). With clusters the
+        automatic choice is then ``"cluster"`` at any number of clusters (the few-cluster
+        methods do not cover the group comparison; fit each group separately with
+        ``inference="cr2"`` instead).
         """
         if by is None:
             return super().fit(
@@ -143,6 +154,10 @@ class DMLEstimator(Estimator):
         if isinstance(data, Panel):
             data = data.to_frame()
         split_by(data, by)  # validates the column (missing values, a single group)
+        if inference is None and self.cluster:
+            # the group comparison uses the scores' cluster covariance (no CR2 for it):
+            # the automatic choice stays DoubleML's cluster-robust variance
+            inference = "cluster"
         full = super().fit(data, inference=inference, seed=seed, reps=reps, level=level)
         assert isinstance(full, DMLResult)
         return group_effects(full, data.loc[full._index, by], by)
@@ -157,6 +172,10 @@ class DMLEstimator(Estimator):
         self._check(frame)
         n_dropped = len(data) - len(frame)
         frame = self._prepare(frame)
+        if spec is None and len(clusters) == 1 and "cr2" in self.supported_inference:
+            from evalkit.dml.few_clusters import default_method
+
+            method = default_method(frame[clusters[0]].nunique(), clusters[0]) or method
         nuisances = self._nuisances(frame)
         learners = learners_for(nuisances, self.learner, self.learners, ctx.seed)
         from evalkit import parallel
@@ -219,6 +238,20 @@ class DMLEstimator(Estimator):
                 hint="use inference='cluster', or drop cluster=",
                 column="inference",
             )
+        if method in ("cr2", "jackknife", "wild"):
+            if not clusters:
+                raise DesignError(
+                    f"inference={method!r} is few-cluster inference and needs a cluster column",
+                    hint="pass cluster='column' to the estimator, or use inference='hetero'",
+                    column="cluster",
+                )
+            if len(clusters) > 1:
+                raise InferenceNotSupportedError(
+                    f"inference={method!r} is one-way; two-way clustering has DoubleML's "
+                    "analytic cluster-robust standard errors only",
+                    hint="use inference='cluster', or cluster by one column",
+                    column="inference",
+                )
         if method == "bootstrap" and len(clusters) > 1:
             raise InferenceNotSupportedError(
                 "the cluster multiplier bootstrap is one-way; two-way clustering has "
@@ -312,6 +345,7 @@ class DMLEstimator(Estimator):
         n = inf.shape[0]
         phi = inf.mean(axis=1)  # the repetitions' influence functions, averaged
         codes = None
+        wild_reps = None
         score_labels: np.ndarray
         if labels:
             score_labels, codes = np.unique(labels[0], return_inverse=True)
@@ -350,6 +384,21 @@ class DMLEstimator(Estimator):
                 f"multiplier bootstrap of the DML scores ({weights} weights, {b_reps} draws, "
                 f"one weight per {by_what})"
             )
+        elif name in ("cr2", "jackknife", "wild"):
+            from evalkit.dml.few_clusters import few_cluster_inference
+
+            assert codes is not None  # _method requires a cluster column
+            from evalkit.inference.spec import spec_class
+
+            unc, description, wild_reps = few_cluster_inference(
+                model,
+                codes,
+                ctx.inference if ctx.inference is not None else spec_class(name)(),
+                seed=ctx.seed,
+                level=ctx.level,
+                cluster=cluster_names[0],
+                reps=spec_reps(ctx),
+            )
         else:
             unc = Analytic(np.array([se]))
             if labels:
@@ -359,7 +408,10 @@ class DMLEstimator(Estimator):
                 description = f"DoubleML cluster-robust standard error by {ways}"
             else:
                 description = "DoubleML standard error (heteroskedasticity-robust scores)"
-        table = make_table([self.treatment], [theta], [se])
+        df = None
+        if name in ("cr2", "jackknife"):
+            se, df = float(unc.std_error[0]), float(unc.df[0])
+        table = make_table([self.treatment], [theta], [se], df)
         from evalkit.dml.diagnostics import diagnose, learner_name
 
         diagnostics, trimmed = diagnose(model, frame, self, stacklevel=6)
@@ -384,11 +436,13 @@ class DMLEstimator(Estimator):
             "doubleml": _doubleml_version(),
         }
         where: dict[str, Any] = {
-            "distribution": "normal",
+            "distribution": {"cr2": "t", "jackknife": "t", "wild": "randomization"}.get(
+                name, "normal"
+            ),
             "cluster": cluster_names[0] if cluster_names else None,
             "n_clusters": n_clusters[0] if n_clusters else None,
             "reason": reason,
-            "reps": getattr(unc, "reps", None),
+            "reps": wild_reps if name == "wild" else getattr(unc, "reps", None),
         }
         return DMLResult(
             estimator=self.registry_name,

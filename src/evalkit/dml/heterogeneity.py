@@ -59,6 +59,13 @@ def group_effects(full: Any, groups: pd.Series, by: str) -> Result:
             hint="use inference='hetero', 'cluster' or 'bootstrap'",
             column="by",
         )
+    if full.inference.method in ("cr2", "jackknife"):
+        raise NotEstimableError(
+            "by= compares group effects with the scores' cluster covariance, which has no "
+            "few-cluster (CR2, jackknife) correction here",
+            hint="fit each group separately with inference='cr2', or use inference='cluster'",
+            column="by",
+        )
     psi_a = np.asarray(model.psi_elements["psi_a"])[:, 0, :]
     psi_b = np.asarray(model.psi_elements["psi_b"])[:, 0, :]
     values = groups.to_numpy()

@@ -14,9 +14,13 @@ and DoubleML scores the out-of-fold predictions, identical to the serial fit; se
 
 Inference: ``"hetero"`` (DoubleML's variance of the scores; the default without
 clusters), ``"cluster"`` (DoubleML's one- or two-way cluster-robust variance; the
-default with clusters), ``"bootstrap"`` (evalkit's multiplier bootstrap of the scores,
-one weight per cluster when clustered, where DoubleML's own bootstrap refuses
-clustered data) and ``"none"``.
+default with clusters), ``"cr2"``, ``"jackknife"`` and ``"wild"`` (few clusters,
+one-way: the CR2 standard error of the final-stage score with Satterthwaite degrees of
+freedom, the leave-one-cluster-out jackknife with t(G-1), or the restricted wild
+cluster bootstrap with a test-inversion interval; see
+:mod:`evalkit.dml.few_clusters`), ``"bootstrap"`` (evalkit's multiplier bootstrap of
+the scores, one weight per cluster when clustered, where DoubleML's own bootstrap
+refuses clustered data) and ``"none"``.
 """
 
 from __future__ import annotations
