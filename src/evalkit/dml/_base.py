@@ -29,7 +29,7 @@ from evalkit.data.panel import Panel
 from evalkit.dml.cluster_folds import check_cluster_folds
 from evalkit.dml.learners import learners_for
 from evalkit.dml.result import DMLResult, influence
-from evalkit.dml.splits import fold_splits
+from evalkit.dml.splits import fold_splits, set_splits
 from evalkit.errors import (
     DataError,
     DesignError,
@@ -183,10 +183,7 @@ class DMLEstimator(Estimator):
         check_cluster_folds(binaries, clusters, labels, smpls)
         if clusters and not fit_clusters:  # one row per cluster: DoubleML sees no clusters
             smpls_cluster = None
-        if smpls_cluster is None:
-            model.set_sample_splitting(smpls)
-        else:
-            model.set_sample_splitting(smpls, smpls_cluster)
+        set_splits(model, smpls, smpls_cluster)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
@@ -320,7 +317,9 @@ class DMLEstimator(Estimator):
         else:
             score_labels = np.asarray(self._score_rows(frame), dtype=object)
             score_values = (phi / n)[:, None]
-        n_clusters = [len(np.unique(lab)) for lab in labels]
+        n_clusters = [len(np.unique(lab)) for lab in labels[1:]]
+        if labels:
+            n_clusters.insert(0, len(score_labels))
         cluster_names = list(clusters) or ([self.unit] if labels else [])  # type: ignore[attr-defined]
         if name == "none":
             unc: Any = NoInference("inference='none' was requested")
