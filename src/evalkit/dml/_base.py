@@ -236,24 +236,38 @@ class DMLEstimator(Estimator):
                 code="P002",
                 column=missing[0],
             )
-        frame = data[cols].copy()
         numeric = [c for c in cols if c not in clusters]
         for c in numeric:
-            if not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(
-                frame[c]
+            if not pd.api.types.is_numeric_dtype(data[c]) and not pd.api.types.is_bool_dtype(
+                data[c]
             ):
                 raise DataError(
-                    f"column {c!r} must be numeric, got {frame[c].dtype}",
+                    f"column {c!r} must be numeric, got {data[c].dtype}",
                     hint="encode categories as 0/1 dummies before fitting",
                     column=c,
                 )
-        frame[numeric] = frame[numeric].astype(float)
-        bad = frame.isna() | np.isinf(frame[numeric]).reindex(columns=cols, fill_value=False)
-        drop = bad.any(axis=1).to_numpy()
+        # built column by column (numeric ones as float), the rows to drop counted per
+        # column: no temporary copies of the whole frame. With copy-on-write (pandas 3)
+        # the columns share the caller's memory until either side writes to them (the
+        # caller's data stay unchanged either way); otherwise they are copies.
+        shared = _copy_on_write()
+        frame = pd.DataFrame(
+            {c: data[c].astype(float) if c in numeric else data[c] for c in cols},
+            index=data.index,
+            columns=cols,
+            copy=not shared,
+        )
+        drop = np.zeros(len(frame), dtype=bool)
+        counts: dict[str, int] = {}
+        for c in cols:
+            bad = frame[c].isna().to_numpy()
+            if c in numeric:
+                bad = bad | np.isinf(frame[c].to_numpy())
+            if bad.any():
+                counts[c] = int(bad.sum())
+                drop |= bad
         if drop.any():
-            counts = bad.sum()
-            counts = counts[counts > 0]
-            text = ", ".join(f"{c} ({int(k)})" for c, k in counts.items())
+            text = ", ".join(f"{c} ({k})" for c, k in counts.items())
             warnings.warn(
                 f"dropped {int(drop.sum())} of {len(frame)} rows with missing or infinite "
                 f"values in: {text}",
@@ -417,6 +431,13 @@ def _doubleml_version() -> str:
     import doubleml
 
     return str(doubleml.__version__)
+
+
+def _copy_on_write() -> bool:
+    """Whether pandas copies a frame's columns on write (always from pandas 3)."""
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return True
+    return pd.get_option("mode.copy_on_write") is True
 
 
 def _singleton_clusters(frame: pd.DataFrame, clusters: tuple[str, ...]) -> bool:
