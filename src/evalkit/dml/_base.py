@@ -11,6 +11,7 @@ per-observation scores (``psi = psi_a * theta + psi_b``) into evalkit's uncertai
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import warnings
@@ -114,6 +115,10 @@ class DMLEstimator(Estimator):
         """Reshape the cleaned rows into the model's rows (DID panels: one row per unit)."""
         return frame
 
+    def _fitting(self) -> contextlib.AbstractContextManager[None]:
+        """Context of the DoubleML fit (e.g. a faster, equivalent DoubleML helper)."""
+        return contextlib.nullcontext()
+
     # ------------------------------------------------------------------ fit
     def fit(
         self,
@@ -184,7 +189,7 @@ class DMLEstimator(Estimator):
         if clusters and not fit_clusters:  # one row per cluster: DoubleML sees no clusters
             smpls_cluster = None
         set_splits(model, smpls, smpls_cluster)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), self._fitting():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
             if backend.jobs > 1 or backend.scheduler:

@@ -13,6 +13,7 @@ models. *The Econometrics Journal* 23(2), 177-191.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -157,6 +158,16 @@ class DID(DMLEstimator):
 
     def _nuisances(self, frame: pd.DataFrame) -> dict[str, str]:
         return {"ml_g": "regressor", "ml_m": "classifier"}
+
+    def _fitting(self) -> contextlib.AbstractContextManager[None]:
+        if not self.panel:
+            return contextlib.nullcontext()
+        import doubleml.did.did
+
+        from evalkit.dml.cond_splits import fast_cond_splits
+
+        # the training rows of each group by a mask, not set intersections (same splits)
+        return fast_cond_splits(doubleml.did.did)
 
     def _model(
         self, frame: pd.DataFrame, clusters: tuple[str, ...], learners: dict[str, Any]
