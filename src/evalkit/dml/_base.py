@@ -11,6 +11,7 @@ per-observation scores (``psi = psi_a * theta + psi_b``) into evalkit's uncertai
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import warnings
@@ -29,7 +30,7 @@ from evalkit.data.panel import Panel
 from evalkit.dml.cluster_folds import check_cluster_folds
 from evalkit.dml.learners import learners_for
 from evalkit.dml.result import DMLResult, influence
-from evalkit.dml.splits import fold_splits
+from evalkit.dml.splits import fold_splits, set_splits
 from evalkit.errors import (
     DataError,
     DesignError,
@@ -122,6 +123,10 @@ class DMLEstimator(Estimator):
         """Reshape the cleaned rows into the model's rows (DID panels: one row per unit)."""
         return frame
 
+    def _fitting(self) -> contextlib.AbstractContextManager[None]:
+        """Context of the DoubleML fit (e.g. a faster, equivalent DoubleML helper)."""
+        return contextlib.nullcontext()
+
     # ------------------------------------------------------------------ fit
     def fit(
         self,
@@ -202,11 +207,8 @@ class DMLEstimator(Estimator):
         check_cluster_folds(binaries, clusters, labels, smpls)
         if clusters and not fit_clusters:  # one row per cluster: DoubleML sees no clusters
             smpls_cluster = None
-        if smpls_cluster is None:
-            model.set_sample_splitting(smpls)
-        else:
-            model.set_sample_splitting(smpls, smpls_cluster)
-        with warnings.catch_warnings():
+        set_splits(model, smpls, smpls_cluster)
+        with warnings.catch_warnings(), self._fitting():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
             if backend.jobs > 1 or backend.scheduler:
@@ -272,24 +274,38 @@ class DMLEstimator(Estimator):
                 code="P002",
                 column=missing[0],
             )
-        frame = data[cols].copy()
         numeric = [c for c in cols if c not in clusters]
         for c in numeric:
-            if not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(
-                frame[c]
+            if not pd.api.types.is_numeric_dtype(data[c]) and not pd.api.types.is_bool_dtype(
+                data[c]
             ):
                 raise DataError(
-                    f"column {c!r} must be numeric, got {frame[c].dtype}",
+                    f"column {c!r} must be numeric, got {data[c].dtype}",
                     hint="encode categories as 0/1 dummies before fitting",
                     column=c,
                 )
-        frame[numeric] = frame[numeric].astype(float)
-        bad = frame.isna() | np.isinf(frame[numeric]).reindex(columns=cols, fill_value=False)
-        drop = bad.any(axis=1).to_numpy()
+        # built column by column (numeric ones as float), the rows to drop counted per
+        # column: no temporary copies of the whole frame. With copy-on-write (pandas 3)
+        # the columns share the caller's memory until either side writes to them (the
+        # caller's data stay unchanged either way); otherwise they are copies.
+        shared = _copy_on_write()
+        frame = pd.DataFrame(
+            {c: data[c].astype(float) if c in numeric else data[c] for c in cols},
+            index=data.index,
+            columns=cols,
+            copy=not shared,
+        )
+        drop = np.zeros(len(frame), dtype=bool)
+        counts: dict[str, int] = {}
+        for c in cols:
+            bad = frame[c].isna().to_numpy()
+            if c in numeric:
+                bad = bad | np.isinf(frame[c].to_numpy())
+            if bad.any():
+                counts[c] = int(bad.sum())
+                drop |= bad
         if drop.any():
-            counts = bad.sum()
-            counts = counts[counts > 0]
-            text = ", ".join(f"{c} ({int(k)})" for c, k in counts.items())
+            text = ", ".join(f"{c} ({k})" for c, k in counts.items())
             warnings.warn(
                 f"dropped {int(drop.sum())} of {len(frame)} rows with missing or infinite "
                 f"values in: {text}",
@@ -354,7 +370,9 @@ class DMLEstimator(Estimator):
         else:
             score_labels = np.asarray(self._score_rows(frame), dtype=object)
             score_values = (phi / n)[:, None]
-        n_clusters = [len(np.unique(lab)) for lab in labels]
+        n_clusters = [len(np.unique(lab)) for lab in labels[1:]]
+        if labels:
+            n_clusters.insert(0, len(score_labels))
         cluster_names = list(clusters) or ([self.unit] if labels else [])  # type: ignore[attr-defined]
         if name == "none":
             unc: Any = NoInference("inference='none' was requested")
@@ -472,6 +490,13 @@ def _doubleml_version() -> str:
     import doubleml
 
     return str(doubleml.__version__)
+
+
+def _copy_on_write() -> bool:
+    """Whether pandas copies a frame's columns on write (always from pandas 3)."""
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return True
+    return pd.get_option("mode.copy_on_write") is True
 
 
 def _singleton_clusters(frame: pd.DataFrame, clusters: tuple[str, ...]) -> bool:

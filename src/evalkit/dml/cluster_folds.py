@@ -52,10 +52,10 @@ def check_cluster_folds(
         col = np.asarray(col)
         for group in (1, 0):
             has = col == group
-            n_clusters = min(len(np.unique(lab[has])) for lab in labels)
             for rep in smpls:
                 if all(has[train].any() for train, _ in rep):
                     continue
+                n_clusters = min(len(np.unique(lab[has])) for lab in labels)
                 which = "treated units" if group == 1 else "comparison units"
                 if role != "treatment":
                     which = f"rows with {role} = {group}"

@@ -13,6 +13,7 @@ models. *The Econometrics Journal* 23(2), 177-191.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -121,10 +122,16 @@ class DID(DMLEstimator):
                 "pass panel=False",
                 column=self.unit,
             )
-        before = frame[post.to_numpy() == 0]
-        after = frame[post.to_numpy() == 1].set_index(self.unit)
-        both = before[before[self.unit].isin(after.index)]
-        n_lost = int(unit.nunique() - len(both))
+        # one row per unit: the earlier period's row with the change of the outcome; the
+        # later rows are found by position (no copies of the frame's halves)
+        is_post = post.to_numpy() == 1
+        pre_rows = np.flatnonzero(~is_post)
+        post_rows = np.flatnonzero(is_post)
+        units = unit.to_numpy()
+        later = pd.Index(units[post_rows]).get_indexer(units[pre_rows])
+        kept = later >= 0
+        pre_rows, post_rows = pre_rows[kept], post_rows[later[kept]]
+        n_lost = int(unit.nunique() - len(pre_rows))
         if n_lost:
             import warnings
 
@@ -135,12 +142,11 @@ class DID(DMLEstimator):
                 RowsDroppedWarning,
                 stacklevel=6,
             )
-        wide = both.copy()
-        change = after.loc[both[self.unit], self.outcome].to_numpy() - both[self.outcome].to_numpy()
-        wide["_dy"] = change
-        group = np.maximum(
-            both[self.treatment].to_numpy(), after.loc[both[self.unit], self.treatment].to_numpy()
-        )
+        wide = frame.iloc[pre_rows]
+        y = frame[self.outcome].to_numpy()
+        d = frame[self.treatment].to_numpy()
+        wide = wide.assign(_dy=y[post_rows] - y[pre_rows])
+        group = np.maximum(d[pre_rows], d[post_rows])
         wide[self.treatment] = group
         if not binary(group):
             raise DataError(
@@ -152,6 +158,16 @@ class DID(DMLEstimator):
 
     def _nuisances(self, frame: pd.DataFrame) -> dict[str, str]:
         return {"ml_g": "regressor", "ml_m": "classifier"}
+
+    def _fitting(self) -> contextlib.AbstractContextManager[None]:
+        if not self.panel:
+            return contextlib.nullcontext()
+        import doubleml.did.did
+
+        from evalkit.dml.cond_splits import fast_cond_splits
+
+        # the training rows of each group by a mask, not set intersections (same splits)
+        return fast_cond_splits(doubleml.did.did)
 
     def _model(
         self, frame: pd.DataFrame, clusters: tuple[str, ...], learners: dict[str, Any]
