@@ -136,7 +136,8 @@ def event_study_plot(
     results
         Results whose ``tidy()`` has an ``event_time`` key: EventStudy, SunAbraham,
         ImputationDiD, ``CallawaySantAnna(...).fit(df).aggregate("event_time")``, and any
-        later estimator that reports event-time estimates.
+        later estimator that reports event-time estimates; or any other object with the
+        members of :class:`EventResult`.
     labels
         Legend labels, one per result; default ``(1) EventStudy``, ``(2) ...``.
     level
