@@ -116,6 +116,11 @@ def test_the_bergen_report_on_a_reduced_run(tmp_path):
     page = (run.out_dir / "report.html").read_text(encoding="utf-8")
     sources = re.findall(r'<img src="([^"]+)"', page)
     assert sources and all((run.out_dir / s).is_file() for s in sources)
-    assert "| income | NOK per month | all |" in md
+    # every outcome's overall row carries the unit study.toml gives it (read, not copied:
+    # a literal here went stale when the study's units were reworded)
+    summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    study = check_study(BERGEN)
+    for outcome in {a.outcome for a in study.analyses}:
+        assert f"| {outcome} | {study.units[outcome]} | all |" in summary, outcome
     assert "These data are simulated." in md
     assert "intervals cover the truth" in md

@@ -88,3 +88,21 @@ def test_results_without_event_time_and_bad_labels_raise(fits):
         event_study_plot(fits, labels=["one"])
     with pytest.raises(EvalkitError, match="at least one"):
         event_study_plot([])
+
+
+def test_fitted_results_and_study_entries_are_event_results(fits):
+    """Both kinds of input satisfy the plot's protocol, so study_figures needs no cast."""
+    from evalkit.report.event_plot import EventResult
+    from evalkit.report.study_figures import EntryResult
+
+    assert all(isinstance(f, EventResult) for f in fits)
+    rows = fits[0].tidy()[["term", "event_time", "estimate", "conf_low", "conf_high"]]
+    entry = EntryResult(
+        {"estimator": "did.EventStudy", "level": 0.9, "tidy": rows.to_dict("records")}
+    )
+    assert isinstance(entry, EventResult)
+    ax = event_study_plot([fits[0], entry], labels=["fit", "entry"])
+    drawn = [c.lines[0].get_ydata() for c in ax.containers]
+    np.testing.assert_array_equal(drawn[0], drawn[1])
+    assert "90%/95% CI" in ax.get_title()
+    plt.close(ax.figure)

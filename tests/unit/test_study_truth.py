@@ -14,7 +14,17 @@ import pytest
 
 from evalkit.core import registry
 from evalkit.simulate import SimulatedData, bergen_rates
-from evalkit.study.truth import average, period_effects
+from evalkit.study import load_study
+from evalkit.study.design import (
+    Analysis,
+    Collapse,
+    Data,
+    Design,
+    MeasureTable,
+    Roles,
+    StudyInfo,
+)
+from evalkit.study.truth import average, period_effects, truth_lookup
 
 MONTHS = pd.date_range("2019-01-01", periods=12, freq="MS")
 REFORM = pd.Timestamp("2019-07-01")
@@ -198,38 +208,32 @@ def test_truth_terms_are_frozen_and_checked():
         SimulatedData(data=pd.DataFrame(), truth={}, description="", truth_terms={("a",): 1.0})
 
 
-def test_a_condition_beyond_the_strata_uses_the_rows_exact_effects(tmp_path):
-    from evalkit.study import load_study
-    from evalkit.study.truth import truth_lookup
-
-    (tmp_path / "study.toml").write_text(
-        """
-[study]
-name = "t"
-[data]
-simulator = "bergen_rates"
-[roles]
-unit = "city"
-time = "month"
-treatment = "treated"
-[collapse]
-by = ["city", "month", "treated"]
-measures = {earnings = "mean"}
-[[analysis]]
-id = "twfe"
-estimator = "did.TWFE"
-options = {outcome = "earnings"}
-where = "city <> 'Oslo' AND age < 40"
-[[analysis]]
-id = "sc"
-estimator = "synth.SyntheticControl"
-options = {outcome = "earnings"}
-where = "city <> 'Oslo' AND age < 40"
-"""
+def _design(collapse: Collapse, analyses: list[Analysis]) -> Design:
+    """A Bergen study design with city x month cells, built in Python."""
+    return Design(
+        study=StudyInfo(name="t"),
+        data=Data(simulator="bergen_rates"),
+        roles=Roles(unit="city", time="month", treatment="treated"),
+        collapse=collapse,
+        analyses=analyses,
     )
-    study = load_study(tmp_path, check_data=False)
+
+
+CELLS = ["city", "month", "treated"]
+
+
+def test_a_condition_beyond_the_strata_uses_the_rows_exact_effects(tmp_path):
+    condition = "city <> 'Oslo' AND age < 40"
+    design = _design(
+        Collapse(by=CELLS, measures={"earnings": "mean"}),
+        [
+            Analysis(id=id_, estimator=name, options={"outcome": "earnings"}, where=condition)
+            for id_, name in [("twfe", "did.TWFE"), ("sc", "synth.SyntheticControl")]
+        ],
+    )
+    study = load_study(design, check_data=False, root=tmp_path)
     sim = bergen_rates(seed=2, n_persons=1500, start="2019-06", end="2021-06")
-    want = sim.truth_where("treated", "earnings", "city <> 'Oslo' AND age < 40")
+    want = sim.truth_where("treated", "earnings", condition)
     assert want is not None and want < 0
     twfe, sc = study.analyses
     assert truth_lookup(study, sim, twfe)([{"term": "treated"}]) == [pytest.approx(want)]
@@ -244,35 +248,20 @@ def test_a_group_condition_applies_to_a_measure_with_its_own_condition(tmp_path,
     """Benefit is a mean among recipients (the measure's own ``where``); a group's truth
     is that of the group's recipients, not of every recipient (a regression: the group
     condition was dropped when it did not contain the measure's condition)."""
-    from evalkit.study import load_study
-    from evalkit.study.truth import truth_lookup
-
-    condition = bergen.groups["families_with_children"]
-    (tmp_path / "study.toml").write_text(
-        f"""
-[study]
-name = "t"
-[data]
-simulator = "bergen_rates"
-[roles]
-unit = "city"
-time = "month"
-treatment = "treated"
-[collapse]
-by = ["city", "month", "treated"]
-measures = {{benefit = {{column = "benefit", stat = "mean", where = "recipient = 1"}}}}
-[[analysis]]
-id = "all"
-estimator = "did.TWFE"
-options = {{outcome = "benefit"}}
-[[analysis]]
-id = "families"
-estimator = "did.TWFE"
-options = {{outcome = "benefit"}}
-where = "{condition}"
-"""
+    benefit = MeasureTable(column="benefit", stat="mean", where="recipient = 1")
+    design = _design(
+        Collapse(by=CELLS, measures={"benefit": benefit}),
+        [
+            Analysis(id="all", estimator="did.TWFE", options={"outcome": "benefit"}),
+            Analysis(
+                id="families",
+                estimator="did.TWFE",
+                options={"outcome": "benefit"},
+                where=bergen.groups["families_with_children"],
+            ),
+        ],
     )
-    study = load_study(tmp_path, check_data=False)
+    study = load_study(design, check_data=False, root=tmp_path)
     everyone, families = (
         truth_lookup(study, bergen, a)([{"term": "treated"}])[0] for a in study.analyses
     )

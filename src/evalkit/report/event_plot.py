@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -14,9 +14,42 @@ from evalkit.report._labels import model_labels
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-    from evalkit.core.result import Result
+__all__ = ["EventResult", "error_spans", "event_study_plot", "offsets"]
 
-__all__ = ["error_spans", "event_study_plot", "offsets"]
+
+@runtime_checkable
+class EventResult(Protocol):
+    """What :func:`event_study_plot` reads of a result.
+
+    A fitted :class:`~evalkit.core.result.Result` has it, and so does anything else
+    with an estimator name, a confidence level and tidy rows (e.g. an analysis read
+    back from a study's results.json). An optional ``reference`` attribute lists the
+    event times normalised to zero.
+
+    Examples
+    --------
+    >>> import evalkit
+    >>> from evalkit.did import EventStudy
+    >>> df = evalkit.datasets.load("mpdta")
+    >>> fit = EventStudy(outcome="lemp", unit="countyreal", time="year", cohort="first.treat")
+    >>> isinstance(fit.fit(df), EventResult)
+    True
+    """
+
+    @property
+    def estimator(self) -> str:
+        """Return the estimator's name, e.g. ``"did.EventStudy"`` (default legend label)."""
+        ...
+
+    @property
+    def level(self) -> float:
+        """Return the confidence level of the intervals in :meth:`tidy`."""
+        ...
+
+    def tidy(self, level: float | None = None) -> pd.DataFrame:
+        """Return one row per estimate with ``event_time``, ``estimate`` and the interval."""
+        ...
+
 
 _MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
 
@@ -78,7 +111,7 @@ def _event_rows(result: Any, label: str, level: float | None) -> pd.DataFrame:
 
 
 def event_study_plot(
-    results: Sequence[Result],
+    results: Sequence[EventResult],
     *,
     labels: Sequence[str] | None = None,
     level: float | None = None,
@@ -103,7 +136,8 @@ def event_study_plot(
     results
         Results whose ``tidy()`` has an ``event_time`` key: EventStudy, SunAbraham,
         ImputationDiD, ``CallawaySantAnna(...).fit(df).aggregate("event_time")``, and any
-        later estimator that reports event-time estimates.
+        later estimator that reports event-time estimates; or any other object with the
+        members of :class:`EventResult`.
     labels
         Legend labels, one per result; default ``(1) EventStudy``, ``(2) ...``.
     level

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,6 @@ from evalkit.report.units import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
-
-    from evalkit.core.result import Result
 
 __all__ = [
     "EntryResult",
@@ -239,6 +237,8 @@ def result_grid(fitted: Sequence[Any], unit: Unit) -> Figure | None:
 class EntryResult:
     """An analysis of ``results.json`` seen as a result by :func:`event_study_plot`.
 
+    It has what :class:`~evalkit.report.event_plot.EventResult` asks of a result.
+
     It carries only what passed the disclosure gate (the tidy rows), so the figure
     cannot show anything the report's tables do not.
     """
@@ -284,7 +284,7 @@ def event_figure(
     for ax, group in zip(axes, groups, strict=False):
         members = [e for e in mine if group_of(e) == group]
         event_study_plot(
-            [cast("Result", EntryResult(e)) for e in members],
+            [EntryResult(e) for e in members],
             labels=[str(e["family"]) for e in members],
             ax=ax,
             title=f"group: {group}",
