@@ -102,7 +102,16 @@ class JobExposure(Estimator):
     reliability_splits: int = 20
     matrix_reps: int = 200
 
-    supported_inference: ClassVar[tuple[str, ...]] = ("cluster", "bootstrap", "none")
+    # The inner PLR's analytic methods (the matrix's sampling variance is added to
+    # their standard error); "wild" is left out: its interval is a test inversion,
+    # to which no second variance can be added.
+    supported_inference: ClassVar[tuple[str, ...]] = (
+        "cluster",
+        "cr2",
+        "jackknife",
+        "bootstrap",
+        "none",
+    )
     supports_by: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
