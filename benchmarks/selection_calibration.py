@@ -64,8 +64,10 @@ def replicates(
     return _bootstrap(rng, reps, j, K, *(prep[key] for key in keys), fit, **kw)
 
 
-def one_seed(seed: int, reps: int, j: int, outlier_effect: float) -> tuple[list, list]:
-    sim = integration_youth(seed=seed, outlier_effect=outlier_effect)
+def one_seed(
+    seed: int, reps: int, j: int, outlier_effect: float, rule: str = "random"
+) -> tuple[list, list]:
+    sim = integration_youth(seed=seed, outlier_effect=outlier_effect, outlier_rule=rule)
     est = ObservedExpected(
         outcome="neet",
         unit="municipality",
@@ -110,6 +112,8 @@ def one_seed(seed: int, reps: int, j: int, outlier_effect: float) -> tuple[list,
                 "cv_hat": cv_hat,
                 "profile_low": low,
                 "profile_high": high,
+                "planted_above": len(planted["above"]),
+                "planted_below": len(planted["below"]),
                 "planted_above_found": len(set(planted["above"]) & {labels[i] for i in above}),
                 "planted_below_found": len(set(planted["below"]) & {labels[i] for i in below}),
                 "npmle_above_found": len(set(planted["above"]) & {labels[i] for i in above_n}),
@@ -383,6 +387,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=60)
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--outlier-effect", type=float, default=0.6)
+    parser.add_argument("--outlier-rule", choices=("random", "fixed"), default="random")
     parser.add_argument("--csv", type=Path, default=None)
     parser.add_argument("--from-csv", type=Path, default=None)
     parser.add_argument("--more-csv", type=Path, nargs="*", default=[])
@@ -398,7 +403,7 @@ def main() -> None:
         all_units, all_countries = [], []
         for s in range(args.start, args.start + args.seeds):
             t0 = time.perf_counter()
-            u, c = one_seed(SEED + s, args.reps, args.draws, args.outlier_effect)
+            u, c = one_seed(SEED + s, args.reps, args.draws, args.outlier_effect, args.outlier_rule)
             all_units += u
             all_countries += c
             print(f"seed {s}: {time.perf_counter() - t0:.1f} s", flush=True)
