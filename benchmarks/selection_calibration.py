@@ -157,7 +157,8 @@ def report(units: pd.DataFrame, countries: pd.DataFrame, args: argparse.Namespac
         + ("`" if args.outlier_rule == "random" else " --outlier-rule fixed`")
         + " "
         f"(seeds {SEED} + 0..{seeds - 1}; `integration_youth` defaults, outlier effect "
-        f"{args.outlier_effect:g}, outliers planted `{args.outlier_rule}`; the study's risk model and `k = 3`; {args.reps} replicates x "
+        f"{args.outlier_effect:g}, outliers planted `{args.outlier_rule}`; the study's risk "
+        f"model and `k = 3`; {args.reps} replicates x "
         f"{args.draws} posterior draws). {len(countries)} country-runs, "
         f"{len(units)} municipality-runs. Run {time.strftime('%Y-%m-%d')}.",
         "",
@@ -370,9 +371,9 @@ def model_check(units: pd.DataFrame, seed: int = SEED, replications: int = 2) ->
         "drawn from the model "
         "itself with the country's effective expected counts (true ratios: a log-normal "
         "bulk with sd 0.1 and outliers at 1.65 / 0.55; Poisson counts; no risk model). "
-        "`fixed`: exactly three outliers on each side, as the simulator plants them; "
+        "`fixed`: exactly three outliers on each side (the simulator's `fixed` rule); "
         "`iid`: each municipality an outlier with probability 3 / M on each side, what an "
-        "exchangeable prior assumes. Selected by the posterior means.",
+        "exchangeable prior assumes (the `random` rule). Selected by the posterior means.",
         "",
         "| design | prior | selected above: mean p | truly top 3 | selected below: mean p | "
         "truly bottom 3 | Brier |",
