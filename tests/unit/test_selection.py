@@ -28,8 +28,8 @@ def _est(**changes) -> ObservedExpected:
 
 @pytest.fixture(scope="module")
 def sim():
-    # strong outliers so that the selection is clear-cut
-    return integration_youth(seed=8, n_persons=14000, outlier_effect=1.0)
+    # strong outliers, exactly three per side, so that the selection is clear-cut
+    return integration_youth(seed=8, n_persons=14000, outlier_effect=1.0, outlier_rule="fixed")
 
 
 @pytest.fixture(scope="module")

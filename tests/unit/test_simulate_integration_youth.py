@@ -9,7 +9,7 @@ import pytest
 from evalkit import simulate
 from evalkit.errors import DesignError
 from evalkit.simulate.integration import integration_youth
-from evalkit.simulate.integration.youth import EFFECTS, SCHEMA
+from evalkit.simulate.integration.youth import COUNTRIES, EFFECTS, SCHEMA
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +99,40 @@ def test_selection_truths(sim):
         assert len(above) == len(below) == 3
         ranked = sorted(ratios, key=ratios.get)
         assert set(ranked[-3:]) == above and set(ranked[:3]) == below
-        # the planted outliers are the true extremes, and the ratios straddle 1
-        assert above == set(outliers[country]["above"])
-        assert below == set(outliers[country]["below"])
+        # the planted outliers are the true extremes (as many as there are, up to k),
+        # and the ratios straddle 1
+        for side, true_set in (("above", above), ("below", below)):
+            planted = set(outliers[country][side])
+            assert planted <= true_set if len(planted) <= 3 else true_set <= planted
         assert min(ratios.values()) < 1 < max(ratios.values())
+
+
+def test_random_outliers_are_exchangeable_and_fixed_ones_exactly_n():
+    # "random" (default): each municipality above / below with probability n / M, so the
+    # count per side varies around n and small municipalities are planted too;
+    # "fixed": exactly n per side, only between the 40% and 90% size quantiles
+    counts, small = [], 0
+    for seed in range(6):
+        s = integration_youth(seed=seed, n_persons=1500)
+        assert s.parameters["outlier_rule"] == "random"
+        sizes = s.data.groupby("municipality", observed=True)["person_id"].nunique()
+        for country, planted in s.parameters["outliers"].items():
+            counts += [len(planted["above"]), len(planted["below"])]
+            assert not set(planted["above"]) & set(planted["below"])
+            own = sizes[sizes.index.str.startswith(COUNTRIES[country])]
+            small += sum(own[c] <= own.quantile(0.4) for c in planted["above"] + planted["below"])
+    assert len(set(counts)) > 1 and 1.5 < np.mean(counts) < 4.5, counts
+    assert small > 0
+    f = integration_youth(seed=1, n_persons=1500, outlier_rule="fixed")
+    assert all(len(v["above"]) == len(v["below"]) == 3 for v in f.parameters["outliers"].values())
 
 
 def test_selection_truth_matches_the_observed_counts_on_a_large_sample():
     # the true ratio is the expected count over its structural prediction: on average over
     # many persons, observed NEET person-years in the window track the expected count
-    s = integration_youth(seed=5, n_persons=60_000, n_outliers=1, outlier_effect=1.0)
+    s = integration_youth(
+        seed=5, n_persons=60_000, n_outliers=1, outlier_effect=1.0, outlier_rule="fixed"
+    )
     d = s.data[s.data["year"] >= 2021]
     norway = d[d["country"] == "Norway"]
     code = s.parameters["outliers"]["Norway"]["above"][0]
@@ -126,6 +150,7 @@ def test_selection_truth_matches_the_observed_counts_on_a_large_sample():
         ("select_from", 2016),
         ("effect_scale", 2.0),
         ("k", 0),
+        ("outlier_rule", "size"),
     ],
 )
 def test_bad_options_raise_with_the_option_named(option, value):

@@ -12,10 +12,12 @@ How the data are drawn
 *Municipalities* (``n_municipalities`` per country) get a size (log-normal, so most are
 small), structural risk factors (``unemployment`` rate in %, ``low_education`` share of
 adults with compulsory schooling only, ``centrality`` from 0 rural to 1 urban) and a
-deviation ``u_m`` on the logit scale of NEET entry that no risk factor explains: in each
-country ``n_outliers`` mid-size or large municipalities get ``+outlier_effect`` (truly
-above prediction) and as many ``-outlier_effect`` (truly below), the others a small
-normal deviation (sd 0.12).
+deviation ``u_m`` on the logit scale of NEET entry that no risk factor explains: each
+municipality, whatever its size, gets ``+outlier_effect`` (truly above prediction) with
+probability ``n_outliers / M`` and ``-outlier_effect`` (truly below) with the same
+probability (``M`` municipalities in the country; ``n_outliers`` per side on average), the
+others a small normal deviation (sd 0.12). ``outlier_rule="fixed"`` plants exactly
+``n_outliers`` per side among the mid-size and large municipalities instead.
 
 *Offices* (one per municipality) have an ``integration`` index in [0, 1] (higher in
 central municipalities and in Denmark: context shapes the configuration), ``proactive``
@@ -306,6 +308,27 @@ def _municipalities(
     return m
 
 
+def _plant(
+    rng: np.random.Generator, idx: np.ndarray, size: np.ndarray, n: int, rule: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick one country's outliers above and below (positions in ``idx``).
+
+    ``"random"``: each municipality, whatever its size, is above with probability
+    ``n / M`` and below with probability ``n / M`` (one uniform draw each), so ``n`` per
+    side are expected and the municipalities are exchangeable. ``"fixed"``: exactly ``n``
+    on each side, drawn among the mid-size and large (between the 40% and 90% size
+    quantiles).
+    """
+    if rule == "random":
+        draw = rng.random(len(idx))
+        q = n / len(idx)
+        return idx[draw < q], idx[draw > 1 - q]
+    lo, hi = np.quantile(size, [0.4, 0.9])  # mid-size and large, not the largest
+    big = idx[(size >= lo) & (size <= hi)]
+    chosen = rng.choice(big, size=2 * n, replace=False)
+    return chosen[:n], chosen[n:]
+
+
 @register("integration_youth", schema=SCHEMA)
 def integration_youth(
     seed: int | None = 20240613,
@@ -318,6 +341,7 @@ def integration_youth(
     k: int = 3,
     n_outliers: int = 3,
     outlier_effect: float = 0.6,
+    outlier_rule: str = "random",
     effect_scale: float = 1.0,
 ) -> SimulatedData:
     """Simulate person-year register data on young people, NEET status and office organisation.
@@ -342,10 +366,19 @@ def integration_youth(
     k
         Size of the true top and bottom sets (``p_above`` / ``p_below`` truths).
     n_outliers
-        Planted outliers above and below prediction per country (mid-size or large
-        municipalities).
+        Planted outliers above and below prediction per country: the expected number
+        per side (``outlier_rule="random"``) or the exact number (``"fixed"``).
     outlier_effect
         Their deviation on the logit of NEET entry (and half of it, reversed, on exit).
+    outlier_rule
+        How outliers are planted. ``"random"`` (default): each municipality, whatever
+        its size, is an outlier above with probability ``n_outliers / M`` and below
+        with the same probability (``M`` municipalities in the country), so the
+        municipalities are exchangeable, as an empirical-Bayes prior assumes, and a
+        country has ``n_outliers`` per side on average (possibly none). ``"fixed"``:
+        exactly ``n_outliers`` on each side, drawn among the mid-size and large
+        municipalities (between the 40% and 90% size quantiles), the rule before
+        issue 13's calibration study.
     effect_scale
         Multiplies the planted effects of the organisation (0 to 1.5).
 
@@ -364,7 +397,7 @@ def integration_youth(
     >>> bool(sim.data.groupby("person_id")["age"].agg(lambda a: a.between(16, 29).all()).all())
     True
     >>> t = sim.truth_terms
-    >>> t[("exit", "reorganised", "at_risk_complex")]
+    >>> round(t[("exit", "reorganised", "at_risk_complex")], 12)
     0.08
     >>> above = [term for (o, term, g), v in t.items() if g == "norway" and v == 1.0]
     >>> len([term for term in above if term.startswith("p_above")])
@@ -391,6 +424,12 @@ def integration_youth(
     select_from = _check(select_from, "select_from", low=start + 1, high=end, integer=True)
     k = _check(k, "k", low=1, high=min(counts) // 2, integer=True)
     outlier_effect = _check(outlier_effect, "outlier_effect", low=0, high=3)
+    if outlier_rule not in ("random", "fixed"):
+        raise DesignError(
+            f"outlier_rule must be 'random' or 'fixed', got {outlier_rule!r}",
+            hint="outlier_rule='random' (exchangeable, the default) or 'fixed'",
+            column="outlier_rule",
+        )
     effect_scale = _check(effect_scale, "effect_scale", low=0, high=1.5)
     rng = np.random.default_rng(used_seed)
 
@@ -409,14 +448,11 @@ def integration_youth(
     outliers: dict[str, dict[str, list[str]]] = {}
     for country in COUNTRIES:
         idx = np.flatnonzero(m["country"].to_numpy() == country)
-        lo, hi = np.quantile(size[idx], [0.4, 0.9])  # mid-size and large, not the largest
-        big = idx[(size[idx] >= lo) & (size[idx] <= hi)]
-        chosen = rng.choice(big, size=2 * n_outliers, replace=False)
-        u[chosen[:n_outliers]] = outlier_effect
-        u[chosen[n_outliers:]] = -outlier_effect
+        up, down = _plant(rng, idx, size[idx], n_outliers, outlier_rule)
+        u[up], u[down] = outlier_effect, -outlier_effect
         outliers[country] = {
-            "above": sorted(m["municipality"].iloc[chosen[:n_outliers]]),
-            "below": sorted(m["municipality"].iloc[chosen[n_outliers:]]),
+            "above": sorted(m["municipality"].iloc[up]),
+            "below": sorted(m["municipality"].iloc[down]),
         }
     central = m["centrality"].to_numpy()
     mu_int = 0.45 + 0.25 * (central - 0.5) + m["shift"].to_numpy()
@@ -608,6 +644,7 @@ def integration_youth(
         "k": k,
         "n_outliers": n_outliers,
         "outlier_effect": outlier_effect,
+        "outlier_rule": outlier_rule,
         "effect_scale": effect_scale,
         "outliers": outliers,
     }
@@ -726,6 +763,19 @@ def _selection_truths(
     return terms
 
 
+def _planted(p: dict[str, Any]) -> str:
+    if p["outlier_rule"] == "fixed":
+        return (
+            f"{p['n_outliers']} municipalities are planted above and {p['n_outliers']} below "
+            "what their structure predicts"
+        )
+    return (
+        "each municipality, whatever its size, is planted above (and as likely below) what "
+        f"its structure predicts with probability {p['n_outliers']}/M (M municipalities in "
+        "the country)"
+    )
+
+
 def _describe(p: dict[str, Any], n_rows: int) -> str:
     eff = "; ".join(
         f"{k_} {v[0] * p['effect_scale']:+.2f} (standard needs) / "
@@ -739,8 +789,8 @@ def _describe(p: dict[str, Any], n_rows: int) -> str:
         f"({', '.join(map(str, p['n_municipalities']))}), {p['start']}-{p['end']}, "
         f"{n_rows} person-years. NEET status follows a two-state Markov chain whose entry "
         "depends on individual and structural risk factors; in each country "
-        f"{p['n_outliers']} municipalities are planted above and {p['n_outliers']} below "
-        f"what their structure predicts (logit deviation {p['outlier_effect']:g}). Planted "
+        + _planted(p)
+        + f" (logit deviation {p['outlier_effect']:g}). Planted "
         f"effects of the office's organisation on the probability of leaving NEET for work "
         f"or education: {eff}. Reorganisations are adopted 2018-2021 depending on context. "
         "The true values are exact: effects are additive on the probability scale, and the "
