@@ -7,7 +7,7 @@ import inspect
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,6 +98,13 @@ class DataSource:
         if split is None or not split.is_group:
             return self.relation
         return self.relation.query(_VIEW, f"SELECT *, {split.select()} FROM {_VIEW}")
+
+    def with_splits(self, splits: Iterable[SplitSpec | None]) -> duckdb.DuckDBPyRelation:
+        """Return the rows with the column of every group split among ``splits`` added."""
+        added = list(dict.fromkeys(s.select() for s in splits if s is not None and s.is_group))
+        if not added:
+            return self.relation
+        return self.relation.query(_VIEW, f"SELECT *, {', '.join(added)} FROM {_VIEW}")
 
     def rows(
         self,
