@@ -450,6 +450,16 @@ SHARED = PERSONS.replace(
     [analysis.expand]
     outcome = ["income", "work"]
     group = ["all", "families", "odd_months"]
+
+    # keys a subset of by_group's: it shares their pass (the worker sums over treated)
+    [[analysis]]
+    id = "nested"
+    estimator = "did.TWFE"
+    fit_on = "rows"
+    where = "family_with_children = 1 AND month <> DATE '2019-12-01'"
+    collapse_by = ["person_id", "city", "after"]
+    options = {unit = "person_id", time = "after", outcome = "income"}
+    inference = {method = "cluster", cluster = "city"}
     """
 )
 
@@ -465,7 +475,7 @@ def test_shared_rows_equal_per_analysis_reads(tmp_path):
     shared = _SharedRows(study, source)
     try:
         specs = [a for a in study.analyses if a.fit_on == "rows"]
-        assert len(specs) == 8
+        assert len(specs) == 9
         for spec in specs:
             ref = shared.ref(spec)
             assert ref is not None
@@ -475,9 +485,12 @@ def test_shared_rows_equal_per_analysis_reads(tmp_path):
             pd.testing.assert_frame_equal(frame, expected, check_exact=False, rtol=1e-12)
             assert {"mode": "rows", **info} == expected_info
             assert frame.isna().any().any() == expected.isna().any().any()
-        # persons and the six by_group analyses share one pass, plr has its own keys
+        # persons, the six by_group analyses and nested (keys a subset of theirs) share
+        # one pass, plr has its own keys
         assert len(shared.files) == 2
         assert len({shared.ref(s).path for s in specs if s.id != "plr"}) == 1
+        nested = next(s for s in specs if s.id == "nested")
+        assert [k for k, _ in shared.ref(nested).keys] == ["person_id", "city", "after"]
     finally:
         shared.close()
         source.close()

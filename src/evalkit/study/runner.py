@@ -314,7 +314,9 @@ class _SharedRows:
     in a temporary folder of the run (never in the output folder; removed at the end).
     Each analysis' fit job carries the file and reads its condition's rows, averaged as
     :meth:`DataSource.averaged` would, on the worker. The pass runs when the first of
-    its analyses is materialised.
+    its analyses is materialised. Analyses whose keys are a subset of another's (with
+    the same table and split) share that one's pass: a worker sums the finer rows over
+    its own keys (the DML DiD by household and the person-level DiD: one pass).
     """
 
     def __init__(self, study: Study, source: DataSource) -> None:
@@ -323,6 +325,12 @@ class _SharedRows:
         for spec in study.analyses:
             if spec.fit_on == "rows" and spec.collapse_by:
                 self.members.setdefault(self._key(spec), []).append(spec)
+        # the pass that serves each key: the first key, by most keys, that contains it
+        finest = sorted(self.members, key=lambda k: -len(k[1]))
+        self.home: dict[_GroupKey, _GroupKey] = {
+            k: next(f for f in finest if f[0] == k[0] and f[2] == k[2] and set(k[1]) <= set(f[1]))
+            for k in self.members
+        }
         self.checked: dict[str, str | None] = {}
         self.files: dict[_GroupKey, _Written | None] = {}
         self.folder: Path | None = None
@@ -355,7 +363,7 @@ class _SharedRows:
             return None
         if self._check(spec) is not None:
             return None  # the usual read raises the same error for this analysis
-        key = self._key(spec)
+        key = self.home[self._key(spec)]
         if key not in self.files:
             self.files[key] = self._write(key)
         written = self.files[key]
@@ -376,7 +384,13 @@ class _SharedRows:
         )
 
     def _write(self, key: _GroupKey) -> _Written | None:
-        specs = [s for s in self.members[key] if self._check(s) is None]
+        specs = [
+            s
+            for k, home in self.home.items()
+            if home == key
+            for s in self.members[k]
+            if self._check(s) is None
+        ]
         src = self.source.table(key[0])
         wheres = list(dict.fromkeys(s.where for s in specs))
         columns: list[str] = []
