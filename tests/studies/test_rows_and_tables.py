@@ -534,3 +534,29 @@ def test_shared_passes_give_identical_results_on_one_and_two_workers(tmp_path):
         assert [a[key] for a in two.results["analyses"]] == [
             a[key] for a in one.results["analyses"]
         ]
+
+
+def test_a_shared_pass_with_more_conditions_than_one_code_holds(tmp_path):
+    # 62 conditions per code column: the 70 conditions of one pass take two columns,
+    # and each condition's rows equal the rows averaged on their own
+    from evalkit.data import sandbox
+    from evalkit.study.source import DataSource, read_averaged
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {"g": rng.integers(0, 4, 600), "x": rng.integers(0, 80, 600), "y": rng.normal(size=600)}
+    )
+    con = sandbox.connect()
+    con.register("evalkit_data", frame)
+    source = DataSource(con, con.table("evalkit_data"), "frame", "-", "-")
+    wheres = [None, *(f"x >= {k}" for k in range(69))]
+    path = tmp_path / "parts.parquet"
+    try:
+        types = source.averaged_parts(wheres, ["y"], ["g"], None, path)
+        for i in (0, 1, 61, 62, 63, 69):
+            got, n = read_averaged(path, i, types, ["y"], ["y"])
+            expected, n_expected = source.averaged(wheres[i], ["y"], ["g"])
+            pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-13)
+            assert n == n_expected
+    finally:
+        con.close()
