@@ -24,7 +24,10 @@ Local worker processes are kept for the next map with the same number of jobs (a
 persistent pool): starting a worker and importing scikit-learn in it costs about 1-1.5 s
 of CPU, which a second map (a study's next analysis, the next DML fit, a benchmark's
 repeat) no longer pays. :func:`shutdown` stops them; they also stop
-when the program exits.
+when the program exits. A map in a process whose ``jobs`` workers were started for
+:meth:`Backend.imap` (:meth:`Backend.warm` with ``for_imap=True``: a study's fit
+workers, started while its data are simulated) runs on those workers alone, so no
+second pool of ``jobs - 1`` workers stays alive beside them.
 
 Examples
 --------
