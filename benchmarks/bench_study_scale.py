@@ -56,23 +56,65 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def _tree_rss(proc: psutil.Process, cpu: dict[int, float] | None = None) -> int:
+def _tree_rss(
+    proc: psutil.Process,
+    cpu: dict[int, float] | None = None,
+    each: dict[int, int] | None = None,
+) -> int:
     """Resident memory of a process and all its descendants, in bytes.
 
     With ``cpu``, also records the CPU seconds (user + system) of each process by pid
     (the last value seen), so that processes the timer does not wait for (a fork
-    server's workers) are counted too.
+    server's workers) are counted too. With ``each``, the RSS of each process by pid at
+    this moment (the caller keeps the one at the tree's peak).
     """
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
+            rss = p.memory_info().rss
+            total += rss
+            if each is not None:
+                each[p.pid] = rss
             if cpu is not None:
                 t = p.cpu_times()
                 cpu[p.pid] = t.user + t.system
         except psutil.Error:
             pass
     return total
+
+
+def _roles(proc: psutil.Process, pids: list[int]) -> dict[int, str]:
+    """Name the processes of a study run: the parent, the fork server, its workers."""
+    out: dict[int, str] = {}
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            line = " ".join(p.cmdline())
+            ppid = p.ppid()
+        except psutil.Error:
+            out[pid] = "gone"
+            continue
+        if pid == proc.pid:
+            out[pid] = "time"
+        elif ppid == proc.pid:
+            out[pid] = "parent"
+        elif "resource_tracker" in line:
+            out[pid] = "resource tracker"
+        elif "forkserver" in line and _parent_is(ppid, proc.pid, 1):
+            out[pid] = "fork server"
+        else:
+            out[pid] = "worker"
+    return out
+
+
+def _parent_is(pid: int, ancestor: int, depth: int) -> bool:
+    """True when ``ancestor`` is ``depth`` levels above ``pid`` (1: its parent)."""
+    try:
+        for _ in range(depth):
+            pid = psutil.Process(pid).ppid()
+    except psutil.Error:
+        return False
+    return pid == ancestor
 
 
 def _timed(
@@ -97,8 +139,18 @@ def _timed(
         watched = psutil.Process(proc.pid)
         tree_peak = 0
         cpu: dict[int, float] = {}
+        at_peak: dict[int, int] = {}
+        peak_each: dict[int, int] = {}  # each process' own peak
+        roles: dict[int, str] = {}
         while proc.poll() is None:
-            tree_peak = max(tree_peak, _tree_rss(watched, cpu))
+            now: dict[int, int] = {}
+            total = _tree_rss(watched, cpu, now)
+            for pid, rss in now.items():
+                peak_each[pid] = max(peak_each.get(pid, 0), rss)
+                if pid not in roles:
+                    roles.update(_roles(watched, [pid]))
+            if total > tree_peak:
+                tree_peak, at_peak = total, now
             time.sleep(0.2)
         out.seek(0)
         err.seek(0)
@@ -120,10 +172,19 @@ def _timed(
         # every process of the tree, sampled every 0.2 s (a short-lived process's last
         # 0.2 s can be missed); the time process itself is not among them
         "tree_cpu_seconds": sum(v for k, v in cpu.items() if k != proc.pid),
+        # the processes' RSS (GiB) when the tree peaked, and each one's own peak
+        "at_tree_peak": _by_role(at_peak, roles),
+        "process_peaks": _by_role(peak_each, roles),
         "load": f"{load_before} -> {_load()}",
         "tail": "" if proc.returncode == 0 else (stdout + stderr)[-2000:],
         **({"stdout": stdout.strip()[-2000:]} if keep_stdout else {}),
     }
+
+
+def _by_role(rss: dict[int, int], roles: dict[int, str]) -> list[str]:
+    """``"<role> <GiB>"`` for each process above 20 MiB, largest first."""
+    items = sorted(((v, roles.get(k, "?")) for k, v in rss.items() if v > 20 * 2**20), reverse=True)
+    return [f"{role} {v / 2**30:.2f}" for v, role in items if role != "time"]
 
 
 def _python(code: str) -> list[str]:

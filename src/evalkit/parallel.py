@@ -24,7 +24,10 @@ Local worker processes are kept for the next map with the same number of jobs (a
 persistent pool): starting a worker and importing scikit-learn in it costs about 1-1.5 s
 of CPU, which a second map (a study's next analysis, the next DML fit, a benchmark's
 repeat) no longer pays. :func:`shutdown` stops them; they also stop
-when the program exits.
+when the program exits. A map in a process whose ``jobs`` workers were started for
+:meth:`Backend.imap` (:meth:`Backend.warm` with ``for_imap=True``: a study's fit
+workers, started while its data are simulated) runs on those workers alone, so no
+second pool of ``jobs - 1`` workers stays alive beside them.
 
 Examples
 --------
@@ -221,6 +224,12 @@ class Backend:
         self, job: _Job, calls: list[tuple[Any, ...]], label: str, progress: bool
     ) -> list[Any]:
         with _Progress(label, len(calls), enabled=progress) as shown:
+            # workers started for imap (a study's fit workers, warm while the study's
+            # data are simulated) take the items on their own: no second pool of
+            # jobs - 1 workers is started beside them, to stay alive as long
+            warm = _warm_pool(self.jobs)
+            if warm is not None:
+                return _Shared(job, calls, warm, shown, caller=False).run()
             return _Shared(job, calls, _pool(self.jobs - 1), shown).run()
 
     def _dask(self, job: _Job, calls: list[tuple[Any, ...]]) -> list[Any]:
@@ -317,6 +326,13 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         return pool
 
 
+def _warm_pool(workers: int) -> ProcessPoolExecutor | None:
+    """Return this process' pool of ``workers`` workers if it runs, else None."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get((os.getpid(), workers))
+    return None if pool is None or getattr(pool, "_broken", False) else pool
+
+
 def _discard(pool: ProcessPoolExecutor) -> None:
     with _POOLS_LOCK:
         for key, value in list(_POOLS.items()):
@@ -399,11 +415,18 @@ class _Shared:
     runs items itself between checks, so it works while fresh workers start (about 1.5 s
     of imports each) and a slow worker takes fewer items. The results go to their item's
     position; an error stops the claims and the first failed item's exception is raised.
+    With ``caller=False`` only the workers take items (this process waits).
     """
 
     def __init__(
-        self, job: _Job, calls: list[tuple[Any, ...]], pool: ProcessPoolExecutor, shown: _Progress
+        self,
+        job: _Job,
+        calls: list[tuple[Any, ...]],
+        pool: ProcessPoolExecutor,
+        shown: _Progress,
+        caller: bool = True,
     ) -> None:
+        self.caller = caller
         self.job = job
         self.calls = calls
         self.pool = pool
@@ -431,7 +454,7 @@ class _Shared:
         feeder.start()
         try:
             with _one_thread():
-                while (i := self.claim()) is not None:
+                while self.caller and (i := self.claim()) is not None:
                     try:
                         self.results[i] = self.job(self.calls[i])
                     except Exception as exc:

@@ -192,3 +192,98 @@ def test_jobs_are_streamed_a_bounded_window_ahead(jobs):
         seen.append(n)
         assert len(made) - len(seen) <= (3 if jobs > 1 else 0)
     assert seen == list(range(20))
+
+
+# --------------------------------------------------------------------------- cells in one pass
+def _cells_design(tiny_design):
+    """The tiny study with cells in several conditions, keys and splits (one pass)."""
+    from evalkit.study.design import Analysis
+
+    design = tiny_design()
+    design.columns = {
+        "after": "CAST(month >= DATE '2020-03-01' AS INTEGER)",
+        "placebo": "CAST(city = 'Bergen' AND month >= DATE '2019-09-01' AS INTEGER)",
+    }
+    design.analyses += [
+        Analysis(
+            id="placebo",
+            estimator="did.TWFE",
+            where="month < DATE '2020-03-01'",
+            collapse_by=["city", "month", "placebo"],
+            options={"treatment": "placebo"},
+            expand={"outcome": ["recipient", "income"], "group": ["all", "families"]},
+        ),
+        Analysis(
+            id="ddd",
+            estimator="did.TripleDiff",
+            collapse_by=["city", "after", "treated"],
+            options={"time": "after"},
+            inference="iid",
+            expand={"outcome": ["recipient", "duration"], "split_by": ["families"]},
+        ),
+    ]
+    return design
+
+
+def _same_estimates(a, b, rtol):
+    """Return the largest relative gap between two runs' numbers (ids and terms must match)."""
+    worst = 0.0
+    for x, y in zip(a.results["analyses"], b.results["analyses"], strict=True):
+        assert (x["id"], x["error"]) == (y["id"], y["error"])
+        assert [r["term"] for r in x["tidy"]] == [r["term"] for r in y["tidy"]]
+        for r, s in zip(x["tidy"], y["tidy"], strict=True):
+            for key in ("estimate", "std_error", "conf_low", "conf_high", "p_value"):
+                u, v = r.get(key), s.get(key)
+                assert (u is None) == (v is None), (x["id"], key)
+                if u is not None:
+                    worst = max(worst, abs(u - v) / max(abs(v), 1e-12))
+        assert x["data"] == y["data"]  # cell counts, suppressed cells, microdata rows
+    assert worst <= rtol
+    return worst
+
+
+def test_cells_in_one_pass_equal_one_collapse_per_condition(
+    tmp_path, monkeypatch, tiny, tiny_writer
+):
+    from evalkit.study import runner
+
+    folder = tiny_writer(tmp_path / "cells", design=_cells_design(tiny))
+    calls = []
+    real = runner.collapse
+    monkeypatch.setattr(runner, "collapse", lambda *a, **k: calls.append(1) or real(*a, **k))
+    one_pass = run_study(folder, out=tmp_path / "one_pass", progress=False)
+    assert one_pass.ok and not calls  # every table from the one pass
+    # the slow reference: each condition and split collapsed on its own, as before
+    monkeypatch.setattr(runner._Cells, "_collapse_planned", lambda self: {})
+    separate = run_study(folder, out=tmp_path / "separate", progress=False)
+    assert len(calls) == 7  # twfe: 3 groups; no_oslo; placebo: 2 groups; ddd: 1 split
+    assert one_pass.results["cells"] == separate.results["cells"]
+    # integer measures: means of exact sums; income: sums of partial sums (last bits)
+    _same_estimates(one_pass, separate, rtol=1e-10)
+
+
+def test_a_failing_condition_fails_only_its_analyses(tmp_path, tiny, tiny_writer):
+    from evalkit.study.design import Analysis
+
+    design = tiny()
+    # binds (checked before the run) but fails on the rows: the one pass fails, then each
+    # table is collapsed on its own and only this analysis reports the error
+    design.analyses.append(
+        Analysis(
+            id="bad",
+            estimator="did.TWFE",
+            options={"outcome": "recipient"},
+            where="CAST(city AS INTEGER) > 0",
+        )
+    )
+    folder = tiny_writer(tmp_path / "bad", design=design)
+    run = run_study(folder, out=tmp_path / "o", progress=False)
+    assert [e.split(":")[0] for e in run.errors] == ["bad"]
+    assert "collapsing the data failed" in run.errors[0]
+
+
+def test_cells_runs_are_identical_on_one_and_two_processes(tmp_path, tiny, tiny_writer):
+    folder = tiny_writer(tmp_path / "cells", design=_cells_design(tiny))
+    one = run_study(folder, out=tmp_path / "one", progress=False)
+    two = run_study(folder, out=tmp_path / "two", progress=False, jobs=2)
+    assert one.results == two.results

@@ -450,6 +450,16 @@ SHARED = PERSONS.replace(
     [analysis.expand]
     outcome = ["income", "work"]
     group = ["all", "families", "odd_months"]
+
+    # keys a subset of by_group's: it shares their pass (the worker sums over treated)
+    [[analysis]]
+    id = "nested"
+    estimator = "did.TWFE"
+    fit_on = "rows"
+    where = "family_with_children = 1 AND month <> DATE '2019-12-01'"
+    collapse_by = ["person_id", "city", "after"]
+    options = {unit = "person_id", time = "after", outcome = "income"}
+    inference = {method = "cluster", cluster = "city"}
     """
 )
 
@@ -465,7 +475,7 @@ def test_shared_rows_equal_per_analysis_reads(tmp_path):
     shared = _SharedRows(study, source)
     try:
         specs = [a for a in study.analyses if a.fit_on == "rows"]
-        assert len(specs) == 8
+        assert len(specs) == 9
         for spec in specs:
             ref = shared.ref(spec)
             assert ref is not None
@@ -475,9 +485,12 @@ def test_shared_rows_equal_per_analysis_reads(tmp_path):
             pd.testing.assert_frame_equal(frame, expected, check_exact=False, rtol=1e-12)
             assert {"mode": "rows", **info} == expected_info
             assert frame.isna().any().any() == expected.isna().any().any()
-        # persons and the six by_group analyses share one pass, plr has its own keys
+        # persons, the six by_group analyses and nested (keys a subset of theirs) share
+        # one pass, plr has its own keys
         assert len(shared.files) == 2
         assert len({shared.ref(s).path for s in specs if s.id != "plr"}) == 1
+        nested = next(s for s in specs if s.id == "nested")
+        assert [k for k, _ in shared.ref(nested).keys] == ["person_id", "city", "after"]
     finally:
         shared.close()
         source.close()
@@ -521,3 +534,29 @@ def test_shared_passes_give_identical_results_on_one_and_two_workers(tmp_path):
         assert [a[key] for a in two.results["analyses"]] == [
             a[key] for a in one.results["analyses"]
         ]
+
+
+def test_a_shared_pass_with_more_conditions_than_one_code_holds(tmp_path):
+    # 62 conditions per code column: the 70 conditions of one pass take two columns,
+    # and each condition's rows equal the rows averaged on their own
+    from evalkit.data import sandbox
+    from evalkit.study.source import DataSource, read_averaged
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {"g": rng.integers(0, 4, 600), "x": rng.integers(0, 80, 600), "y": rng.normal(size=600)}
+    )
+    con = sandbox.connect()
+    con.register("evalkit_data", frame)
+    source = DataSource(con, con.table("evalkit_data"), "frame", "-", "-")
+    wheres = [None, *(f"x >= {k}" for k in range(69))]
+    path = tmp_path / "parts.parquet"
+    try:
+        types = source.averaged_parts(wheres, ["y"], ["g"], None, path)
+        for i in (0, 1, 61, 62, 63, 69):
+            got, n = read_averaged(path, i, types, ["y"], ["y"])
+            expected, n_expected = source.averaged(wheres[i], ["y"], ["g"])
+            pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-13)
+            assert n == n_expected
+    finally:
+        con.close()

@@ -20,7 +20,16 @@ from evalkit.data import sandbox
 from evalkit.data.disclosure import DEFAULT_MIN_CELL_SIZE, check_min_cell_size
 from evalkit.errors import DataError, DesignError
 
-__all__ = ["STATS", "Measure", "collapse", "flags", "parse_measures", "quote"]
+__all__ = [
+    "STATS",
+    "CellRequest",
+    "Measure",
+    "collapse",
+    "collapse_many",
+    "flags",
+    "parse_measures",
+    "quote",
+]
 
 #: Statistics a measure can take, with their DuckDB aggregate. ``count`` counts the rows
 #: (that satisfy the measure's ``where``); it is itself a count and suppressed like one.
@@ -234,25 +243,9 @@ def collapse(
     import duckdb
 
     min_cell_size = check_min_cell_size(min_cell_size)
-    if isinstance(by, str):
-        by = [by]
-    by = list(by or [])
-    if not by or not all(isinstance(b, str) and b for b in by):
-        raise DesignError(
-            f"by must be a non-empty list of column names, got {by!r}",
-            hint="e.g. by=['city', 'month']",
-            column="by",
-        )
+    by = _check_by(by)
     parsed = parse_measures(measures)
-    names = [count, *by, *(m.name for m in parsed)]
-    names += [m.count_column for m in parsed if m.count_column]
-    dup = sorted({x for x in names if names.count(x) > 1})
-    if dup:
-        raise DesignError(
-            f"output column name(s) {', '.join(map(repr, dup))} are used twice",
-            hint="rename the measure or the count column",
-            column=dup[0],
-        )
+    _check_names(by, parsed, count)
     source = "__evalkit_cells_src"
     sql = _sql(source, by, parsed, count, _normal_sql(where))
     try:
@@ -263,24 +256,283 @@ def collapse(
                 frame = con.sql(sql).df()
             finally:
                 con.close()
-        elif isinstance(data, duckdb.DuckDBPyRelation):
-            relation = data.query(source, sql)
+        else:
+            relation = _relation(data).query(source, sql)
             assert relation is not None  # a SELECT always gives a relation
             frame = relation.df()
-        else:
-            raise DataError(
-                f"collapse needs a pandas DataFrame or a DuckDB relation, got "
-                f"{type(data).__name__}",
-                hint="read files with duckdb.read_parquet(path) or pandas",
-                column="data",
-            )
     except duckdb.Error as exc:
-        raise DataError(
-            f"collapsing the data failed: {str(exc).splitlines()[0]}",
-            hint="check the column names in by, measures and where",
-            column="measures",
-        ) from exc
+        raise _failed(exc) from exc
     return _suppress(frame, parsed, count, min_cell_size)
+
+
+@dataclass(frozen=True)
+class CellRequest:
+    """One collapse among several over the same rows: its cell keys and row condition.
+
+    Examples
+    --------
+    >>> CellRequest(("city", "month"), "age < 30")
+    CellRequest(by=('city', 'month'), where='age < 30')
+    """
+
+    by: tuple[str, ...]
+    where: str | None = None
+
+
+#: Row conditions one pass can flag (bits of one BIGINT); more go to further passes.
+_FLAGS_PER_PASS = 62
+#: DuckDB types whose sum is exact (the mean is then the exact sum over the count).
+_EXACT = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINY", "USMALL", "UINT")
+_EXACT += ("UBIGINT", "UHUGEINT", "DECIMAL")
+
+
+def collapse_many(
+    data: Any,
+    requests: Sequence[CellRequest],
+    measures: Mapping[str, Any],
+    *,
+    min_cell_size: int = DEFAULT_MIN_CELL_SIZE,
+    count: str = "n",
+) -> list[pd.DataFrame]:
+    """Collapse the same rows for several cell keys and row conditions in one pass.
+
+    Returns, for each request, what ``collapse(data, request.by, measures,
+    where=request.where, ...)`` returns, but reads the rows once: one DuckDB pass groups
+    them by the union of the requests' keys and a code of which conditions each row
+    meets (one bit per distinct condition), summing per group the row count and each
+    measure's count, sum (and, for ``"sd"``, its within-group sum of squared
+    deviations). Every request's cells are then sums over these few groups (those whose
+    code has the request's bit), computed in DuckDB on the small table.
+
+    Parameters
+    ----------
+    data
+        A pandas DataFrame or a DuckDB relation with every request's keys and the
+        measures' columns. Never modified.
+    requests
+        The cell keys and row condition (None: every row) of each collapse.
+    measures, min_cell_size, count
+        As in :func:`collapse`, shared by the requests.
+
+    Returns
+    -------
+    list of pandas.DataFrame
+        One table per request, in order, as :func:`collapse` gives it.
+
+    Notes
+    -----
+    Counts, and sums of integer or decimal columns, are exact, so they equal
+    :func:`collapse`'s; means of such columns are the exact sum divided by the count
+    in double precision (DuckDB's ``avg`` divides in long double: at most one unit in
+    the last place apart). Sums and means of floating-point columns are sums of
+    partial sums, so they may differ from :func:`collapse`'s in the last bits (the
+    order of summation differs; so it does between two runs of :func:`collapse` on
+    several threads); standard deviations are merged from the groups' (Chan, Golub &
+    LeVeque 1979).
+    Every aggregate is computed once per row whatever the number of requests (a count
+    and a sum per measure), against once per request for separate collapses. The
+    groups cross the requests' keys: keys that are functions of each other (a month
+    and a before/after indicator) add no groups, while unrelated keys of different
+    requests multiply their numbers.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> micro = pd.DataFrame({"city": ["A"] * 6 + ["B"] * 6, "kids": [0, 1] * 6,
+    ...                       "work": [1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 0, 0]})
+    >>> requests = [CellRequest(("city",)), CellRequest(("city",), "kids = 1")]
+    >>> everyone, parents = collapse_many(micro, requests, {"work": "mean"}, min_cell_size=3)
+    >>> everyone[["city", "n", "work"]].round(3)
+      city  n   work
+    0    A  6  0.667
+    1    B  6  0.500
+    >>> parents[["city", "n", "work"]].round(3)
+      city  n   work
+    0    A  3  0.667
+    1    B  3  0.667
+    >>> parents.equals(collapse(micro, ["city"], {"work": "mean"}, min_cell_size=3,
+    ...                         where="kids = 1"))
+    True
+    """
+    import duckdb
+
+    min_cell_size = check_min_cell_size(min_cell_size)
+    parsed = parse_measures(measures)
+    todo = [CellRequest(tuple(_check_by(r.by)), _normal_sql(r.where)) for r in requests]
+    for r in todo:
+        _check_names(r.by, parsed, count)
+    if not todo:
+        return []
+    source = "__evalkit_cells_src"
+    con = None
+    if isinstance(data, pd.DataFrame):
+        con = sandbox.connect()
+        con.register(source, data)
+        data = con.table(source)
+    relation = _relation(data)
+    out: list[pd.DataFrame | None] = [None] * len(todo)
+    try:
+        types = {c: str(t).upper() for c, t in zip(relation.columns, relation.types, strict=True)}
+        for batch in _batches(todo):
+            frames = _one_pass(relation, source, [todo[i] for i in batch], parsed, count, types)
+            for i, frame in zip(batch, frames, strict=True):
+                out[i] = _suppress(frame, parsed, count, min_cell_size)
+    except duckdb.Error as exc:
+        raise _failed(exc) from exc
+    finally:
+        if con is not None:
+            con.close()
+    return [f for f in out if f is not None]
+
+
+def _batches(requests: Sequence[CellRequest]) -> list[list[int]]:
+    """Positions of the requests in passes of at most :data:`_FLAGS_PER_PASS` conditions."""
+    batches: list[list[int]] = []
+    wheres: list[set[str]] = []
+    for i, r in enumerate(requests):
+        for batch, seen in zip(batches, wheres, strict=True):
+            if r.where is None or r.where in seen or len(seen) < _FLAGS_PER_PASS:
+                batch.append(i)
+                if r.where is not None:
+                    seen.add(r.where)
+                break
+        else:
+            batches.append([i])
+            wheres.append(set() if r.where is None else {r.where})
+    return batches
+
+
+def _one_pass(
+    relation: Any,
+    source: str,
+    requests: Sequence[CellRequest],
+    measures: Sequence[Measure],
+    count: str,
+    types: Mapping[str, str],
+) -> list[pd.DataFrame]:
+    """Group the rows once by every key and the conditions' code; cells per request."""
+    import uuid
+
+    keys = list(dict.fromkeys(k for r in requests for k in r.by))
+    wheres = list(dict.fromkeys(r.where for r in requests if r.where is not None))
+    code = (
+        " + ".join(f"(CASE WHEN ({w}) THEN {1 << i} ELSE 0 END)" for i, w in enumerate(wheres))
+        or "0"
+    )
+    parts = [f"count(*) AS {quote('__n')}"]
+    for i, m in enumerate(measures):
+        flt = f" FILTER (WHERE {m.where})" if m.where else ""
+        if m.stat == "count":
+            parts.append(f"count(*){flt} AS {quote(f'__c{i}')}")
+            continue
+        assert m.column is not None  # Measure requires a column for every stat but "count"
+        col = quote(m.column)
+        exact = m.stat == "sum" or types.get(m.column, "").startswith(_EXACT)
+        value = col if exact else f"CAST({col} AS DOUBLE)"
+        parts.append(f"count({col}){flt} AS {quote(f'__k{i}')}")
+        parts.append(f"sum({value}){flt} AS {quote(f'__s{i}')}")
+        if m.stat == "sd":
+            parts.append(f"var_pop({value}){flt} * count({col}){flt} AS {quote(f'__m{i}')}")
+    group = ", ".join([*(quote(k) for k in keys), quote("__code")])
+    every = any(r.where is None for r in requests)
+    filt = "" if every else " WHERE " + " OR ".join(f"({w})" for w in wheres)
+    sql = (
+        f"SELECT {', '.join(quote(k) for k in keys)}, {code} AS {quote('__code')}, "
+        f"{', '.join(parts)} FROM {source}{filt} GROUP BY {group} ORDER BY {group}"
+    )
+    # a table in the data's own connection keeps every key's type (an ENUM's order);
+    # its insertion order, sorted, makes the sums over it deterministic
+    table = f"__evalkit_cells_{uuid.uuid4().hex}"
+    relation.query(source, sql).create(table)
+    try:
+        return [
+            relation.query(source, _cells_sql(table, r, wheres, measures, count)).df()
+            for r in requests
+        ]
+    finally:
+        relation.query(source, f"DROP TABLE {table}")
+
+
+def _cells_sql(
+    table: str,
+    request: CellRequest,
+    wheres: Sequence[str],
+    measures: Sequence[Measure],
+    count: str,
+) -> str:
+    """Return the SQL that sums one request's cells from the table of :func:`_one_pass`."""
+    keys = ", ".join(quote(b) for b in request.by)
+    parts = [keys, f"CAST(sum({quote('__n')}) AS BIGINT) AS {quote(count)}"]
+    windows = []
+    for i, m in enumerate(measures):
+        if m.stat == "count":
+            parts.append(f"CAST(sum({quote(f'__c{i}')}) AS BIGINT) AS {quote(m.name)}")
+            continue
+        k, s = quote(f"__k{i}"), quote(f"__s{i}")
+        if m.stat == "sum":
+            value = f"sum({s})"
+        elif m.stat == "mean":
+            value = f"CAST(sum({s}) AS DOUBLE) / NULLIF(sum({k}), 0)"
+        else:  # sd: merge the groups' sums of squared deviations about the cell mean
+            mean = quote(f"__t{i}")
+            windows.append(f"sum({s}) OVER cell / NULLIF(sum({k}) OVER cell, 0) AS {mean}")
+            spread = f"sum({quote(f'__m{i}')}) + sum({k} * ({s} / {k} - {mean}) ** 2)"
+            value = f"CASE WHEN sum({k}) > 1 THEN sqrt(({spread}) / (sum({k}) - 1)) END"
+        parts.append(f"{value} AS {quote(m.name)}")
+        parts.append(f"CAST(sum({k}) AS BIGINT) AS {quote(f'__k{i}')}")
+    rows = table
+    if request.where is not None:
+        bit = 1 << wheres.index(request.where)
+        rows = f"(SELECT * FROM {table} WHERE ({quote('__code')} & {bit}) <> 0)"
+    if windows:
+        rows = f"(SELECT *, {', '.join(windows)} FROM {rows} WINDOW cell AS (PARTITION BY {keys}))"
+    return f"SELECT {', '.join(parts)} FROM {rows} GROUP BY {keys} ORDER BY {keys}"
+
+
+def _check_by(by: Any) -> list[str]:
+    if isinstance(by, str):
+        by = [by]
+    by = list(by or [])
+    if not by or not all(isinstance(b, str) and b for b in by):
+        raise DesignError(
+            f"by must be a non-empty list of column names, got {by!r}",
+            hint="e.g. by=['city', 'month']",
+            column="by",
+        )
+    return by
+
+
+def _check_names(by: Sequence[str], measures: Sequence[Measure], count: str) -> None:
+    names = [count, *by, *(m.name for m in measures)]
+    names += [m.count_column for m in measures if m.count_column]
+    dup = sorted({x for x in names if names.count(x) > 1})
+    if dup:
+        raise DesignError(
+            f"output column name(s) {', '.join(map(repr, dup))} are used twice",
+            hint="rename the measure or the count column",
+            column=dup[0],
+        )
+
+
+def _relation(data: Any) -> Any:
+    """Return ``data`` when it is a DuckDB relation; raise for anything else."""
+    import duckdb
+
+    if not isinstance(data, duckdb.DuckDBPyRelation):
+        raise DataError(
+            f"collapse needs a pandas DataFrame or a DuckDB relation, got {type(data).__name__}",
+            hint="read files with duckdb.read_parquet(path) or pandas",
+            column="data",
+        )
+    return data
+
+
+def _failed(exc: Exception) -> DataError:
+    return DataError(
+        f"collapsing the data failed: {str(exc).splitlines()[0]}",
+        hint="check the column names in by, measures and where",
+        column="measures",
+    )
 
 
 def _suppress(

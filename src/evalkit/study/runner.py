@@ -29,7 +29,7 @@ import pandas as pd
 from evalkit import parallel
 from evalkit.core import registry
 from evalkit.core.result import Result, jsonable
-from evalkit.data.collapse import collapse
+from evalkit.data.collapse import CellRequest, collapse, collapse_many
 from evalkit.data.disclosure import DisclosurePolicy, audit, protect
 from evalkit.errors import EvalkitError, StudyError
 from evalkit.study.config import AnalysisSpec, SplitSpec, Study, load_study
@@ -125,7 +125,14 @@ _Key = tuple[str | None, tuple[str, ...]]
 
 
 class _Cells:
-    """Collapsed cells per row condition (and split), computed once each."""
+    """Collapsed cells per row condition (and split), computed once each.
+
+    The cells of every analysis on cells come from one DuckDB pass over the rows
+    (:func:`~evalkit.data.collapse.collapse_many`), made when the first of them is
+    asked for; each table is handed out (and recorded, in the order asked) by
+    :meth:`get`. Should that pass fail (e.g. a condition that fails on some rows), every
+    table is collapsed on its own, so the error goes to the analyses it concerns.
+    """
 
     def __init__(self, study: Study, source: DataSource) -> None:
         self.study = study
@@ -135,6 +142,30 @@ class _Cells:
         self.custom: dict[_Key, bool] = {}
         self.splits: dict[_Key, SplitSpec | None] = {}
         self.seconds = 0.0  # wall time of the collapses
+        self.planned: dict[_Key, SplitSpec | None] = {}
+        if study.collapse is not None:
+            for spec in study.analyses:
+                if spec.fit_on == "cells" and spec.table is None:
+                    self.planned.setdefault((spec.where, study.cell_keys(spec)), spec.split)
+        self.ready: dict[_Key, pd.DataFrame] | None = None  # the pass' tables not yet asked for
+
+    def _collapse_planned(self) -> dict[_Key, pd.DataFrame]:
+        """Collapse every planned table in one pass ({} when the pass fails)."""
+        spec = self.study.collapse
+        assert spec is not None
+        keys = list(self.planned)
+        relation = self.source.with_splits(self.planned.values())
+        try:
+            tables = collapse_many(
+                relation,
+                [CellRequest(k[1], k[0]) for k in keys],
+                {m.name: m for m in spec.measures},
+                min_cell_size=self.study.min_cell_size,
+                count=spec.count,
+            )
+        except EvalkitError:
+            return {}
+        return dict(zip(keys, tables, strict=True))
 
     def by_group(self) -> dict[str, pd.DataFrame]:
         """Cells of each subgroup by group name ([groups] conditions and cell keys only)."""
@@ -157,15 +188,21 @@ class _Cells:
         if key not in self.tables:
             spec = self.study.collapse
             assert spec is not None
-            by = list(keys)
             start = time.perf_counter()
-            self.tables[key] = collapse(
-                self.source.split(split),
-                by=by,
-                measures={m.name: m for m in spec.measures},
-                min_cell_size=self.study.min_cell_size,
-                count=spec.count,
-                where=where,
+            if self.ready is None and key in self.planned:
+                self.ready = self._collapse_planned()
+            ready = self.ready.pop(key, None) if self.ready is not None else None
+            self.tables[key] = (
+                ready
+                if ready is not None
+                else collapse(
+                    self.source.split(split),
+                    by=list(keys),
+                    measures={m.name: m for m in spec.measures},
+                    min_cell_size=self.study.min_cell_size,
+                    count=spec.count,
+                    where=where,
+                )
             )
             self.seconds += time.perf_counter() - start
             self.groups[key] = f"{group} (own condition)" if custom else group
@@ -277,7 +314,9 @@ class _SharedRows:
     in a temporary folder of the run (never in the output folder; removed at the end).
     Each analysis' fit job carries the file and reads its condition's rows, averaged as
     :meth:`DataSource.averaged` would, on the worker. The pass runs when the first of
-    its analyses is materialised.
+    its analyses is materialised. Analyses whose keys are a subset of another's (with
+    the same table and split) share that one's pass: a worker sums the finer rows over
+    its own keys (the DML DiD by household and the person-level DiD: one pass).
     """
 
     def __init__(self, study: Study, source: DataSource) -> None:
@@ -286,6 +325,12 @@ class _SharedRows:
         for spec in study.analyses:
             if spec.fit_on == "rows" and spec.collapse_by:
                 self.members.setdefault(self._key(spec), []).append(spec)
+        # the pass that serves each key: the first key, by most keys, that contains it
+        finest = sorted(self.members, key=lambda k: -len(k[1]))
+        self.home: dict[_GroupKey, _GroupKey] = {
+            k: next(f for f in finest if f[0] == k[0] and f[2] == k[2] and set(k[1]) <= set(f[1]))
+            for k in self.members
+        }
         self.checked: dict[str, str | None] = {}
         self.files: dict[_GroupKey, _Written | None] = {}
         self.folder: Path | None = None
@@ -318,7 +363,7 @@ class _SharedRows:
             return None
         if self._check(spec) is not None:
             return None  # the usual read raises the same error for this analysis
-        key = self._key(spec)
+        key = self.home[self._key(spec)]
         if key not in self.files:
             self.files[key] = self._write(key)
         written = self.files[key]
@@ -339,7 +384,13 @@ class _SharedRows:
         )
 
     def _write(self, key: _GroupKey) -> _Written | None:
-        specs = [s for s in self.members[key] if self._check(s) is None]
+        specs = [
+            s
+            for k, home in self.home.items()
+            if home == key
+            for s in self.members[k]
+            if self._check(s) is None
+        ]
         src = self.source.table(key[0])
         wheres = list(dict.fromkeys(s.where for s in specs))
         columns: list[str] = []
@@ -744,11 +795,14 @@ def run_study(
         with shown.stage("opening the data"):
             source = open_source(study, data_override, jobs=runner.jobs)
         timings["open_data_seconds"] = round(time.perf_counter() - step_start, 2)
+        peaks = timings.setdefault("parent_peak_rss_mib", {})
+        peaks["open_data"] = _peak_rss_mib()
         try:
             step_start = time.perf_counter()
             with shown.stage("checking the data"):
                 missing = validate_data(study, source)
             timings["check_data_seconds"] = round(time.perf_counter() - step_start, 2)
+            peaks["check_data"] = _peak_rss_mib()
             source.details["missing_values"] = _masked(missing, study.min_cell_size)
             for table in source.details.get("tables", {}).values():
                 table["missing_values"] = _masked(table["missing_values"], study.min_cell_size)
@@ -762,6 +816,7 @@ def run_study(
             timings["analyses_seconds"] = round(time.perf_counter() - fit_start, 2)
             timings["collapse_seconds"] = round(cells.seconds, 2)
             timings["shared_rows_seconds"] = round(shared.seconds, 2)
+            peaks["analyses"] = _peak_rss_mib()
             entries = [_entry(study, source, f) for f in fitted]
             summary = _cells_summary(study, cells)
             by_group = cells.by_group()
@@ -789,6 +844,16 @@ def run_study(
         raise
     _replace(out_dir, final_dir)
     return outcome
+
+
+def _peak_rss_mib() -> float | None:
+    """Peak resident memory of this process so far, in MiB (None where unknown)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def _masked(counts: Mapping[str, int], min_cell_size: int) -> dict[str, int | str]:
@@ -873,6 +938,7 @@ def _write_outputs(
     with shown.stage("writing the report"):
         files.extend(write_report(study, results, fitted, by_group, out_dir))
     report_seconds = round(time.perf_counter() - report_start, 2)
+    peaks = {**(timings or {}).get("parent_peak_rss_mib", {}), "report": _peak_rss_mib()}
 
     manifest = {
         "evalkit_manifest": 1,
@@ -901,8 +967,11 @@ def _write_outputs(
     manifest["overrides"] = jsonable(dict(overrides or {}))
     # where the time went (wall seconds in this process; the fits' CPU seconds wherever
     # they ran): opening (simulating) the data, collapsing cells, the shared passes over
-    # person-level rows, the analyses (materialising and fitting), the report
-    manifest["timings"] = jsonable({**(timings or {}), "report_seconds": report_seconds})
+    # person-level rows, the analyses (materialising and fitting), the report; and this
+    # process' peak memory after each step
+    manifest["timings"] = jsonable(
+        {**(timings or {}), "report_seconds": report_seconds, "parent_peak_rss_mib": peaks}
+    )
     manifest = _gate(manifest, [], policy)
     manifest_path = out_dir / "manifest.json"
     _write_json(manifest_path, manifest)

@@ -7,7 +7,7 @@ import inspect
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,6 +99,13 @@ class DataSource:
             return self.relation
         return self.relation.query(_VIEW, f"SELECT *, {split.select()} FROM {_VIEW}")
 
+    def with_splits(self, splits: Iterable[SplitSpec | None]) -> duckdb.DuckDBPyRelation:
+        """Return the rows with the column of every group split among ``splits`` added."""
+        added = list(dict.fromkeys(s.select() for s in splits if s is not None and s.is_group))
+        if not added:
+            return self.relation
+        return self.relation.query(_VIEW, f"SELECT *, {', '.join(added)} FROM {_VIEW}")
+
     def rows(
         self,
         where: str | None,
@@ -183,7 +190,8 @@ class DataSource:
 
         One DuckDB pass over the rows writes, to the Parquet file ``path``, the sum and
         the count of each of ``columns`` (and the row count) within the keys ``by`` and
-        the values of the flags ``where_<i>`` (true for the rows meeting ``wheres[i]``).
+        the values of a code of the conditions the rows meet (bit ``i``, of one integer
+        per 62 conditions, set for the rows meeting ``wheres[i]``).
         :func:`read_averaged` then gives, for condition ``i``, exactly the rows
         ``averaged(wheres[i], ...)`` gives: sums over the flagged parts divided by their
         counts (missing values left out as in ``avg``). The file is streamed from DuckDB
@@ -194,9 +202,15 @@ class DataSource:
         import pyarrow.parquet as pq
 
         keys = list(dict.fromkeys(by))
-        flags = [
-            f"TRUE AS {quote(_flag(i))}" if w is None else f"(({w}) IS TRUE) AS {quote(_flag(i))}"
-            for i, w in enumerate(wheres)
+        codes = [
+            " + ".join(
+                f"(CASE WHEN {'TRUE' if w is None else f'({w})'} THEN {1 << (i % _BITS)} "
+                "ELSE 0 END)"
+                for i, w in enumerate(wheres)
+                if i // _BITS == c
+            )
+            + f" AS {quote(_code(c))}"
+            for c in range(-(-len(wheres) // _BITS))
         ]
         outer = (
             ""
@@ -205,13 +219,13 @@ class DataSource:
         )
         base = self.split(split)
         inner = (
-            f"SELECT {', '.join(quote(k) for k in keys)}, {', '.join(flags)}, "
+            f"SELECT {', '.join(quote(k) for k in keys)}, {', '.join(codes)}, "
             + ", ".join(
                 f"CAST({quote(c)} AS DOUBLE) AS {quote(_part(j))}" for j, c in enumerate(columns)
             )
             + f" FROM {_VIEW}{outer}"
         )
-        group = [*(quote(k) for k in keys), *(quote(_flag(i)) for i in range(len(wheres)))]
+        group = [*(quote(k) for k in keys), *(quote(_code(c)) for c in range(len(codes)))]
         sums = [
             f"sum({quote(_part(j))}) AS {quote(_part(j) + 's')}, "
             f"count({quote(_part(j))}) AS {quote(_part(j) + 'n')}"
@@ -270,8 +284,12 @@ class DataSource:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _flag(i: int) -> str:
-    return f"__evalkit_where_{i}"
+#: Conditions per code column of :meth:`DataSource.averaged_parts` (bits of a BIGINT).
+_BITS = 62
+
+
+def _code(c: int) -> str:
+    return f"__evalkit_where_code_{c}"
 
 
 def _part(j: int) -> str:
@@ -303,7 +321,8 @@ def read_averaged(
     sql = (
         f"SELECT {group}{''.join(', ' + v for v in values)}, "
         f"sum({quote(_ROWS)}) AS {quote(_ROWS)} FROM (SELECT * REPLACE ({typed}) "
-        f"FROM read_parquet(?) WHERE {quote(_flag(index))}) GROUP BY {group} ORDER BY {group}"
+        f"FROM read_parquet(?) WHERE ({quote(_code(index // _BITS))} & {1 << (index % _BITS)}) "
+        f"<> 0) GROUP BY {group} ORDER BY {group}"
     )
     con = sandbox.connect(files=[path])
     try:
