@@ -282,8 +282,8 @@ class CellRequest:
 #: Row conditions one pass can flag (bits of one BIGINT); more go to further passes.
 _FLAGS_PER_PASS = 62
 #: DuckDB types whose sum is exact (the mean is then the exact sum over the count).
-_EXACT = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINY", "USMALL", "UINT")
-_EXACT += ("UBIGINT", "UHUGEINT", "DECIMAL")
+_EXACT: tuple[str, ...] = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINY")
+_EXACT += ("USMALL", "UINT", "UBIGINT", "UHUGEINT", "DECIMAL")
 
 
 def collapse_many(
@@ -490,16 +490,14 @@ def _cells_sql(
 
 
 def _check_by(by: Any) -> list[str]:
-    if isinstance(by, str):
-        by = [by]
-    by = list(by or [])
-    if not by or not all(isinstance(b, str) and b for b in by):
+    names: list[Any] = [by] if isinstance(by, str) else list(by or [])
+    if not names or not all(isinstance(b, str) and b for b in names):
         raise DesignError(
-            f"by must be a non-empty list of column names, got {by!r}",
+            f"by must be a non-empty list of column names, got {names!r}",
             hint="e.g. by=['city', 'month']",
             column="by",
         )
-    return by
+    return [str(b) for b in names]
 
 
 def _check_names(by: Sequence[str], measures: Sequence[Measure], count: str) -> None:

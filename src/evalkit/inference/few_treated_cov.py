@@ -338,12 +338,12 @@ def coefficient_covariance(
     out = np.zeros((m, m))
     order = np.argsort(unit, kind="stable")
     bounds = np.flatnonzero(np.diff(unit[order])) + 1
-    sized = isinstance(cov, SizeCovariance)
-    if sized and unit_sizes is None:
+    if isinstance(cov, SizeCovariance) and unit_sizes is None:
         raise DesignError("a covariance in the units' sizes needs unit_sizes", column="sizes")
     for rows in np.split(order, bounds):
         block = a[:, rows]
-        if sized:
+        if isinstance(cov, SizeCovariance):
+            assert unit_sizes is not None  # checked above
             g = cov.at(unit_sizes[unit[rows[0]]]).matrix(period[rows])
             g = g - g.mean(axis=0, keepdims=True)
             g = g - g.mean(axis=1, keepdims=True)
