@@ -146,13 +146,27 @@ class Backend:
             return [job(c) for c in _progress(calls, label, enabled=bool(progress))]
         return self._processes(job, calls, label, bool(progress))
 
-    def imap(self, fn: Callable[[T], R], items: Iterable[T], *, window: int = 0) -> Iterator[R]:
+    def imap(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        *,
+        window: int = 0,
+        heavy: Callable[[T], bool] | None = None,
+    ) -> Iterator[R]:
         """Apply ``fn`` to every item, taking items lazily and yielding results in order.
 
         At most ``window`` items (default: four per worker) are submitted and not yet
         yielded, so a caller that builds large items one by one holds only that many at
         once. Unlike :meth:`map`, every item runs on one of ``jobs`` workers: this
         process is busy making the items. No random streams (give each item its own seed).
+
+        ``heavy(item)`` marks items that need much memory: at most one of them runs at
+        a time on the local workers, so peak memory holds one heavy item, not one per
+        worker. A heavy item that finds another running waits while the items behind it
+        go ahead (up to four windows of them), so the other workers stay busy; results
+        still come in order. Ignored in process (one item at a time anyway) and on a
+        Dask cluster.
 
         Examples
         --------
@@ -173,6 +187,9 @@ class Backend:
 
         pool = _pool(self.jobs)
         task = _PayloadJob(job)
+        if heavy is not None:
+            yield from _one_heavy_at_a_time(pool, task, calls, size, heavy)
+            return
         pending: deque[Any] = deque()
         try:
             for c in calls:
@@ -606,3 +623,57 @@ def _progress(
         for value in iterable:
             yield value
             bar.advance(task)
+
+
+def _one_heavy_at_a_time(
+    pool: ProcessPoolExecutor,
+    task: Callable[[bytes], bytes],
+    calls: Iterator[tuple[int, Any, None]],
+    size: int,
+    heavy: Callable[[Any], bool],
+) -> Iterator[Any]:
+    """:meth:`Backend.imap` on local workers with at most one heavy item running.
+
+    Heavy items wait in order for the one running to finish; light items behind them
+    are submitted meanwhile (up to ``4 * size`` items taken and not yet yielded) and
+    their results are held until the items before them have been yielded.
+    """
+    import cloudpickle
+
+    pending: dict[int, Future[bytes]] = {}
+    waiting: deque[tuple[int, Any, None]] = deque()
+    running: Future[bytes] | None = None
+    following = 0  # the index of the next result to yield
+    exhausted = False
+    try:
+        while True:
+            if running is not None and running.done():
+                running = None
+            if running is None and waiting:
+                c = waiting.popleft()
+                running = pending[c[0]] = pool.submit(task, cloudpickle.dumps(c))
+            while following in pending and pending[following].done():
+                yield pickle.loads(pending.pop(following).result())
+                following += 1
+            taken = len(pending) + len(waiting)
+            if exhausted and not taken:
+                return
+            if not exhausted and taken < (4 * size if waiting else size):
+                item = next(calls, None)
+                if item is None:
+                    exhausted = True
+                elif heavy(item[1]) and (running is not None or waiting):
+                    waiting.append(item)
+                else:
+                    f = pool.submit(task, cloudpickle.dumps(item))
+                    pending[item[0]] = f
+                    if heavy(item[1]):
+                        running = f
+                continue
+            wait([f for f in pending.values() if not f.done()], return_when=FIRST_COMPLETED)
+    except BaseException as exc:
+        for f in pending.values():
+            f.cancel()
+        if not isinstance(exc, Exception) or isinstance(exc, BrokenProcessPool):
+            _discard(pool)
+        raise

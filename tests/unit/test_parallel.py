@@ -195,3 +195,45 @@ def test_the_first_failing_item_is_raised():
         "item 1" in n for n in getattr(info.value, "__notes__", [])
     )
     parallel.shutdown()
+
+
+def _claim(item: tuple[str, int, str]) -> tuple[int, bool]:
+    """Sleep a little; a heavy item holds an exclusive file while it runs."""
+    import os
+    import time
+
+    folder, i, kind = item
+    if kind == "light":
+        time.sleep(0.01)
+        return i, True
+    lock = os.path.join(folder, "heavy")
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        return i, False  # another heavy item is running
+    try:
+        time.sleep(0.15)
+    finally:
+        os.close(fd)
+        os.remove(lock)
+    return i, True
+
+
+def test_imap_runs_one_heavy_item_at_a_time_and_keeps_order(tmp_path):
+    kinds = ["heavy", "heavy", "light", "heavy", "light", "light", "heavy", "heavy"]
+    kinds += ["light"] * 12 + ["heavy"]
+    items = [(str(tmp_path), i, k) for i, k in enumerate(kinds)]
+    runner = parallel.Backend(jobs=2)
+    out = list(runner.imap(_claim, iter(items), window=2, heavy=lambda x: x[2] == "heavy"))
+    assert [i for i, _ in out] == list(range(len(items)))
+    assert all(alone for _, alone in out)
+    # without the limit two heavy items overlap (the check above can fail)
+    free = list(runner.imap(_claim, iter(items), window=2))
+    assert [i for i, _ in free] == list(range(len(items)))
+    assert not all(alone for _, alone in free)
+
+
+def test_imap_heavy_item_errors_are_raised(tmp_path):
+    runner = parallel.Backend(jobs=2)
+    with pytest.raises(ValueError, match="three"):
+        list(runner.imap(_boom, iter(range(6)), heavy=lambda x: x % 2 == 1))

@@ -75,6 +75,10 @@ class Estimator:
     #: row's ``event_time = time - cohort``, each observation, or each averaged cell of a
     #: study's ``collapse_by``, counting once). Empty: no rule declared.
     effect_average: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    #: Whether a fit holds several copies of its rows (e.g. DoubleML's data backend and
+    #: per-fold learner copies): a study fits at most one such analysis on person-level
+    #: rows at a time, so its peak memory holds one of them, not one per worker.
+    memory_heavy: ClassVar[bool] = False
 
     @classmethod
     def kind_of(cls, method: str) -> str:

@@ -73,6 +73,7 @@ class DMLEstimator(Estimator):
     jobs: int | None = None
 
     supported_inference: ClassVar[tuple[str, ...]] = DML_METHODS
+    memory_heavy: ClassVar[bool] = True  # DoubleML copies the data per model and fold
     #: Role options (besides outcome, treatment, covariates) that name a column.
     extra_roles: ClassVar[tuple[str, ...]] = ()
     #: Roles whose values must be 0/1.

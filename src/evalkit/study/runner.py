@@ -553,6 +553,11 @@ def _for_report(result: Result) -> Result:
     return dataclasses.replace(result, **drop) if drop else result
 
 
+def _memory_heavy(job: _FitJob) -> bool:
+    """Whether a job fits person-level rows with an estimator that copies them."""
+    return job.rows is not None and registry.get(job.estimator).memory_heavy
+
+
 def _fit_all(
     study: Study,
     source: DataSource,
@@ -579,7 +584,7 @@ def _fit_all(
             yield job
 
     fitted: list[Fitted] = []
-    results = runner.imap(_run_fit, jobs(), window=_WINDOW * runner.jobs)
+    results = runner.imap(_run_fit, jobs(), window=_WINDOW * runner.jobs, heavy=_memory_heavy)
     with shown.analyses() as step:
         for i, spec in enumerate(study.analyses):
             with step(spec.id):
