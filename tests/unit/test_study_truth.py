@@ -268,3 +268,18 @@ def test_a_group_condition_applies_to_a_measure_with_its_own_condition(tmp_path,
     assert everyone == pytest.approx(bergen.truth["benefit"]["all"], rel=1e-10)
     assert families == pytest.approx(bergen.truth["benefit"]["families_with_children"], rel=1e-10)
     assert families > 1.5 * everyone  # families keep child benefit on top of the rates
+
+
+def test_scratch_cursors_share_one_locked_database_and_keep_their_tables_apart():
+    import duckdb
+
+    from evalkit.data import sandbox
+
+    with sandbox.scratch() as a, sandbox.scratch() as b:
+        a.register("strata", pd.DataFrame({"x": [1, 2]}))
+        with pytest.raises(duckdb.Error):
+            b.execute("SELECT * FROM strata")
+        with pytest.raises(duckdb.Error):
+            a.execute("SET enable_external_access = true")
+        with pytest.raises(duckdb.Error):
+            a.execute("SELECT * FROM read_csv('/etc/hostname')")

@@ -219,14 +219,12 @@ class SimulatedData:
             import duckdb
 
             distinct = rows[keys].drop_duplicates().reset_index(drop=True)
-            con = sandbox.connect()
-            try:
-                con.register("strata", distinct)
-                chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()
-            except duckdb.Error:
-                return None
-            finally:
-                con.close()
+            with sandbox.scratch() as con:
+                try:
+                    con.register("strata", distinct)
+                    chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()
+                except duckdb.Error:
+                    return None
             if chosen.empty:
                 return None
             chosen = chosen.astype(distinct.dtypes.to_dict())

@@ -781,6 +781,7 @@ def run_study(
     """
     start = time.perf_counter()
     study = load_study(path, check_data=data_override is None, overrides=overrides, root=root)
+    load_seconds = round(time.perf_counter() - start, 2)
     if data_override is not None:
         check_columns(study, study.source, data_override)
     final_dir = Path(out).expanduser() if out is not None else study.root / "out"
@@ -795,7 +796,7 @@ def run_study(
 
     try:
         shown = RunProgress(study.name, total=len(study.analyses), enabled=progress)
-        timings: dict[str, Any] = {}
+        timings: dict[str, Any] = {"load_study_seconds": load_seconds}
         step_start = time.perf_counter()
         with shown.stage("opening the data"):
             source = open_source(study, data_override, jobs=runner.jobs)
@@ -822,11 +823,15 @@ def run_study(
             timings["collapse_seconds"] = round(cells.seconds, 2)
             timings["shared_rows_seconds"] = round(shared.seconds, 2)
             peaks["analyses"] = _peak_rss_mib()
+            step_start = time.perf_counter()
             entries = [_entry(study, source, f) for f in fitted]
+            timings["entries_seconds"] = round(time.perf_counter() - step_start, 2)
             summary = _cells_summary(study, cells)
             by_group = cells.by_group()
         finally:
+            step_start = time.perf_counter()
             source.close()
+            timings["close_data_seconds"] = round(time.perf_counter() - step_start, 2)
         outcome = _write_outputs(
             study,
             source,

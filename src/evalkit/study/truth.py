@@ -98,14 +98,12 @@ def chosen_strata(
     term = getattr(sim, "term", None)
     if term and term not in view:
         view[term] = 1
-    con = sandbox.connect()
-    try:
-        con.register("strata", view)
-        chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()
-    except duckdb.Error:
-        return None
-    finally:
-        con.close()
+    with sandbox.scratch() as con:
+        try:
+            con.register("strata", view)
+            chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()
+        except duckdb.Error:
+            return None
     chosen = chosen[[*keys, "period"]].astype(distinct.dtypes.to_dict())
     return rows.merge(chosen, on=[*keys, "period"], how="inner")
 
