@@ -41,6 +41,7 @@ from evalkit.errors import StudyError
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
+    import pandas as pd
 
 __all__ = [
     "DATA_ROOT_ENV",
@@ -53,6 +54,7 @@ __all__ = [
     "localize",
     "query_paths",
     "scratch",
+    "select_where",
 ]
 
 DATA_ROOT_ENV = "EVALKIT_DATA_ROOT"
@@ -187,6 +189,30 @@ def scratch() -> Iterator[duckdb.DuckDBPyConnection]:
         yield cursor
     finally:
         cursor.close()
+
+
+def select_where(frame: pd.DataFrame, condition: str) -> pd.DataFrame | None:
+    """Return the rows of ``frame`` that meet the SQL ``condition``, as DuckDB reads it.
+
+    The frame is seen as a table named ``strata``. None when DuckDB cannot evaluate the
+    condition on it (e.g. it names a column the frame lacks).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> select_where(pd.DataFrame({"x": [1, 2, 3]}), "x >= 2")["x"].tolist()
+    [2, 3]
+    >>> select_where(pd.DataFrame({"x": [1]}), "y = 1") is None
+    True
+    """
+    import duckdb
+
+    with scratch() as con:
+        try:
+            con.register("strata", frame)
+            return con.sql(f"SELECT * FROM strata WHERE {condition}").df()
+        except duckdb.Error:
+            return None
 
 
 def check_select(query: str, *, key: str, where: str = "") -> None:

@@ -216,16 +216,9 @@ class SimulatedData:
             return None
         keys = list(self.strata_columns)
         if condition is not None:
-            import duckdb
-
             distinct = rows[keys].drop_duplicates().reset_index(drop=True)
-            with sandbox.scratch() as con:
-                try:
-                    con.register("strata", distinct)
-                    chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()
-                except duckdb.Error:
-                    return None
-            if chosen.empty:
+            chosen = sandbox.select_where(distinct, condition)
+            if chosen is None or chosen.empty:
                 return None
             chosen = chosen.astype(distinct.dtypes.to_dict())
             rows = rows.merge(chosen, on=keys, how="inner")

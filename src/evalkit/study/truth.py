@@ -89,7 +89,6 @@ def chosen_strata(
     keys = [c for c in rows.columns if c not in _FIXED]
     if condition is None:
         return rows
-    import duckdb
 
     distinct = rows[[*keys, "period"]].drop_duplicates().reset_index(drop=True)
     view = distinct.copy()
@@ -98,12 +97,9 @@ def chosen_strata(
     term = getattr(sim, "term", None)
     if term and term not in view:
         view[term] = 1
-    with sandbox.scratch() as con:
-        try:
-            con.register("strata", view)
-            chosen = con.sql(f"SELECT * FROM strata WHERE {condition}").df()
-        except duckdb.Error:
-            return None
+    chosen = sandbox.select_where(view, condition)
+    if chosen is None:
+        return None
     chosen = chosen[[*keys, "period"]].astype(distinct.dtypes.to_dict())
     return rows.merge(chosen, on=[*keys, "period"], how="inner")
 
