@@ -199,10 +199,7 @@ class Backend:
             while pending:
                 yield pickle.loads(pending.popleft().result())
         except BaseException as exc:
-            for f in pending:
-                f.cancel()
-            if not isinstance(exc, Exception) or isinstance(exc, BrokenProcessPool):
-                _discard(pool)
+            _abandon(pool, pending, exc)
             raise
 
     def _dask_window(self, job: _Job, calls: Iterable[tuple[Any, ...]], size: int) -> Iterator[Any]:
@@ -662,18 +659,22 @@ def _one_heavy_at_a_time(
                 item = next(calls, None)
                 if item is None:
                     exhausted = True
-                elif heavy(item[1]) and (running is not None or waiting):
+                elif not heavy(item[1]):
+                    pending[item[0]] = pool.submit(task, cloudpickle.dumps(item))
+                elif running is not None or waiting:
                     waiting.append(item)
                 else:
-                    f = pool.submit(task, cloudpickle.dumps(item))
-                    pending[item[0]] = f
-                    if heavy(item[1]):
-                        running = f
+                    running = pending[item[0]] = pool.submit(task, cloudpickle.dumps(item))
                 continue
             wait([f for f in pending.values() if not f.done()], return_when=FIRST_COMPLETED)
     except BaseException as exc:
-        for f in pending.values():
-            f.cancel()
-        if not isinstance(exc, Exception) or isinstance(exc, BrokenProcessPool):
-            _discard(pool)
+        _abandon(pool, pending.values(), exc)
         raise
+
+
+def _abandon(pool: ProcessPoolExecutor, pending: Iterable[Future[Any]], exc: BaseException) -> None:
+    """Cancel a stream's pending items; drop the pool if it broke or was interrupted."""
+    for f in pending:
+        f.cancel()
+    if not isinstance(exc, Exception) or isinstance(exc, BrokenProcessPool):
+        _discard(pool)
