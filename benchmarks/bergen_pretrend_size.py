@@ -1,0 +1,229 @@
+"""Size of the few-treated pre-trend test on the Bergen simulator itself, over many seeds.
+
+For each seed, ``bergen_rates(seed, n_persons=50_000)`` (the study's size) is collapsed to
+city x month cells per group as the study does (means of the person-months, benefit and
+duration among recipients; weights: the persons, or recipients, behind each value), and
+the two event-study shapes of ``studies/bergen_rates`` are fitted with the few-treated
+covariance (:func:`evalkit.did.event_study.few_treated_event_study`, the covariance the
+study's ``event`` pre-trend test and ``honest`` use):
+
+- ``honest``: window -4..4, no binning, reference -1 (February 2020), 3 leads; the five
+  outcomes x four groups of the study's ``honest`` analyses;
+- ``event``: window -12..12 with binned end points, 11 leads; seven outcomes x four groups.
+
+The simulator plants no effect before March 2020 (no anticipation, COVID-19 from March
+2020), so every lead's truth is zero and every rejection of the joint test is a false
+one. Written per seed to a CSV (resumable: seeds already in it are skipped): each
+analysis' p-value (sized covariance, and ``size_correction=False``), each lead's
+estimate and standard error. ``--summarise CSV`` prints the tables of
+``benchmarks/results/bergen_pretrend_size.md``::
+
+    PYTHONPATH=src python benchmarks/bergen_pretrend_size.py --seeds 0 200 --csv /tmp/p.csv
+    PYTHONPATH=src python benchmarks/bergen_pretrend_size.py --summarise /tmp/p.csv
+
+About 10 s of CPU a seed (2.7 s of it the simulation). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+N_PERSONS = 50_000
+GROUPS = {
+    "all": None,
+    "families_with_children": ("family_with_children",),
+    "non_western": ("non_western",),
+    "non_western_families_with_children": ("non_western", "family_with_children"),
+}
+# outcome -> (column, among recipients only)
+MEASURES = {
+    "benefit": ("benefit", True),
+    "work": ("work", False),
+    "recipient": ("recipient", False),
+    "duration": ("months_on_assistance", True),
+    "activity": ("activity", False),
+    "earnings": ("earnings", False),
+    "income": ("income", False),
+}
+SHAPES = {
+    "honest": {
+        "window": (-4, 4),
+        "bin_endpoints": False,
+        "outcomes": ("benefit", "work", "recipient", "activity", "earnings"),
+    },
+    "event": {"window": (-12, 12), "bin_endpoints": True, "outcomes": tuple(MEASURES)},
+}
+FIELDS = ["seed", "shape", "outcome", "group", "p_sized", "p_unsized", "ratio", "leads",
+          "beta", "se"]  # fmt: skip
+
+
+def cells(df: pd.DataFrame, group: tuple[str, ...] | None) -> pd.DataFrame:
+    """City x month cells of one group: each measure's mean and the count behind it."""
+    city = df["city"].cat.codes.to_numpy().astype(np.int64)
+    period = df["period"].to_numpy().astype(np.int64) - 1
+    n_t = int(period.max()) + 1
+    keep = np.ones(len(df), bool)
+    for col in group or ():
+        keep &= df[col].to_numpy() == 1
+    key = (city * n_t + period)[keep]
+    size = 10 * n_t
+    rec = df["recipient"].to_numpy()[keep] == 1
+    n_all = np.bincount(key, minlength=size)
+    n_rec = np.bincount(key[rec], minlength=size)
+    out = {
+        "city": np.repeat(np.arange(10), n_t),
+        "month": np.tile(np.arange(1, n_t + 1), 10),
+        "n": n_all,
+        "n_rec": n_rec,
+    }
+    for name, (column, among_recipients) in MEASURES.items():
+        y = df[column].to_numpy()[keep].astype(float)
+        if among_recipients:
+            out[name] = np.bincount(key[rec], weights=y[rec], minlength=size) / n_rec
+        else:
+            out[name] = np.bincount(key, weights=y, minlength=size) / n_all
+    frame = pd.DataFrame(out)
+    reform = int(df.loc[df["cohort"] > 0, "cohort"].iloc[0])
+    frame["d"] = ((frame["city"] == 0) & (frame["month"] >= reform)).astype(int)
+    return frame
+
+
+def one_seed(
+    seed: int, n_persons: int = N_PERSONS, groups: tuple[str, ...] = tuple(GROUPS)
+) -> list[dict]:
+    """Every analysis' pre-trend test and leads on one draw of the simulator (``groups``)."""
+    from evalkit.did.event_study import EventStudy, few_treated_event_study
+    from evalkit.simulate import bergen_rates
+
+    df = bergen_rates(seed=seed, n_persons=n_persons).data
+    rows = []
+    for group in groups:
+        frame = cells(df, GROUPS[group])
+        for shape, spec in SHAPES.items():
+            for outcome in spec["outcomes"]:
+                weight = "n_rec" if MEASURES[outcome][1] else "n"
+                est = EventStudy(outcome=outcome, unit="city", time="month", treatment="d",
+                                 weights=weight, window=spec["window"],
+                                 bin_endpoints=spec["bin_endpoints"])  # fmt: skip
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    sized = few_treated_event_study(est, frame)
+                    unsized = few_treated_event_study(est, frame, size_correction=False)
+                lead = [j for j, e in enumerate(sized.event_times) if e < 0]
+                se = np.sqrt(np.diag(sized.vcov)[lead])
+                rows.append({
+                    "seed": seed, "shape": shape, "outcome": outcome, "group": group,
+                    "p_sized": sized.pretrend_test["p_value"],
+                    "p_unsized": unsized.pretrend_test["p_value"],
+                    "ratio": sized.about.get("treated_variance_ratio", [math.nan])[0],
+                    "leads": " ".join(str(sized.event_times[j]) for j in lead),
+                    "beta": " ".join(f"{v:.6g}" for v in sized.beta[lead]),
+                    "se": " ".join(f"{v:.6g}" for v in se),
+                })  # fmt: skip
+    return rows
+
+
+def run(seeds: range, path: Path, n_persons: int = N_PERSONS) -> None:
+    done = set()
+    if path.exists():
+        with path.open() as fh:
+            done = {int(r["seed"]) for r in csv.DictReader(fh)}
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, FIELDS)
+        if new:
+            writer.writeheader()
+        for seed in seeds:
+            if seed in done:
+                continue
+            start = time.process_time()
+            writer.writerows(one_seed(seed, n_persons))
+            fh.flush()
+            print(f"seed {seed}: {time.process_time() - start:.1f} s CPU, "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+
+
+def _band(k: int, n: int) -> str:
+    """Share with its binomial standard error."""
+    p = k / n if n else math.nan
+    return f"{p:.3f} ({math.sqrt(p * (1 - p) / n):.3f})" if n else ""
+
+
+def _clustered(hits: pd.Series) -> str:
+    """Share of ``hits`` (indexed by seed) with its standard error clustered by seed."""
+    per_seed = hits.groupby(level=0).agg(["sum", "count"])
+    p = per_seed["sum"].sum() / per_seed["count"].sum()
+    resid = per_seed["sum"] - p * per_seed["count"]
+    g = len(per_seed)
+    se = math.sqrt(g / (g - 1) * (resid**2).sum()) / per_seed["count"].sum()
+    return f"{p:.3f} ({se:.3f})"
+
+
+def summarise(path: Path) -> str:
+    """The tables of results/bergen_pretrend_size.md from the per-seed CSV."""
+    frame = pd.read_csv(path)
+    n_seeds = frame["seed"].nunique()
+    lines = [f"{n_seeds} seeds ({frame['seed'].min()}-{frame['seed'].max()}).", ""]
+    for shape, sub in frame.groupby("shape", sort=False):
+        lines += [f"### `{shape}` ({sub['leads'].iloc[0].count(' ') + 1} leads)", ""]
+        lines += ["| outcome | group | rejected at 5%, sized | unsized | lead intervals "
+                  "covering 0 (95%) |", "|---|---|---|---|---|"]  # fmt: skip
+        total = defaultdict(int)
+        for (outcome, group), s in sub.groupby(["outcome", "group"], sort=False):
+            k1, k0, n = int((s["p_sized"] < 0.05).sum()), int((s["p_unsized"] < 0.05).sum()), len(s)
+            z = np.concatenate([np.array(b.split(), float) / np.array(e.split(), float)
+                                for b, e in zip(s["beta"], s["se"], strict=True)])  # fmt: skip
+            cov = int((np.abs(z) <= 1.959964).sum())
+            total["k1"] += k1
+            total["k0"] += k0
+            total["n"] += n
+            total["cov"] += cov
+            total["leads"] += len(z)
+            lines.append(f"| {outcome} | {group} | {_band(k1, n)} | {_band(k0, n)} | "
+                         f"{_band(cov, len(z))} |")  # fmt: skip
+        by_seed = sub.set_index("seed")
+        lines.append(f"| **every analysis** (s.e. clustered by seed) | | "
+                     f"{_clustered(by_seed['p_sized'] < 0.05)} | "
+                     f"{_clustered(by_seed['p_unsized'] < 0.05)} | "
+                     f"{_band(total['cov'], total['leads'])} |")  # fmt: skip
+        per_seed = sub.groupby("seed")["p_sized"].apply(lambda p: int((p < 0.05).sum()))
+        counts = per_seed.value_counts().sort_index()
+        lines += ["", f"Rejections per seed (of {len(sub) // n_seeds}): "
+                  + ", ".join(f"{k}: {v}" for k, v in counts.items()) + " seeds", ""]  # fmt: skip
+        wide = sub.pivot_table(index="seed", columns=["outcome", "group"], values="p_sized")
+        corr = (wide < 0.05).astype(float).corr().to_numpy()
+        off = corr[~np.eye(len(corr), dtype=bool)]
+        same = np.equal.outer(wide.columns.get_level_values(0), wide.columns.get_level_values(0))
+        same &= ~np.eye(len(corr), dtype=bool)
+        lines += [f"Correlation of the rejection indicators within a seed: "
+                  f"{np.nanmean(off):.2f} on average over pairs of analyses, "
+                  f"{np.nanmean(corr[same]):.2f} between the groups of one outcome.",
+                  ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs=2, default=[0, 100], metavar=("FIRST", "STOP"))
+    parser.add_argument("--csv", type=Path, default=Path("bergen_pretrend_size.csv"))
+    parser.add_argument("--n-persons", type=int, default=N_PERSONS)
+    parser.add_argument("--summarise", type=Path)
+    args = parser.parse_args()
+    if args.summarise:
+        print(summarise(args.summarise))
+        return
+    run(range(*args.seeds), args.csv, args.n_persons)
+
+
+if __name__ == "__main__":
+    main()
