@@ -22,6 +22,18 @@ def _ratio(value: Any) -> str:
     return ", ".join(f"{v:.2f}" for v in value)
 
 
+def _together(tests: Sequence[Sequence[str]]) -> str:
+    """How many tests reject at 5%, and why they are not independent evidence."""
+    small = sum(1 for row in tests if row[4] == "< 0.001" or (row[4] and float(row[4]) < 0.05))
+    return (
+        f"{small} of {len(tests)} tests have a p-value below 0.05. They are not independent "
+        "evidence: the groups of one outcome share the treated city's city-level shocks, "
+        "outcomes made from one another (work, activity, earnings, income) share them too, "
+        "and every lead is measured against the same reference month, so one unusual month "
+        "in the treated city moves many tests together."
+    )
+
+
 def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
     """Return a "Pre-trend tests" table (joint tests of the leads) and a HonestDiD table.
 
@@ -42,6 +54,13 @@ def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
     >>> entry["info"]["pretrend_test"]["treated_variance_ratio"] = [0.43]
     >>> pretrend_blocks([entry])[2][2][0][-1]
     '0.43'
+
+    With several tests, a note counts those below 0.05 and says why they move together:
+
+    >>> other = {"id": "event.work.non_western", "outcome": "work", "group": "non_western",
+    ...          "info": {"pretrend_test": {"p_value": 0.03, "df": 11}}}
+    >>> pretrend_blocks([entry, other])[3][1][:43]
+    '1 of 2 tests have a p-value below 0.05. The'
     """
     tests, honest = [], []
     ratios: list[str] = []
@@ -86,6 +105,8 @@ def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
             ),
             ("table", columns, tests),
         ]
+        if len(tests) > 1:
+            blocks.append(("p", _together(tests)))
     if honest:
         blocks += [
             ("h2", "HonestDiD: how large a violation of parallel trends the effect survives"),
