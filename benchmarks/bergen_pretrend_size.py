@@ -133,21 +133,63 @@ def one_seed(
     return rows
 
 
-def run(seeds: range, path: Path, n_persons: int = N_PERSONS) -> None:
+WILD_FIELDS = ["seed", "outcome", "group", "inference", "leads", "conf_low", "conf_high"]
+WILD_GROUPS = ("all", "non_western_families_with_children")
+
+
+def wild_seed(
+    seed: int, n_persons: int = N_PERSONS, groups: tuple[str, ...] = WILD_GROUPS
+) -> list[dict]:
+    """The study's ``event`` analyses as it fits them (evalkit's default inference for one
+    treated city: the restricted wild cluster bootstrap, intervals by test inversion):
+    each lead's interval."""
+    from evalkit.did.event_study import EventStudy
+    from evalkit.simulate import bergen_rates
+
+    df = bergen_rates(seed=seed, n_persons=n_persons).data
+    rows = []
+    for group in groups:
+        frame = cells(df, GROUPS[group])
+        for outcome in SHAPES["event"]["outcomes"]:
+            weight = "n_rec" if MEASURES[outcome][1] else "n"
+            est = EventStudy(outcome=outcome, unit="city", time="month", treatment="d",
+                             weights=weight, window=(-12, 12), bin_endpoints=True)  # fmt: skip
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = est.fit(frame, seed=seed)
+            tidy = res.tidy()
+            lead = tidy[tidy["event_time"] < 0]
+            rows.append({
+                "seed": seed, "outcome": outcome, "group": group,
+                "inference": res.inference.method,
+                "leads": " ".join(str(e) for e in lead["event_time"]),
+                "conf_low": " ".join(f"{v:.6g}" for v in lead["conf_low"]),
+                "conf_high": " ".join(f"{v:.6g}" for v in lead["conf_high"]),
+            })  # fmt: skip
+    return rows
+
+
+def run(
+    seeds: range,
+    path: Path,
+    n_persons: int = N_PERSONS,
+    fn=one_seed,
+    fields: list[str] = FIELDS,
+) -> None:
     done = set()
     if path.exists():
         with path.open() as fh:
             done = {int(r["seed"]) for r in csv.DictReader(fh)}
     new = not path.exists()
     with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, FIELDS)
+        writer = csv.DictWriter(fh, fields)
         if new:
             writer.writeheader()
         for seed in seeds:
             if seed in done:
                 continue
             start = time.process_time()
-            writer.writerows(one_seed(seed, n_persons))
+            writer.writerows(fn(seed, n_persons))
             fh.flush()
             print(f"seed {seed}: {time.process_time() - start:.1f} s CPU, "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
@@ -209,6 +251,48 @@ def summarise(path: Path) -> str:
                   f"{np.nanmean(off):.2f} on average over pairs of analyses, "
                   f"{np.nanmean(corr[same]):.2f} between the groups of one outcome.",
                   ""]  # fmt: skip
+        lines += _z_table(sub)
+    return "\n".join(lines)
+
+
+def _z_table(sub: pd.DataFrame) -> list[str]:
+    """Per outcome: the leads' z = estimate / s.e. pooled over groups, leads and seeds.
+
+    Mean z near 0: no systematic pre-trend; RMS z near 1: the s.e. is right on average
+    (below 1: too large). ``t``: the seed-level mean z over its standard error.
+    """
+    lines = ["| outcome | mean z | RMS z | t of the mean (across seeds) |", "|---|---|---|---|"]
+    for outcome, s in sub.groupby("outcome", sort=False):
+        z = [np.array(b.split(), float) / np.array(e.split(), float)
+             for b, e in zip(s["beta"], s["se"], strict=True)]  # fmt: skip
+        flat = np.concatenate(z)
+        per_seed = pd.Series([v.mean() for v in z], index=s["seed"]).groupby(level=0).mean()
+        t = per_seed.mean() / per_seed.std() * math.sqrt(len(per_seed))
+        lines.append(f"| {outcome} | {flat.mean():+.3f} | {np.sqrt((flat**2).mean()):.3f} | "
+                     f"{t:+.1f} |")  # fmt: skip
+    return [*lines, ""]
+
+
+def summarise_wild(path: Path) -> str:
+    """Coverage of zero by the event analyses' wild-bootstrap lead intervals."""
+    frame = pd.read_csv(path)
+    lines = [f"{frame['seed'].nunique()} seeds ({frame['seed'].min()}-{frame['seed'].max()}), "
+             f"inference: {', '.join(sorted(frame['inference'].unique()))}.", "",
+             "| outcome | group | lead intervals covering 0 |", "|---|---|---|"]  # fmt: skip
+    by_lead: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    hits = total = 0
+    for (outcome, group), sub in frame.groupby(["outcome", "group"], sort=False):
+        k = n = 0
+        for leads, lo, hi in zip(sub["leads"], sub["conf_low"], sub["conf_high"], strict=True):
+            for e, a, b in zip(leads.split(), lo.split(), hi.split(), strict=True):
+                inside = float(a) <= 0.0 <= float(b)
+                k, n = k + inside, n + 1
+                by_lead[e][0] += inside
+                by_lead[e][1] += 1
+        hits, total = hits + k, total + n
+        lines.append(f"| {outcome} | {group} | {_band(k, n)} |")
+    lines.append(f"| **every analysis** | | {_band(hits, total)} |")
+    lines += ["", "By lead: " + ", ".join(f"{e}: {k / n:.3f}" for e, (k, n) in by_lead.items()), ""]
     return "\n".join(lines)
 
 
@@ -218,11 +302,15 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=Path("bergen_pretrend_size.csv"))
     parser.add_argument("--n-persons", type=int, default=N_PERSONS)
     parser.add_argument("--summarise", type=Path)
+    parser.add_argument("--wild", action="store_true", help="the wild-bootstrap lead intervals")
     args = parser.parse_args()
     if args.summarise:
-        print(summarise(args.summarise))
+        print(summarise_wild(args.summarise) if args.wild else summarise(args.summarise))
         return
-    run(range(*args.seeds), args.csv, args.n_persons)
+    if args.wild:
+        run(range(*args.seeds), args.csv, args.n_persons, wild_seed, WILD_FIELDS)
+    else:
+        run(range(*args.seeds), args.csv, args.n_persons)
 
 
 if __name__ == "__main__":
