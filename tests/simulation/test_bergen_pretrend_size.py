@@ -68,10 +68,11 @@ def test_one_small_draw_gives_every_analysis():
 def test_pretrend_size_on_the_bergen_simulator_slow():
     """Seeds 0-59 at the study's size (about 3 minutes of CPU).
 
-    Measured on these seeds: honest 0.066 of 1,200 tests, event 0.056 of 1,680; over
-    300 seeds 0.059 and 0.057 (results/bergen_pretrend_size.md). The band is the 99%
-    binomial band around 5% for 60 independent seeds' worth of correlated tests (the
-    tests within a seed share Bergen's city shocks: seed-clustered s.e. about 0.012).
+    Measured on these seeds: honest 0.065 of 1,200 tests, event 0.054 of 1,680 (unsized
+    0.002 and 0.000; the honest leads' normal intervals cover 0.953 of 3,600); over 299
+    seeds 0.055 and 0.056 (results/bergen_pretrend_size.md). The band 0.025-0.085 runs
+    from 2.8 seed-clustered standard errors below 5% to 3.9 above (0.009 with 60 seeds:
+    the tests within a seed share Bergen's city shocks).
     """
     bench = _bench()
     rows = pd.DataFrame([r for seed in range(60) for r in bench.one_seed(seed)])
