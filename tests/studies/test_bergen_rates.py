@@ -105,6 +105,8 @@ def test_reduced_study_has_the_pretrend_test_and_honest_truth(reduced):
         assert len({r["truth"] for r in rows}) == 1 and rows[0]["truth"] is not None
     report = (run.out_dir / "report.md").read_text()
     assert "## Pre-trend tests" in report and "breakdown" in report
+    # several tests: how many are below 0.05 and why they move together
+    assert "tests have a p-value below 0.05. They are not independent" in report
 
 
 def test_measures_are_the_simulators_so_truth_is_reported(study):
