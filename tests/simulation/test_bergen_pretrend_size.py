@@ -9,9 +9,10 @@ every analysis. Slow: the rejection rates over 60 seeds at the study's size.
 
 from __future__ import annotations
 
-import importlib.util
 import math
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -23,12 +24,9 @@ from evalkit.simulate import bergen_rates
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bergen_pretrend_size.py"
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bergen_pretrend_size", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _bench() -> SimpleNamespace:
+    """The benchmark script's functions and constants (its command line not run)."""
+    return SimpleNamespace(**runpy.run_path(str(BENCH)))
 
 
 def test_benchmark_cells_are_the_study_collapse():
