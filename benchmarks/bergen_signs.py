@@ -114,7 +114,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     design = Design.from_toml(STUDY / "study.toml")
     keep = set(args.families)
     design = design.model_copy(update={"analyses": [a for a in design.analyses if a.id in keep]})
-    extra = dict(kv.split("=", 1) for kv in args.set)
+    from evalkit.study.config import parse_override
+
+    extra = dict(parse_override(kv) for kv in args.set)
     tag = "_".join([*sorted(keep), *(f"{k.split('.')[-1]}-{v}" for k, v in extra.items())])
     args.cache.mkdir(parents=True, exist_ok=True)
     for seed in seeds(args.seeds):
@@ -252,6 +254,67 @@ def summary_family(f: pd.DataFrame, family: str, term: str, months: dict[int, st
     print(onset[shown].round(3).to_string())
 
 
+def windows(g: pd.DataFrame) -> None:
+    """Mean error in half-widths of sc's per-month effects by window of months.
+
+    Within a seed the errors are averaged over the window (and the groups or
+    outcomes), then mean and SE across seeds: a bias at the onset of COVID-19 and the
+    reform (March 2020, April-June 2020) or of the second step (March 2021) shows here.
+    """
+    g = g.copy()
+    g["window"] = np.select(
+        [
+            g["when"] == REFORM_PERIOD,
+            g["when"].between(REFORM_PERIOD + 1, REFORM_PERIOD + 3),
+            g["when"].between(REFORM_PERIOD + 4, SECOND_PERIOD - 1),
+            g["when"] == SECOND_PERIOD,
+        ],
+        ["1 2020-03", "2 2020-04..06", "3 2020-07..2021-02", "4 2021-03"],
+        "5 2021-04..2022-12",
+    )
+    n = g["seed"].nunique()
+    for by in ("outcome", "group"):
+        per_seed = g.groupby(["seed", by, "window"])["z"].mean().unstack("seed")
+        mean, se = per_seed.mean(axis=1), per_seed.std(axis=1, ddof=1) / math.sqrt(n)
+        text = mean.map("{:+.3f}".format) + " (" + (mean / se).map("{:+.1f}".format) + ")"
+        print(f"\nmean z (t) by {by} x window, {n} seeds:")
+        print(text.unstack("window").to_string())
+    clear = g[g["clear"]]
+    table = clear.groupby("window").agg(
+        clear=("clear", "size"), wrong=("wrong", "sum"), expected=("p_wrong", "sum")
+    )
+    print("\nclear truths, wrong signs and the normal expectation by window:")
+    print(table.round(2).to_string())
+
+
+def cmd_bias(args: argparse.Namespace) -> None:
+    """Mean error (estimate - truth) of the event study by outcome x group x window, per tag.
+
+    Point estimates only (any inference): run the event study with a cheap inference,
+    with and without COVID-19 (``--set data.options.covid=2030-01``), to see whether a
+    bias in the months after March 2020 is COVID-19's.
+    """
+    edges = {"e0 2020-03": (0, 0), "e1..3 2020-04..06": (1, 3), "e4..11": (4, 11)}
+    edges["e12 2021-03 on"] = (12, 12)
+    for tag in args.tags:
+        f = load_cache(args.cache, tag)
+        g = f[(f["family"] == "event") & (f["when"] >= 0)].copy()
+        g["window"] = ""
+        for name, (lo, hi) in edges.items():
+            g.loc[g["when"].between(lo, hi), "window"] = name
+        n = g["seed"].nunique()
+        per_seed = g.groupby(["seed", "outcome", "group", "window"]).agg(
+            error=("error", "mean"), truth=("truth", "mean")
+        )
+        cell = per_seed.groupby(["outcome", "group", "window"]).agg(
+            truth=("truth", "mean"), mean=("error", "mean"), sd=("error", "std")
+        )
+        cell["t"] = cell["mean"] / (cell["sd"] / math.sqrt(n))
+        text = cell.apply(lambda r: f"{r['mean']:+.4g} ({r['t']:+.1f}) / {r['truth']:+.4g}", axis=1)
+        print(f"\n## {tag}, {n} seeds: mean error (t) / truth")
+        print(text.unstack("window")[list(edges)].to_string())
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     for tag in args.tags:
         f = load_cache(args.cache, tag)
@@ -264,6 +327,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
             terms = f.loc[f["family"] == family, "term"].unique()
             if family == "sc":
                 summary_family(f, family, "effect", sc_months)
+                windows(f[(f["family"] == family) & (f["term"] == "effect")])
                 summary_family(f, family, "att", {})
             elif family == "event":
                 summary_family(f, family, "ATT(e)", event_months)
@@ -280,7 +344,10 @@ def main() -> None:
     run.add_argument("--seeds", nargs="+", default=["1-20"])
     run.add_argument("--jobs", type=int, default=1)
     run.add_argument(
-        "--set", nargs="*", default=[], help="design overrides, e.g. data.options.covid=2030-01"
+        "--set",
+        nargs="*",
+        default=[],
+        help="design overrides as in `evalkit run --set`, e.g. data.options.covid=2030-01",
     )
     run.add_argument("--cache", type=Path, default=CACHE)
     exp = sub.add_parser("expected")
@@ -289,8 +356,12 @@ def main() -> None:
     summ = sub.add_parser("summary")
     summ.add_argument("--tags", nargs="+", default=["sc_sdid", "event_honest"])
     summ.add_argument("--cache", type=Path, default=CACHE)
+    bias = sub.add_parser("bias")
+    bias.add_argument("--tags", nargs="+", default=["event_inference-iid"])
+    bias.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args()
-    {"run": cmd_run, "expected": cmd_expected, "summary": cmd_summary}[args.cmd](args)
+    commands = {"run": cmd_run, "expected": cmd_expected, "summary": cmd_summary, "bias": cmd_bias}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":
