@@ -1,4 +1,4 @@
-"""Wrong signs of studies/bergen_rates: chance or bias? Errors of the per-month effects over seeds.
+r"""Wrong signs of studies/bergen_rates: chance or bias? Errors of the per-month effects over seeds.
 
 Issue 12 asks that every estimate whose truth is clearly non-zero (``|truth|`` above the
 interval's half-width, the rule of ``/work/brief/coverage.py``) have the right sign.
@@ -9,9 +9,11 @@ chance or a bias, in three steps (run by hand, not a test):
     Runs a copy of the study that keeps only some of its analyses (``--families``, by
     default the per-month ones: ``sc``, ``event``, plus ``honest`` and ``sdid``) at the
     study's size for each simulator seed (``study.seed``, which is the data's seed), and
-    keeps every row with a truth as ``CACHE/<families>_<seed>.csv`` (resumable: a seed
-    already in the cache is skipped). Figures are off; about 20 s of CPU a seed for
-    ``sc,sdid``, 80 s for ``event,honest``.
+    keeps every row with a truth as ``CACHE/<families>[_<overrides>]_<seed>.csv``
+    (resumable: a seed already in the cache is skipped). ``--set`` takes design
+    overrides as ``evalkit run --set`` does. Figures are off. Measured at load 5-9:
+    15 s of CPU a seed for ``sc sdid``, 45-65 s for ``event honest``, 4 s for the event
+    study with ``iid`` inference.
 ``expected``
     For a results.json or expected.json (default: the study's ``expected.json``, its
     seed 20200301): the clear truths, the wrong signs, and the number of wrong signs
@@ -19,19 +21,29 @@ chance or a bias, in three steps (run by hand, not a test):
     half-width / 1.96: the sum over clear truths of ``Phi(-1.96 |truth| / half-width)``.
 ``summary``
     From the cache: per family, coverage, clear truths, wrong signs per seed (against
-    the same expectation computed seed by seed), and the mean error (estimate - truth)
-    by outcome x group x month with its standard error across seeds; errors are also
-    given in half-widths of their intervals (``z = (estimate - truth) / half-width``) so
-    that outcomes can be pooled, and pooled by month (the mean over outcomes and groups
-    of one seed, then mean and SE across seeds), which shows a bias at the reform /
-    COVID-19 onset (March-June 2020) or at the second step (March 2021).
+    the same expectation, and against one with the errors' own spread), and the mean
+    error (estimate - truth) by outcome x group x month with its standard error across
+    seeds; errors are also given in half-widths of their intervals
+    (``z = (estimate - truth) / half-width``) so that outcomes can be pooled, and pooled
+    by month and by window of months (the mean over outcomes and groups of one seed,
+    then mean and SE across seeds), which shows a bias at the reform / COVID-19 onset
+    (March-June 2020) or at the second step (March 2021).
+``bias``
+    The event study's mean error by outcome x group x window of event time, for runs
+    with and without COVID-19 (point estimates: any inference).
 
 ::
 
     PYTHONPATH=src python benchmarks/bergen_signs.py run --families sc sdid --seeds 1-30
-    PYTHONPATH=src python benchmarks/bergen_signs.py run --families event honest --seeds 1-12
+    PYTHONPATH=src python benchmarks/bergen_signs.py run --families event honest --seeds 1-20
+    PYTHONPATH=src python benchmarks/bergen_signs.py run --families sc --seeds 1-12 \
+        --set data.options.covid=2030-01 "analysis.sc.options.covariates=[]"
+    PYTHONPATH=src python benchmarks/bergen_signs.py run --families event --seeds 1-12 \
+        --set 'analysis.event.inference="iid"' [data.options.covid=2030-01]
     PYTHONPATH=src python benchmarks/bergen_signs.py expected
-    PYTHONPATH=src python benchmarks/bergen_signs.py summary
+    PYTHONPATH=src python benchmarks/bergen_signs.py summary --tags sc_sdid event_honest
+    PYTHONPATH=src python benchmarks/bergen_signs.py bias \
+        --tags event_inference-iid event_inference-iid_covid-2030-01
 
 Results: ``benchmarks/results/bergen_signs.md``.
 """
@@ -39,9 +51,11 @@ Results: ``benchmarks/results/bergen_signs.md``.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -166,7 +180,9 @@ def cmd_expected(args: argparse.Namespace) -> None:
 
 
 def load_cache(cache: Path, tag: str) -> pd.DataFrame:
-    files = sorted(cache.glob(f"{tag}_*.csv"))
+    # the tag then the seed only (a tag can be the prefix of another run's tag)
+    pattern = re.compile(re.escape(tag) + r"_\d+\.csv")
+    files = sorted(p for p in cache.glob(f"{glob.escape(tag)}_*.csv") if pattern.fullmatch(p.name))
     if not files:
         raise SystemExit(f"no {tag}_*.csv in {cache}: run `run` first")
     return derive(pd.concat([pd.read_csv(p) for p in files], ignore_index=True))
