@@ -444,6 +444,7 @@ class _FitJob:
     error: str | None = None
     rows: _RowsRef | None = None
     by: str | None = None  # fit(..., by=): subgroups compared with equality tests
+    name: str = ""  # the analysis' id (for :data:`TRACE_ENV` lines)
 
 
 def _materialise(
@@ -483,6 +484,7 @@ def _materialise(
         error,
         rows,
         by=spec.by,
+        name=spec.id,
     )
     return job, data, messages
 
@@ -503,6 +505,7 @@ def _run_fit(
     """
     if job.error is not None:
         return None, [], job.error, {}, 0.0
+    _trace("start", job)
     cpu = time.process_time()
     caught: list[warnings.WarningMessage] = []
     info: dict[str, Any] = {}
@@ -524,7 +527,28 @@ def _run_fit(
     except EvalkitError as err:
         result, error = None, str(err)
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    _trace("end", job)
     return result, messages, error, info, time.process_time() - cpu
+
+
+#: A file to which each fit job appends a JSON line when it starts and ends (process
+#: id, time, analysis id, resident memory): set by benchmarks to see which job each
+#: process runs when the memory of a run peaks.
+TRACE_ENV = "EVALKIT_TRACE_FITS"
+
+
+def _trace(event: str, job: _FitJob) -> None:
+    path = os.environ.get(TRACE_ENV)
+    if not path:
+        return
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        rss = -1
+    line = {"pid": os.getpid(), "t": time.time(), "event": event, "job": job.name, "rss": rss}
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
 
 
 def _for_report(result: Result) -> Result:
