@@ -166,3 +166,13 @@ def test_missing_key_values_go_to_duckdb(tmp_path):
     expected, n_expected = src._read_averaged_duckdb(path, 1, types, ["y"], ["y"])
     pd.testing.assert_frame_equal(got[0], expected, check_exact=True)
     assert got[1] == n_expected == int((data["x"] <= 7).sum())
+
+
+def test_a_worker_returns_a_person_level_jobs_memory():
+    # glibc's malloc_trim is found on Linux and the release runs without error anywhere
+    import sys
+
+    from evalkit.study import runner
+
+    runner._release_memory()
+    assert (runner._malloc_trim() is not None) == sys.platform.startswith("linux")

@@ -527,8 +527,46 @@ def _run_fit(
     except EvalkitError as err:
         result, error = None, str(err)
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    if job.rows is not None:
+        _release_memory()
     _trace("end", job)
     return result, messages, error, info, time.process_time() - cpu
+
+
+def _release_memory() -> None:
+    """Give the memory a person-level job freed back to the system.
+
+    A worker lives for the whole run: without this, the heap a fit on a million rows
+    freed stays in the process (glibc's arenas, pyarrow's mimalloc pool), so the worker
+    holds ~0.5 GiB more through every later job, e.g. beside another worker's DML fit
+    (1.5 million persons: 0.86 against 0.33 GiB after six person-level jobs in a row).
+    Costs a few milliseconds (no ``gc.collect()``: 0.2 s with the fit modules
+    imported, and it freed nothing more when measured).
+    """
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_TRIM: list[Any] = []
+
+
+def _malloc_trim() -> Any:
+    """Return glibc's ``malloc_trim`` (None elsewhere: other C libraries return memory)."""
+    if not _TRIM:
+        import ctypes
+        import ctypes.util
+
+        found = None
+        if sys.platform.startswith("linux"):
+            try:
+                found = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+            except (OSError, AttributeError):
+                found = None
+        _TRIM.append(found)
+    return _TRIM[0]
 
 
 #: A file to which each fit job appends a JSON line when it starts and ends (process
