@@ -8,10 +8,65 @@ the process: ~0.5 GiB on each study worker at 1.1 million persons.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
+
+import pytest
+
+from evalkit.dml._base import import_on_thread
+
+# a module that, like optuna, keeps the ImportError of an optional package it lacks
+KEEPER = """
+try:
+    import evalkit_no_such_package_xyz  # noqa: F401
+except ImportError as exc:
+    KEPT = exc
+"""
+
+
+def _fit_like(importer, name, kept):
+    marker = type("Rows", (), {})()  # stands for a fit's rows and model
+    kept.append(weakref.ref(marker))
+    importer(name)
+
+
+@pytest.mark.parametrize("on_thread", [False, True])
+def test_an_import_inside_a_call_keeps_its_frames_unless_on_a_thread(
+    tmp_path, monkeypatch, on_thread
+):
+    name = f"evalkit_keeper_{int(on_thread)}"
+    (tmp_path / f"{name}.py").write_text(KEEPER, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kept: list[weakref.ref] = []
+    try:
+        if on_thread:
+            _fit_like(import_on_thread, name, kept)
+        else:
+            import importlib
+
+            _fit_like(importlib.import_module, name, kept)
+        gc.collect()
+        # imported here, the kept traceback's frames hold the caller's objects
+        assert (kept[0]() is None) is on_thread
+        assert sys.modules[name].KEPT is not None
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_failed_import_on_a_thread_raises_here(tmp_path, monkeypatch):
+    (tmp_path / "evalkit_broken_xyz.py").write_text(
+        "raise ValueError('broken')\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="broken"):
+        import_on_thread("evalkit_broken_xyz")
+    with pytest.raises(ModuleNotFoundError):
+        import_on_thread("evalkit_no_such_package_xyz")
+
 
 CODE = textwrap.dedent(
     """
@@ -39,6 +94,7 @@ CODE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh interpreter imports pandas, scikit-learn and DoubleML (~4 s CPU)
 def test_importing_doubleml_in_a_fit_keeps_none_of_its_frames():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run(

@@ -504,7 +504,16 @@ def import_doubleml() -> Any:
     >>> import_doubleml().__name__
     'doubleml'
     """
-    module = sys.modules.get("doubleml")
+    return import_on_thread("doubleml")
+
+
+def import_on_thread(name: str) -> Any:
+    """Import module ``name`` on a short-lived thread unless imported; return the module.
+
+    Whatever the import keeps (a traceback, a frame) refers to that thread's frames,
+    never to the caller's.
+    """
+    module = sys.modules.get(name)
     if module is not None:
         return module
     import importlib
@@ -514,16 +523,16 @@ def import_doubleml() -> Any:
 
     def run() -> None:
         try:
-            importlib.import_module("doubleml")
+            importlib.import_module(name)
         except BaseException as exc:  # re-raised on the calling thread
             failed.append(exc)
 
-    thread = threading.Thread(target=run, name="evalkit-import-doubleml")
+    thread = threading.Thread(target=run, name=f"evalkit-import-{name}")
     thread.start()
     thread.join()
     if failed:
         raise failed[0]
-    return sys.modules["doubleml"]
+    return sys.modules[name]
 
 
 def _doubleml_version() -> str:
