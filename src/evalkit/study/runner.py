@@ -527,14 +527,21 @@ def _run_fit(
     except EvalkitError as err:
         result, error = None, str(err)
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
-    if job.rows is not None:
+    if job.rows is not None or _heavy_estimator(job.estimator):
         _release_memory()
     _trace("end", job)
     return result, messages, error, info, time.process_time() - cpu
 
 
+def _heavy_estimator(name: str) -> bool:
+    try:
+        return bool(registry.get(name).memory_heavy)
+    except EvalkitError:
+        return False
+
+
 def _release_memory() -> None:
-    """Give the memory a person-level job freed back to the system.
+    """Give the memory a person-level (or memory-heavy) job freed back to the system.
 
     A worker lives for the whole run: without this, the heap a fit on a million rows
     freed stays in the process (glibc's arenas, pyarrow's mimalloc pool), so the worker
