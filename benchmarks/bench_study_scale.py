@@ -18,7 +18,9 @@ fork server's workers included, sampled every 0.2 s), and below it where the tim
 from the run's manifest (``timings``: opening/simulating the data, checking it, the
 analyses with the collapses to cells and the shared person-level passes done in the
 parent meanwhile, the report; the fits' CPU seconds by family of analyses). ``--set
-KEY=VALUE`` passes design overrides to the study runs.
+KEY=VALUE`` passes design overrides to the study runs. Each process at the tree's
+peak is listed with its RSS and the fit job it ran then (the run's jobs log their start
+and end to a file: ``EVALKIT_TRACE_FITS``).
 
 Usage (from the repository root)::
 
@@ -118,14 +120,20 @@ def _parent_is(pid: int, ancestor: int, depth: int) -> bool:
 
 
 def _timed(
-    cmd: list[str], env: dict[str, str] | None = None, keep_stdout: bool = False
+    cmd: list[str],
+    env: dict[str, str] | None = None,
+    keep_stdout: bool = False,
+    trace: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``cmd`` under /usr/bin/time -v, sampling the memory of its whole process tree.
 
     Returns the wall seconds, the CPU seconds of the process and the children it waited
     for (worker pools started through a fork server are not among them), the peak RSS
     of the largest single process (``time -v``) and the peak of the summed RSS of the
-    process tree (sampled every 0.2 s), and the load average before and after.
+    process tree (sampled every 0.2 s), and the load average before and after. With
+    ``trace`` (the file the run's fit jobs log to, ``EVALKIT_TRACE_FITS``), each
+    process at the tree's peak is named with the fit job it was running then (or the
+    last one it ran).
     """
     load_before = _load()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -138,6 +146,7 @@ def _timed(
         )
         watched = psutil.Process(proc.pid)
         tree_peak = 0
+        peak_time = 0.0
         cpu: dict[int, float] = {}
         at_peak: dict[int, int] = {}
         peak_each: dict[int, int] = {}  # each process' own peak
@@ -150,7 +159,7 @@ def _timed(
                 if pid not in roles:
                     roles.update(_roles(watched, [pid]))
             if total > tree_peak:
-                tree_peak, at_peak = total, now
+                tree_peak, at_peak, peak_time = total, now, time.time()
             time.sleep(0.2)
         out.seek(0)
         err.seek(0)
@@ -173,7 +182,7 @@ def _timed(
         # 0.2 s can be missed); the time process itself is not among them
         "tree_cpu_seconds": sum(v for k, v in cpu.items() if k != proc.pid),
         # the processes' RSS (GiB) when the tree peaked, and each one's own peak
-        "at_tree_peak": _by_role(at_peak, roles),
+        "at_tree_peak": _by_role(at_peak, roles, _jobs_at(trace, peak_time)),
         "process_peaks": _by_role(peak_each, roles),
         "load": f"{load_before} -> {_load()}",
         "tail": "" if proc.returncode == 0 else (stdout + stderr)[-2000:],
@@ -181,10 +190,32 @@ def _timed(
     }
 
 
-def _by_role(rss: dict[int, int], roles: dict[int, str]) -> list[str]:
-    """``"<role> <GiB>"`` for each process above 20 MiB, largest first."""
-    items = sorted(((v, roles.get(k, "?")) for k, v in rss.items() if v > 20 * 2**20), reverse=True)
-    return [f"{role} {v / 2**30:.2f}" for v, role in items if role != "time"]
+def _by_role(
+    rss: dict[int, int], roles: dict[int, str], jobs: dict[int, str] | None = None
+) -> list[str]:
+    """``"<role> <GiB>"`` for each process above 20 MiB, largest first (with its job)."""
+    items = sorted(
+        ((v, roles.get(k, "?"), (jobs or {}).get(k)) for k, v in rss.items() if v > 20 * 2**20),
+        reverse=True,
+    )
+    return [
+        f"{role} {v / 2**30:.2f}" + (f" ({job})" if job else "")
+        for v, role, job in items
+        if role != "time"
+    ]
+
+
+def _jobs_at(trace: Path | None, when: float) -> dict[int, str]:
+    """The fit job each process was running at ``when`` (or ``after <job>``), from a trace."""
+    if trace is None or not trace.exists():
+        return {}
+    out: dict[int, str] = {}
+    for line in trace.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        if event["t"] <= when:
+            job = event["job"]
+            out[event["pid"]] = job if event["event"] == "start" else f"after {job}"
+    return out
 
 
 def _python(code: str) -> list[str]:
@@ -209,8 +240,9 @@ def run_study(
         *([] if figures else ["--set", "report.figures=false"]),
         *(x for s in sets for x in ("--set", s)),
     ]
-    env = {"PYTHONPATH": str(ROOT / "src")}
-    result = _timed(cmd, env)
+    trace = out.parent / "fits.jsonl"
+    env = {"PYTHONPATH": str(ROOT / "src"), "EVALKIT_TRACE_FITS": str(trace)}
+    result = _timed(cmd, env, trace=trace)
     manifest = out / "manifest.json"
     if manifest.exists():
         result["timings"] = json.loads(manifest.read_text(encoding="utf-8")).get("timings")
@@ -316,9 +348,9 @@ def split_table(rows: list[dict[str, Any]]) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| run | persons | person-months | jobs | wall s | CPU s (waited) | CPU s (process "
-        "tree) | peak RSS GiB (largest process) | peak RSS GiB (process tree) | Parquet GiB "
-        "| load (1/5/15 min) before -> after |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "tree) | peak RSS GiB (largest process) | peak RSS GiB (process tree) | processes at the "
+        "tree's peak (GiB, fit job) | Parquet GiB | load (1/5/15 min) before -> after |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|\n"
     )
     body = ""
     for r in rows:
@@ -328,6 +360,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['jobs']} | {_fmt(r['seconds'], '.1f')} | {_fmt(r['cpu_seconds'], '.1f')} | "
             f"{_fmt(r.get('tree_cpu_seconds'), '.1f')} | "
             f"{_fmt(r['peak_gib'], '.2f')} | {_fmt(r['tree_peak_gib'], '.2f')} | "
+            f"{'; '.join(r.get('at_tree_peak', []))} | "
             f"{_fmt(r.get('disk_gib'), '.2f')} | {r['load']} |\n"
         )
     return head + body + split_table(rows)

@@ -122,10 +122,12 @@ def connect(
     folders: Iterable[str | Path] = (),
     *,
     database: str | Path | None = None,
+    threads: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open a DuckDB that may read only ``files`` and the files under ``folders``.
 
-    In memory, or the ``database`` file opened read-only.
+    In memory, or the ``database`` file opened read-only; with ``threads``, DuckDB uses
+    that many threads (set when the connection is made: the configuration is locked).
 
     Nothing else on the file system or the network is reachable from SQL on the returned
     connection, no extension is installed or loaded automatically, and the configuration
@@ -142,6 +144,7 @@ def connect(
             # return freed memory to the system (a study's person-level pass would
             # otherwise keep its hash table's memory, ~1 GB at 1.5M persons, for the run)
             "allocator_background_threads": True,
+            **({} if threads is None else {"threads": int(threads)}),
         },
     )
     try:

@@ -37,7 +37,7 @@ from evalkit.core.result import InferenceInfo, Result, make_table
 from evalkit.core.uncertainty import Analytic, NoInference
 from evalkit.data.checks import check_name
 from evalkit.data.panel import Panel
-from evalkit.dml._base import DMLEstimator
+from evalkit.dml._base import DMLEstimator, import_doubleml
 from evalkit.dml.learners import learners_for
 from evalkit.dml.result import DMLResult
 from evalkit.dml.splits import fold_splits
@@ -258,6 +258,7 @@ class DIDMulti(DMLEstimator):
             )
 
     def _fit(self, data: pd.DataFrame, ctx: FitContext) -> Result:
+        import_doubleml()
         spec = ctx.inference
         method = "hetero" if spec is None else spec.method
         frame = self._clean(data, ())
