@@ -26,6 +26,10 @@ def _design(tiny):
             expand={"outcome": ["recipient", "income"], "group": ["all", "families"]},
         )
     )
+    # a result with paths (its own figure) and test-inversion intervals (closures)
+    design.analyses.append(
+        Analysis(id="sc", estimator="synth.SyntheticControl", options={"outcome": "income"})
+    )
     return design
 
 
@@ -50,6 +54,7 @@ def test_figures_drawn_on_workers_are_the_same_files(runs):
     names = set(_pngs(one))
     # every kind of figure is there: the families' estimates, event studies, cell means
     assert {"twfe.png", "event_study_recipient.png", "event_study_income.png"} <= names
+    assert {"sc.png", "sc_paths.png"} <= names
     assert {"trends_all.png", "trends_families.png", "trends_nw_families.png"} <= names
     assert _pngs(one) == _pngs(two)
     for run in runs:
