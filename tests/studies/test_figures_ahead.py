@@ -26,9 +26,14 @@ def _design(tiny):
             expand={"outcome": ["recipient", "income"], "group": ["all", "families"]},
         )
     )
-    # a result with paths (its own figure) and test-inversion intervals (closures)
+    # a result with paths (drawn in its own figure, sent to a worker by cloudpickle)
     design.analyses.append(
-        Analysis(id="sc", estimator="synth.SyntheticControl", options={"outcome": "income"})
+        Analysis(
+            id="sc",
+            estimator="synth.SyntheticControl",
+            options={"outcome": "income"},
+            inference="none",
+        )
     )
     return design
 
@@ -80,3 +85,13 @@ def test_submit_runs_on_a_worker_or_here():
     pending = parallel.Backend(jobs=2).submit(sum, [3, 4])
     assert pending.result() == 7
     assert pending.done()
+
+
+def test_the_fit_stream_ends_without_dropping_the_workers(tmp_path, tiny_study):
+    # a fit stream dropped before its end is closed, which cancels whatever else is
+    # queued on the workers (figures) and drops the pool: the run lets it end instead
+    run_study(tiny_study, out=tmp_path / "a", progress=False, jobs=2)
+    pool = parallel._warm_pool(2)
+    assert pool is not None
+    run_study(tiny_study, out=tmp_path / "b", progress=False, jobs=2)
+    assert parallel._warm_pool(2) is pool

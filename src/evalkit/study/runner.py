@@ -613,6 +613,10 @@ def _fit_all(
             entries.append(_protected(_entry(study, source, fitted[-1]), pol))
             ahead.fitted(fitted[-1], entries[-1])
             entry_seconds += time.perf_counter() - start
+    # let the stream end on its own: one dropped before its end is closed, which
+    # cancels everything queued on the workers (the report's figures) and drops them
+    for _ in results:  # pragma: no cover - one result per analysis, all taken above
+        pass
     ahead.materialised(cells.by_group(), source.simulated is not None)  # when in process
     timings["fit_cpu_seconds_by_family"] = {k: round(v, 2) for k, v in cpu.items()}
     timings["entries_seconds"] = round(entry_seconds, 2)
