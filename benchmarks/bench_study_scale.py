@@ -337,8 +337,10 @@ def split_table(rows: list[dict[str, Any]]) -> str:
             f"{t.get('open_data_seconds')} s, check {t.get('check_data_seconds')} s, "
             f"analyses {t.get('analyses_seconds')} s (of which collapse to cells "
             f"{t.get('collapse_seconds')} s and shared person-level passes "
-            f"{t.get('shared_rows_seconds')} s in the parent), report "
-            f"{t.get('report_seconds')} s; fit CPU s by family: "
+            f"{t.get('shared_rows_seconds')} s in the parent, entries with truths "
+            f"{t.get('entries_seconds')} s), report after the last fit "
+            f"{t.get('report_seconds')} s (figures drawn on the workers: "
+            f"{t.get('figures_cpu_seconds')} CPU s); fit CPU s by family: "
             + ", ".join(f"{k} {v:.1f}" for k, v in sorted(fams.items(), key=lambda kv: -kv[1]))
             + f" (total {sum(fams.values()):.1f})\n"
         )

@@ -54,14 +54,23 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from evalkit.core.random import SeedLike, resolve_seed
 from evalkit.errors import DesignError
 
-__all__ = ["JOBS_ENV", "SCHEDULER_ENV", "Backend", "backend", "map", "shutdown", "spawn_seeds"]
+__all__ = [
+    "JOBS_ENV",
+    "SCHEDULER_ENV",
+    "Backend",
+    "Pending",
+    "backend",
+    "map",
+    "shutdown",
+    "spawn_seeds",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -201,6 +210,27 @@ class Backend:
         except BaseException as exc:
             _abandon(pool, pending, exc)
             raise
+
+    def submit(self, fn: Callable[[T], R], item: T) -> Pending[R]:
+        """Start ``fn(item)`` on a local worker and return at once; ``.result()`` waits.
+
+        For small side tasks beside a running :meth:`imap` (a study draws its report's
+        figures on the fit workers while the last analyses are fitted): the task joins
+        the same workers' queue behind the items already submitted. In process and on
+        a Dask cluster it runs here, now (there is no local worker to share).
+
+        Examples
+        --------
+        >>> Backend(jobs=1).submit(len, "abc").result()
+        3
+        """
+        job = _Job(fn, seeded=False)
+        if self.scheduler or self.jobs == 1:
+            return Pending(value=job((0, item, None)))
+        import cloudpickle
+
+        pool = _pool(self.jobs)
+        return Pending(pool.submit(_PayloadJob(job), cloudpickle.dumps((0, item, None))))
 
     def _dask_window(self, job: _Job, calls: Iterable[tuple[Any, ...]], size: int) -> Iterator[Any]:
         batch: list[tuple[Any, ...]] = []
@@ -407,6 +437,24 @@ class _Job:
         except Exception as exc:
             exc.add_note(f"(evalkit.parallel: raised by item {position}: {item!r:.200})")
             raise
+
+
+class Pending(Generic[R]):
+    """The result of :meth:`Backend.submit`: a worker's future, or a value computed here."""
+
+    def __init__(self, future: Future[bytes] | None = None, *, value: Any = None) -> None:
+        self._future = future
+        self._value = value
+
+    def done(self) -> bool:
+        """Say whether :meth:`result` would return without waiting."""
+        return self._future is None or self._future.done()
+
+    def result(self) -> R:
+        """Wait for the task and return its result (its exception is raised here)."""
+        if self._future is not None:
+            self._value, self._future = pickle.loads(self._future.result()), None
+        return self._value  # type: ignore[no-any-return]
 
 
 class _PayloadJob:

@@ -85,21 +85,24 @@ def _dual_vertices(x: np.ndarray, sd: np.ndarray) -> np.ndarray | None:
     w = np.column_stack([sd, x])
     if math.comb(m, k + 1) > _MAX_VERTEX_SUBSETS:
         return None
-    rhs = np.zeros(k + 1)
-    rhs[0] = 1.0
-    out = []
-    for rows in itertools.combinations(range(m), k + 1):
-        sub = w[list(rows)].T
-        if abs(np.linalg.det(sub)) < 1e-12 * max(1.0, np.abs(sub).max() ** (k + 1)):
-            continue
-        lam = np.linalg.solve(sub, rhs)
-        if np.all(lam >= -1e-12):
-            full = np.zeros(m)
-            full[list(rows)] = np.clip(lam, 0.0, None)
-            out.append(full)
-    if not out:
+    # every (k + 1)-subset of rows at once: the same LAPACK determinant and solve per
+    # subset as one call each (a stacked gufunc call), so the vertices are identical
+    subsets = np.array(list(itertools.combinations(range(m), k + 1)), dtype=np.intp)
+    subs = np.swapaxes(w[subsets], 1, 2)
+    scale = np.maximum(1.0, np.abs(subs).max(axis=(1, 2)) ** (k + 1))
+    regular = ~(np.abs(np.linalg.det(subs)) < 1e-12 * scale)
+    subsets, subs = subsets[regular], subs[regular]
+    if not len(subsets):
         return None
-    return np.unique(np.round(np.array(out), 14), axis=0)
+    rhs = np.zeros((len(subsets), k + 1, 1))
+    rhs[:, 0, 0] = 1.0
+    lam = np.linalg.solve(subs, rhs)[:, :, 0]
+    feasible = np.all(lam >= -1e-12, axis=1)
+    if not feasible.any():
+        return None
+    out = np.zeros((int(feasible.sum()), m))
+    np.put_along_axis(out, subsets[feasible], np.clip(lam[feasible], 0.0, None), axis=1)
+    return np.unique(np.round(out, 14), axis=0)
 
 
 def least_favourable_cv(

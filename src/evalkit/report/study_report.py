@@ -25,6 +25,7 @@ from evalkit.report import study_figures as figs
 from evalkit.report.caveats import Caveat, concerns, consolidate
 from evalkit.report.comparison import coverage, effect_rows, summary_table
 from evalkit.report.equality import equality_blocks
+from evalkit.report.figure_jobs import FigureJob, draw_figure, figure_jobs, placed, report_unit
 from evalkit.report.inference_notes import (
     FEW_TREATED_CLUSTERS,
     cell_level,
@@ -34,7 +35,6 @@ from evalkit.report.inference_notes import (
 )
 from evalkit.report.pretrend import pretrend_blocks
 from evalkit.report.render import Block, markdown_blocks, to_html, to_markdown
-from evalkit.report.units import event_time_marks, looks_like_share, unit_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from evalkit.study.config import Study
@@ -557,133 +557,31 @@ def _blocks(
     return blocks
 
 
-# --------------------------------------------------------------------------- units
-def share_outcomes(study: Study, cells: Mapping[str, pd.DataFrame]) -> set[str]:
-    """Outcomes that are means of 0/1 columns (every cell mean within [0, 1])."""
-    if study.collapse is None:
-        return set()
-    out = set()
-    for m in study.collapse.measures:
-        if m.stat != "mean" or m.name in study.units:
-            continue
-        values = [t[m.name] for t in cells.values() if m.name in t]
-        if values and looks_like_share(pd.concat(values, ignore_index=True)):
-            out.add(m.name)
-    return out
-
-
 # --------------------------------------------------------------------------- writing
-def _time_grid(
-    fitted: Sequence[Fitted], cells: Mapping[str, pd.DataFrame]
-) -> tuple[list[Any], Any]:
-    """Return the periods of the cells and the first treated period (for event-time marks)."""
-    for f in fitted:
-        kw = f.spec.kwargs
-        time_col, treat = kw.get("time"), kw.get("treatment")
-        for table in cells.values():
-            if (
-                isinstance(time_col, str)
-                and isinstance(treat, str)
-                and {time_col, treat} <= set(table)
-            ):
-                treated = table[treat] > 0
-                if treated.any():
-                    return list(table[time_col]), table.loc[treated, time_col].min()
-    return [], None
-
-
-def _figures(
-    study: Study,
-    results: Mapping[str, Any],
-    fitted: Sequence[Fitted],
-    cells: Mapping[str, pd.DataFrame],
-    fig_dir: Path,
-    unit: Unit,
-) -> tuple[dict[str, list[tuple[str, str]]], list[Path]]:
-    written: list[Path] = []
-    figures: dict[str, list[tuple[str, str]]] = {}
-    simulated = bool(results["data"].get("simulated"))
-    entries = results["analyses"]
-
-    def add(key: str, fig: Any, name: str, alt: str) -> None:
-        if fig is None:
-            return
-        p = figs.save(fig, fig_dir / f"{figs.slug(name)}.png")
-        written.append(p)
-        figures.setdefault(key, []).append((f"figures/{p.name}", alt))
-
-    times, first = _time_grid(fitted, cells)
-    for fam in dict.fromkeys(e["family"] for e in entries):
-        members = [e for e in entries if e["family"] == fam]
-        within = all(is_within(e) for e in members)
-        title = (
-            "How much more the treatment changed each group's outcome than the rest's "
-            "(same unit and period)"
-            if within
-            else None
-        )
-        mine = [f for f in fitted if f.spec.family == fam]
-        add(
-            fam,
-            figs.forest(members, simulated, unit, title),
-            fam,
-            f"{fam}: estimates with confidence intervals",
-        )
-        add(fam, figs.result_grid(mine, unit), f"{fam}_plots", f"{fam}: each analysis")
-        add(
-            fam,
-            figs.path_figure(mine, unit, study.marks, times),
-            f"{fam}_paths",
-            f"{fam}: treated and synthetic paths",
-        )
-    marks = event_time_marks(study.marks, times, first) if times else []
-    outcomes = dict.fromkeys(e.get("outcome") for e in entries if figs.has_event_time(e))
-    for outcome in outcomes:
-        add(
-            "__events__",
-            figs.event_figure(entries, outcome, unit, marks),
-            f"event_study_{outcome}",
-            f"estimates by event time, {outcome}",
-        )
-    for group, table in cells.items():
-        specs = [
-            f.spec
-            for f in fitted
-            if f.spec.group == group
-            and not f.spec.custom_where
-            and f.spec.split is None
-            and f.spec.collapse_by is None
-        ]
-        add(
-            "__trends__",
-            figs.trends(study.collapse, table, specs, group, unit, study.marks),
-            f"trends_{group}",
-            f"cell means over time, group {group}",
-        )
-    return figures, written
-
-
 def write_report(
     study: Study,
     results: Mapping[str, Any],
     fitted: Sequence[Fitted],
     cells: Mapping[str, pd.DataFrame],
     out_dir: Path,
+    drawn: Sequence[tuple[FigureJob, Path | None]] | None = None,
 ) -> list[Path]:
     """Write report.md, report.html and figures/*.png; return the paths written.
 
     The HTML page refers to its figures by relative paths (``figures/<name>.png``), so
-    the run folder opens in a browser as it is.
+    the run folder opens in a browser as it is. ``drawn`` are the figures already drawn
+    into ``out_dir / "figures"`` (each :func:`figure_jobs` job with its file, in that
+    order; the runner draws them on its workers); None draws them here.
     """
-    shares = share_outcomes(study, cells)
-
-    def unit(outcome: str | None) -> str:
-        return unit_of(outcome, study.units, shares)
-
+    unit = report_unit(study, cells)
     figures: dict[str, list[tuple[str, str]]] = {}
     written: list[Path] = []
     if study.figures:
-        figures, written = _figures(study, results, fitted, cells, out_dir / "figures", unit)
+        if drawn is None:
+            fig_dir = out_dir / "figures"
+            jobs = figure_jobs(study, results, fitted, cells, unit)
+            drawn = [(job, draw_figure(job, fig_dir)) for job in jobs]
+        figures, written = placed(drawn)
     blocks = _blocks(study, results, figures, unit)
     md = out_dir / "report.md"
     md.write_text(to_markdown(blocks), encoding="utf-8")

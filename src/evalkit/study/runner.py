@@ -34,6 +34,7 @@ from evalkit.data.disclosure import DisclosurePolicy, audit, protect
 from evalkit.errors import EvalkitError, StudyError
 from evalkit.study.config import AnalysisSpec, SplitSpec, Study, load_study
 from evalkit.study.design import Design
+from evalkit.study.figures_ahead import FiguresAhead
 from evalkit.study.progress import RunProgress
 from evalkit.study.source import (
     DataSource,
@@ -492,7 +493,10 @@ def _materialise(
 def _fit_modules(study: Study) -> list[str]:
     """Return the modules a worker imports to fit the study's analyses."""
     targets = (registry.BUILTIN.get(a.estimator) for a in study.analyses)
-    return [__name__, *dict.fromkeys(t.split(":")[0] for t in targets if t)]
+    modules = [__name__, *dict.fromkeys(t.split(":")[0] for t in targets if t)]
+    if study.figures:  # the workers draw the report's figures too (FiguresAhead)
+        modules += ["evalkit.report.study_figures", "matplotlib.backends.backend_agg"]
+    return modules
 
 
 def _run_fit(
@@ -635,24 +639,34 @@ def _fit_all(
     runner: parallel.Backend,
     shown: RunProgress,
     timings: dict[str, Any],
-) -> list[Fitted]:
+    ahead: FiguresAhead,
+    policy: DisclosurePolicy,
+) -> tuple[list[Fitted], list[dict[str, Any]]]:
     """Materialise and fit every analysis, streaming the jobs to the backend.
 
     Jobs are built one by one as the backend takes them (at most a few per worker in
     flight), so this process never holds every analysis' data at once; person-level
-    rows travel as a file reference and are read by the worker that fits them. Adds the
-    CPU seconds of the fits by family of analyses to ``timings``.
+    rows travel as a file reference and are read by the worker that fits them. Each
+    analysis' entry of results.json (with its truths) is made and protected
+    (:func:`_protected`) as its fit comes back, while later fits run, and handed to
+    ``ahead``, which starts the report's figures whose analyses are all fitted. Returns
+    the fitted analyses and their protected entries. Adds the CPU seconds of the fits
+    by family of analyses, and the seconds spent on entries, to ``timings``.
     """
     cpu: dict[str, float] = {}
     made: list[tuple[dict[str, Any], list[str]]] = []
+    cell_policy = policy.for_cells()
 
     def jobs() -> Iterator[_FitJob]:
         for spec in study.analyses:
             job, data, before = _materialise(study, source, spec, cells, shared)
             made.append((data, before))
             yield job
+        ahead.materialised(cells.by_group(), source.simulated is not None)
 
     fitted: list[Fitted] = []
+    entries: list[dict[str, Any]] = []
+    entry_seconds = 0.0
     results = runner.imap(_run_fit, jobs(), window=_WINDOW * runner.jobs, heavy=_memory_heavy)
     with shown.analyses() as step:
         for i, spec in enumerate(study.analyses):
@@ -663,8 +677,19 @@ def _fit_all(
             made[i] = ({}, [])
             notes = list(dict.fromkeys(before + after))
             fitted.append(Fitted(spec, result, {**data, **info}, notes, error))
+            start = time.perf_counter()
+            pol = cell_policy if spec.fit_on == "cells" else policy
+            entries.append(_protected(_entry(study, source, fitted[-1]), pol))
+            ahead.fitted(fitted[-1], entries[-1])
+            entry_seconds += time.perf_counter() - start
+    # let the stream end on its own: one dropped before its end is closed, which
+    # cancels everything queued on the workers (the report's figures) and drops them
+    for _ in results:  # pragma: no cover - one result per analysis, all taken above
+        pass
+    ahead.materialised(cells.by_group(), source.simulated is not None)  # when in process
     timings["fit_cpu_seconds_by_family"] = {k: round(v, 2) for k, v in cpu.items()}
-    return fitted
+    timings["entries_seconds"] = round(entry_seconds, 2)
+    return fitted, entries
 
 
 def _entry(study: Study, source: DataSource, f: Fitted) -> dict[str, Any]:
@@ -724,14 +749,17 @@ def _gate(
     for key, value, pol in sections:
         items = value if isinstance(value, list) else [value]
         policies = pol if isinstance(pol, list) else [pol] * len(items)
-        done = []
-        for item, item_pol in zip(items, policies, strict=True):
-            item_safe, _ = protect(item, item_pol)
-            problems = audit(item_safe, item_pol)
-            if problems:  # pragma: no cover - protect guarantees this
-                raise RuntimeError(f"disclosure audit failed: {problems}")
-            done.append(item_safe)
+        done = [_protected(i, p) for i, p in zip(items, policies, strict=True)]
         safe[key] = done if isinstance(value, list) else done[0]
+    return safe
+
+
+def _protected(item: Any, policy: DisclosurePolicy) -> Any:
+    """Return one part of the output protected and audited (see :func:`_gate`)."""
+    safe, _ = protect(item, policy)
+    problems = audit(safe, policy)
+    if problems:  # pragma: no cover - protect guarantees this
+        raise RuntimeError(f"disclosure audit failed: {problems}")
     return safe
 
 
@@ -862,6 +890,7 @@ def run_study(
     cell_policy = policy.for_cells()
     runner = parallel.backend(jobs=jobs, scheduler=scheduler)
     runner.warm(_fit_modules(study), for_imap=True)  # workers start while the data are read
+    ahead = FiguresAhead(study, runner, out_dir / "figures")
 
     try:
         shown = RunProgress(study.name, total=len(study.analyses), enabled=progress)
@@ -885,16 +914,15 @@ def run_study(
             shared = _SharedRows(study, source)
             fit_start = time.perf_counter()
             try:
-                fitted = _fit_all(study, source, cells, shared, runner, shown, timings)
+                fitted, entries = _fit_all(
+                    study, source, cells, shared, runner, shown, timings, ahead, policy
+                )
             finally:
                 shared.close()
             timings["analyses_seconds"] = round(time.perf_counter() - fit_start, 2)
             timings["collapse_seconds"] = round(cells.seconds, 2)
             timings["shared_rows_seconds"] = round(shared.seconds, 2)
             peaks["analyses"] = _peak_rss_mib()
-            step_start = time.perf_counter()
-            entries = [_entry(study, source, f) for f in fitted]
-            timings["entries_seconds"] = round(time.perf_counter() - step_start, 2)
             summary = _cells_summary(study, cells)
             by_group = cells.by_group()
         finally:
@@ -917,6 +945,7 @@ def run_study(
             runner,
             overrides,
             timings,
+            ahead,
         )
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -983,6 +1012,7 @@ def _write_outputs(
     runner: parallel.Backend,
     overrides: Mapping[str, Any] | None,
     timings: Mapping[str, Any] | None = None,
+    ahead: FiguresAhead | None = None,
 ) -> RunOutcome:
 
     sim = source.simulated
@@ -1001,10 +1031,9 @@ def _write_outputs(
         "seed": study.seed,
         "min_cell_size": study.min_cell_size,
     }
-    analysis_policy = [cell_policy if f.spec.fit_on == "cells" else policy for f in fitted]
-    results = _gate(
-        envelope, [("cells", summary, cell_policy), ("analyses", entries, analysis_policy)], policy
-    )
+    # the entries were protected one by one as their fits came back (_fit_all)
+    results = _gate(envelope, [("cells", summary, cell_policy)], policy)
+    results["analyses"] = entries
 
     files: list[Path] = []
     results_path = out_dir / "results.json"
@@ -1015,8 +1044,10 @@ def _write_outputs(
 
     report_start = time.perf_counter()
     with shown.stage("writing the report"):
-        files.extend(write_report(study, results, fitted, by_group, out_dir))
+        drawn = ahead.finish() if ahead is not None and study.figures else None
+        files.extend(write_report(study, results, fitted, by_group, out_dir, drawn))
     report_seconds = round(time.perf_counter() - report_start, 2)
+    figure_cpu = round(ahead.cpu_seconds, 2) if ahead is not None else None
     peaks = {**(timings or {}).get("parent_peak_rss_mib", {}), "report": _peak_rss_mib()}
 
     manifest = {
@@ -1049,7 +1080,12 @@ def _write_outputs(
     # person-level rows, the analyses (materialising and fitting), the report; and this
     # process' peak memory after each step
     manifest["timings"] = jsonable(
-        {**(timings or {}), "report_seconds": report_seconds, "parent_peak_rss_mib": peaks}
+        {
+            **(timings or {}),
+            "report_seconds": report_seconds,
+            "figures_cpu_seconds": figure_cpu,
+            "parent_peak_rss_mib": peaks,
+        }
     )
     manifest = _gate(manifest, [], policy)
     manifest_path = out_dir / "manifest.json"

@@ -22,6 +22,7 @@ carry no planted effect: an analysis none of whose rows is treated in the simula
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -64,6 +65,24 @@ def _norm(text: str | None) -> str | None:
     return None if text is None else " ".join(text.lower().split())
 
 
+#: Per simulated data set: the strata and period effects already computed, by outcome,
+#: condition and time column (many analyses of a study ask for the same ones: each
+#: estimator of an outcome and group; a DuckDB query each otherwise).
+_MEMO: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def _memo(sim: Any, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    """Return ``make()``, computed once per ``sim`` and ``key`` (a copy of a frame)."""
+    try:
+        memo = _MEMO.setdefault(sim, {})
+    except TypeError:  # a stand-in that cannot be weakly referenced: no memo
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    value = memo[key]
+    return value.copy() if isinstance(value, pd.DataFrame) else value
+
+
 def chosen_strata(
     sim: Any, outcome: str, condition: str | None, time: str | None = None
 ) -> pd.DataFrame | None:
@@ -80,6 +99,12 @@ def chosen_strata(
     >>> bool((rows["non_western"] == 1).all())
     True
     """
+    return _memo(
+        sim, ("strata", outcome, condition, time), lambda: _chosen(sim, outcome, condition, time)
+    )
+
+
+def _chosen(sim: Any, outcome: str, condition: str | None, time: str | None) -> pd.DataFrame | None:
     strata = getattr(sim, "truth_strata", None)
     if strata is None:
         return None
@@ -129,6 +154,14 @@ def period_effects(
     >>> period_effects(sim, "work", "city = 'Oslo'", time="month") is None
     True
     """
+    return _memo(
+        sim, ("effects", outcome, condition, time), lambda: _effects(sim, outcome, condition, time)
+    )
+
+
+def _effects(
+    sim: Any, outcome: str, condition: str | None, time: str | None
+) -> pd.DataFrame | None:
     rows = chosen_strata(sim, outcome, condition, time)
     if rows is None:
         return None
