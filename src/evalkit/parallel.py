@@ -454,7 +454,7 @@ class Pending(Generic[R]):
         """Wait for the task and return its result (its exception is raised here)."""
         if self._future is not None:
             self._value, self._future = pickle.loads(self._future.result()), None
-        return self._value  # type: ignore[no-any-return]
+        return self._value
 
 
 class _PayloadJob:

@@ -158,7 +158,9 @@ CLEAR_HALF_WIDTHS = 3.090 / 1.960
 def _rows_with_truth(doc):
     for a in doc["analyses"]:
         for r in a["tidy"]:
-            low, high, truth, est = (r.get(k) for k in ("conf_low", "conf_high", "truth", "estimate"))
+            low, high, truth, est = (
+                r.get(k) for k in ("conf_low", "conf_high", "truth", "estimate")
+            )
             if None in (low, high, truth, est) or not (math.isfinite(low) and math.isfinite(high)):
                 continue
             yield a["id"], r, est, low, high, truth
