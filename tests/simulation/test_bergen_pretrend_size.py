@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import runpy
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ import pandas as pd
 import pytest
 
 from evalkit.data.collapse import collapse
+from evalkit.did import EventStudy, HonestEventStudy
 from evalkit.simulate import bergen_rates
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bergen_pretrend_size.py"
@@ -40,13 +42,17 @@ def test_benchmark_cells_are_the_study_collapse():
         name: {"column": col, "stat": "mean", **({"where": "recipient = 1"} if rec else {})}
         for name, (col, rec) in bench.MEASURES.items()
     }
+    measures["city_unemployment"] = {"column": "city_unemployment", "stat": "mean"}
     theirs = collapse(df, ["city", "period"], measures, min_cell_size=1, where=where)
     assert len(theirs) == len(ours) == 720
     theirs = theirs.assign(city=theirs["city"].cat.codes).sort_values(["city", "period"])
     np.testing.assert_array_equal(ours["n"], theirs["n"].to_numpy(int))
     np.testing.assert_array_equal(ours["n_rec"], theirs["n_benefit"].to_numpy(int))
-    for name in bench.MEASURES:
+    for name in [*bench.MEASURES, "city_unemployment"]:
         np.testing.assert_allclose(ours[name], theirs[name].to_numpy(float), rtol=1e-12)
+    # the covariate is the city-month's own value (constant over the persons)
+    u = df.groupby(["city", "period"], observed=True)["city_unemployment"].first()
+    np.testing.assert_allclose(ours["city_unemployment"], u.to_numpy(float), rtol=1e-6)
     assert ours["d"].sum() == 34  # Bergen from March 2020 (period 39) to December 2022
 
 
@@ -60,6 +66,34 @@ def test_one_small_draw_gives_every_analysis():
     assert leads["event"].split() == [str(e) for e in range(-12, -1)]
     # Bergen's cells are about twice the comparison cities' median: smaller errors
     assert (rows["ratio"] < 1).all()
+
+
+def test_covariate_fits_are_the_study_estimators():
+    # with the study's covariate the benchmark's p-values are those of the study's
+    # estimators (HonestEventStudy for `honest`, EventStudy's info for `event`) on the
+    # same cells, and the covariate changes them (the pre-trend test depends neither on
+    # HonestDiD's bounds nor on the bootstrap's draws: one bound, 9 draws keep it fast)
+    bench = _bench()
+    cov = ("city_unemployment",)
+    rows = pd.DataFrame(bench.one_seed(6, n_persons=4000, groups=("all",), covariates=cov))
+    frame = bench.cells(bergen_rates(seed=6, n_persons=4000).data, None)
+    roles = {"unit": "city", "time": "month", "treatment": "d", "covariates": cov}
+    p = rows.set_index(["shape", "outcome"])["p_sized"]
+    shape = {"window": (-4, 4), "restriction": "relative_magnitude", "bounds": (0,)}
+    honest = HonestEventStudy(outcome="benefit", weights="n_rec", **shape, **roles)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = honest.fit(frame)
+        plain = HonestEventStudy(outcome="benefit", weights="n_rec", **shape,
+                                 **{**roles, "covariates": ()}).fit(frame)  # fmt: skip
+    assert res.info["pretrend_test"]["p_value"] == pytest.approx(p["honest", "benefit"], rel=1e-9)
+    assert plain.info["pretrend_test"]["p_value"] != pytest.approx(p["honest", "benefit"], rel=1e-3)
+    event = EventStudy(outcome="work", weights="n", window=(-12, 12), bin_endpoints=True, **roles)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = event.fit(frame, seed=1, reps=9)
+    assert res.inference.method == "wild"
+    assert res.info["pretrend_test"]["p_value"] == pytest.approx(p["event", "work"], rel=1e-9)
 
 
 @pytest.mark.slow
