@@ -268,7 +268,21 @@ def summarise(path: Path) -> str:
                   f"{np.nanmean(corr[same]):.2f} between the groups of one outcome.",
                   ""]  # fmt: skip
         lines += _z_table(sub)
+        lines += [_by_lead(sub), ""]
     return "\n".join(lines)
+
+
+def _by_lead(sub: pd.DataFrame) -> str:
+    """Each lead's normal 95% interval's coverage of zero, pooled over analyses and seeds."""
+    hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for leads, b, e in zip(sub["leads"], sub["beta"], sub["se"], strict=True):
+        z = np.array(b.split(), float) / np.array(e.split(), float)
+        for lead, inside in zip(leads.split(), np.abs(z) <= 1.959964, strict=True):
+            hits[lead][0] += int(inside)
+            hits[lead][1] += 1
+    return "Lead intervals covering 0, by lead: " + ", ".join(
+        f"{lead}: {k / n:.3f}" for lead, (k, n) in hits.items()
+    )
 
 
 def _z_table(sub: pd.DataFrame) -> list[str]:

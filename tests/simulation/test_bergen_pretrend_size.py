@@ -97,25 +97,38 @@ def test_covariate_fits_are_the_study_estimators():
 
 
 @pytest.mark.slow
-def test_pretrend_size_on_the_bergen_simulator_slow():
-    """Seeds 0-59 at the study's size (about 3 minutes of CPU).
+@pytest.mark.parametrize("covariates", [(), ("city_unemployment",)], ids=["plain", "study"])
+def test_pretrend_size_on_the_bergen_simulator_slow(covariates):
+    """Seeds 0-59 at the study's size (about 3 minutes of CPU per design).
 
-    Measured on these seeds: honest 0.065 of 1,200 tests, event 0.054 of 1,680 (unsized
-    0.002 and 0.000; the honest leads' normal intervals cover 0.953 of 3,600); over 299
-    seeds 0.055 and 0.056 (results/bergen_pretrend_size.md). The band 0.025-0.085 runs
-    from 2.8 seed-clustered standard errors below 5% to 3.9 above (0.009 with 60 seeds:
-    the tests within a seed share Bergen's city shocks).
+    ``plain``: without covariates, as measured first. On these seeds: honest 0.065 of
+    1,200 tests, event 0.054 of 1,680 (unsized 0.002 and 0.000; the honest leads' normal
+    intervals cover 0.953 of 3,600); over 300 seeds 0.055 and 0.056.
+
+    ``study``: with the study's covariate ``city_unemployment`` (its ``event`` and
+    ``honest`` analyses since issue 12's sign fix). On these seeds: honest 0.066, event
+    0.066 (unsized 0.002 and 0.000; leads covered 0.952 and 0.956); over 300 seeds honest
+    0.056 (0.004) holds its level but event 0.073 (0.005) does not: the 60-seed band
+    below cannot see that excess (results/bergen_pretrend_size.md: the few-treated
+    covariance's sampling noise, no longer offset by COVID-19 in the controls' errors).
+
+    The band 0.025-0.085 runs from 2.8 seed-clustered standard errors below 5% to 3.9
+    above (0.009 with 60 seeds: the tests within a seed share Bergen's city shocks).
     """
     bench = _bench()
-    rows = pd.DataFrame([r for seed in range(60) for r in bench.one_seed(seed)])
+    rows = pd.DataFrame(
+        [r for seed in range(60) for r in bench.one_seed(seed, covariates=covariates)]
+    )
     for shape, sub in rows.groupby("shape"):
         rate = float((sub["p_sized"] < 0.05).mean())
         assert 0.025 <= rate <= 0.085, (shape, rate)
         # without the size scaling the test almost never rejects (Bergen's cells are
         # larger than most comparison cities', so their errors are too noisy for it)
         assert float((sub["p_unsized"] < 0.05).mean()) < 0.01, shape
-    honest = rows[rows["shape"] == "honest"]
-    z = np.concatenate([np.array(b.split(), float) / np.array(s.split(), float)
-                        for b, s in zip(honest["beta"], honest["se"], strict=True)])  # fmt: skip
-    coverage = float(np.mean(np.abs(z) <= 1.959964))
-    assert abs(coverage - 0.95) < 3 * math.sqrt(0.05 * 0.95 / len(z)) * 2, coverage
+        if shape == "event" and not covariates:
+            continue  # plain: the event leads cover 0.963 over 300 seeds (COVID-19 in
+            # the comparison cities' errors makes their standard errors a little large)
+        z = np.concatenate([np.array(b.split(), float) / np.array(s.split(), float)
+                            for b, s in zip(sub["beta"], sub["se"], strict=True)])  # fmt: skip
+        coverage = float(np.mean(np.abs(z) <= 1.959964))
+        assert abs(coverage - 0.95) < 3 * math.sqrt(0.05 * 0.95 / len(z)) * 2, (shape, coverage)
