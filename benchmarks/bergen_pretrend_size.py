@@ -21,6 +21,9 @@ estimate and standard error. ``--summarise CSV`` prints the tables of
     PYTHONPATH=src python benchmarks/bergen_pretrend_size.py --seeds 0 200 --csv /tmp/p.csv
     PYTHONPATH=src python benchmarks/bergen_pretrend_size.py --summarise /tmp/p.csv
 
+``--covariates city_unemployment`` fits both shapes with the study's covariate (its
+``event`` and ``honest`` analyses partial city unemployment out since issue 12).
+
 About 10 s of CPU a seed (2.7 s of it the simulation). Not a test.
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import math
 import os
 import time
@@ -92,6 +96,10 @@ def cells(df: pd.DataFrame, group: tuple[str, ...] | None) -> pd.DataFrame:
             out[name] = np.bincount(key[rec], weights=y[rec], minlength=size) / n_rec
         else:
             out[name] = np.bincount(key, weights=y, minlength=size) / n_all
+    # the study's measure ``city_unemployment = "mean"``: the mean over the group's
+    # person-months of a city-month constant, so the city-month's value
+    u = df["city_unemployment"].to_numpy()[keep].astype(float)
+    out["city_unemployment"] = np.bincount(key, weights=u, minlength=size) / n_all
     frame = pd.DataFrame(out)
     reform = int(df.loc[df["cohort"] > 0, "cohort"].iloc[0])
     frame["d"] = ((frame["city"] == 0) & (frame["month"] >= reform)).astype(int)
@@ -99,9 +107,16 @@ def cells(df: pd.DataFrame, group: tuple[str, ...] | None) -> pd.DataFrame:
 
 
 def one_seed(
-    seed: int, n_persons: int = N_PERSONS, groups: tuple[str, ...] = tuple(GROUPS)
+    seed: int,
+    n_persons: int = N_PERSONS,
+    groups: tuple[str, ...] = tuple(GROUPS),
+    covariates: tuple[str, ...] = (),
 ) -> list[dict]:
-    """Every analysis' pre-trend test and leads on one draw of the simulator (``groups``)."""
+    """Every analysis' pre-trend test and leads on one draw of the simulator (``groups``).
+
+    ``covariates``: the event studies' time-varying covariates (the study's design since
+    issue 12's ``sign12``: ``("city_unemployment",)``).
+    """
     from evalkit.did.event_study import EventStudy, few_treated_event_study
     from evalkit.simulate import bergen_rates
 
@@ -114,7 +129,8 @@ def one_seed(
                 weight = "n_rec" if MEASURES[outcome][1] else "n"
                 est = EventStudy(outcome=outcome, unit="city", time="month", treatment="d",
                                  weights=weight, window=spec["window"],
-                                 bin_endpoints=spec["bin_endpoints"])  # fmt: skip
+                                 bin_endpoints=spec["bin_endpoints"],
+                                 covariates=covariates)  # fmt: skip
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     sized = few_treated_event_study(est, frame)
@@ -252,7 +268,21 @@ def summarise(path: Path) -> str:
                   f"{np.nanmean(corr[same]):.2f} between the groups of one outcome.",
                   ""]  # fmt: skip
         lines += _z_table(sub)
+        lines += [_by_lead(sub), ""]
     return "\n".join(lines)
+
+
+def _by_lead(sub: pd.DataFrame) -> str:
+    """Each lead's normal 95% interval's coverage of zero, pooled over analyses and seeds."""
+    hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for leads, b, e in zip(sub["leads"], sub["beta"], sub["se"], strict=True):
+        z = np.array(b.split(), float) / np.array(e.split(), float)
+        for lead, inside in zip(leads.split(), np.abs(z) <= 1.959964, strict=True):
+            hits[lead][0] += int(inside)
+            hits[lead][1] += 1
+    return "Lead intervals covering 0, by lead: " + ", ".join(
+        f"{lead}: {k / n:.3f}" for lead, (k, n) in hits.items()
+    )
 
 
 def _z_table(sub: pd.DataFrame) -> list[str]:
@@ -326,6 +356,13 @@ def main() -> None:
         help="print the tables (with --wild: of a --wild CSV, widths against --csv)",
     )
     parser.add_argument("--wild", action="store_true", help="the wild-bootstrap lead intervals")
+    parser.add_argument(
+        "--covariates",
+        nargs="*",
+        default=[],
+        metavar="COLUMN",
+        help="the event studies' covariates (the study's: city_unemployment)",
+    )
     args = parser.parse_args()
     if args.summarise:
         print(summarise_wild(args.summarise, args.csv) if args.wild else summarise(args.summarise))
@@ -333,7 +370,8 @@ def main() -> None:
     if args.wild:
         run(range(*args.seeds), args.csv, args.n_persons, wild_seed, WILD_FIELDS)
     else:
-        run(range(*args.seeds), args.csv, args.n_persons)
+        fn = functools.partial(one_seed, covariates=tuple(args.covariates))
+        run(range(*args.seeds), args.csv, args.n_persons, fn)
 
 
 if __name__ == "__main__":
