@@ -179,3 +179,62 @@ def test_by_subgroups_and_json() -> None:
     tidy = res.tidy()
     assert set(tidy["subgroup"].dropna()) >= {"high", "low"}
     assert res.to_dict()["estimator"] == "multilevel.MixedModel"
+
+
+def _reml_by_profile(y: np.ndarray, x: np.ndarray, groups: np.ndarray) -> tuple[float, np.ndarray]:
+    """REML of a random-intercept model by brute force: the variance ratio gamma = var(u) /
+    var(e) maximises the profiled restricted log-likelihood (searched on [0, 1]), the fixed
+    effects are GLS at it. Each group's V = I + gamma * 11' is built densely."""
+    from scipy.optimize import minimize_scalar
+
+    blocks = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    n, p = x.shape
+
+    def parts(gamma: float) -> tuple[float, np.ndarray, float]:
+        xvx, xvy, logdet = np.zeros((p, p)), np.zeros(p), 0.0
+        for b in blocks:
+            v = np.eye(b.size) + gamma * np.ones((b.size, b.size))
+            vi = np.linalg.inv(v)
+            xvx += x[b].T @ vi @ x[b]
+            xvy += x[b].T @ vi @ y[b]
+            logdet += np.linalg.slogdet(v)[1]
+        beta = np.linalg.solve(xvx, xvy)
+        rss = 0.0
+        for b in blocks:
+            r = y[b] - x[b] @ beta
+            rss += r @ np.linalg.solve(np.eye(b.size) + gamma * np.ones((b.size, b.size)), r)
+        ll = -0.5 * ((n - p) * np.log(rss / (n - p)) + logdet + np.linalg.slogdet(xvx)[1])
+        return ll, beta, rss
+
+    best = minimize_scalar(
+        lambda g: -parts(g)[0], bounds=(0.0, 1.0), method="bounded", options={"xatol": 1e-12}
+    )
+    return float(best.x), parts(float(best.x))[1]
+
+
+def test_a_variance_near_zero_is_fitted_not_stepped_over() -> None:
+    """statsmodels' default optimisers (bfgs, lbfgs) step onto a random-intercept variance of
+    exactly zero on these data, where its restricted log-likelihood evaluates to +inf and the
+    fixed effects are wrong (the intercept off by ~0.29, the outcome's mean). The fit must
+    find the true optimum (a small positive variance), equal a brute-force REML, and not
+    depend on the order of the rows."""
+    rng = np.random.default_rng(0)
+    n, n_groups = 3000, 60
+    groups = rng.integers(0, n_groups, n)
+    z = rng.normal(size=n)
+    d = (rng.random(n) < 0.3).astype(float)
+    y = (rng.random(n) < 0.3 + 0.05 * d).astype(float)  # no group effect planted
+    df = pd.DataFrame({"y": y, "z": z, "d": d, "kommune": groups})
+    est = MixedModel(outcome="y", treatment="d", covariates=("z",), cluster="kommune")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = est.fit(df, inference="iid")
+        shuffled = est.fit(df.sample(frac=1.0, random_state=3), inference="iid")
+    assert np.isfinite(res.info["log_likelihood"])
+    x = np.column_stack([np.ones(n), d, z])  # the model's column order: Intercept, d, z
+    gamma, beta = _reml_by_profile(y, x, groups)
+    assert gamma > 0  # the optimum is inside, not at zero
+    np.testing.assert_allclose(res.tidy()["estimate"], beta, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        shuffled.tidy()["estimate"], res.tidy()["estimate"], rtol=1e-5, atol=1e-7
+    )

@@ -15,6 +15,7 @@ from evalkit.core.result import InferenceInfo, Result, Scores, make_table
 from evalkit.data.checks import check_columns, check_identifier, check_name, check_names
 from evalkit.data.checks import numeric_column as _numeric
 from evalkit.errors import (
+    ConvergenceError,
     ConvergenceWarning,
     DataError,
     DesignError,
@@ -363,6 +364,18 @@ def _mixedlm(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fitted = model.fit(reml=reml)  # its default optimisers (bfgs first)
+        if not np.isfinite(fitted.llf):
+            # statsmodels' gradient optimisers can step onto a random-effects covariance of
+            # exactly zero, where its log-likelihood evaluates to +inf: the fit is reported
+            # as converged with wrong fixed effects (the intercept off by the outcome's mean
+            # when the true variance is small). A derivative-free search finds the optimum.
+            fitted = model.fit(reml=reml, method=["powell", "nm"])
+    if not np.isfinite(fitted.llf):
+        raise ConvergenceError(
+            "MixedLM: no optimiser found a finite log-likelihood (bfgs, lbfgs, cg, powell, "
+            "nm); check the random-effects design (random_slopes) and the covariates for "
+            "columns that are constant within every cluster"
+        )
     messages = [str(w.message) for w in caught if issubclass(w.category, SMConvergence)]
     boundary = [m for m in messages if "boundary" in m]
     if not fitted.converged or boundary:
