@@ -159,3 +159,18 @@ def test_aggregated_views_carry_their_fits_facts():
     assert frame.loc["Observations"].tolist() == ["2,500", "2,500"]
     assert frame.loc["countyreal effects"].tolist() == ["Yes", ""]
     assert sa.info["aggregation"] == "ATT" and sa.info["n_clusters"] == 500  # own key kept
+
+
+def test_pretrend_note_counts_p_values_below_005_before_rounding() -> None:
+    """0.0496 is below 0.05 though the table shows it as 0.050; a missing p is not."""
+    from evalkit.report.pretrend import pretrend_blocks
+
+    def entry(i: int, p: float | None) -> dict:
+        return {"id": f"event.o{i}", "outcome": "work", "group": "all",
+                "info": {"pretrend_test": {"p_value": p, "df": 3}}}  # fmt: skip
+
+    blocks = pretrend_blocks([entry(0, 0.0496), entry(1, 0.2), entry(2, None)])
+    table = next(b for b in blocks if b[0] == "table")
+    assert [row[4] for row in table[2]] == ["0.050", "0.200", ""]
+    note = next(b[1] for b in blocks if b[0] == "p" and "of 3 tests" in b[1])
+    assert note.startswith("1 of 3 tests have a p-value below 0.05.")

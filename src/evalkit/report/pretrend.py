@@ -22,11 +22,11 @@ def _ratio(value: Any) -> str:
     return ", ".join(f"{v:.2f}" for v in value)
 
 
-def _together(tests: Sequence[Sequence[str]]) -> str:
+def _together(p_values: Sequence[float | None]) -> str:
     """How many tests reject at 5%, and why they are not independent evidence."""
-    small = sum(1 for row in tests if row[4] == "< 0.001" or (row[4] and float(row[4]) < 0.05))
+    small = sum(1 for p in p_values if p is not None and p < 0.05)
     return (
-        f"{small} of {len(tests)} tests have a p-value below 0.05. They are not independent "
+        f"{small} of {len(p_values)} tests have a p-value below 0.05. They are not independent "
         "evidence: the groups of one outcome share the treated city's city-level shocks, "
         "outcomes made from one another (work, activity, earnings, income) share them too, "
         "and every lead is measured against the same reference month, so one unusual month "
@@ -64,6 +64,7 @@ def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
     """
     tests, honest = [], []
     ratios: list[str] = []
+    p_values: list[float | None] = []
     for e in entries:
         info = e.get("info") or {}
         test = info.get("pretrend_test")
@@ -71,6 +72,7 @@ def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
             tests.append([f"`{e['id']}`", str(e.get("outcome") or ""), str(e.get("group") or ""),
                           str(test.get("df", "")), _p(test["p_value"])])  # fmt: skip
             ratios.append(_ratio(test.get("treated_variance_ratio")))
+            p_values.append(test["p_value"])
         if "breakdown" in info and "bound_name" in info:
             b = info["breakdown"]
             honest.append([f"`{e['id']}`", str(e.get("outcome") or ""),
@@ -106,7 +108,7 @@ def pretrend_blocks(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
             ("table", columns, tests),
         ]
         if len(tests) > 1:
-            blocks.append(("p", _together(tests)))
+            blocks.append(("p", _together(p_values)))
     if honest:
         blocks += [
             ("h2", "HonestDiD: how large a violation of parallel trends the effect survives"),
