@@ -628,7 +628,7 @@ def _for_report(result: Result) -> Result:
 
 def _memory_heavy(job: _FitJob) -> bool:
     """Whether a job fits person-level rows with an estimator that copies them."""
-    return job.rows is not None and registry.get(job.estimator).memory_heavy
+    return job.rows is not None and _heavy_estimator(job.estimator)
 
 
 def _fit_all(
@@ -684,9 +684,9 @@ def _fit_all(
             entry_seconds += time.perf_counter() - start
     # let the stream end on its own: one dropped before its end is closed, which
     # cancels everything queued on the workers (the report's figures) and drops them
+    # (that also runs jobs() to its end, which tells ``ahead`` the cells are final)
     for _ in results:  # pragma: no cover - one result per analysis, all taken above
         pass
-    ahead.materialised(cells.by_group(), source.simulated is not None)  # when in process
     timings["fit_cpu_seconds_by_family"] = {k: round(v, 2) for k, v in cpu.items()}
     timings["entries_seconds"] = round(entry_seconds, 2)
     return fitted, entries
